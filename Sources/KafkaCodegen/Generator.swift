@@ -134,7 +134,7 @@ final class Output {
 }
 
 extension Generator {
-    static let outputFolders = ["Sources/KafkaProtocol/Generated", "Tests/KafkaProtocolTests/Generated"]
+    public static let outputFolders = ["Sources/KafkaProtocol/Generated", "Tests/KafkaProtocolTests/Generated"]
 
     /// Paths (relative to `root`) whose contents differ from what would be generated,
     /// including generated files that are missing and stale files that should not exist.

@@ -406,7 +406,7 @@ struct MessageEmitter {
         o.line("import KafkaWire")
         let root = StructDef(name: spec.name, fields: spec.fields, within: spec.validVersions, about: "")
         for s in [root] + structs {
-            let qualified = s.name == spec.name ? s.name : "\(spec.name).\(s.name)"
+            let qualified = s.name == spec.name ? "\(s.name): ArbitraryMessage" : "\(spec.name).\(s.name)"
             o.line("")
             o.block("extension \(qualified)") {
                 o.line("/// A value with random contents in every field that `version` has; the others keep their defaults.")

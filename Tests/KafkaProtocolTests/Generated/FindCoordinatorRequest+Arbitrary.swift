@@ -3,7 +3,7 @@
 import KafkaProtocol
 import KafkaWire
 
-extension FindCoordinatorRequest {
+extension FindCoordinatorRequest: ArbitraryMessage {
     /// A value with random contents in every field that `version` has; the others keep their defaults.
     static func arbitrary(version: Int16, _ g: inout Gen) -> Self {
         var v = Self()
