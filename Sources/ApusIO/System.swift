@@ -1,0 +1,198 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: which call, on what, and errno.
+public struct SystemError: Error, Equatable, CustomStringConvertible {
+    public var call: String
+    public var errno: Int32
+    public var context: String
+
+    public init(_ call: String, errno: Int32, _ context: String = "") {
+        self.call = call
+        self.errno = errno
+        self.context = context
+    }
+
+    public var isNoSpace: Bool { errno == ENOSPC || errno == EDQUOT }
+
+    public var description: String {
+        let message = String(cString: strerror(errno))
+        return context.isEmpty ? "\(call): \(message) (errno \(errno))" : "\(call) \(context): \(message) (errno \(errno))"
+    }
+}
+
+/// Every raw file-system call Apus makes, wrapped once: EINTR is retried, failures become
+/// `SystemError`. Nothing above ApusIO calls the C library for I/O directly.
+public enum Sys {
+    @inline(__always)
+    static func retrying<T: BinaryInteger>(_ call: String, _ context: @autoclosure () -> String, _ body: () -> T) throws(SystemError) -> T {
+        while true {
+            let r = body()
+            if r >= 0 { return r }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            throw SystemError(call, errno: e, context())
+        }
+    }
+
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(SystemError) -> Int32 {
+        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    public static func close(_ fd: Int32) {
+        _ = Glibc.close(fd)  // never retried: the descriptor is gone either way on Linux
+    }
+
+    /// Writes all of `buffer` at `offset` (looping over short writes).
+    public static func pwriteAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, at offset: Int64) throws(SystemError) {
+        var done = 0
+        while done < buffer.count {
+            let n = try retrying("pwrite", "fd \(fd)") { Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            done += n
+        }
+    }
+
+    /// One `pwritev` call; returns the bytes written (possibly short).
+    public static func pwritev(_ fd: Int32, _ iov: UnsafePointer<iovec>, _ count: Int32, at offset: Int64) throws(SystemError) -> Int {
+        try retrying("pwritev", "fd \(fd)") { Glibc.pwritev(fd, iov, count, off_t(offset)) }
+    }
+
+    /// Reads up to `buffer.count` bytes at `offset`; returns the count read (0 at end of file).
+    public static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(SystemError) -> Int {
+        guard buffer.count > 0 else { return 0 }
+        return try retrying("pread", "fd \(fd)") { Glibc.pread(fd, buffer.baseAddress!, buffer.count, off_t(offset)) }
+    }
+
+    /// Reads exactly `buffer.count` bytes unless the file ends first; returns the count read.
+    public static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(SystemError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), at: offset + Int64(done))
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public static func fdatasync(_ fd: Int32) throws(SystemError) {
+        _ = try retrying("fdatasync", "fd \(fd)") { Glibc.fdatasync(fd) }
+    }
+
+    public static func fsync(_ fd: Int32) throws(SystemError) {
+        _ = try retrying("fsync", "fd \(fd)") { Glibc.fsync(fd) }
+    }
+
+    public static func ftruncate(_ fd: Int32, _ length: Int64) throws(SystemError) {
+        _ = try retrying("ftruncate", "fd \(fd)") { Glibc.ftruncate(fd, off_t(length)) }
+    }
+
+    public static func fileSize(_ fd: Int32) throws(SystemError) -> Int64 {
+        var st = stat()
+        _ = try retrying("fstat", "fd \(fd)") { Glibc.fstat(fd, &st) }
+        return Int64(st.st_size)
+    }
+
+    /// Modification time of `path` in milliseconds since the epoch, nil if it does not exist.
+    public static func modificationTimeMs(_ path: String) -> Int64? {
+        var st = stat()
+        guard fstatat(AT_FDCWD, path, &st, 0) == 0 else { return nil }
+        return Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    public static func unlink(_ path: String) throws(SystemError) {
+        _ = try retrying("unlink", path) { Glibc.unlink(path) }
+    }
+
+    public static func rename(_ from: String, _ to: String) throws(SystemError) {
+        _ = try retrying("rename", "\(from) → \(to)") { Glibc.rename(from, to) }
+    }
+
+    /// Creates `path` and its parents; succeeds if it already exists.
+    public static func makeDirectories(_ path: String) throws(SystemError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += part
+            if Glibc.mkdir(prefix, 0o755) != 0 && Glibc.errno != EEXIST {
+                throw SystemError("mkdir", errno: Glibc.errno, prefix)
+            }
+            prefix += "/"
+        }
+    }
+
+    /// Names in a directory, without "." and "..".
+    public static func listDirectory(_ path: String) throws(SystemError) -> [String] {
+        guard let dir = opendir(path) else { throw SystemError("opendir", errno: Glibc.errno, path) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Makes a directory's entries (created, renamed, deleted files) durable.
+    public static func syncDirectory(_ path: String) throws(SystemError) {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        try fsync(fd)
+    }
+
+    /// Writes a small file atomically (temporary file, fdatasync, rename, directory sync).
+    public static func writeFileAtomically(_ path: String, _ contents: [UInt8]) throws(SystemError) {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try contents.withUnsafeBytes { raw in Result { () throws(SystemError) in try pwriteAll(fd, raw, at: 0) } }.get()
+            try fdatasync(fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        try rename(temporary, path)
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        try syncDirectory(dir.isEmpty ? "." : dir)
+    }
+
+    /// Reads a whole (small) file; nil if it does not exist.
+    public static func readFile(_ path: String) throws(SystemError) -> [UInt8]? {
+        let fd: Int32
+        do { fd = try open(path, O_RDONLY) } catch { if error.errno == ENOENT { return nil }; throw error }
+        defer { close(fd) }
+        let size = Int(try fileSize(fd))
+        var out = [UInt8](repeating: 0, count: size)
+        let n = try out.withUnsafeMutableBytes { raw in Result { () throws(SystemError) in try preadFully(fd, raw, at: 0) } }.get()
+        out.removeLast(size - n)
+        return out
+    }
+
+    /// Wall-clock milliseconds since the epoch.
+    public static func wallClockMs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Monotonic nanoseconds.
+    public static func monotonicNs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+extension Sys {
+    /// Removes an empty directory; false if it could not.
+    @discardableResult
+    public static func removeDirectory(_ path: String) -> Bool {
+        Glibc.rmdir(path) == 0
+    }
+}
