@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
         .executable(name: "apus-codegen", targets: ["apus-codegen"]),
     ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
     targets: [
         // C libraries from Debian (-dev packages; see .ci/run for the install line).
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
@@ -21,7 +24,7 @@ let package = Package(
         // CRC32C: ISA-L (libisal, loaded at run time) with an SSE4.2 fallback.
         .target(
             name: "CCRC32C",
-            cSettings: [.unsafeFlags(["-O3", "-msse4.2", "-mpclmul"])],
+            cSettings: [.unsafeFlags(["-O3"])],
             linkerSettings: [.linkedLibrary("dl")]
         ),
 
@@ -30,6 +33,12 @@ let package = Package(
             name: "KafkaWire",
             dependencies: ["CCRC32C", "CZlib", "CSnappy", "CLZ4", "CZstd"]
         ),
+        // The only module that makes syscalls: file I/O wrappers and the append backends.
+        .target(name: "ApusIO", dependencies: ["CURing", "CNuma"]),
+
+        // Partition logs: segments, indexes, group commit, durability, recovery, retention.
+        .target(name: "ApusStorage", dependencies: ["ApusIO", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
+
         // Request/response types generated from ../shared/kafka-protocol (committed).
         .target(name: "KafkaProtocol", dependencies: ["KafkaWire"]),
 
@@ -37,7 +46,8 @@ let package = Package(
         .target(name: "KafkaCodegen"),
         .executableTarget(name: "apus-codegen", dependencies: ["KafkaCodegen"]),
 
-        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire"]),
+        .testTarget(name: "ApusStorageTests", dependencies: ["ApusStorage", "ApusIO", "KafkaWire"]),
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",
             dependencies: ["KafkaProtocol", "KafkaWire", "KafkaCodegen"],

@@ -1,0 +1,379 @@
+import ApusIO
+import KafkaWire
+import Logging
+
+/// A topic partition's name; its directory is `<topic>-<partition>`.
+public struct TopicPartition: Hashable, Sendable, CustomStringConvertible, Comparable {
+    public var topic: String
+    public var partition: Int32
+
+    public init(_ topic: String, _ partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+
+    /// Parses a directory name `<topic>-<partition>` (topics may contain '-').
+    public init?(directoryName: String) {
+        guard let dash = directoryName.lastIndex(of: "-"),
+              let p = Int32(directoryName[directoryName.index(after: dash)...]), p >= 0,
+              dash > directoryName.startIndex else { return nil }
+        self.init(String(directoryName[..<dash]), p)
+    }
+
+    public var description: String { "\(topic)-\(partition)" }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.topic, a.partition) < (b.topic, b.partition) }
+}
+
+/// What an append assigned.
+public struct AppendInfo: Equatable, Sendable {
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+    public var logStartOffset: Int64
+}
+
+/// A byte range of a segment file holding whole batches: what a zero-copy fetch sends.
+/// The descriptor stays valid until the owning shard next runs retention or closes the log.
+public struct FileRange: Equatable, Sendable {
+    public var fd: Int32
+    public var position: Int64
+    public var length: Int
+}
+
+/// One partition's log: segments on disk in Kafka's layout, offsets, indexes, retention.
+///
+/// Owned by exactly one shard thread; not thread-safe. `append` only stages a batch: it is
+/// written by the owning ``LogShard``'s `commit` (group commit) and becomes readable then
+/// (`logEndOffset` advances). It is durable once `durableOffset` passes it, which happens
+/// when a sync covering it completes (per the durability mode and flush policy).
+public final class PartitionLog {
+    public let topicPartition: TopicPartition
+    public let directory: String
+    public var config: LogConfig
+    let logger: Logger
+
+    var segments: [Segment]
+    public private(set) var logStartOffset: Int64
+    /// The next offset to assign (staged batches included).
+    public private(set) var nextOffset: Int64
+    /// Offsets below this are written and readable; also the high watermark (single broker).
+    public private(set) var logEndOffset: Int64
+    /// Offsets below this are on disk (fdatasync'ed).
+    public internal(set) var durableOffset: Int64
+    public var highWatermark: Int64 { logEndOffset }
+
+    // Group-commit bookkeeping for the current turn.
+    var dirtySegments: [(segment: Segment, nextAtTurnStart: Int64)] = []
+    var stagedRecords: Int64 = 0
+    var durableRequested = false
+    var unsyncedRecords: Int64 = 0
+    var lastSyncMs: Int64
+    /// Set when a sync failed: the partition takes no more writes.
+    public internal(set) var failure: String?
+
+    init(topicPartition: TopicPartition, directory: String, config: LogConfig, segments: [Segment], logger: Logger, nowMs: Int64) {
+        self.topicPartition = topicPartition
+        self.directory = directory
+        self.config = config
+        self.segments = segments
+        self.logger = logger
+        logStartOffset = segments.first!.baseOffset
+        nextOffset = segments.last!.nextOffset
+        logEndOffset = nextOffset
+        durableOffset = nextOffset
+        lastSyncMs = nowMs
+    }
+
+    var activeSegment: Segment { segments[segments.count - 1] }
+
+    /// Total bytes in the log's segments.
+    public var sizeInBytes: Int64 { segments.reduce(0) { $0 + $1.size } }
+    public var segmentCount: Int { segments.count }
+    public var segmentBaseOffsets: [Int64] { segments.map(\.baseOffset) }
+    var hasStagedData: Bool { !dirtySegments.isEmpty }
+
+    // MARK: Appending
+
+    /// Assigns offsets to a validated RecordBatch v2 (rewriting its base offset in place) and
+    /// stages it for the shard's next commit. The batch memory must stay valid until then.
+    /// - Parameter requireDurable: an acks=all append (synced before acknowledgement under
+    ///   `fsync-on-ack-all`).
+    public func append(_ batch: UnsafeMutableRawBufferPointer, requireDurable: Bool, nowMs: Int64) throws(StorageError) -> AppendInfo {
+        if let failure { throw .offline(failure) }
+        guard batch.count >= RecordBatchLayout.headerSize, let base = batch.baseAddress else {
+            throw .invalidBatch("shorter than a batch header")
+        }
+        let view = RecordBatchView(unchecked: UnsafeRawBufferPointer(batch))
+        guard view.magic == 2, Int(view.batchLength) + RecordBatchLayout.logOverhead == batch.count else {
+            throw .invalidBatch("not a single RecordBatch v2")
+        }
+        guard batch.count <= Int(UInt32.max) / 2 else { throw .invalidBatch("batch too large") }
+        var segment = activeSegment
+        if !segment.isEmpty && (segment.stagedSize + Int64(batch.count) > config.segmentBytes || nowMs - segment.createdMs >= config.segmentMs) {
+            segment = try roll(nowMs: nowMs)
+        }
+        let baseOffset = nextOffset
+        RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
+        if !dirtySegments.contains(where: { $0.segment === segment }) {
+            dirtySegments.append((segment, segment.nextOffset))
+        }
+        segment.stage(UnsafeRawBufferPointer(batch), view: view, intervalBytes: config.indexIntervalBytes)
+        nextOffset = view.lastOffset + 1
+        stagedRecords += Int64(view.recordCount)
+        if requireDurable { durableRequested = true }
+        return AppendInfo(baseOffset: baseOffset, lastOffset: view.lastOffset, logStartOffset: logStartOffset)
+    }
+
+    /// Starts a new segment at the next offset.
+    private func roll(nowMs: Int64) throws(StorageError) -> Segment {
+        let segment: Segment
+        do {
+            segment = try Segment(directory: directory, baseOffset: nextOffset, create: true, nowMs: nowMs)
+        } catch {
+            throw .io(error)
+        }
+        segment.nextOffset = nextOffset
+        segments.append(segment)
+        logger.debug("rolled segment", metadata: ["partition": "\(topicPartition)", "base": "\(nextOffset)"])
+        return segment
+    }
+
+    /// This turn's writes (log data and index entries of every dirty segment).
+    func stagedWrites() -> [FileWrite] {
+        dirtySegments.flatMap { $0.segment.stagedWrites() }
+    }
+
+    /// Called by the shard once this turn's writes finished. On failure everything staged in
+    /// the turn is dropped and the files are cut back, so the log stays as it was.
+    /// - Returns: the descriptors to sync under the durability mode and flush policy.
+    func finishTurn(error: SystemError?, nowMs: Int64) -> [Int32] {
+        defer {
+            dirtySegments.removeAll(keepingCapacity: true)
+            stagedRecords = 0
+            durableRequested = false
+        }
+        if let error {
+            for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
+            nextOffset = logEndOffset
+            logger.warning("append failed; log left at its last committed state", metadata: [
+                "partition": "\(topicPartition)", "error": "\(error)", "logEndOffset": "\(logEndOffset)",
+            ])
+            return []
+        }
+        for (segment, _) in dirtySegments { segment.commitStaged() }
+        logEndOffset = nextOffset
+        unsyncedRecords += stagedRecords
+        let sync: Bool
+        switch config.durability {
+        case .fsyncAlways: sync = true
+        case .fsyncOnAckAll: sync = durableRequested
+        case .pageCache: sync = false
+        }
+        guard sync || unsyncedRecords >= config.flushMessages
+            || (config.flushMs != .max && nowMs - lastSyncMs >= config.flushMs) else { return [] }
+        unsyncedRecords = 0
+        lastSyncMs = nowMs
+        return dirtySegments.map { $0.segment.logFd }
+    }
+
+    /// A background flush (flush.ms) for data written in earlier turns; nil if nothing is due.
+    func dueFlush(nowMs: Int64) -> [Int32]? {
+        guard durableOffset < logEndOffset, config.flushMs != .max, nowMs - lastSyncMs >= config.flushMs else { return nil }
+        unsyncedRecords = 0
+        lastSyncMs = nowMs
+        return segments.filter { $0.nextOffset > durableOffset }.map(\.logFd)
+    }
+
+    // MARK: Reading
+
+    /// The segment holding `offset` (the last one whose base offset is at or below it).
+    func segmentIndex(for offset: Int64) -> Int {
+        var lo = 0, hi = segments.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if segments[mid].baseOffset <= offset { lo = mid + 1 } else { hi = mid }
+        }
+        return max(lo - 1, 0)
+    }
+
+    /// The file range of whole batches starting with the one that holds `offset`, at most
+    /// `maxBytes` long unless the first batch alone is longer (it is then returned whole, as
+    /// Kafka does). Nil when `offset` is the log end. Never includes unwritten bytes.
+    public func read(from offset: Int64, maxBytes: Int) throws(StorageError) -> FileRange? {
+        guard offset >= logStartOffset && offset <= logEndOffset else {
+            throw .offsetOutOfRange(requested: offset, logStart: logStartOffset, logEnd: logEndOffset)
+        }
+        var index = segmentIndex(for: offset)
+        while index < segments.count {
+            let segment = segments[index]
+            if let start = try findBatch(containing: offset, in: segment) {
+                let end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
+                try verify(segment, upTo: end, from: start)
+                return FileRange(fd: segment.logFd, position: start, length: Int(end - start))
+            }
+            index += 1  // the offset lies past this segment's batches: a gap or the next segment
+        }
+        return nil
+    }
+
+    /// A copy of what ``read(from:maxBytes:)`` would send, CRC-checked batch by batch.
+    public func readCopy(from offset: Int64, maxBytes: Int) throws(StorageError) -> [UInt8] {
+        guard let range = try read(from: offset, maxBytes: maxBytes) else { return [] }
+        var out = [UInt8](repeating: 0, count: range.length)
+        let n = try out.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in try Sys.preadFully(range.fd, raw, at: range.position) }
+        }.mapError(StorageError.io).get()
+        out.removeLast(range.length - n)
+        return out
+    }
+
+    /// Reads the header fields of the batch at `position` of `segment`.
+    struct BatchHeader {
+        var baseOffset: Int64
+        var size: Int
+        var lastOffset: Int64
+        var maxTimestamp: Int64
+    }
+
+    private func header(_ segment: Segment, at position: Int64, _ buffer: HeaderBuffer) throws(StorageError) -> BatchHeader {
+        let raw = try buffer.bytes(segment, at: position)
+        let view = RecordBatchView(unchecked: raw)
+        let size = Int(view.batchLength) + RecordBatchLayout.logOverhead
+        guard raw.count >= RecordBatchLayout.headerSize, view.magic == 2,
+              size >= RecordBatchLayout.headerSize, position + Int64(size) <= segment.size else {
+            segment.corruptAt = segment.corruptAt ?? (position, "bad batch header")
+            throw .corruptBatch(segment: segment.baseOffset, position: position, reason: "bad batch header")
+        }
+        return BatchHeader(baseOffset: view.baseOffset, size: size, lastOffset: view.lastOffset, maxTimestamp: view.maxTimestamp)
+    }
+
+    /// The position of the batch containing `offset` (or the first one after it), nil if none.
+    private func findBatch(containing offset: Int64, in segment: Segment) throws(StorageError) -> Int64? {
+        var position = segment.indexedPosition(for: offset)
+        let buffer = HeaderBuffer()
+        while position < segment.size {
+            let h = try header(segment, at: position, buffer)
+            if h.lastOffset >= offset { return position }
+            position += Int64(h.size)
+        }
+        return nil
+    }
+
+    /// The end of the whole batches from `start` that fit in `maxBytes` (at least one batch).
+    private func rangeEnd(_ segment: Segment, from start: Int64, maxBytes: Int) throws(StorageError) -> Int64 {
+        let limit = start + Int64(max(maxBytes, 0))
+        if limit >= segment.size { return segment.size }
+        let buffer = HeaderBuffer()
+        let first = try header(segment, at: start, buffer)
+        var position = max(start + Int64(first.size), segment.indexedPosition(atOrBelow: limit))
+        if position >= limit { return start + Int64(first.size) }
+        while position < segment.size {
+            let h = try header(segment, at: position, buffer)
+            if position + Int64(h.size) > limit { break }
+            position += Int64(h.size)
+        }
+        return position
+    }
+
+    /// Checks the CRC of batches loaded from disk the first time a read reaches them; a corrupt
+    /// batch is reported, and never served.
+    private func verify(_ segment: Segment, upTo end: Int64, from start: Int64) throws(StorageError) {
+        if let bad = segment.corruptAt, bad.position < end {
+            throw .corruptBatch(segment: segment.baseOffset, position: bad.position, reason: bad.reason)
+        }
+        guard segment.verifiedSize < end else { return }
+        let scan = try SegmentScanner.scan(segment, from: segment.verifiedSize, until: end, rebuildIndex: false, intervalBytes: config.indexIntervalBytes)
+        segment.verifiedSize = max(segment.verifiedSize, scan.validEnd)
+        if let problem = scan.problem, scan.validEnd < end {
+            segment.corruptAt = (scan.validEnd, problem)
+            logger.error("corrupt batch found on read; not served", metadata: [
+                "partition": "\(topicPartition)", "segment": "\(segment.baseOffset)",
+                "position": "\(scan.validEnd)", "reason": "\(problem)",
+            ])
+            throw .corruptBatch(segment: segment.baseOffset, position: scan.validEnd, reason: problem)
+        }
+    }
+
+    /// The first offset whose batch has a timestamp at or after `timestamp` (ListOffsets by
+    /// time), nil if none. Batch-level: the batch's base offset.
+    public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
+        for segment in segments where segment.size > 0 && segment.maxTimestamp >= timestamp {
+            var position: Int64 = 0
+            if let entry = segment.timeIndex.last(where: { $0.timestamp < timestamp }) {
+                position = segment.indexedPosition(for: segment.baseOffset + Int64(entry.relativeOffset))
+            }
+            let buffer = HeaderBuffer()
+            while position < segment.size {
+                let h = try header(segment, at: position, buffer)
+                if h.maxTimestamp >= timestamp { return max(h.baseOffset, logStartOffset) }
+                position += Int64(h.size)
+            }
+        }
+        return nil
+    }
+
+    // MARK: Retention
+
+    /// Deletes whole segments from the start that are past `retention.ms` or beyond
+    /// `retention.bytes`, advancing the log start offset. Files are renamed at once and
+    /// unlinked on a background thread, so appends see no latency step.
+    /// - Returns: the number of segments deleted.
+    @discardableResult
+    public func enforceRetention(nowMs: Int64) -> Int {
+        var deleted = 0
+        var total = sizeInBytes
+        while segments.count > 1, !dirtySegments.contains(where: { $0.segment === segments[0] }) {
+            let first = segments[0]
+            let newest = first.maxTimestamp >= 0 ? first.maxTimestamp : first.createdMs
+            let expired = config.retentionMs >= 0 && nowMs - newest > config.retentionMs
+            let oversized = config.retentionBytes >= 0 && total - first.size >= config.retentionBytes
+            guard expired || oversized else { break }
+            segments.removeFirst()
+            total -= first.size
+            logStartOffset = segments[0].baseOffset
+            durableOffset = max(durableOffset, logStartOffset)
+            var doomed: [String] = []
+            for ext in [".log", ".index", ".timeindex"] {
+                let from = first.path + ext
+                if (try? Sys.rename(from, from + ".deleted")) != nil { doomed.append(from + ".deleted") }
+            }
+            BackgroundUnlinker.shared.unlink(doomed)
+            deleted += 1
+            logger.info("deleted segment by retention", metadata: [
+                "partition": "\(topicPartition)", "segment": "\(first.baseOffset)",
+                "reason": "\(expired ? "retention.ms" : "retention.bytes")", "logStartOffset": "\(logStartOffset)",
+            ])
+        }
+        return deleted
+    }
+}
+
+/// A small read-ahead buffer for walking batch headers with few `pread`s.
+final class HeaderBuffer {
+    private let capacity = 64 << 10
+    private let storage: UnsafeMutableRawPointer
+    private var start: Int64 = -1
+    private var count = 0
+    private var fd: Int32 = -1
+
+    init() { storage = .allocate(byteCount: capacity, alignment: 16) }
+    deinit { storage.deallocate() }
+
+    /// At least the 61 header bytes at `position` (fewer only at the end of the data); valid
+    /// until the next call.
+    func bytes(_ segment: Segment, at position: Int64) throws(StorageError) -> UnsafeRawBufferPointer {
+        let need = RecordBatchLayout.headerSize
+        if fd != segment.logFd || position < start || position + Int64(need) > start + Int64(count) {
+            let want = Int(max(0, min(Int64(capacity), segment.size - position)))
+            do {
+                count = try Sys.preadFully(segment.logFd, UnsafeMutableRawBufferPointer(start: storage, count: want), at: position)
+            } catch {
+                throw .io(error)
+            }
+            fd = segment.logFd
+            start = position
+        }
+        let offset = Int(position - start)
+        return UnsafeRawBufferPointer(start: storage + offset, count: max(0, min(count - offset, need)))
+    }
+}

@@ -1,0 +1,274 @@
+import ApusIO
+import KafkaWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One entry of a segment's sparse offset index (`.index`: 8 bytes, both big-endian int32).
+struct OffsetIndexEntry: Equatable {
+    var relativeOffset: UInt32
+    var position: UInt32
+}
+
+/// One entry of a segment's time index (`.timeindex`: int64 timestamp, int32 relative offset).
+struct TimeIndexEntry: Equatable {
+    var timestamp: Int64
+    var relativeOffset: UInt32
+}
+
+/// Bytes staged for one group commit in memory the segment owns (index entries).
+final class ByteStage {
+    private(set) var base: UnsafeMutableRawPointer
+    private(set) var count = 0
+    private var capacity: Int
+
+    init(capacity: Int = 256) {
+        self.capacity = capacity
+        base = .allocate(byteCount: capacity, alignment: 8)
+    }
+
+    deinit { base.deallocate() }
+
+    func append<T: FixedWidthInteger>(bigEndian value: T) {
+        let size = MemoryLayout<T>.size
+        if count + size > capacity {
+            let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 8)
+            bigger.copyMemory(from: base, byteCount: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).storeBytes(of: value.bigEndian, as: T.self)
+        count += size
+    }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    func removeAll() { count = 0 }
+}
+
+/// The 20-digit file name stem Kafka gives a segment with this base offset.
+func segmentStem(_ baseOffset: Int64) -> String {
+    let digits = String(baseOffset)
+    return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+}
+
+/// A log segment: `<base>.log` with the batches as produced (offsets assigned), and its sparse
+/// `.index` and `.timeindex`.
+///
+/// Owned by one partition log on one shard thread; not thread-safe. `size` counts the bytes
+/// written (readable); `stagedSize` also counts batches staged for the next group commit.
+/// Nothing here is durable until the owning shard syncs the log file.
+final class Segment {
+    let baseOffset: Int64
+    let path: String  // without extension
+    let logFd: Int32
+    let indexFd: Int32
+    let timeIndexFd: Int32
+    let createdMs: Int64
+
+    /// Bytes written and readable.
+    var size: Int64
+    /// Bytes written plus bytes staged for the next commit.
+    var stagedSize: Int64
+    /// The offset after this segment's last batch (staged included).
+    var nextOffset: Int64
+    var maxTimestamp: Int64 = -1
+
+    var offsetIndex: [OffsetIndexEntry] = []
+    var timeIndex: [TimeIndexEntry] = []
+    /// Index entries already in the index files.
+    var offsetIndexWritten = 0
+    var timeIndexWritten = 0
+    var bytesSinceIndexEntry = 0
+
+    /// Batches staged for the next commit.
+    var pending: [UnsafeRawBufferPointer] = []
+    let stagedOffsetIndex = ByteStage()
+    let stagedTimeIndex = ByteStage()
+
+    /// Bytes from the start known to hold valid batches (CRC checked or written by us).
+    var verifiedSize: Int64
+    /// The position of a batch found corrupt when read, if any.
+    var corruptAt: (position: Int64, reason: String)?
+
+    init(directory: String, baseOffset: Int64, create: Bool, nowMs: Int64) throws(SystemError) {
+        self.baseOffset = baseOffset
+        self.path = directory + "/" + segmentStem(baseOffset)
+        let flags = O_RDWR | (create ? O_CREAT : 0)
+        logFd = try Sys.open(path + ".log", flags)
+        do {
+            indexFd = try Sys.open(path + ".index", O_RDWR | O_CREAT)
+        } catch {
+            Sys.close(logFd)
+            throw error
+        }
+        do {
+            timeIndexFd = try Sys.open(path + ".timeindex", O_RDWR | O_CREAT)
+        } catch {
+            Sys.close(logFd)
+            Sys.close(indexFd)
+            throw error
+        }
+        size = create ? 0 : ((try? Sys.fileSize(logFd)) ?? 0)
+        stagedSize = size
+        nextOffset = baseOffset
+        verifiedSize = 0
+        createdMs = create ? nowMs : (Sys.modificationTimeMs(path + ".log") ?? nowMs)
+    }
+
+    deinit {
+        Sys.close(logFd)
+        Sys.close(indexFd)
+        Sys.close(timeIndexFd)
+    }
+
+    var isEmpty: Bool { stagedSize == 0 }
+
+    /// Stages a batch (already given its offsets) and its index entries for the next commit.
+    func stage(_ batch: UnsafeRawBufferPointer, view: RecordBatchView, intervalBytes: Int) {
+        let position = stagedSize
+        let relative = UInt32(truncatingIfNeeded: view.baseOffset - baseOffset)
+        if bytesSinceIndexEntry >= intervalBytes {
+            offsetIndex.append(OffsetIndexEntry(relativeOffset: relative, position: UInt32(truncatingIfNeeded: position)))
+            stagedOffsetIndex.append(bigEndian: relative)
+            stagedOffsetIndex.append(bigEndian: UInt32(truncatingIfNeeded: position))
+            bytesSinceIndexEntry = 0
+        }
+        let batchMax = view.maxTimestamp
+        if batchMax > maxTimestamp {
+            maxTimestamp = batchMax
+            if timeIndex.isEmpty || bytesSinceIndexEntry == 0 {
+                timeIndex.append(TimeIndexEntry(timestamp: batchMax, relativeOffset: relative))
+                stagedTimeIndex.append(bigEndian: batchMax)
+                stagedTimeIndex.append(bigEndian: relative)
+            }
+        }
+        bytesSinceIndexEntry += batch.count
+        pending.append(batch)
+        stagedSize += Int64(batch.count)
+        nextOffset = view.lastOffset + 1
+    }
+
+    /// The writes of this segment's staged data (log, then index files).
+    func stagedWrites() -> [FileWrite] {
+        var writes: [FileWrite] = []
+        if !pending.isEmpty { writes.append(FileWrite(fd: logFd, offset: size, buffers: pending)) }
+        if stagedOffsetIndex.count > 0 {
+            writes.append(FileWrite(fd: indexFd, offset: Int64(offsetIndexWritten * 8), buffers: [stagedOffsetIndex.bytes]))
+        }
+        if stagedTimeIndex.count > 0 {
+            writes.append(FileWrite(fd: timeIndexFd, offset: Int64(timeIndexWritten * 12), buffers: [stagedTimeIndex.bytes]))
+        }
+        return writes
+    }
+
+    /// The staged data is written: make it readable.
+    func commitStaged() {
+        if verifiedSize == size { verifiedSize = stagedSize }
+        size = stagedSize
+        offsetIndexWritten = offsetIndex.count
+        timeIndexWritten = timeIndex.count
+        clearStage()
+    }
+
+    /// The staged writes failed: forget them and cut the files back to what was committed.
+    func rollbackStaged(nextOffset committedNext: Int64) {
+        stagedSize = size
+        nextOffset = committedNext
+        offsetIndex.removeLast(offsetIndex.count - offsetIndexWritten)
+        timeIndex.removeLast(timeIndex.count - timeIndexWritten)
+        maxTimestamp = timeIndex.last?.timestamp ?? maxTimestamp
+        clearStage()
+        try? Sys.ftruncate(logFd, size)
+        try? Sys.ftruncate(indexFd, Int64(offsetIndexWritten * 8))
+        try? Sys.ftruncate(timeIndexFd, Int64(timeIndexWritten * 12))
+    }
+
+    private func clearStage() {
+        pending.removeAll(keepingCapacity: true)
+        stagedOffsetIndex.removeAll()
+        stagedTimeIndex.removeAll()
+    }
+
+    /// The file position to start scanning from for `offset`: the last index entry at or below it.
+    func indexedPosition(for offset: Int64) -> Int64 {
+        let relative = offset - baseOffset
+        var lo = 0, hi = offsetIndex.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Int64(offsetIndex[mid].relativeOffset) <= relative { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? 0 : Int64(offsetIndex[lo - 1].position)
+    }
+
+    /// The last indexed batch position at or below `position` (to scan towards a byte limit).
+    func indexedPosition(atOrBelow position: Int64) -> Int64 {
+        var lo = 0, hi = offsetIndex.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Int64(offsetIndex[mid].position) <= position { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == 0 ? 0 : Int64(offsetIndex[lo - 1].position)
+    }
+
+    /// Writes both index files whole from memory (after a rebuild) and truncates them to fit.
+    func rewriteIndexFiles() throws(SystemError) {
+        let offsets = ByteStage(capacity: max(8, offsetIndex.count * 8))
+        for e in offsetIndex {
+            offsets.append(bigEndian: e.relativeOffset)
+            offsets.append(bigEndian: e.position)
+        }
+        let times = ByteStage(capacity: max(12, timeIndex.count * 12))
+        for e in timeIndex {
+            times.append(bigEndian: e.timestamp)
+            times.append(bigEndian: e.relativeOffset)
+        }
+        try Sys.ftruncate(indexFd, 0)
+        try Sys.pwriteAll(indexFd, offsets.bytes, at: 0)
+        try Sys.ftruncate(timeIndexFd, 0)
+        try Sys.pwriteAll(timeIndexFd, times.bytes, at: 0)
+        offsetIndexWritten = offsetIndex.count
+        timeIndexWritten = timeIndex.count
+    }
+
+    /// Loads the index files; false if they are missing, torn or inconsistent with the log.
+    func loadIndexFiles() -> Bool {
+        guard let raw = try? readWhole(indexFd), raw.count % 8 == 0,
+              let rawTime = try? readWhole(timeIndexFd), rawTime.count % 12 == 0 else { return false }
+        var entries: [OffsetIndexEntry] = []
+        entries.reserveCapacity(raw.count / 8)
+        var previous: OffsetIndexEntry?
+        for i in stride(from: 0, to: raw.count, by: 8) {
+            let e = OffsetIndexEntry(relativeOffset: load(raw, i), position: load(raw, i + 4))
+            if let p = previous, e.relativeOffset <= p.relativeOffset || e.position <= p.position { return false }
+            if Int64(e.position) >= size { return false }
+            entries.append(e)
+            previous = e
+        }
+        var times: [TimeIndexEntry] = []
+        for i in stride(from: 0, to: rawTime.count, by: 12) {
+            let ts: UInt64 = load(rawTime, i)
+            times.append(TimeIndexEntry(timestamp: Int64(bitPattern: ts), relativeOffset: load(rawTime, i + 8)))
+        }
+        offsetIndex = entries
+        timeIndex = times
+        offsetIndexWritten = entries.count
+        timeIndexWritten = times.count
+        maxTimestamp = times.map(\.timestamp).max() ?? -1
+        return true
+    }
+
+    private func readWhole(_ fd: Int32) throws(SystemError) -> [UInt8] {
+        let n = Int(try Sys.fileSize(fd))
+        var out = [UInt8](repeating: 0, count: n)
+        let got = try out.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in try Sys.preadFully(fd, raw, at: 0) }
+        }.get()
+        out.removeLast(n - got)
+        return out
+    }
+
+    private func load<T: FixedWidthInteger>(_ bytes: [UInt8], _ at: Int) -> T {
+        bytes.withUnsafeBytes { T(bigEndian: $0.loadUnaligned(fromByteOffset: at, as: T.self)) }
+    }
+}

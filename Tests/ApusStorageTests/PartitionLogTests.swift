@@ -1,0 +1,303 @@
+import ApusIO
+@testable import ApusStorage
+import Foundation
+import KafkaWire
+import Testing
+
+/// The storage engine with real files, through both I/O backends.
+@Suite struct PartitionLogTests {
+    static let backends: [IOBackendKind] = [.posix, .uring]
+    let now: Int64 = 1_700_000_000_000
+
+    func open(_ dir: TemporaryDirectory, _ config: LogConfig = LogConfig(), tp: TopicPartition = TopicPartition("orders", 0)) throws -> (LogManager, PartitionLog) {
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
+        return (manager, try manager.openLog(tp, nowMs: now))
+    }
+
+    @Test(arguments: backends)
+    func appendAssignsContiguousOffsetsAndReadsBackBitExact(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        let (_, log) = try open(dir)
+        let shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        var expected: [[UInt8]] = []
+        var assigned: Int64 = 0
+        for turn in 0..<5 {
+            for b in 0..<3 {
+                let batch = arena.batch(records: 4 + b, first: turn * 100 + b * 10)
+                let info = try shard.append(batch, to: log, requireDurable: false, nowMs: now)
+                #expect(info.baseOffset == assigned)
+                #expect(info.lastOffset == assigned + Int64(4 + b) - 1)
+                assigned += Int64(4 + b)
+                expected.append(Array(batch))
+            }
+            #expect(log.logEndOffset < log.nextOffset, "staged appends are not readable before the commit")
+            #expect(shard.commit(nowMs: now).isEmpty)
+            #expect(log.logEndOffset == log.nextOffset)
+        }
+        let total = expected.reduce(0) { $0 + $1.count }
+        let bytes = try log.readCopy(from: 0, maxBytes: total)
+        #expect(bytes == expected.flatMap { $0 }, "the segment holds the batches exactly as produced, offsets assigned")
+        let all = try records(in: bytes)
+        #expect(all.map(\.offset) == Array(0..<Int64(all.count)))
+        #expect(log.logEndOffset == Int64(all.count))
+        #expect(log.highWatermark == log.logEndOffset)
+        #expect(log.logStartOffset == 0)
+    }
+
+    @Test func readsStartAtTheBatchHoldingTheOffsetAndHonourMaxBytes() throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.indexIntervalBytes = 256
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        var sizes: [Int] = []
+        for i in 0..<40 {
+            let batch = arena.batch(records: 5, first: i * 5)
+            sizes.append(batch.count)
+            _ = try shard.append(batch, to: log, requireDurable: false, nowMs: now)
+        }
+        shard.commit(nowMs: now)
+        // Every offset, from any position: the first record returned is its batch's.
+        for offset in stride(from: Int64(0), to: 200, by: 7) {
+            let got = try records(in: log.readCopy(from: offset, maxBytes: 1))
+            #expect(got.count == 5, "one whole batch even when maxBytes is smaller")
+            #expect(got.first!.offset == offset / 5 * 5)
+        }
+        // maxBytes covering exactly three batches returns three; one byte short returns two.
+        let three = sizes[2] + sizes[3] + sizes[4]
+        #expect(try records(in: log.readCopy(from: 10, maxBytes: three)).count == 15)
+        #expect(try records(in: log.readCopy(from: 10, maxBytes: three - 1)).count == 10)
+        #expect(try log.read(from: 200, maxBytes: 100) == nil)
+        #expect(throws: StorageError.offsetOutOfRange(requested: 201, logStart: 0, logEnd: 200)) {
+            try log.read(from: 201, maxBytes: 100)
+        }
+        #expect(throws: StorageError.offsetOutOfRange(requested: -1, logStart: 0, logEnd: 200)) {
+            try log.read(from: -1, maxBytes: 100)
+        }
+        let range = try #require(try log.read(from: 0, maxBytes: 1 << 20))
+        #expect(range.position == 0 && range.length == sizes.reduce(0, +))
+    }
+
+    @Test(arguments: backends)
+    func segmentsRollBySizeWithKafkasLayout(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 4096
+        config.indexIntervalBytes = 512
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(kind))
+        let arena = BatchArena()
+        for i in 0..<60 {
+            _ = try shard.append(arena.batch(records: 10, first: i * 10, valueSize: 40), to: log, requireDurable: false, nowMs: now)
+            if i % 7 == 0 { shard.commit(nowMs: now) }
+        }
+        shard.commit(nowMs: now)
+        #expect(log.segmentCount > 5)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
+        for base in log.segmentBaseOffsets {
+            let stem = String(format: "%020lld", base)
+            #expect(files.contains(stem + ".log") && files.contains(stem + ".index") && files.contains(stem + ".timeindex"))
+            let size = try FileManager.default.attributesOfItem(atPath: dir.path + "/orders-0/\(stem).log")[.size] as! Int
+            #expect(size <= 4096 || base == log.segmentBaseOffsets.last!)
+            let index = try FileManager.default.attributesOfItem(atPath: dir.path + "/orders-0/\(stem).index")[.size] as! Int
+            #expect(index % 8 == 0)
+        }
+        #expect(files.contains("00000000000000000000.log"))
+        // Reading across every segment boundary, offset by offset.
+        var offset: Int64 = 0
+        var seen = 0
+        while let range = try log.read(from: offset, maxBytes: 1000) {
+            _ = range
+            let got = try records(in: log.readCopy(from: offset, maxBytes: 1000))
+            #expect(got.first!.offset == offset)
+            offset = got.last!.offset + 1
+            seen += got.count
+        }
+        #expect(seen == 600)
+    }
+
+    @Test func offsetForTimestampFindsTheFirstBatchAtOrAfterIt() throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.indexIntervalBytes = 100
+        config.segmentBytes = 2000
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        for i in 0..<30 {
+            _ = try shard.append(arena.batch(records: 3, first: i * 3, timestamp: 1000 + Int64(i) * 10), to: log, requireDurable: false, nowMs: now)
+        }
+        shard.commit(nowMs: now)
+        // Batch i holds timestamps 1000+10i ... 1000+10i+2.
+        #expect(try log.offset(forTimestamp: 0) == 0)
+        #expect(try log.offset(forTimestamp: 1000) == 0)
+        #expect(try log.offset(forTimestamp: 1003) == 3)
+        #expect(try log.offset(forTimestamp: 1150) == 45)
+        #expect(try log.offset(forTimestamp: 1292) == 87)
+        #expect(try log.offset(forTimestamp: 1293) == nil)
+    }
+
+    @Test func retentionDeletesWholeSegmentsFromTheStart() throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 3000
+        config.retentionBytes = 7000
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        for i in 0..<40 {
+            _ = try shard.append(arena.batch(records: 10, first: i * 10, valueSize: 30, timestamp: now - 1000), to: log, requireDurable: false, nowMs: now)
+            shard.commit(nowMs: now)
+        }
+        let before = log.segmentBaseOffsets
+        let deleted = log.enforceRetention(nowMs: now)
+        #expect(deleted > 0)
+        #expect(log.sizeInBytes - Int64(3000) < 7000, "what is left is within retention.bytes but for one segment")
+        #expect(log.logStartOffset == before[deleted])
+        #expect(log.segmentBaseOffsets == Array(before[deleted...]))
+        #expect(throws: StorageError.self) { try log.read(from: 0, maxBytes: 100) }
+        #expect(try records(in: log.readCopy(from: log.logStartOffset, maxBytes: 100)).first!.offset == log.logStartOffset)
+        BackgroundUnlinker.shared.waitUntilIdle()
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
+        #expect(!files.contains { $0.hasPrefix("00000000000000000000") }, "deleted segment files are gone")
+
+        // Time retention: everything but the active segment is older than retention.ms.
+        log.config.retentionBytes = -1
+        log.config.retentionMs = 500
+        #expect(log.enforceRetention(nowMs: now) == log.segmentCount - 1 + 0 || log.segmentCount == 1)
+        #expect(log.segmentCount == 1)
+        #expect(log.logEndOffset == 400, "retention never touches the end of the log")
+    }
+
+    @Test(arguments: backends)
+    func durabilityModesDecideWhenAppendsBecomeDurable(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        let manager = try LogManager(dataDirectory: dir.path, logger: testLogger())
+        var pageCache = LogConfig()
+        pageCache.durability = .pageCache
+        var onAckAll = LogConfig()
+        onAckAll.durability = .fsyncOnAckAll
+        var always = LogConfig()
+        always.durability = .fsyncAlways
+        var flushEvery = LogConfig()
+        flushEvery.flushMessages = 20
+        let logs = try [pageCache, onAckAll, always, flushEvery].enumerated().map { i, c in
+            try manager.openLog(TopicPartition("t", Int32(i)), config: c, nowMs: now)
+        }
+        let shard = LogShard(backend: backend(kind))
+        logs.forEach(shard.adopt)
+        let arena = BatchArena()
+        // acks=1 appends: only fsync-always syncs.
+        for log in logs { _ = try shard.append(arena.batch(records: 10), to: log, requireDurable: false, nowMs: now) }
+        shard.commit(nowMs: now)
+        shard.poll(wait: true)
+        #expect(logs.map(\.durableOffset) == [0, 0, 10, 0])
+        // acks=all appends: fsync-on-ack-all syncs too; the flush policy fires at 20 records.
+        for log in logs { _ = try shard.append(arena.batch(records: 10, first: 10), to: log, requireDurable: true, nowMs: now) }
+        shard.commit(nowMs: now)
+        #expect(logs[2].durableOffset == 20, "fsync-always: durable when commit returns")
+        let advanced = shard.poll(wait: true)
+        #expect(Set(advanced.map(\.topicPartition.partition)).isSuperset(of: [1, 3]))
+        #expect(logs.map(\.durableOffset) == [0, 20, 20, 20])
+        #expect(logs.allSatisfy { $0.logEndOffset == 20 })
+    }
+
+    @Test(arguments: backends)
+    func cleanRestartKeepsTheLogAndUncleanRestartRecoversIt(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 5000
+        config.indexIntervalBytes = 300
+        var written: [UInt8] = []
+        do {
+            let (manager, log) = try open(dir, config)
+            #expect(!manager.wasCleanShutdown)
+            let shard = LogShard(backend: backend(kind))
+            shard.adopt(log)
+            let arena = BatchArena()
+            for i in 0..<50 { _ = try shard.append(arena.batch(records: 6, first: i * 6), to: log, requireDurable: false, nowMs: now) }
+            shard.syncAll(nowMs: now)
+            written = try readAll(log)
+            #expect(try records(in: written).count == 300)
+            try manager.close()
+        }
+        do {
+            let (manager, log) = try open(dir, config)
+            #expect(manager.wasCleanShutdown)
+            #expect(log.logEndOffset == 300 && log.segmentCount > 1)
+            #expect(try readAll(log) == written)
+            // Appends continue after a clean restart; then stop without close (a crash).
+            let shard = LogShard(backend: backend(kind))
+            let arena = BatchArena()
+            _ = try shard.append(arena.batch(records: 6, first: 300), to: log, requireDurable: false, nowMs: now)
+            shard.commit(nowMs: now)
+            _ = manager
+        }
+        let (manager, log) = try open(dir, config)
+        #expect(!manager.wasCleanShutdown)
+        #expect(log.logEndOffset == 306)
+        let all = try records(in: readAll(log))
+        #expect(all.map(\.offset) == Array(0..<306))
+        #expect(all.last!.key == "key-305")
+    }
+
+    /// Fails writes to one descriptor after writing part of them, like a disk filling up.
+    final class FullDiskBackend: AppendBackend {
+        let inner = PosixAppendBackend()
+        var fullFd: Int32 = -1
+        var name: String { "full-disk" }
+        var syncsInFlight: Int { inner.syncsInFlight }
+
+        func write(_ writes: [FileWrite]) -> [SystemError?] {
+            writes.map { w in
+                guard w.fd == fullFd else { return inner.write([w])[0] }
+                var partial = w
+                partial.buffers = [UnsafeRawBufferPointer(rebasing: w.buffers[0].prefix(w.buffers[0].count / 2))]
+                _ = inner.write([partial])
+                return SystemError("pwritev", errno: ENOSPC)
+            }
+        }
+
+        func beginSync(fd: Int32, token: UInt64) { inner.beginSync(fd: fd, token: token) }
+        func reapSyncs(wait: Bool) -> [SyncCompletion] { inner.reapSyncs(wait: wait) }
+    }
+
+    @Test func aFailedWriteLeavesTheLogConsistentAndAppendsResume() throws {
+        let dir = TemporaryDirectory()
+        let manager = try LogManager(dataDirectory: dir.path, logger: testLogger())
+        let full = try manager.openLog(TopicPartition("full", 0), nowMs: now)
+        let fine = try manager.openLog(TopicPartition("fine", 0), nowMs: now)
+        let faulty = FullDiskBackend()
+        let shard = LogShard(backend: faulty)
+        let arena = BatchArena()
+        _ = try shard.append(arena.batch(records: 5), to: full, requireDurable: false, nowMs: now)
+        shard.commit(nowMs: now)
+        let sizeBefore = full.sizeInBytes
+        faulty.fullFd = full.segments[0].logFd
+        _ = try shard.append(arena.batch(records: 5, first: 5), to: full, requireDurable: false, nowMs: now)
+        _ = try shard.append(arena.batch(records: 5), to: fine, requireDurable: false, nowMs: now)
+        let failures = shard.commit(nowMs: now)
+        #expect(failures.count == 1 && failures[0].log === full)
+        if case .io(let e) = failures.first?.error { #expect(e.isNoSpace) } else { Issue.record("expected an I/O error") }
+        #expect(full.logEndOffset == 5 && full.nextOffset == 5, "the failed append's offsets are handed out again")
+        #expect(full.sizeInBytes == sizeBefore)
+        #expect(try Sys.fileSize(full.segments[0].logFd) == sizeBefore, "the partial write was cut off")
+        #expect(fine.logEndOffset == 5, "other partitions in the same commit are unaffected")
+        // Space returns: the next append gets the same offsets and the log reads cleanly.
+        faulty.fullFd = -1
+        let info = try shard.append(arena.batch(records: 5, first: 5), to: full, requireDurable: false, nowMs: now)
+        #expect(info.baseOffset == 5)
+        #expect(shard.commit(nowMs: now).isEmpty)
+        #expect(try records(in: full.readCopy(from: 0, maxBytes: 1 << 20)).map(\.offset) == Array(0..<10))
+    }
+
+    @Test func autoBackendProbesIoUring() throws {
+        let (chosen, reason) = try makeAppendBackend(.auto)
+        // io_uring is enabled on this machine kind; where it is not, auto must say why it fell back.
+        #expect(chosen.name == "uring" || reason != nil)
+        #expect(try makeAppendBackend(.posix).0.name == "posix")
+    }
+}
