@@ -21,7 +21,10 @@ public struct LegacyMessageHeader: Hashable, Sendable {
         magic = try r.readInt8()
         r.field = "attributes"
         attributes = try r.readInt8()
-        if magic != 0 && magic != 1 { throw r.error(.invalid("magic \(magic) is not a legacy message")) }
+        if magic != 0 && magic != 1 {
+            r.field = "magic"
+            throw r.error(.invalid("magic \(magic) is not a legacy message"))
+        }
     }
 
     /// True if the records at `bytes` start with a legacy (magic 0/1) message.
