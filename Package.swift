@@ -8,10 +8,14 @@ let package = Package(
     products: [
         .library(name: "KafkaWire", targets: ["KafkaWire"]),
         .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
+        .library(name: "ApusIO", targets: ["ApusIO"]),
+        .library(name: "ApusStorage", targets: ["ApusStorage"]),
         .executable(name: "apus-codegen", targets: ["apus-codegen"]),
+        .executable(name: "apus", targets: ["apus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // C libraries from Debian (-dev packages; see .ci/run for the install line).
@@ -34,10 +38,22 @@ let package = Package(
             dependencies: ["CCRC32C", "CZlib", "CSnappy", "CLZ4", "CZstd"]
         ),
         // The only module that makes syscalls: file I/O wrappers and the append backends.
-        .target(name: "ApusIO", dependencies: ["CURing", "CNuma"]),
+        .target(name: "CApusSys"),
+        .target(name: "ApusIO", dependencies: ["CURing", "CNuma", "CApusSys"]),
 
         // Partition logs: segments, indexes, group commit, durability, recovery, retention.
         .target(name: "ApusStorage", dependencies: ["ApusIO", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
+
+        // The Kafka broker's logic: one handler file per API, no sockets, no syscalls.
+        .target(name: "ApusBroker", dependencies: ["ApusStorage", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")], exclude: ["Groups"]),
+
+        // apus serve: the event loop, connections, configuration, lifecycle.
+        .target(name: "ApusServer", dependencies: ["ApusBroker", "ApusIO", "ApusStorage", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "apus", dependencies: [
+            "ApusServer", "ApusStorage", "ApusIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Request/response types generated from ../shared/kafka-protocol (committed).
         .target(name: "KafkaProtocol", dependencies: ["KafkaWire"]),
@@ -47,6 +63,7 @@ let package = Package(
         .executableTarget(name: "apus-codegen", dependencies: ["KafkaCodegen"]),
 
         .testTarget(name: "ApusStorageTests", dependencies: ["ApusStorage", "ApusIO", "KafkaWire"]),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

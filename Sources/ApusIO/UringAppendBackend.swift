@@ -1,4 +1,4 @@
-import CURing
+internal import CURing
 
 /// Group commit through io_uring: every write of a turn goes out in one submission; syncs are
 /// queued (IORING_FSYNC_DATASYNC) and reaped later, overlapping with the next writes.

@@ -1,0 +1,59 @@
+#define _GNU_SOURCE
+#include "apus_sys.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+
+int apus_epoll_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int apus_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    struct epoll_event event = {.events = events, .data.fd = fd};
+    return epoll_ctl(epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &event) == 0 ? 0 : -errno;
+}
+
+int apus_epoll_wait(int epfd, apus_poll_event *out, int max_events, int timeout_ms) {
+    struct epoll_event events[256];
+    if (max_events > 256) max_events = 256;
+    int n = epoll_wait(epfd, events, max_events, timeout_ms);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) {
+        out[i].fd = events[i].data.fd;
+        out[i].events = events[i].events;
+    }
+    return n;
+}
+
+int apus_eventfd(void) {
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int64_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
+    off_t off = (off_t)*offset;
+    ssize_t n = sendfile(out_fd, in_fd, &off, count);
+    if (n < 0) return -errno;
+    *offset = (int64_t)off;
+    return n;
+}
+
+int apus_accept(int listen_fd, char *peer, size_t peer_len) {
+    struct sockaddr_in address;
+    socklen_t length = sizeof(address);
+    int fd = accept4(listen_fd, (struct sockaddr *)&address, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    char host[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &address.sin_addr, host, sizeof(host));
+    snprintf(peer, peer_len, "%s:%u", host, (unsigned)ntohs(address.sin_port));
+    return fd;
+}

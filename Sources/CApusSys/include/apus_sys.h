@@ -1,0 +1,30 @@
+#pragma once
+// Thin wrappers for Linux calls Swift's Glibc module does not export (epoll, eventfd,
+// sendfile, accept4). Only primitive types cross this header, so it does not clash with
+// the system headers other C modules include.
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct apus_poll_event {
+    int32_t fd;
+    uint32_t events;
+} apus_poll_event;
+
+enum {
+    APUS_POLLIN = 0x001,
+    APUS_POLLOUT = 0x004,
+    APUS_POLLERR = 0x008,
+    APUS_POLLHUP = 0x010,
+    APUS_POLLRDHUP = 0x2000,
+};
+
+int apus_epoll_create(void);
+/// op: 1 add, 2 delete, 3 modify (EPOLL_CTL_*). Returns 0 or -errno.
+int apus_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+/// Returns the number of events or -errno.
+int apus_epoll_wait(int epfd, apus_poll_event *events, int max_events, int timeout_ms);
+int apus_eventfd(void);
+/// Returns the bytes sent or -errno.
+int64_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -errno; fills the peer.
+int apus_accept(int listen_fd, char *peer, size_t peer_len);
