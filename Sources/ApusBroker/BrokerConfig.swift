@@ -1,0 +1,41 @@
+import ApusStorage
+
+/// What the broker needs to know about itself and its defaults (Kafka's names where they exist).
+public struct BrokerConfig: Sendable {
+    public var nodeId: Int32 = 0
+    /// The host and port clients are told to connect to (Metadata, FindCoordinator).
+    public var advertisedHost = "127.0.0.1"
+    public var advertisedPort: Int32 = 9092
+    public var clusterId = "apus-cluster"
+    /// `auto.create.topics.enable`
+    public var autoCreateTopics = true
+    /// `num.partitions`: partitions of an auto-created topic, or of CreateTopics with -1.
+    public var numPartitions: Int32 = 1
+    /// `message.max.bytes`: the largest record batch accepted.
+    public var messageMaxBytes = 1 << 20 + 12 * 1024
+    /// Default log settings for new topics (durability included).
+    public var log = LogConfig()
+
+    public init() {}
+}
+
+/// Kafka error codes the broker returns.
+public enum ErrorCode: Int16, Sendable {
+    case none = 0
+    case offsetOutOfRange = 1
+    case corruptMessage = 2
+    case unknownTopicOrPartition = 3
+    case messageTooLarge = 10
+    case invalidTopic = 17
+    case invalidRequiredAcks = 21
+    case unsupportedVersion = 35
+    case topicAlreadyExists = 36
+    case invalidPartitions = 37
+    case invalidReplicationFactor = 38
+    case invalidRequest = 42
+    case unsupportedForMessageFormat = 43
+    case outOfOrderSequenceNumber = 45
+    case duplicateSequenceNumber = 46
+    case kafkaStorageError = 56
+    case unknownServerError = -1
+}

@@ -1,0 +1,35 @@
+import KafkaProtocol
+import KafkaWire
+
+/// One API the broker serves: the versions it advertises and its handler.
+struct HandlerEntry: Sendable {
+    let api: ApiKey
+    let versions: ClosedRange<Int16>
+    let handle: @Sendable (Broker, RequestContext, inout WireReader) throws(WireError) -> HandleOutcome
+}
+
+/// The one table of handlers: it dispatches requests and builds the ApiVersions response, so
+/// what is advertised is exactly what is implemented.
+enum Handlers {
+    static let all: [HandlerEntry] = [
+        Broker.produce, Broker.fetch, Broker.listOffsets, Broker.metadata,
+        Broker.apiVersions, Broker.createTopics, Broker.deleteTopics, Broker.initProducerId,
+    ]
+
+    static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })
+
+    static var supported: [ApiVersionsResponse.ApiVersion] {
+        all.sorted { $0.api.rawValue < $1.api.rawValue }.map {
+            ApiVersionsResponse.ApiVersion(apiKey: $0.api.rawValue, minVersion: $0.versions.lowerBound, maxVersion: $0.versions.upperBound)
+        }
+    }
+
+    /// UNSUPPORTED_VERSION with a v0 body and v0 header, whatever version was asked for, so
+    /// that any client can read it and retry with a version listed.
+    static func unsupportedApiVersions(correlationId: Int32) -> ResponseFrame {
+        var w = WireWriter()
+        ResponseHeader(correlationId: correlationId).encode(into: &w, version: 0)
+        ApiVersionsResponse(errorCode: ErrorCode.unsupportedVersion.rawValue, apiKeys: supported).encode(into: &w, version: 0)
+        return ResponseFrame(body: w.bytes)
+    }
+}

@@ -1,0 +1,48 @@
+import KafkaProtocol
+import KafkaWire
+
+extension Broker {
+    /// Metadata v0–8: this broker as the only one, leader of every partition; topics are
+    /// auto-created when asked for by name and `auto.create.topics.enable` allows it.
+    static let metadata = HandlerEntry(api: .metadata, versions: 0...8) { broker, context, r throws(WireError) in
+        let request = try MetadataRequest.decode(from: &r, version: context.apiVersion)
+        var response = MetadataResponse()
+        response.brokers = [.init(nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort)]
+        response.clusterId = broker.config.clusterId
+        response.controllerId = broker.config.nodeId
+        // v0: an empty list means all topics; v1+: null means all, empty means none.
+        let names: [String]
+        if let topics = request.topics, !(context.apiVersion == 0 && topics.isEmpty) {
+            names = topics.map { $0.name ?? "" }
+        } else {
+            names = broker.topics.keys.sorted()
+        }
+        let mayCreate = broker.config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation)
+        for name in names {
+            response.topics.append(broker.describeTopic(name, create: mayCreate, nowMs: context.nowMs))
+        }
+        return broker.respond(response, context)
+    }
+
+    func describeTopic(_ name: String, create: Bool, nowMs: Int64) -> MetadataResponse.MetadataResponseTopic {
+        var topic = MetadataResponse.MetadataResponseTopic(name: name)
+        guard Broker.isValidTopicName(name) else {
+            topic.errorCode = ErrorCode.invalidTopic.rawValue
+            return topic
+        }
+        var partitions = topics[name]
+        if partitions == nil && create {
+            partitions = try? createTopic(name, partitions: config.numPartitions, nowMs: nowMs)
+        }
+        guard let partitions else {
+            topic.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+            return topic
+        }
+        topic.partitions = partitions.indices.map { p in
+            MetadataResponse.MetadataResponsePartition(
+                errorCode: 0, partitionIndex: Int32(p), leaderId: config.nodeId, leaderEpoch: 0,
+                replicaNodes: [config.nodeId], isrNodes: [config.nodeId], offlineReplicas: [])
+        }
+        return topic
+    }
+}

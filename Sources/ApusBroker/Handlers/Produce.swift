@@ -1,0 +1,148 @@
+import ApusStorage
+import KafkaProtocol
+import KafkaWire
+
+/// A produce request whose batches were staged this turn and whose response waits for the
+/// commit (acks 0/1) or for the sync covering it (acks=all under an fsync durability mode).
+final class PendingProduce {
+    let context: RequestContext
+    let acks: Int16
+    var response: ProduceResponse
+    /// (topic index, partition index in the response) → log and the last offset to wait for.
+    var waits: [(topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)] = []
+    /// The request's batches, owned until the commit has written them.
+    var buffers: [UnsafeMutableRawBufferPointer] = []
+    var abandoned = false
+
+    init(context: RequestContext, acks: Int16, response: ProduceResponse) {
+        self.context = context
+        self.acks = acks
+        self.response = response
+    }
+
+    deinit { buffers.forEach { $0.deallocate() } }
+}
+
+extension Broker {
+    /// Produce v0–8 (v0–2 answered with UNSUPPORTED_VERSION: they carry legacy message
+    /// sets). Batches are validated (CRC, size, magic), given offsets and staged; the
+    /// response is sent after the turn's group commit, or after the sync for acks=all when
+    /// the log's durability mode asks for one. acks=0 gets no response.
+    static let produce = HandlerEntry(api: .produce, versions: 0...8) { broker, context, r throws(WireError) in
+        let request = try ProduceRequest.decode(from: &r, version: context.apiVersion)
+        var response = ProduceResponse()
+        let pending = PendingProduce(context: context, acks: request.acks, response: response)
+        for (t, topic) in request.topicData.enumerated() {
+            var out = ProduceResponse.TopicProduceResponse(name: topic.name)
+            for (p, partition) in topic.partitionData.enumerated() {
+                var result = ProduceResponse.PartitionProduceResponse(index: partition.index)
+                result.error(broker.stage(partition, topic: topic.name, request: request, into: pending, at: (t, p), result: &result))
+                out.partitionResponses.append(result)
+            }
+            response.responses.append(out)
+        }
+        pending.response = response
+        broker.pendingProduces.append(pending)
+        return request.acks == 0 ? .noResponse : .pending
+    }
+
+    /// Validates and stages one partition's batches; returns the error code (0 on success).
+    private func stage(
+        _ partition: ProduceRequest.PartitionProduceData, topic: String, request: ProduceRequest,
+        into pending: PendingProduce, at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse
+    ) -> ErrorCode {
+        if pending.context.apiVersion < 3 { return .unsupportedVersion }
+        if ![-1, 0, 1].contains(request.acks) { return .invalidRequiredAcks }
+        guard let log = log(topic, partition.index) else { return .unknownTopicOrPartition }
+        guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
+        // Validate every batch before staging any, so a bad batch leaves nothing behind.
+        let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
+        pending.buffers.append(owned)
+        records.withUnsafeBytes { owned.copyMemory(from: $0) }
+        var batches: [UnsafeMutableRawBufferPointer] = []
+        var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: config.messageMaxBytes)
+        do {
+            while let view = try sequence.next() {
+                let start = view.bytes.baseAddress! - UnsafeRawPointer(owned.baseAddress!)
+                batches.append(UnsafeMutableRawBufferPointer(rebasing: owned[start..<(start + view.bytes.count)]))
+            }
+        } catch {
+            return Broker.errorCode(for: error)
+        }
+        if sequence.trailingBytes > 0 || batches.isEmpty { return .corruptMessage }
+        var first: Int64 = -1
+        var last: Int64 = -1
+        for batch in batches {
+            do {
+                let info = try shard.append(batch, to: log, requireDurable: request.acks == -1, nowMs: pending.context.nowMs)
+                if first < 0 { first = info.baseOffset }
+                last = info.lastOffset
+            } catch {
+                return Broker.errorCode(for: error)
+            }
+        }
+        result.baseOffset = first
+        result.logAppendTimeMs = -1
+        result.logStartOffset = log.logStartOffset
+        pending.waits.append((position.0, position.1, log, last))
+        return .none
+    }
+
+    static func errorCode(for error: WireError) -> ErrorCode {
+        switch error.reason {
+        case .lengthTooLarge: return .messageTooLarge
+        case .invalid(let text) where text.contains("legacy"): return .unsupportedForMessageFormat
+        default: return .corruptMessage
+        }
+    }
+
+    static func errorCode(for error: StorageError) -> ErrorCode {
+        switch error {
+        case .offsetOutOfRange: .offsetOutOfRange
+        case .corruptBatch, .invalidBatch: .corruptMessage
+        case .io, .offline: .kafkaStorageError
+        }
+    }
+
+    /// Answers the produce requests whose appends are written (and synced, where required).
+    func completeProduces(failures: [(log: PartitionLog, error: StorageError)], nowMs: Int64, into completions: inout [Completion]) {
+        for (log, error) in failures {
+            for pending in pendingProduces {
+                for wait in pending.waits where wait.log === log {
+                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(Broker.errorCode(for: error))
+                }
+                pending.waits.removeAll { $0.log === log }
+            }
+        }
+        var remaining: [PendingProduce] = []
+        for pending in pendingProduces {
+            pending.buffers.forEach { $0.deallocate() }
+            pending.buffers.removeAll()
+            let durable = pending.acks != -1 || pending.waits.allSatisfy { wait in
+                wait.log.config.durability == .pageCache || wait.log.durableOffset > wait.lastOffset || wait.log.failure != nil
+            }
+            guard durable else {
+                remaining.append(pending)
+                continue
+            }
+            for wait in pending.waits where wait.log.failure != nil {
+                pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.kafkaStorageError)
+            }
+            if pending.acks != 0 && !pending.abandoned {
+                completions.append(Completion(connection: pending.context.connection, correlationId: pending.context.correlationId,
+                                              frame: frame(pending.response, pending.context)))
+            }
+        }
+        pendingProduces = remaining
+    }
+}
+
+extension ProduceResponse.PartitionProduceResponse {
+    /// Sets the error code; an errored partition reports no offsets.
+    mutating func error(_ code: ErrorCode) {
+        guard code != .none else { return }
+        errorCode = code.rawValue
+        baseOffset = -1
+        logStartOffset = -1
+    }
+}
