@@ -64,6 +64,7 @@ let package = Package(
 
         .testTarget(name: "ApusStorageTests", dependencies: ["ApusStorage", "ApusIO", "KafkaWire"]),
         .testTarget(name: "ApusServerTests", dependencies: ["apus"]),
+        .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")], exclude: ["GroupCoordinatorTests.swift"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

@@ -53,6 +53,8 @@ public final class Broker {
     var pendingProduces: [PendingProduce] = []
     var parkedFetches: [ParkedFetch] = []
     var producerIds: ProducerIdAllocator
+    /// Idempotent-producer state per partition, rebuilt from the log on first use.
+    var producerStates: [TopicPartition: ProducerStateTable] = [:]
 
     public init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
         self.config = config
@@ -181,6 +183,7 @@ public final class Broker {
     func deleteTopic(_ name: String) throws(StorageError) {
         guard let partitions = topics.removeValue(forKey: name) else { return }
         for log in partitions {
+            producerStates[log.topicPartition] = nil
             shard.release(log)
             try logs.deleteLog(log.topicPartition)
         }

@@ -36,6 +36,7 @@ public enum ErrorCode: Int16, Sendable {
     case unsupportedForMessageFormat = 43
     case outOfOrderSequenceNumber = 45
     case duplicateSequenceNumber = 46
+    case invalidProducerEpoch = 47
     case kafkaStorageError = 56
     case unknownServerError = -1
 }

@@ -73,10 +73,33 @@ extension Broker {
         var first: Int64 = -1
         var last: Int64 = -1
         for batch in batches {
+            let view = RecordBatchView(unchecked: UnsafeRawBufferPointer(batch))
+            let idempotent = view.producerId >= 0 && view.baseSequence >= 0
+            let lastSequence = view.baseSequence &+ view.lastOffsetDelta
+            if idempotent {
+                if producerStates[log.topicPartition] == nil { producerStates[log.topicPartition] = .rebuild(from: log) }
+                switch producerStates[log.topicPartition]!.check(producerId: view.producerId, epoch: view.producerEpoch,
+                                                                 firstSequence: view.baseSequence, lastSequence: lastSequence) {
+                case .reject(let code):
+                    return code
+                case .duplicate(let base, let lastOffset):
+                    // A retry of a batch already appended: acknowledge it with its offsets.
+                    if first < 0 { first = base }
+                    last = max(last, lastOffset)
+                    continue
+                case .append:
+                    break
+                }
+            }
             do {
                 let info = try shard.append(batch, to: log, requireDurable: request.acks == -1, nowMs: pending.context.nowMs)
                 if first < 0 { first = info.baseOffset }
                 last = info.lastOffset
+                if idempotent {
+                    producerStates[log.topicPartition]!.record(
+                        producerId: view.producerId, epoch: view.producerEpoch, firstSequence: view.baseSequence,
+                        lastSequence: lastSequence, baseOffset: info.baseOffset, lastOffset: info.lastOffset)
+                }
             } catch {
                 return Broker.errorCode(for: error)
             }
@@ -107,6 +130,7 @@ extension Broker {
     /// Answers the produce requests whose appends are written (and synced, where required).
     func completeProduces(failures: [(log: PartitionLog, error: StorageError)], nowMs: Int64, into completions: inout [Completion]) {
         for (log, error) in failures {
+            producerStates[log.topicPartition] = nil  // the log was cut back: rebuild from it
             for pending in pendingProduces {
                 for wait in pending.waits where wait.log === log {
                     pending.response.responses[wait.topic].partitionResponses[wait.partition].error(Broker.errorCode(for: error))

@@ -1,0 +1,117 @@
+import ApusBroker
+import KafkaProtocol
+import KafkaWire
+import Testing
+
+/// Produce, idempotence and fetch through the broker's handlers, with real logs and no socket.
+@Suite struct ProduceTests {
+    @Test func idempotentRetriesAreAcknowledgedOnceAndGapsRefused() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "idem", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let pid = try #require(try h.call(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: -1), version: 1)).producerId
+        #expect(pid > 0)
+        let first = makeBatch(values: ["a", "b", "c"], producerId: pid, epoch: 0, sequence: 0)
+        let r1 = try #require(try h.call(produceRequest(topic: "idem", batch: first), version: 8))
+        #expect(r1.responses[0].partitionResponses[0].errorCode == 0)
+        #expect(r1.responses[0].partitionResponses[0].baseOffset == 0)
+        // The same batch again (a retry after a lost response): same offsets, not appended.
+        let retry = try #require(try h.call(produceRequest(topic: "idem", batch: first), version: 8))
+        #expect(retry.responses[0].partitionResponses[0].errorCode == 0)
+        #expect(retry.responses[0].partitionResponses[0].baseOffset == 0)
+        // A gap in the sequence is refused.
+        let gap = makeBatch(values: ["x"], producerId: pid, epoch: 0, sequence: 5)
+        let refused = try #require(try h.call(produceRequest(topic: "idem", batch: gap), version: 8))
+        #expect(refused.responses[0].partitionResponses[0].errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
+        // The next sequence is accepted right after the first batch.
+        let next = makeBatch(values: ["d"], producerId: pid, epoch: 0, sequence: 3)
+        let r2 = try #require(try h.call(produceRequest(topic: "idem", batch: next), version: 8))
+        #expect(r2.responses[0].partitionResponses[0].baseOffset == 3)
+        // A newer epoch starts again at sequence 0; the older one is then fenced.
+        let bumped = makeBatch(values: ["e"], producerId: pid, epoch: 1, sequence: 0)
+        #expect(try h.call(produceRequest(topic: "idem", batch: bumped), version: 8)!.responses[0].partitionResponses[0].baseOffset == 4)
+        let stale = makeBatch(values: ["z"], producerId: pid, epoch: 0, sequence: 4)
+        #expect(try h.call(produceRequest(topic: "idem", batch: stale), version: 8)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.invalidProducerEpoch.rawValue)
+        let list = try #require(try h.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "idem", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 5))
+        #expect(list.topics[0].partitions[0].offset == 5, "a, b, c, d, e: the retry was not appended twice")
+    }
+
+    @Test func producerStateSurvivesARestart() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "idem", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let batch = makeBatch(values: ["a", "b"], producerId: 77, epoch: 2, sequence: 0)
+        _ = try h.call(produceRequest(topic: "idem", batch: batch), version: 8)
+        try h.broker.shutdown(nowMs: 1_700_000_000_000)
+        let again = try BrokerHarness(path: h.path)
+        let retry = try #require(try again.call(produceRequest(topic: "idem", batch: batch), version: 8))
+        #expect(retry.responses[0].partitionResponses[0].baseOffset == 0, "recognised as a duplicate after the restart")
+        let gap = makeBatch(values: ["x"], producerId: 77, epoch: 2, sequence: 9)
+        #expect(try again.call(produceRequest(topic: "idem", batch: gap), version: 8)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.outOfOrderSequenceNumber.rawValue)
+    }
+
+    @Test func badBatchesGetKafkaErrorCodes() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "t", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        var corrupt = makeBatch(values: ["a"])
+        corrupt[corrupt.count - 1] ^= 0xFF
+        #expect(try h.call(produceRequest(topic: "t", batch: corrupt), version: 8)!.responses[0].partitionResponses[0].errorCode == ErrorCode.corruptMessage.rawValue)
+        #expect(try h.call(produceRequest(topic: "nope", batch: makeBatch(values: ["a"])), version: 8)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(try h.call(produceRequest(topic: "t", partition: 3, batch: makeBatch(values: ["a"])), version: 8)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(try h.call(produceRequest(topic: "t", batch: makeBatch(values: ["a"]), acks: 2), version: 8)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.invalidRequiredAcks.rawValue)
+        #expect(try h.call(produceRequest(topic: "t", batch: makeBatch(values: ["a"])), version: 2)!.responses[0].partitionResponses[0].errorCode
+                == ErrorCode.unsupportedVersion.rawValue)
+        var big = BrokerConfig()
+        big.messageMaxBytes = 100
+        let small = try BrokerHarness(config: big)
+        defer { small.remove() }
+        _ = try small.call(CreateTopicsRequest(topics: [.init(name: "t", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        #expect(try small.call(produceRequest(topic: "t", batch: makeBatch(values: [String(repeating: "x", count: 200)])), version: 8)!
+            .responses[0].partitionResponses[0].errorCode == ErrorCode.messageTooLarge.rawValue)
+        // acks=0: no response at all, but the records are appended.
+        #expect(try h.call(produceRequest(topic: "t", batch: makeBatch(values: ["q"]), acks: 0), version: 8) == nil)
+        let list = try #require(try h.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 5))
+        #expect(list.topics[0].partitions[0].offset == 1)
+    }
+
+    @Test func createTopicsValidates() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        let r = try #require(try h.call(CreateTopicsRequest(topics: [
+            .init(name: "ok", numPartitions: 2, replicationFactor: 1),
+            .init(name: "bad/name", numPartitions: 1, replicationFactor: 1),
+            .init(name: "rf3", numPartitions: 1, replicationFactor: 3),
+            .init(name: "zero", numPartitions: 0, replicationFactor: 1),
+        ]), version: 4))
+        #expect(r.topics.map(\.errorCode) == [0, ErrorCode.invalidTopic.rawValue, ErrorCode.invalidReplicationFactor.rawValue, ErrorCode.invalidPartitions.rawValue])
+        let again = try #require(try h.call(CreateTopicsRequest(topics: [.init(name: "ok", numPartitions: 2, replicationFactor: 1)]), version: 4))
+        #expect(again.topics[0].errorCode == ErrorCode.topicAlreadyExists.rawValue)
+        let deleted = try #require(try h.call(DeleteTopicsRequest(topicNames: ["ok", "missing"]), version: 3))
+        #expect(deleted.responses.map(\.errorCode) == [0, ErrorCode.unknownTopicOrPartition.rawValue])
+    }
+
+    @Test func fetchReturnsTheRecordsAndOutOfRange() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "f", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        _ = try h.call(produceRequest(topic: "f", batch: makeBatch(values: ["one", "two"])), version: 8)
+        func fetch(_ offset: Int64) throws -> FetchResponse.PartitionData {
+            let request = FetchRequest(replicaId: -1, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0,
+                                       topics: [.init(topic: "f", partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])])
+            return try #require(try h.call(request, version: 11)).responses[0].partitions[0]
+        }
+        let data = try fetch(0)
+        #expect(data.errorCode == 0 && data.highWatermark == 2)
+        let records = try #require(data.records)
+        let batch = try records.withUnsafeBytes { try RecordBatch(RecordBatchView(validating: $0)) }
+        #expect(batch.records.map { String(decoding: $0.value!, as: UTF8.self) } == ["one", "two"])
+        #expect(try fetch(2).records?.isEmpty ?? true)
+        #expect(try fetch(3).errorCode == ErrorCode.offsetOutOfRange.rawValue)
+    }
+}
