@@ -1,7 +1,4 @@
 #pragma once
+// libnuma. Thread pinning (pthread_setaffinity_np, which needs _GNU_SOURCE) will go through
+// a C wrapper like CApusSys so that no system header is compiled with different macros here.
 #include <numa.h>
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <sched.h>
-#include <pthread.h>
