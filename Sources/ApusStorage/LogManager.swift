@@ -104,10 +104,14 @@ public final class LogManager {
             logs.removeAll()
             return
         }
-        logs.removeAll()
         do {
+            for log in logs.values {
+                for segment in log.segments { try segment.finishIndexesForShutdown() }
+            }
+            logs.removeAll()
             try Sys.writeFileAtomically(dataDirectory + "/" + Self.cleanShutdownMarker, Array("clean\n".utf8))
         } catch {
+            logs.removeAll()
             throw .io(error)
         }
     }

@@ -110,6 +110,8 @@ struct LogRecovery {
                 try Sys.ftruncate(segment.logFd, result.validEnd)
                 segment.size = result.validEnd
                 segment.stagedSize = result.validEnd
+                // The damage is gone; an earlier non-truncating pass (index rebuild) may have marked it.
+                segment.corruptAt = nil
             } else {
                 segment.corruptAt = (result.validEnd, result.problem ?? "corrupt")
             }

@@ -126,6 +126,11 @@ public final class PartitionLog {
 
     /// Starts a new segment at the next offset.
     private func roll(nowMs: Int64) throws(StorageError) -> Segment {
+        // The old segment's max timestamp goes into its time index with this turn's writes.
+        let old = activeSegment
+        if old.stageFinalTimeIndexEntry() && !dirtySegments.contains(where: { $0.segment === old }) {
+            dirtySegments.append((old, old.nextOffset))
+        }
         let segment: Segment
         do {
             segment = try Segment(directory: directory, baseOffset: nextOffset, create: true, nowMs: nowMs)
@@ -375,5 +380,26 @@ final class HeaderBuffer {
         }
         let offset = Int(position - start)
         return UnsafeRawBufferPointer(start: storage + offset, count: max(0, min(count - offset, need)))
+    }
+}
+
+extension PartitionLog {
+    /// Calls `body` with a header-only view (61 bytes) of each batch in `range`, in order.
+    /// Cold path (start-up state rebuilds): one `pread` per batch header.
+    public func forEachBatchHeader(in range: FileRange, _ body: (RecordBatchView) -> Void) {
+        var header = [UInt8](repeating: 0, count: RecordBatchLayout.headerSize)
+        var position = range.position
+        let end = range.position + Int64(range.length)
+        while position + Int64(RecordBatchLayout.headerSize) <= end {
+            let n = header.withUnsafeMutableBytes { raw in (try? Sys.preadFully(range.fd, raw, at: position)) ?? 0 }
+            guard n == header.count else { return }
+            let size = header.withUnsafeBytes { raw -> Int64 in
+                let view = RecordBatchView(unchecked: raw)
+                body(view)
+                return Int64(view.batchLength) + Int64(RecordBatchLayout.logOverhead)
+            }
+            guard size >= Int64(RecordBatchLayout.headerSize) else { return }
+            position += size
+        }
     }
 }

@@ -190,6 +190,34 @@ final class Segment {
         stagedTimeIndex.removeAll()
     }
 
+    /// Stages a time index entry for the segment's max timestamp if the sparse entries (one
+    /// per offset index entry at most) missed it. An open that trusts the index files (clean
+    /// shutdown, or segments before the recovery point) takes the segment's max timestamp from
+    /// the last entry, so without it lookups by time and retention.ms would see an older one.
+    /// Called when the segment stops taking appends (roll, clean shutdown).
+    @discardableResult
+    func stageFinalTimeIndexEntry() -> Bool {
+        guard maxTimestamp >= 0, nextOffset > baseOffset, maxTimestamp > (timeIndex.last?.timestamp ?? -1) else { return false }
+        // Conservative position: every batch before the last offset has maxTimestamp ≤ the max.
+        let relative = UInt32(truncatingIfNeeded: nextOffset - 1 - baseOffset)
+        timeIndex.append(TimeIndexEntry(timestamp: maxTimestamp, relativeOffset: relative))
+        stagedTimeIndex.append(bigEndian: maxTimestamp)
+        stagedTimeIndex.append(bigEndian: relative)
+        return true
+    }
+
+    /// Clean shutdown: writes the final time index entry and makes both index files durable
+    /// (the clean-shutdown marker tells the next open to trust them). Nothing may be staged.
+    func finishIndexesForShutdown() throws(SystemError) {
+        if stageFinalTimeIndexEntry() {
+            try Sys.pwriteAll(timeIndexFd, stagedTimeIndex.bytes, at: Int64(timeIndexWritten * 12))
+            timeIndexWritten = timeIndex.count
+            stagedTimeIndex.removeAll()
+        }
+        try Sys.fdatasync(indexFd)
+        try Sys.fdatasync(timeIndexFd)
+    }
+
     /// The file position to start scanning from for `offset`: the last index entry at or below it.
     func indexedPosition(for offset: Int64) -> Int64 {
         let relative = offset - baseOffset
@@ -248,8 +276,14 @@ final class Segment {
         var times: [TimeIndexEntry] = []
         for i in stride(from: 0, to: rawTime.count, by: 12) {
             let ts: UInt64 = load(rawTime, i)
-            times.append(TimeIndexEntry(timestamp: Int64(bitPattern: ts), relativeOffset: load(rawTime, i + 8)))
+            let e = TimeIndexEntry(timestamp: Int64(bitPattern: ts), relativeOffset: load(rawTime, i + 8))
+            // Entries are only added for a new maximum timestamp, at increasing offsets.
+            if let p = times.last, e.timestamp <= p.timestamp || e.relativeOffset < p.relativeOffset { return false }
+            times.append(e)
         }
+        // A non-empty segment always has a time index entry (its first batch): an empty file
+        // would lose the segment's max timestamp (lookups by time, retention.ms).
+        if size > 0 && times.isEmpty { return false }
         offsetIndex = entries
         timeIndex = times
         offsetIndexWritten = entries.count
