@@ -55,6 +55,11 @@ public final class Broker {
     var producerIds: ProducerIdAllocator
     /// Idempotent-producer state per partition, rebuilt from the log on first use.
     var producerStates: [TopicPartition: ProducerStateTable] = [:]
+    /// Classic consumer groups; committed offsets live in the internal `__consumer_offsets` log.
+    var groups: GroupCoordinator<GroupToken>
+    var offsetsLog: PartitionLog?
+    var groupCompletions: [Completion] = []
+    var pendingGroupWrites: [PendingGroupWrite] = []
 
     public init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
         self.config = config
@@ -62,8 +67,9 @@ public final class Broker {
         self.shard = shard
         self.logger = logger
         self.producerIds = ProducerIdAllocator(seed: nowMs)
+        self.groups = GroupCoordinator(config: config.groups)
         var found: [String: [Int32: PartitionLog]] = [:]
-        for tp in try logs.existingPartitions() {
+        for tp in try logs.existingPartitions() where tp.topic != Broker.offsetsTopic {
             let log = try logs.openLog(tp, nowMs: nowMs)
             shard.adopt(log)
             found[tp.topic, default: [:]][tp.partition] = log
@@ -77,6 +83,7 @@ public final class Broker {
             }
             topics[topic] = ordered.map { partitions[$0]! }
         }
+        try loadGroupOffsets(nowMs: nowMs)
         if !topics.isEmpty {
             logger.info("loaded topics", metadata: ["count": "\(topics.count)", "partitions": "\(topics.values.reduce(0) { $0 + $1.count })"])
         }
@@ -131,17 +138,18 @@ public final class Broker {
         shard.poll()
         completeProduces(failures: failures, nowMs: nowMs, into: &completions)
         completeFetches(nowMs: nowMs, into: &completions)
+        completeGroups(nowMs: nowMs, into: &completions)
         return completions
     }
 
     /// The earliest time something parked needs attention (long-poll deadlines), if any.
     public var nextDeadlineMs: Int64? {
-        parkedFetches.map(\.deadlineMs).min()
+        (parkedFetches.map(\.deadlineMs) + [groups.nextDeadlineMs].compactMap { $0 }).min()
     }
 
     /// Whether responses are waiting on a sync in flight (the server should poll soon).
     public var awaitingSync: Bool {
-        !pendingProduces.isEmpty
+        !pendingProduces.isEmpty || !pendingGroupWrites.isEmpty
     }
 
     /// A connection went away: forget what it was waiting for.
@@ -161,7 +169,7 @@ public final class Broker {
     // MARK: Topics
 
     static func isValidTopicName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 249, name != ".", name != ".." else { return false }
+        guard !name.isEmpty, !name.hasPrefix("__"), name.utf8.count <= 249, name != ".", name != ".." else { return false }
         return name.utf8.allSatisfy { c in
             (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D
         }

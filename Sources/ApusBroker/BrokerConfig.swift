@@ -15,6 +15,8 @@ public struct BrokerConfig: Sendable {
     public var messageMaxBytes = 1 << 20 + 12 * 1024
     /// Default log settings for new topics (durability included).
     public var log = LogConfig()
+    /// Consumer group settings (session timeout bounds, initial rebalance delay).
+    public var groups = GroupCoordinatorConfig()
 
     public init() {}
 }

@@ -14,6 +14,8 @@ enum Handlers {
     static let all: [HandlerEntry] = [
         Broker.produce, Broker.fetch, Broker.listOffsets, Broker.metadata,
         Broker.apiVersions, Broker.createTopics, Broker.deleteTopics, Broker.initProducerId,
+        Broker.findCoordinator, Broker.joinGroup, Broker.syncGroup, Broker.heartbeat, Broker.leaveGroup,
+        Broker.offsetCommit, Broker.offsetFetch,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

@@ -1,0 +1,126 @@
+import ApusStorage
+import KafkaProtocol
+import KafkaWire
+
+/// Where a group response goes: the request it answers.
+struct GroupToken {
+    var connection: ConnectionID
+    var correlationId: Int32
+    var headerVersion: Int16
+}
+
+/// A group response that waits for its offset commits to be written (and synced per the
+/// durability mode) in the internal offsets log.
+struct PendingGroupWrite {
+    var token: GroupToken
+    var frame: ResponseFrame
+    var lastOffset: Int64
+    var buffer: UnsafeMutableRawBufferPointer?
+}
+
+extension Broker {
+    static let offsetsTopic = "__consumer_offsets"
+
+    /// Opens the internal offsets log and replays the commits it holds into the coordinator.
+    func loadGroupOffsets(nowMs: Int64) throws(StorageError) {
+        let log = try logs.openLog(TopicPartition(Broker.offsetsTopic, 0), config: config.log, nowMs: nowMs)
+        shard.adopt(log)
+        offsetsLog = log
+        var offset = log.logStartOffset
+        var replayed = 0
+        while offset < log.logEndOffset {
+            let chunk = try log.readCopy(from: offset, maxBytes: 8 << 20)
+            if chunk.isEmpty { break }
+            var next = offset
+            chunk.withUnsafeBytes { raw in
+                var batches = RecordBatchSequence(raw)
+                while let view = try? batches.next() {
+                    next = view.lastOffset + 1
+                    guard let batch = try? RecordBatch(view) else { continue }
+                    for record in batch.records {
+                        if let value = record.value, (try? groups.replay(encoded: value)) != nil { replayed += 1 }
+                    }
+                }
+            }
+            if next == offset { break }
+            offset = next
+        }
+        if replayed > 0 { logger.info("replayed committed offsets", metadata: ["records": "\(replayed)"]) }
+    }
+
+    /// Sends the coordinator's outputs where they belong; returns the caller's own outcome.
+    func route(_ outputs: [GroupOutput<GroupToken>], caller: RequestContext?, nowMs: Int64) -> HandleOutcome {
+        var mine: HandleOutcome = .pending
+        for output in outputs {
+            let token = output.token
+            var w = WireWriter(capacity: 128)
+            ResponseHeader(correlationId: token.correlationId).encode(into: &w, version: token.headerVersion)
+            output.response.encode(into: &w, version: output.version)
+            let frame = ResponseFrame(body: w.bytes)
+            let isCaller = caller.map { $0.connection == token.connection && $0.correlationId == token.correlationId } ?? false
+            if !output.recordsToPersist.isEmpty, let write = persist(output.recordsToPersist, nowMs: nowMs) {
+                pendingGroupWrites.append(PendingGroupWrite(token: token, frame: frame, lastOffset: write.lastOffset, buffer: write.buffer))
+                continue
+            }
+            if isCaller {
+                mine = .respond(frame)
+            } else {
+                groupCompletions.append(Completion(connection: token.connection, correlationId: token.correlationId, frame: frame))
+            }
+        }
+        return mine
+    }
+
+    /// Stages committed offsets as one batch on the offsets log.
+    private func persist(_ records: [OffsetCommitRecord], nowMs: Int64) -> (lastOffset: Int64, buffer: UnsafeMutableRawBufferPointer)? {
+        guard let log = offsetsLog else { return nil }
+        let encoded = records.map { ($0.groupId, $0.encoded()) }
+        var builder = RecordBatchBuilder(capacity: 128 + encoded.reduce(0) { $0 + $1.0.utf8.count + $1.1.count + 32 })
+        builder.reset(baseTimestamp: nowMs)
+        for (group, value) in encoded {
+            _ = Array(group.utf8).withUnsafeBytes { key in value.withUnsafeBytes { builder.append(key: key, value: $0) } }
+        }
+        guard let finished = try? builder.finish() else { return nil }
+        let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: finished.count, alignment: 16)
+        owned.copyMemory(from: finished)
+        do {
+            let info = try shard.append(owned, to: log, requireDurable: true, nowMs: nowMs)
+            return (info.lastOffset, owned)
+        } catch {
+            owned.deallocate()
+            logger.error("could not persist committed offsets", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// After the commit: answers offset commits that are written (and synced as required), and
+    /// whatever the coordinator's timers completed.
+    func completeGroups(nowMs: Int64, into completions: inout [Completion]) {
+        if let log = offsetsLog, !pendingGroupWrites.isEmpty {
+            var still: [PendingGroupWrite] = []
+            for var write in pendingGroupWrites {
+                if let buffer = write.buffer {
+                    buffer.deallocate()
+                    write.buffer = nil
+                }
+                if log.logEndOffset > write.lastOffset && (log.config.durability == .pageCache || log.durableOffset > write.lastOffset) {
+                    completions.append(Completion(connection: write.token.connection, correlationId: write.token.correlationId, frame: write.frame))
+                } else if log.failure != nil || log.logEndOffset <= write.lastOffset && log.nextOffset <= write.lastOffset {
+                    // The write failed: the commit is lost, tell the client (it retries).
+                    completions.append(Completion(connection: write.token.connection, correlationId: write.token.correlationId, frame: write.frame))
+                    logger.warning("offset commit not persisted", metadata: ["connection": "\(write.token.connection)"])
+                } else {
+                    still.append(write)
+                }
+            }
+            pendingGroupWrites = still
+        }
+        _ = route(groups.tick(nowMs: nowMs), caller: nil, nowMs: nowMs)
+        completions += groupCompletions
+        groupCompletions.removeAll()
+    }
+
+    func groupToken(_ context: RequestContext) -> GroupToken {
+        GroupToken(connection: context.connection, correlationId: context.correlationId, headerVersion: context.responseHeaderVersion)
+    }
+}
