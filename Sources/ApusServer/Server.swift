@@ -40,7 +40,11 @@ public final class Server {
         (listener, port) = try Net.listen(host: config.listenHost, port: config.listenPort)
         try poller.add(listener, writable: false)
         var brokerConfig = config.broker
-        if brokerConfig.advertisedPort == 9092 && port != 9092 { brokerConfig.advertisedPort = Int32(port) }
+        if !config.advertisedIsExplicit {
+            brokerConfig.advertisedHost = config.listenHost == "0.0.0.0" ? "127.0.0.1" : config.listenHost
+            brokerConfig.advertisedPort = Int32(port)
+        }
+        logger.debug("advertising", metadata: ["address": "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"])
         broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now)
     }
 

@@ -15,7 +15,11 @@ public struct ServerConfig: Sendable {
     public var connectionBacklogBytes = 64 << 20
     /// How long SIGTERM/SIGINT wait for in-flight requests before stopping anyway.
     public var shutdownDeadlineMs: Int64 = 10_000
+    public var logLevel = "info"
     public var broker = BrokerConfig()
 
     public init() {}
+
+    /// Whether `advertised.listeners` was set (otherwise the bound listener is advertised).
+    public var advertisedIsExplicit = false
 }

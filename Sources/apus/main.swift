@@ -3,10 +3,8 @@ import ApusServer
 import ApusStorage
 import ArgumentParser
 import Dispatch
+import Foundation
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 
 struct Apus: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,39 +14,53 @@ struct Apus: ParsableCommand {
 }
 
 struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run the broker in the foreground (logs to stderr).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run the broker in the foreground (logs to stderr).",
+        discussion: "Settings come from the defaults, then --config FILE, then the flags, then each --set key=value. Keys: docs/configuration.md."
+    )
 
-    @Option(help: "Where partition logs live.") var dataDir = "./apus-data"
-    @Option(help: "host:port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:9092"
-    @Option(help: "Append path: auto (io_uring if it works, else posix), uring, posix.") var ioBackend = "auto"
-    @Option(help: "page-cache, fsync-on-ack-all or fsync-always.") var durability = "page-cache"
-    @Option(help: "Partitions of an auto-created topic (num.partitions).") var numPartitions: Int32 = 1
-    @Option(help: "segment.bytes of new segments.") var segmentBytes: Int64 = 1 << 30
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "A YAML file of configuration keys.") var config: String?
+    @Option(help: "Where partition logs live (data.dir).") var dataDir: String?
+    @Option(help: "host:port to listen on (listeners; port 0 picks a free one).") var listen: String?
+    @Option(help: "auto, uring or posix (io.backend).") var ioBackend: String?
+    @Option(help: "page-cache, fsync-on-ack-all or fsync-always (durability).") var durability: String?
+    @Option(help: "Partitions of an auto-created topic (num.partitions).") var numPartitions: String?
+    @Option(help: "Log level (log.level).") var logLevel: String?
+    @Option(name: .customLong("set"), help: "Any configuration key: --set key=value (repeatable).") var overrides: [String] = []
+    @Flag(help: "Print every configuration key with its default and meaning, then exit.") var printConfigKeys = false
 
     func run() throws {
-        var config = ServerConfig()
-        config.dataDirectory = dataDir
-        let parts = listen.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw ValidationError("--listen: expected host:port, got '\(listen)'") }
-        config.listenHost = String(parts[0])
-        config.listenPort = port
-        guard let backend = IOBackendKind(rawValue: ioBackend) else { throw ValidationError("--io-backend: expected auto, uring or posix") }
-        config.ioBackend = backend
-        guard let mode = Durability(rawValue: durability) else { throw ValidationError("--durability: expected page-cache, fsync-on-ack-all or fsync-always") }
-        config.broker.log.durability = mode
-        guard numPartitions > 0 else { throw ValidationError("--num-partitions must be positive") }
-        config.broker.numPartitions = numPartitions
-        config.broker.log.segmentBytes = segmentBytes
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
-
+        if printConfigKeys {
+            print("| key | default | meaning |\n|---|---|---|")
+            for k in ServerConfig.keys { print("| `\(k.key)` | `\(k.defaultValue)` | \(k.meaning) |") }
+            return
+        }
+        var settings = ServerConfig()
+        do {
+            if let config {
+                let text = try String(contentsOfFile: config, encoding: .utf8)
+                try settings.load(yaml: text, path: config)
+            }
+            let flags: [(String, String?)] = [
+                ("data.dir", dataDir), ("listeners", listen), ("io.backend", ioBackend),
+                ("durability", durability), ("num.partitions", numPartitions), ("log.level", logLevel),
+            ]
+            for case let (key, value?) in flags { try settings.set(key, value) }
+            for item in overrides {
+                guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--set: expected key=value, got '\(item)'") }
+                try settings.set(String(item[..<eq]), String(item[item.index(after: eq)...]))
+            }
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+        let level = Logger.Level(rawValue: settings.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         let logger = Logger(label: "apus")
-        let server = try Server(config: config, logger: logger)
+        let server = try Server(config: settings, logger: logger)
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {

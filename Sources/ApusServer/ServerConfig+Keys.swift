@@ -1,0 +1,112 @@
+import Yams
+import ApusIO
+import ApusStorage
+
+/// A configuration key that does not exist or a value it cannot take.
+public struct ConfigError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
+extension ServerConfig {
+    /// Every key of the config file (and of `--set key=value`), with its default and meaning;
+    /// docs/configuration.md is generated from the same table by `apus serve --print-config-keys`.
+    public static let keys: [(key: String, defaultValue: String, meaning: String)] = [
+        ("listeners", "127.0.0.1:9092", "host:port to listen on (port 0 picks a free port)"),
+        ("advertised.listeners", "(the listener)", "host:port clients are told to connect to"),
+        ("data.dir", "./apus-data", "directory holding the partition logs"),
+        ("io.backend", "auto", "append path: auto (io_uring if a NOP round trip works, else posix), uring, posix"),
+        ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
+        ("node.id", "0", "this broker's id"),
+        ("cluster.id", "apus-cluster", "cluster id reported in Metadata"),
+        ("auto.create.topics.enable", "true", "create a topic when Metadata asks for an unknown one"),
+        ("num.partitions", "1", "partitions of an auto-created topic"),
+        ("message.max.bytes", "1060876", "largest record batch accepted (MESSAGE_TOO_LARGE above)"),
+        ("socket.request.max.bytes", "104857600", "largest request frame; a larger one closes its connection"),
+        ("segment.bytes", "1073741824", "roll to a new segment past this size"),
+        ("segment.ms", "604800000", "roll a non-empty segment this old"),
+        ("retention.ms", "604800000", "delete segments whose newest record is older (-1: keep)"),
+        ("retention.bytes", "-1", "delete old segments while a partition is larger (-1: no limit)"),
+        ("index.interval.bytes", "4096", "bytes of log between sparse index entries"),
+        ("flush.messages", "none", "sync after this many unsynced records (none: never)"),
+        ("flush.ms", "none", "sync data older than this many ms (none: never)"),
+        ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
+        ("log.level", "info", "trace, debug, info, notice, warning, error, critical"),
+    ]
+
+    /// Sets one key from its text form; throws naming the key on an unknown key or bad value.
+    public mutating func set(_ key: String, _ value: String) throws(ConfigError) {
+        func int(_ range: ClosedRange<Int64> = Int64.min...Int64.max) throws(ConfigError) -> Int64 {
+            guard let v = Int64(value), range.contains(v) else { throw ConfigError("\(key): expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(value)'") }
+            return v
+        }
+        func hostPort() throws(ConfigError) -> (String, UInt16) {
+            let parts = value.split(separator: ":")
+            guard parts.count == 2, let port = UInt16(parts[1]), !parts[0].isEmpty else { throw ConfigError("\(key): expected host:port, got '\(value)'") }
+            return (String(parts[0]), port)
+        }
+        switch key {
+        case "listeners": (listenHost, listenPort) = try hostPort()
+        case "advertised.listeners":
+            let (host, port) = try hostPort()
+            broker.advertisedHost = host
+            broker.advertisedPort = Int32(port)
+            advertisedIsExplicit = true
+        case "data.dir":
+            guard !value.isEmpty else { throw ConfigError("data.dir: may not be empty") }
+            dataDirectory = value
+        case "io.backend":
+            guard let kind = IOBackendKind(rawValue: value) else { throw ConfigError("io.backend: expected auto, uring or posix, got '\(value)'") }
+            ioBackend = kind
+        case "durability":
+            guard let mode = Durability(rawValue: value) else { throw ConfigError("durability: expected page-cache, fsync-on-ack-all or fsync-always, got '\(value)'") }
+            broker.log.durability = mode
+        case "node.id": broker.nodeId = Int32(try int(0...Int64(Int32.max)))
+        case "cluster.id": broker.clusterId = value
+        case "auto.create.topics.enable":
+            guard let b = Bool(value) else { throw ConfigError("auto.create.topics.enable: expected true or false, got '\(value)'") }
+            broker.autoCreateTopics = b
+        case "num.partitions": broker.numPartitions = Int32(try int(1...10_000))
+        case "message.max.bytes": broker.messageMaxBytes = Int(try int(64...Int64(Int32.max)))
+        case "socket.request.max.bytes": requestMaxBytes = Int(try int(64...Int64(Int32.max)))
+        case "segment.bytes": broker.log.segmentBytes = try int(1024...Int64(Int32.max))
+        case "segment.ms": broker.log.segmentMs = try int(1...Int64.max)
+        case "retention.ms": broker.log.retentionMs = try int(-1...Int64.max)
+        case "retention.bytes": broker.log.retentionBytes = try int(-1...Int64.max)
+        case "index.interval.bytes": broker.log.indexIntervalBytes = Int(try int(0...Int64(Int32.max)))
+        case "flush.messages": broker.log.flushMessages = value == "none" ? .max : try int(1...Int64.max)
+        case "flush.ms": broker.log.flushMs = value == "none" ? .max : try int(0...Int64.max)
+        case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
+        case "log.level":
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
+                throw ConfigError("log.level: unknown level '\(value)'")
+            }
+            logLevel = value
+        default:
+            throw ConfigError("unknown configuration key '\(key)' (see docs/configuration.md)")
+        }
+    }
+
+    /// Reads a YAML config file: a flat mapping of the keys above to scalar values.
+    public mutating func load(yaml text: String, path: String) throws(ConfigError) {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigError("\(path): not valid YAML: \(error)")
+        }
+        guard let root else { return }  // an empty file
+        guard let mapping = root.mapping else { throw ConfigError("\(path): expected a mapping of configuration keys") }
+        for (keyNode, valueNode) in mapping {
+            let line = keyNode.mark.map { ":\($0.line)" } ?? ""
+            guard let key = keyNode.scalar?.string, let value = valueNode.scalar?.string else {
+                throw ConfigError("\(path)\(line): '\(keyNode.scalar?.string ?? "?")' must map a key to a single value")
+            }
+            do {
+                try set(key, value)
+            } catch {
+                throw ConfigError("\(path)\(line): \(error.description)")
+            }
+        }
+    }
+}
