@@ -30,6 +30,9 @@ extension ServerConfig {
         ("index.interval.bytes", "4096", "bytes of log between sparse index entries"),
         ("flush.messages", "none", "sync after this many unsynced records (none: never)"),
         ("flush.ms", "none", "sync data older than this many ms (none: never)"),
+        ("group.initial.rebalance.delay.ms", "3000", "how long a new group waits for more members before its first rebalance"),
+        ("group.min.session.timeout.ms", "6000", "smallest session timeout a consumer may ask for"),
+        ("group.max.session.timeout.ms", "1800000", "largest session timeout a consumer may ask for"),
         ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
         ("log.level", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
@@ -76,6 +79,9 @@ extension ServerConfig {
         case "index.interval.bytes": broker.log.indexIntervalBytes = Int(try int(0...Int64(Int32.max)))
         case "flush.messages": broker.log.flushMessages = value == "none" ? .max : try int(1...Int64.max)
         case "flush.ms": broker.log.flushMs = value == "none" ? .max : try int(0...Int64.max)
+        case "group.initial.rebalance.delay.ms": broker.groups.initialRebalanceDelayMs = Int32(try int(0...Int64(Int32.max)))
+        case "group.min.session.timeout.ms": broker.groups.minSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
+        case "group.max.session.timeout.ms": broker.groups.maxSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
         case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
         case "log.level":
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {

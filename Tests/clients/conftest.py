@@ -1,0 +1,83 @@
+"""Real Kafka clients (confluent-kafka, kafka-python) against a real `apus serve` on 127.0.0.1."""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def apus_binary():
+    path = os.environ.get("APUS_BIN", os.path.join(ROOT, ".build", "debug", "apus"))
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} not found: run `swift build` first (or set APUS_BIN)")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One `apus serve` process; restartable on the same data directory and port."""
+
+    def __init__(self, data_dir, extra_args=()):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.process = None
+        self.log_path = data_dir + ".log"
+        self.start()
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [apus_binary(), "serve", "--data-dir", self.data_dir, "--listen", self.bootstrap,
+             "--set", "group.initial.rebalance.delay.ms=0", *self.extra_args],
+            stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("apus serve exited:\n" + self.log())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("apus serve did not listen:\n" + self.log())
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=30)
+        return self.process.returncode
+
+    def restart(self, sig=signal.SIGTERM):
+        code = self.stop(sig)
+        self.start()
+        return code
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+@pytest.fixture
+def broker():
+    with tempfile.TemporaryDirectory(prefix="apus-clients-") as tmp:
+        b = Broker(os.path.join(tmp, "data"))
+        try:
+            yield b
+        finally:
+            code = b.stop(signal.SIGTERM)
+            assert code == 0, "apus serve did not stop cleanly:\n" + b.log()[-3000:]
