@@ -48,15 +48,22 @@ public protocol AppendBackend: AnyObject {
     var syncsInFlight: Int { get }
 }
 
-/// Chooses the backend: `auto` probes io_uring with a NOP round trip and falls back to POSIX.
-/// - Returns: the backend and, when `auto` fell back, the reason (for one log line).
-public func makeAppendBackend(_ kind: IOBackendKind, queueDepth: UInt32 = 64) throws(SystemError) -> (AppendBackend, fallbackReason: String?) {
+/// Chooses the backend. `auto` takes the faster one for the workload as measured on this
+/// machine kind (Results/2026-11-21-storage-benchmarks): POSIX when nothing is synced on the
+/// append path (buffered io_uring writes go through io-wq and cost more), io_uring when syncs
+/// overlap with writes; it probes io_uring with a NOP round trip and falls back to POSIX.
+/// - Parameter syncsOnAppendPath: whether acknowledgements wait for fdatasync.
+/// - Returns: the backend and a reason to log when `auto` did not pick io_uring.
+public func makeAppendBackend(_ kind: IOBackendKind, syncsOnAppendPath: Bool = true, queueDepth: UInt32 = 64) throws(SystemError) -> (AppendBackend, fallbackReason: String?) {
     switch kind {
     case .posix:
         return (PosixAppendBackend(), nil)
     case .uring:
         return (try UringAppendBackend(entries: queueDepth), nil)
     case .auto:
+        guard syncsOnAppendPath else {
+            return (PosixAppendBackend(), "io.backend auto: posix, the faster path when appends are not synced")
+        }
         do {
             return (try UringAppendBackend(entries: queueDepth), nil)
         } catch {

@@ -31,8 +31,8 @@ public final class Server {
         self.config = config
         self.logger = logger
         let now = Sys.wallClockMs()
-        let (backend, fallback) = try makeAppendBackend(config.ioBackend)
-        if let fallback { logger.warning("\(fallback)") }
+        let (backend, reason) = try makeAppendBackend(config.ioBackend, syncsOnAppendPath: config.broker.log.durability != .pageCache)
+        if let reason { logger.info("\(reason)") }
         backendName = backend.name
         let logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
