@@ -77,7 +77,7 @@ let package = Package(
             name: "ApusStorageTests",
             dependencies: ["ApusStorage", "ApusIO", "KafkaWire", "apus-storage-crashtest", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "ApusServerTests", dependencies: ["apus"]),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(

@@ -1,0 +1,56 @@
+import ApusServer
+import ApusStorage
+import Foundation
+import Testing
+
+/// The configuration schema: one table of keys, errors that name the key, and docs that match.
+@Suite struct ConfigTests {
+    @Test func everyDocumentedDefaultIsAcceptedAndTheDocsListEveryKey() throws {
+        let docs = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("docs/configuration.md"), encoding: .utf8)
+        for (key, value, meaning) in ServerConfig.keys {
+            #expect(docs.contains("| `\(key)` | `\(value)` | \(meaning) |"), "docs/configuration.md is out of date for \(key): regenerate it with --print-config-keys")
+            guard !value.hasPrefix("(") else { continue }
+            var config = ServerConfig()
+            #expect(throws: Never.self, "default of \(key)") { try config.set(key, value) }
+        }
+    }
+
+    @Test func unknownKeysAndBadValuesNameTheKey() {
+        var config = ServerConfig()
+        #expect(throws: ConfigError.self) { try config.set("retention.hours", "1") }
+        do {
+            try config.set("num.partitions", "zero")
+            Issue.record("a bad value must be refused")
+        } catch {
+            #expect(error.description.hasPrefix("num.partitions:"))
+        }
+        do {
+            try config.set("durability", "sometimes")
+            Issue.record("a bad value must be refused")
+        } catch {
+            #expect(error.description.contains("durability"))
+        }
+    }
+
+    @Test func yamlFilesApplyKeysAndReportTheLine() throws {
+        var config = ServerConfig()
+        try config.load(yaml: "listeners: 127.0.0.1:19999\ndurability: fsync-always\nretention.bytes: 1048576\n", path: "apus.yaml")
+        #expect(config.listenPort == 19999)
+        #expect(config.broker.log.durability == .fsyncAlways)
+        #expect(config.broker.log.retentionBytes == 1_048_576)
+        do {
+            try config.load(yaml: "data.dir: /tmp/x\n\nsegment.byts: 10\n", path: "apus.yaml")
+            Issue.record("an unknown key must be refused")
+        } catch {
+            #expect(error.description.hasPrefix("apus.yaml:3:"))
+            #expect(error.description.contains("segment.byts"))
+        }
+    }
+
+    @Test func serveRefusesABadSettingBeforeStarting() throws {
+        let result = try run(ApusServerProcess.binary("apus"), ["serve", "--set", "flush.ms=soon", "--data-dir", NSTemporaryDirectory() + "apus-never"])
+        #expect(result.status != 0)
+        #expect(result.err.contains("flush.ms"))
+    }
+}
