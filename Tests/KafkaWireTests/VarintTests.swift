@@ -4,13 +4,7 @@ import KafkaWire
 /// SplitMix64: deterministic values so a failure reproduces.
 private struct VarintTestRandom {
     var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { SplitMix64.step(&state) }
     /// A value of a random bit width (so short and long varints are equally common), random sign.
     mutating func int64() -> Int64 {
         let width = Int(next() % 64)

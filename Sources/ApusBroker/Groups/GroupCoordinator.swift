@@ -530,16 +530,9 @@ enum GroupErrorCode: Int16, Sendable {
 /// A version-4-shaped UUID string from a seed and a sequence number (SplitMix64), like Java's
 /// `UUID.randomUUID().toString()`.
 func groupMemberUUID(seed: UInt64, sequence: UInt64) -> String {
-    var state = seed &+ sequence &* 0x9E37_79B9_7F4A_7C15
-    func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    let high = (next() & ~0xF000) | 0x4000  // version 4
-    let low = (next() & ~(0xC << 60)) | (0x8 << 60)  // IETF variant
+    var rng = SplitMix64(seed: seed &+ sequence &* 0x9E37_79B9_7F4A_7C15)
+    let high = (rng.next() & ~0xF000) | 0x4000  // version 4
+    let low = (rng.next() & ~(0xC << 60)) | (0x8 << 60)  // IETF variant
     func hex(_ v: UInt64, _ digits: Int) -> String {
         let s = String(v, radix: 16)
         return String(repeating: "0", count: max(digits - s.count, 0)) + s
