@@ -78,11 +78,12 @@ public enum Net {
     }
 
     /// Sends file bytes to a socket without copying them through user space; returns the bytes
-    /// sent (0 if the socket is full).
+    /// sent (0 if the socket is full). A file shorter than the range is an error, not a stall.
     public static func sendfile(socket: Int32, file: Int32, offset: Int64, count: Int) throws(SystemError) -> Int {
         var off = offset
         while true {
             let n = apus_sendfile(socket, file, &off, count)
+            if n == 0 && count > 0 { throw SystemError("sendfile", errno: EIO, "file ends before the range (fd \(file))") }
             if n >= 0 { return Int(n) }
             let e = Int32(-n)
             if e == EINTR { continue }

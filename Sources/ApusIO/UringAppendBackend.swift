@@ -18,6 +18,9 @@ public final class UringAppendBackend: AppendBackend {
 
     private static let syncBit: UInt64 = 1 << 63
     private static let probeTag: UInt64 = 1 << 62
+    /// Write tags are (generation << 32 | index): a completion left over from an earlier
+    /// `write` call (after an error) is recognised and ignored.
+    private var generation: UInt64 = 0
 
     public init(entries: UInt32 = 64) throws(SystemError) {
         var error: Int32 = 0
@@ -53,6 +56,8 @@ public final class UringAppendBackend: AppendBackend {
             iovecCapacity = max(needed, iovecCapacity * 2)
             iovecs = .allocate(capacity: iovecCapacity)
         }
+        generation = (generation + 1) & 0x3FFF_FFFF
+        let tagBase = generation << 32
         var expected = [Int](repeating: 0, count: writes.count)
         var written = [Int](repeating: 0, count: writes.count)
         var next = 0
@@ -63,7 +68,7 @@ public final class UringAppendBackend: AppendBackend {
             var chunkBytes = 0
             func flushChunk() {
                 guard next > start else { return }
-                let rc = apus_ring_prep_writev(ring, w.fd, iovecs + start, UInt32(next - start), UInt64(offset), UInt64(i))
+                let rc = apus_ring_prep_writev(ring, w.fd, iovecs + start, UInt32(next - start), UInt64(offset), tagBase | UInt64(i))
                 if rc < 0 {
                     results[i] = SystemError("io_uring writev", errno: -rc)
                 } else {
@@ -86,7 +91,8 @@ public final class UringAppendBackend: AppendBackend {
         while pending > 0 {
             if submitted {
                 let rc = apus_ring_submit_and_wait(ring, 1)
-                if rc < 0 && rc != -EINTR {
+                // EBUSY/EAGAIN: the completion queue is full; reaping below makes room.
+                if rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN {
                     for i in writes.indices where results[i] == nil { results[i] = SystemError("io_uring_submit_and_wait", errno: -rc) }
                     return results
                 }
@@ -101,7 +107,8 @@ public final class UringAppendBackend: AppendBackend {
                     completed.append(SyncCompletion(token: tag & ~Self.syncBit, errno: result < 0 ? -result : 0))
                     continue
                 }
-                let i = Int(tag)
+                guard tag & ~0xFFFF_FFFF == tagBase else { continue }  // stale, from an earlier call
+                let i = Int(tag & 0xFFFF_FFFF)
                 pending -= 1
                 if result < 0 {
                     if results[i] == nil { results[i] = SystemError("io_uring writev", errno: -result, "fd \(writes[i].fd)") }

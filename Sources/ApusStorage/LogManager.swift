@@ -15,6 +15,7 @@ public final class LogManager {
     public let wasCleanShutdown: Bool
     let logger: Logger
     private var logs: [TopicPartition: PartitionLog] = [:]
+    private var checkpointed: [TopicPartition: Int64] = [:]
 
     static let cleanShutdownMarker = ".apus-clean-shutdown"
     static let recoveryCheckpoint = "recovery-point"
@@ -88,10 +89,13 @@ public final class LogManager {
     }
 
     /// Writes each log's durable offset as its recovery point (crash recovery scans from there).
+    /// Only logs whose durable offset moved since their last checkpoint are written.
     public func checkpoint() {
-        for (tp, log) in logs {
+        for (tp, log) in logs where checkpointed[tp] != log.durableOffset {
             let path = dataDirectory + "/" + tp.description + "/" + Self.recoveryCheckpoint
-            try? Sys.writeFileAtomically(path, Array(String(log.durableOffset).utf8))
+            if (try? Sys.writeFileAtomically(path, Array(String(log.durableOffset).utf8))) != nil {
+                checkpointed[tp] = log.durableOffset
+            }
         }
     }
 

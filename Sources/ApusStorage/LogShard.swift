@@ -75,15 +75,7 @@ public final class LogShard {
         }
         var mustWait = false
         for (log, fds) in syncs {
-            let group = nextToken
-            nextToken += 1
-            syncGroups[group] = SyncGroup(log: log, target: log.logEndOffset, remaining: fds.count)
-            for fd in fds {
-                let token = nextToken
-                nextToken += 1
-                tokenToGroup[token] = group
-                backend.beginSync(fd: fd, token: token)
-            }
+            beginSyncGroup(log, fds: fds)
             if log.config.durability == .fsyncAlways { mustWait = true }
         }
         if mustWait { advancedInCommit += poll(wait: true) }
@@ -126,18 +118,22 @@ public final class LogShard {
     public func syncAll(nowMs: Int64) {
         commit(nowMs: nowMs)
         for log in logs where log.durableOffset < log.logEndOffset {
-            let group = nextToken
-            nextToken += 1
             let fds = log.segments.filter { $0.nextOffset > log.durableOffset }.map(\.logFd)
-            guard !fds.isEmpty else { continue }
-            syncGroups[group] = SyncGroup(log: log, target: log.logEndOffset, remaining: fds.count)
-            for fd in fds {
-                let token = nextToken
-                nextToken += 1
-                tokenToGroup[token] = group
-                backend.beginSync(fd: fd, token: token)
-            }
+            if !fds.isEmpty { beginSyncGroup(log, fds: fds) }
         }
         poll(wait: true)
+    }
+
+    /// Starts syncing `fds`; `log`'s durable offset moves to its current end once all finish.
+    private func beginSyncGroup(_ log: PartitionLog, fds: [Int32]) {
+        let group = nextToken
+        nextToken += 1
+        syncGroups[group] = SyncGroup(log: log, target: log.logEndOffset, remaining: fds.count)
+        for fd in fds {
+            let token = nextToken
+            nextToken += 1
+            tokenToGroup[token] = group
+            backend.beginSync(fd: fd, token: token)
+        }
     }
 }

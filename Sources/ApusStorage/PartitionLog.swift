@@ -33,11 +33,25 @@ public struct AppendInfo: Equatable, Sendable {
 }
 
 /// A byte range of a segment file holding whole batches: what a zero-copy fetch sends.
-/// The descriptor stays valid until the owning shard next runs retention or closes the log.
-public struct FileRange: Equatable, Sendable {
+/// The descriptor stays open as long as the range exists.
+public struct FileRange: Equatable {
     public var fd: Int32
     public var position: Int64
     public var length: Int
+    /// The segment the descriptor belongs to: holding it keeps the descriptor open even if
+    /// retention or a topic deletion drops the segment before the range is sent.
+    let owner: AnyObject?
+
+    public init(fd: Int32, position: Int64, length: Int, owner: AnyObject? = nil) {
+        self.fd = fd
+        self.position = position
+        self.length = length
+        self.owner = owner
+    }
+
+    public static func == (a: FileRange, b: FileRange) -> Bool {
+        a.fd == b.fd && a.position == b.position && a.length == b.length
+    }
 }
 
 /// One partition's log: segments on disk in Kafka's layout, offsets, indexes, retention.
@@ -68,8 +82,16 @@ public final class PartitionLog {
     var durableRequested = false
     var unsyncedRecords: Int64 = 0
     var lastSyncMs: Int64
-    /// Set when a sync failed: the partition takes no more writes.
+    /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
+
+    /// Refuses further appends and drops what is staged (the topic is being deleted).
+    public func takeOffline(_ reason: String) {
+        failure = reason
+        for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
+        dirtySegments.removeAll()
+        nextOffset = logEndOffset
+    }
 
     init(topicPartition: TopicPartition, directory: String, config: LogConfig, segments: [Segment], logger: Logger, nowMs: Int64) {
         self.topicPartition = topicPartition
@@ -108,8 +130,13 @@ public final class PartitionLog {
             throw .invalidBatch("not a single RecordBatch v2")
         }
         guard batch.count <= Int(UInt32.max) / 2 else { throw .invalidBatch("batch too large") }
+        guard view.lastOffsetDelta == max(view.recordCount - 1, 0) else {
+            throw .invalidBatch("lastOffsetDelta \(view.lastOffsetDelta) does not match \(view.recordCount) records")
+        }
         var segment = activeSegment
-        if !segment.isEmpty && (segment.stagedSize + Int64(batch.count) > config.segmentBytes || nowMs - segment.createdMs >= config.segmentMs) {
+        let relativeEnd = nextOffset + Int64(view.lastOffsetDelta) - segment.baseOffset
+        if !segment.isEmpty && (segment.stagedSize + Int64(batch.count) > config.segmentBytes || nowMs - segment.createdMs >= config.segmentMs
+                                || relativeEnd > Int64(Int32.max)) {
             segment = try roll(nowMs: nowMs)
         }
         let baseOffset = nextOffset
@@ -178,7 +205,9 @@ public final class PartitionLog {
             || (config.flushMs != .max && nowMs - lastSyncMs >= config.flushMs) else { return [] }
         unsyncedRecords = 0
         lastSyncMs = nowMs
-        return dirtySegments.map { $0.segment.logFd }
+        // Every segment still holding data not yet durable, not only this turn's: a sync group
+        // moves durableOffset to logEndOffset, so it must cover everything below it.
+        return segments.filter { $0.nextOffset > durableOffset }.map(\.logFd)
     }
 
     /// A background flush (flush.ms) for data written in earlier turns; nil if nothing is due.
@@ -214,7 +243,7 @@ public final class PartitionLog {
             if let start = try findBatch(containing: offset, in: segment) {
                 let end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
                 try verify(segment, upTo: end, from: start)
-                return FileRange(fd: segment.logFd, position: start, length: Int(end - start))
+                return FileRange(fd: segment.logFd, position: start, length: Int(end - start), owner: segment)
             }
             index += 1  // the offset lies past this segment's batches: a gap or the next segment
         }

@@ -304,3 +304,26 @@ import Testing
         #expect(try makeAppendBackend(.posix).0.name == "posix")
     }
 }
+
+extension PartitionLogTests {
+    @Test func aFileRangeStaysReadableAfterRetentionDeletesItsSegment() throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 2000
+        config.retentionBytes = 0
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        for i in 0..<20 { _ = try shard.append(arena.batch(records: 5, first: i * 5, valueSize: 40), to: log, requireDurable: false, nowMs: now) }
+        shard.commit(nowMs: now)
+        let range = try #require(try log.read(from: 0, maxBytes: 1 << 20))
+        let expected = try log.readCopy(from: 0, maxBytes: 1 << 20)
+        #expect(log.enforceRetention(nowMs: now) > 0)
+        #expect(log.logStartOffset > 0)
+        BackgroundUnlinker.shared.waitUntilIdle()
+        // The queued response still sends the right bytes: the range keeps its segment open.
+        var bytes = [UInt8](repeating: 0, count: range.length)
+        let n = try bytes.withUnsafeMutableBytes { try Sys.preadFully(range.fd, $0, at: range.position) }
+        #expect(n == range.length && bytes == expected)
+    }
+}
