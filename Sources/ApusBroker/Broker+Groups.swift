@@ -12,8 +12,7 @@ struct GroupToken {
 /// A group response that waits for its offset commits to be written (and synced per the
 /// durability mode) in the internal offsets log.
 struct PendingGroupWrite {
-    var token: GroupToken
-    var frame: ResponseFrame
+    var output: GroupOutput<GroupToken>
     var lastOffset: Int64
     var buffer: UnsafeMutableRawBufferPointer?
 }
@@ -53,14 +52,14 @@ extension Broker {
         var mine: HandleOutcome = .pending
         for output in outputs {
             let token = output.token
-            var w = WireWriter(capacity: 128)
-            ResponseHeader(correlationId: token.correlationId).encode(into: &w, version: token.headerVersion)
-            output.response.encode(into: &w, version: output.version)
-            let frame = ResponseFrame(body: w.bytes)
+            var frame = encode(output)
             let isCaller = caller.map { $0.connection == token.connection && $0.correlationId == token.correlationId } ?? false
-            if !output.recordsToPersist.isEmpty, let write = persist(output.recordsToPersist, nowMs: nowMs) {
-                pendingGroupWrites.append(PendingGroupWrite(token: token, frame: frame, lastOffset: write.lastOffset, buffer: write.buffer))
-                continue
+            if !output.recordsToPersist.isEmpty {
+                if let write = persist(output.recordsToPersist, nowMs: nowMs) {
+                    pendingGroupWrites.append(PendingGroupWrite(output: output, lastOffset: write.lastOffset, buffer: write.buffer))
+                    continue
+                }
+                frame = encode(Broker.failedCommit(output))  // the offsets log refused the write
             }
             if isCaller {
                 mine = .respond(frame)
@@ -103,12 +102,14 @@ extension Broker {
                     buffer.deallocate()
                     write.buffer = nil
                 }
+                let token = write.output.token
                 if log.logEndOffset > write.lastOffset && (log.config.durability == .pageCache || log.durableOffset > write.lastOffset) {
-                    completions.append(Completion(connection: write.token.connection, correlationId: write.token.correlationId, frame: write.frame))
+                    completions.append(Completion(connection: token.connection, correlationId: token.correlationId, frame: encode(write.output)))
                 } else if log.failure != nil || log.logEndOffset <= write.lastOffset && log.nextOffset <= write.lastOffset {
-                    // The write failed: the commit is lost, tell the client (it retries).
-                    completions.append(Completion(connection: write.token.connection, correlationId: write.token.correlationId, frame: write.frame))
-                    logger.warning("offset commit not persisted", metadata: ["connection": "\(write.token.connection)"])
+                    // The write failed: answer with a retriable error so the client commits again.
+                    completions.append(Completion(connection: token.connection, correlationId: token.correlationId,
+                                                  frame: encode(Broker.failedCommit(write.output))))
+                    logger.warning("offset commit not persisted", metadata: ["connection": "\(token.connection)"])
                 } else {
                     still.append(write)
                 }
@@ -118,6 +119,26 @@ extension Broker {
         _ = route(groups.tick(nowMs: nowMs), caller: nil, nowMs: nowMs)
         completions += groupCompletions
         groupCompletions.removeAll()
+    }
+
+    func encode(_ output: GroupOutput<GroupToken>) -> ResponseFrame {
+        var w = WireWriter(capacity: 128)
+        ResponseHeader(correlationId: output.token.correlationId).encode(into: &w, version: output.token.headerVersion)
+        output.response.encode(into: &w, version: output.version)
+        return ResponseFrame(body: w.bytes)
+    }
+
+    /// The same OffsetCommit answer with COORDINATOR_NOT_AVAILABLE (retriable) on every partition.
+    /// The coordinator's in-memory table keeps the commit until the next restart replays the log.
+    static func failedCommit(_ output: GroupOutput<GroupToken>) -> GroupOutput<GroupToken> {
+        guard case .offsetCommit(var response) = output.response else { return output }
+        for t in response.topics.indices {
+            for p in response.topics[t].partitions.indices { response.topics[t].partitions[p].errorCode = 15 }
+        }
+        var failed = output
+        failed.response = .offsetCommit(response)
+        failed.recordsToPersist = []
+        return failed
     }
 
     func groupToken(_ context: RequestContext) -> GroupToken {

@@ -160,6 +160,13 @@ public final class Broker {
         }
     }
 
+    /// Periodic upkeep (every few seconds): retention on every log, and recovery points so
+    /// that recovery after a crash scans only what came since.
+    public func maintenance(nowMs: Int64) {
+        for log in topics.values.joined() { log.enforceRetention(nowMs: nowMs) }
+        logs.checkpoint()
+    }
+
     /// Syncs every log and marks a clean shutdown.
     public func shutdown(nowMs: Int64) throws(StorageError) {
         shard.syncAll(nowMs: nowMs)
@@ -192,6 +199,7 @@ public final class Broker {
         guard let partitions = topics.removeValue(forKey: name) else { return }
         for log in partitions {
             producerStates[log.topicPartition] = nil
+            log.takeOffline("topic deleted")  // appends staged this turn are answered with an error
             shard.release(log)
             try logs.deleteLog(log.topicPartition)
         }

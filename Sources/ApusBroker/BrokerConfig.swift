@@ -13,6 +13,8 @@ public struct BrokerConfig: Sendable {
     public var numPartitions: Int32 = 1
     /// `message.max.bytes`: the largest record batch accepted.
     public var messageMaxBytes = 1 << 20 + 12 * 1024
+    /// `fetch.max.bytes`: the most record data one Fetch response carries (beyond the first batch).
+    public var fetchMaxBytes = 55 << 20
     /// Default log settings for new topics (durability included).
     public var log = LogConfig()
     /// Consumer group settings (session timeout bounds, initial rebalance delay).

@@ -59,10 +59,7 @@ final class Connection {
                 if size < 0 || size > maxFrameBytes {
                     return "request of \(size) bytes exceeds socket.request.max.bytes (\(maxFrameBytes))"
                 }
-                if inputCount - consumed - 4 < size {
-                    if size + 4 > inputCapacity { grow(to: size + 4) }
-                    break
-                }
+                if inputCount - consumed - 4 < size { break }  // the buffer doubles as bytes arrive
                 if !body(UnsafeRawBufferPointer(start: input + consumed + 4, count: size)) { return nil }
                 consumed += 4 + size
             }

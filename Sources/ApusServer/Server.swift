@@ -26,6 +26,8 @@ public final class Server {
     private var byID: [ConnectionID: Connection] = [:]
     private var nextID: ConnectionID = 1
     private let stopRequested = Atomic<Bool>(false)
+    /// Set once stopping: connections are no longer read.
+    private var draining = false
 
     public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
@@ -61,12 +63,24 @@ public final class Server {
             "address": "\(config.listenHost):\(port)", "dataDir": "\(config.dataDirectory)",
             "ioBackend": "\(backendName)", "durability": "\(config.broker.log.durability.rawValue)",
         ])
+        var nextMaintenance = Sys.wallClockMs()
         while !stopRequested.load(ordering: .acquiring) {
             turn(timeoutMs: nextTimeout())
+            let now = Sys.wallClockMs()
+            if now >= nextMaintenance {
+                broker.maintenance(nowMs: now)
+                nextMaintenance = now + Self.maintenanceIntervalMs
+            }
         }
-        logger.info("stopping: no new connections; finishing in-flight requests")
+        logger.info("stopping: no new connections or requests; finishing in-flight ones")
         poller.remove(listener)
         Net.close(listener)
+        for connection in connections.values {
+            connection.muted = true
+            try? poller.modify(connection.fd, writable: connection.watchingWritable, readable: false)
+        }
+        draining = true
+        broker.expireParkedFetches()
         let deadline = Sys.wallClockMs() + config.shutdownDeadlineMs
         while (broker.awaitingSync || connections.values.contains { $0.hasWritableData }) && Sys.wallClockMs() < deadline {
             turn(timeoutMs: 10, accepting: false)
@@ -75,6 +89,9 @@ public final class Server {
         try broker.shutdown(nowMs: Sys.wallClockMs())
         logger.info("stopped cleanly")
     }
+
+    /// How often retention runs and recovery points are written.
+    static let maintenanceIntervalMs: Int64 = 5_000
 
     private func nextTimeout() -> Int32 {
         if broker.awaitingSync { return 1 }
@@ -91,13 +108,14 @@ public final class Server {
             }
             guard let connection = connections[ready.fd] else { continue }
             if ready.readable && !connection.muted { read(connection) }
-            if ready.hangup && connections[ready.fd] != nil && !ready.readable { close(connection, reason: "") }
+            // A hung-up connection that is not being read (muted) would be reported forever.
+            if ready.hangup && connections[ready.fd] != nil && (!ready.readable || connection.muted) { close(connection, reason: "") }
         }
         let now = Sys.wallClockMs()
         for completion in broker.endOfTurn(nowMs: now) {
             byID[completion.connection]?.complete(correlationId: completion.correlationId, frame: completion.frame)
         }
-        for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable || connection.muted {
+        for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
             write(connection)
         }
     }
@@ -142,11 +160,11 @@ public final class Server {
         guard connections[connection.fd] != nil else { return }
         do {
             let done = try connection.flush()
-            let backlog = connection.queuedBytes > config.connectionBacklogBytes
+            let backlog = connection.queuedBytes > config.connectionBacklogBytes || draining
             if !done != connection.watchingWritable || backlog != connection.muted {
                 connection.watchingWritable = !done
-                connection.muted = backlog
-                try poller.modify(connection.fd, writable: !done, readable: !backlog)
+                connection.muted = backlog || draining
+                try poller.modify(connection.fd, writable: !done, readable: !connection.muted)
             }
         } catch {
             close(connection, reason: "write failed: \(error)")

@@ -115,3 +115,27 @@ import Testing
         #expect(try fetch(3).errorCode == ErrorCode.offsetOutOfRange.rawValue)
     }
 }
+
+extension ProduceTests {
+    @Test func deletingATopicFailsAppendsStagedInTheSameTurn() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "gone", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        var w = WireWriter()
+        RequestHeader(requestApiKey: 0, requestApiVersion: 8, correlationId: 99, clientId: "t").encode(into: &w, version: 1)
+        produceRequest(topic: "gone", batch: makeBatch(values: ["a"]), acks: 1).encode(into: &w, version: 8)
+        let outcome = w.bytes.withUnsafeBytes { h.broker.handle(frame: $0, connection: 7, nowMs: 1_700_000_000_000) }
+        guard case .pending = outcome else { Issue.record("produce must wait for the commit"); return }
+        // DeleteTopics in the same turn, before the commit.
+        let deleted = try #require(try h.call(DeleteTopicsRequest(topicNames: ["gone"]), version: 3))
+        #expect(deleted.responses[0].errorCode == 0)
+        let completion = try #require(h.broker.endOfTurn(nowMs: 1_700_000_000_000).first { $0.correlationId == 99 })
+        let bytes = try BrokerHarness.bytes(of: completion.frame)
+        let response = try bytes.withUnsafeBytes { raw in
+            var r = WireReader(UnsafeRawBufferPointer(rebasing: raw[8...]))
+            return try ProduceResponse.decode(from: &r, version: 8)
+        }
+        #expect(response.responses[0].partitionResponses[0].errorCode == ErrorCode.kafkaStorageError.rawValue,
+                "an append the deletion dropped is never reported as written")
+    }
+}

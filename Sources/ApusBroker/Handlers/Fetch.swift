@@ -10,6 +10,9 @@ struct ParkedFetch {
 }
 
 extension Broker {
+    /// The longest a fetch may be parked, whatever its max_wait_ms says.
+    static let maxFetchWaitMs: Int64 = 30_000
+
     /// Fetch v4–11, sessionless (session id 0), read_uncommitted. Record data goes from the
     /// segment files to the socket zero-copy: the response carries file ranges between its
     /// encoded parts. min bytes / max wait long polls are parked and re-checked after every
@@ -19,7 +22,8 @@ extension Broker {
         let reads = broker.readFetch(request)
         let bytes = reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
         if bytes < Int(request.minBytes) && request.maxWaitMs > 0 && !reads.contains(where: { $0.error != .none }) {
-            broker.parkedFetches.append(ParkedFetch(context: context, request: request, deadlineMs: context.nowMs + Int64(request.maxWaitMs)))
+            let wait = min(Int64(request.maxWaitMs), Broker.maxFetchWaitMs)
+            broker.parkedFetches.append(ParkedFetch(context: context, request: request, deadlineMs: context.nowMs + wait))
             return .pending
         }
         return .respond(broker.encodeFetch(reads, context))
@@ -37,7 +41,7 @@ extension Broker {
     /// Reads every requested partition within the request's and each partition's byte limits.
     /// The first partition with data gets at least one whole batch, as Kafka does.
     func readFetch(_ request: FetchRequest) -> [PartitionRead] {
-        var budget = Int(max(request.maxBytes, 0))
+        var budget = min(Int(max(request.maxBytes, 0)), config.fetchMaxBytes)
         var reads: [PartitionRead] = []
         var anyData = false
         for topic in request.topics {
@@ -112,10 +116,15 @@ extension Broker {
         if w.count > 0 { parts.append(.bytes(w.bytes)) }
         // Patch the size prefix (it lives in the first part).
         if case .bytes(var first) = parts[0] {
-            withUnsafeBytes(of: Int32(total - 4).bigEndian) { for i in 0..<4 { first[i] = $0[i] } }
+            withUnsafeBytes(of: Int32(clamping: total - 4).bigEndian) { for i in 0..<4 { first[i] = $0[i] } }
             parts[0] = .bytes(first)
         }
         return ResponseFrame(parts: parts)
+    }
+
+    /// Ends every long poll now (shutdown): parked fetches are answered with what is there.
+    public func expireParkedFetches() {
+        for i in parkedFetches.indices { parkedFetches[i].deadlineMs = 0 }
     }
 
     /// Answers parked fetches that now have enough data or whose wait is over.

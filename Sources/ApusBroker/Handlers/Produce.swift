@@ -131,11 +131,15 @@ extension Broker {
     func completeProduces(failures: [(log: PartitionLog, error: StorageError)], nowMs: Int64, into completions: inout [Completion]) {
         for (log, error) in failures {
             producerStates[log.topicPartition] = nil  // the log was cut back: rebuild from it
+            // Only this turn's appends were dropped; earlier ones are written (and may be syncing).
+            let lost = { (wait: (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)) in
+                wait.log === log && wait.lastOffset >= log.logEndOffset
+            }
             for pending in pendingProduces {
-                for wait in pending.waits where wait.log === log {
+                for wait in pending.waits where lost(wait) {
                     pending.response.responses[wait.topic].partitionResponses[wait.partition].error(Broker.errorCode(for: error))
                 }
-                pending.waits.removeAll { $0.log === log }
+                pending.waits.removeAll(where: lost)
             }
         }
         var remaining: [PendingProduce] = []
