@@ -86,38 +86,21 @@ public struct RecordBatchBuilder: ~Copyable {
     }
 
     /// Appends a record with headers (header keys are UTF-8 strings; values may be null).
-    /// Returns false if it does not fit.
+    /// Returns false if it does not fit. Not the hot path: the record is encoded by ``Record``.
     public mutating func append(
         key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
         headers: [RecordHeader], timestampDelta: Int64 = 0
     ) -> Bool {
-        var record = WireWriter(capacity: 64 + (key?.count ?? 0) + (value?.count ?? 0))
-        record.writeInt8(0)
-        record.writeVarlong(timestampDelta)
-        record.writeVarint(count)
-        Self.writeField(key, &record)
-        Self.writeField(value, &record)
-        record.writeVarint(Int32(headers.count))
-        for header in headers {
-            var name = header.key
-            name.withUTF8 { Self.writeField(UnsafeRawBufferPointer($0), &record) }
-            if let v = header.value { v.withUnsafeBytes { Self.writeField($0, &record) } } else { record.writeVarint(-1) }
-        }
-        let total = Varint.size(signed: Int64(record.count)) + record.count
-        guard total <= capacity - position else { return false }
-        var p = buffer + position
-        p += Varint.put(signed: Int64(record.count), at: p)
-        record.bytes.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        position += total
+        let record = Record(timestampDelta: timestampDelta, offsetDelta: count, key: key.map { Array($0) },
+                            value: value.map { Array($0) }, headers: headers)
+        var encoded = WireWriter(capacity: 64 + (key?.count ?? 0) + (value?.count ?? 0))
+        record.encode(into: &encoded)
+        guard encoded.count <= capacity - position else { return false }
+        encoded.bytes.withUnsafeBytes { (buffer + position).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        position += encoded.count
         count += 1
         if timestampDelta > maxTimestampDelta { maxTimestampDelta = timestampDelta }
         return true
-    }
-
-    static func writeField(_ field: UnsafeRawBufferPointer?, _ w: inout WireWriter) {
-        guard let field else { w.writeVarint(-1); return }
-        w.writeVarint(Int32(field.count))
-        w.writeRaw(field)
     }
 
     /// Fills in the header and CRC, compressing the records with `compression` first.
