@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "KafkaProtocol", targets: ["KafkaProtocol"]),
         .library(name: "ApusIO", targets: ["ApusIO"]),
         .library(name: "ApusStorage", targets: ["ApusStorage"]),
+        .library(name: "ApusClient", targets: ["ApusClient"]),
+        .library(name: "ApusLab", targets: ["ApusLab"]),
         .executable(name: "apus-codegen", targets: ["apus-codegen"]),
         .executable(name: "apus", targets: ["apus"]),
     ],
@@ -17,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // C libraries from Debian (-dev packages; see .ci/run for the install line).
@@ -54,8 +57,16 @@ let package = Package(
             "ApusBroker", "ApusIO", "ApusStorage",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
+        // The lab's Kafka producer (blocking POSIX sockets, pipelined; see Transport.swift).
+        // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.
+        .target(name: "ApusClient", dependencies: ["ApusIO", "KafkaWire", "KafkaProtocol"]),
+        // The lab: open-loop load, latency histograms, reports.
+        .target(name: "ApusLab", dependencies: [
+            "ApusClient", "ApusIO", "KafkaWire", .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+
         .executableTarget(name: "apus", dependencies: [
-            "ApusServer", "ApusStorage", "ApusIO",
+            "ApusServer", "ApusStorage", "ApusIO", "ApusLab", "ApusClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -79,6 +90,7 @@ let package = Package(
         ),
         .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "KafkaProtocol", "KafkaWire", "apus"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

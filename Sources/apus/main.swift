@@ -1,4 +1,6 @@
+import ApusClient
 import ApusIO
+import ApusLab
 import ApusServer
 import ApusStorage
 import ArgumentParser
@@ -9,7 +11,7 @@ import Logging
 struct Apus: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A Kafka-compatible broker and the lab that measures it.",
-        subcommands: [Serve.self]
+        subcommands: [Serve.self, Perf.self]
     )
 }
 
@@ -72,6 +74,63 @@ struct Serve: ParsableCommand {
         }
         try server.run()
         _ = sources
+    }
+}
+
+struct Perf: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The lab: load generators for any Kafka-compatible broker.",
+        subcommands: [Produce.self]
+    )
+
+    struct Produce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open-loop produce load with HDR latency histograms (like kafka-producer-perf-test).",
+            discussion: "Latency is recorded per batch, weighted by its record count, from the intended send time (coordinated-omission corrected) and from the batch's first send()."
+        )
+
+        @Option(help: "host:port of a broker.") var bootstrap: String
+        @Option(help: "Topic to produce to (auto-created if the broker allows).") var topic: String
+        @Option(help: "Records to send over all producers.") var numRecords: Int?
+        @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
+        @Option(help: "Bytes per record value.") var recordSize = 100
+        @Option(parsing: .unconditional, help: "Target records/s over all producers; -1 for the maximum rate.") var throughput: Double = -1
+        @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner.")
+        var producerProps: [String] = []
+        @Option(help: "Producer threads, one connection each.") var producers = 1
+        @Option(help: "Write a JSON summary (workload, config, totals, percentiles) here.") var json: String?
+
+        func validate() throws {
+            guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
+            guard producers >= 1 else { throw ValidationError("--producers must be at least 1") }
+            guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
+        }
+
+        func run() throws {
+            var config = ProducerConfig(bootstrap: bootstrap)
+            config.partitioner = .sticky
+            for item in producerProps {
+                guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--producer-props: expected key=value, got '\(item)'") }
+                do {
+                    try config.set(String(item[..<eq]), String(item[item.index(after: eq)...]))
+                } catch {
+                    throw ValidationError(error.description)
+                }
+            }
+            var workload = ProducePerfWorkload(topic: topic)
+            workload.numRecords = numRecords
+            workload.durationSeconds = duration
+            workload.recordSize = recordSize
+            workload.throughput = throughput
+            workload.producers = producers
+            signal(SIGPIPE, SIG_IGN)
+            let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
+            print(ProducePerf.summary(result))
+            if let json {
+                try ProducePerf.json(result, workload: workload, config: config).write(toFile: json, atomically: true, encoding: .utf8)
+            }
+            if result.errors > 0 { throw ExitCode(2) }
+        }
     }
 }
 

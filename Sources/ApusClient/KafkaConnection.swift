@@ -1,0 +1,157 @@
+import ApusIO
+#if canImport(Glibc)
+import Glibc  // iovec
+#endif
+import KafkaProtocol
+import KafkaWire
+
+/// One connection to a broker: the ApiVersions handshake, version choice and blocking
+/// request/response round trips with the generated message types (metadata, list offsets…).
+/// The producer pipelines its Produce requests over the same connection.
+///
+/// Not thread-safe: one owner thread.
+public final class KafkaConnection {
+    let transport: ClientSocket
+    var reader = FrameReader()
+    let clientId: String
+    var nextCorrelationId: Int32 = 1
+    /// The broker's version range per API key, from ApiVersions.
+    public private(set) var brokerVersions: [Int16: ClosedRange<Int16>] = [:]
+
+    /// Connects to `bootstrap` ("host:port") and performs the ApiVersions handshake (v3, or v0
+    /// if the broker answers UNSUPPORTED_VERSION).
+    public init(bootstrap: String, clientId: String = "apus-lab") throws(ClientError) {
+        let (host, port) = try Self.parse(bootstrap)
+        do { transport = try ClientSocket(host: host, port: port) } catch { throw ClientError(error) }
+        self.clientId = clientId
+        try handshake()
+    }
+
+    static func parse(_ bootstrap: String) throws(ClientError) -> (String, UInt16) {
+        let first = bootstrap.split(separator: ",").first.map(String.init) ?? bootstrap
+        guard let colon = first.lastIndex(of: ":"), let port = UInt16(first[first.index(after: colon)...]) else {
+            throw ClientError("bootstrap '\(bootstrap)': expected host:port")
+        }
+        return (String(first[..<colon]), port)
+    }
+
+    private func handshake() throws(ClientError) {
+        var request = ApiVersionsRequest()
+        request.clientSoftwareName = "apus-lab"
+        request.clientSoftwareVersion = "0.1"
+        var response = try roundTrip(request, version: 3)
+        if response.errorCode == 35 {  // UNSUPPORTED_VERSION: the broker lists what it has in a v0 body
+            response = try roundTrip(ApiVersionsRequest(), version: 0)
+        }
+        guard response.errorCode == 0 else {
+            throw ClientError("ApiVersions failed with error \(response.errorCode)", kafkaErrorCode: response.errorCode)
+        }
+        for key in response.apiKeys where key.minVersion <= key.maxVersion {
+            brokerVersions[key.apiKey] = key.minVersion...key.maxVersion
+        }
+    }
+
+    /// The highest version of `R` that both this client (`supported`) and the broker speak.
+    public func version<R: KafkaRequest>(of _: R.Type, supported: ClosedRange<Int16> = R.validVersions) throws(ClientError) -> Int16 {
+        guard let broker = brokerVersions[R.apiKey] else {
+            throw ClientError("the broker does not support \(R.messageName)")
+        }
+        let high = min(broker.upperBound, supported.upperBound)
+        guard high >= max(broker.lowerBound, supported.lowerBound) else {
+            throw ClientError("no common version of \(R.messageName): broker \(broker), client \(supported)")
+        }
+        return high
+    }
+
+    /// Encodes the request header for `R` at `version` with a fresh correlation id.
+    func writeHeader<R: KafkaRequest>(_: R.Type, version: Int16, into w: inout WireWriter) -> Int32 {
+        let correlationId = nextCorrelationId
+        nextCorrelationId = nextCorrelationId == Int32.max ? 1 : nextCorrelationId + 1
+        RequestHeader(requestApiKey: R.apiKey, requestApiVersion: version, correlationId: correlationId, clientId: clientId)
+            .encode(into: &w, version: R.requestHeaderVersion(version))
+        return correlationId
+    }
+
+    /// Sends `request` and waits for its response. Only while no pipelined requests are in flight.
+    public func roundTrip<R: KafkaRequest>(_ request: R, version: Int16) throws(ClientError) -> R.Response {
+        var w = WireWriter()
+        w.writeInt32(0)
+        let correlationId = writeHeader(R.self, version: version, into: &w)
+        request.encode(into: &w, version: version)
+        let size = Int32(w.count - 4).bigEndian
+        withUnsafeBytes(of: size) { s in for i in 0..<4 { w.bytes[i] = s[i] } }
+        let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: w.count, alignment: 8)
+        defer { raw.deallocate() }
+        w.bytes.withUnsafeBytes { raw.copyMemory(from: $0) }
+        var iov = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+        do { try transport.writeAll(&iov, count: 1) } catch { throw ClientError(error) }
+        while true {
+            if let frame = try reader.nextFrame() {
+                var r = WireReader(frame)
+                let header: ResponseHeader
+                let response: R.Response
+                do {
+                    header = try ResponseHeader.decode(from: &r, version: R.responseHeaderVersion(version))
+                    response = try R.Response.decode(from: &r, version: version)
+                } catch {
+                    throw ClientError("decoding the response to \(R.messageName) v\(version): \(error)")
+                }
+                guard header.correlationId == correlationId else {
+                    throw ClientError("\(R.messageName): correlation id \(header.correlationId), expected \(correlationId)")
+                }
+                return response
+            }
+            _ = try reader.fill(from: transport, wait: true)
+        }
+    }
+
+    /// Partition count and leader ids of `topic` (Metadata, v8 at most as the lab specifies),
+    /// creating it if the broker auto-creates topics. Retries while leaders are being elected.
+    public func partitions(of topic: String, attempts: Int = 50) throws(ClientError) -> MetadataResponse.MetadataResponseTopic {
+        let version = try version(of: MetadataRequest.self, supported: 1...8)
+        var request = MetadataRequest()
+        request.topics = [MetadataRequest.MetadataRequestTopic(name: topic)]
+        request.allowAutoTopicCreation = true
+        var last: Int16 = 0
+        for _ in 0..<attempts {
+            let response = try roundTrip(request, version: version)
+            if let t = response.topics.first(where: { $0.name == topic }) {
+                last = t.errorCode
+                if t.errorCode == 0, !t.partitions.isEmpty, t.partitions.allSatisfy({ $0.leaderId >= 0 && $0.errorCode == 0 }) {
+                    if Set(t.partitions.map(\.leaderId)).count > 1 || response.brokers.count > 1 {
+                        throw ClientError("\(topic): leaders on several brokers; ApusClient supports one broker so far")
+                    }
+                    return t
+                }
+                // 3 UNKNOWN_TOPIC_OR_PARTITION and 5 LEADER_NOT_AVAILABLE are transient while a topic is created.
+                if t.errorCode != 0 && t.errorCode != 3 && t.errorCode != 5 {
+                    throw ClientError("Metadata for \(topic): error \(t.errorCode)", kafkaErrorCode: t.errorCode)
+                }
+            }
+            Sys.sleep(microseconds: 100_000)
+        }
+        throw ClientError("Metadata for \(topic): no leaders after \(attempts) attempts (last error \(last))", kafkaErrorCode: last)
+    }
+
+    /// The log end offset (high watermark) of each partition of `topic` (ListOffsets, latest).
+    public func endOffsets(of topic: String, partitions: Int) throws(ClientError) -> [Int64] {
+        let version = try version(of: ListOffsetsRequest.self, supported: 1...7)
+        var request = ListOffsetsRequest()
+        request.replicaId = -1
+        request.topics = [ListOffsetsRequest.ListOffsetsTopic(
+            name: topic,
+            partitions: (0..<partitions).map { ListOffsetsRequest.ListOffsetsPartition(partitionIndex: Int32($0), timestamp: -1) }
+        )]
+        let response = try roundTrip(request, version: version)
+        var offsets = [Int64](repeating: -1, count: partitions)
+        for t in response.topics where t.name == topic {
+            for p in t.partitions where Int(p.partitionIndex) < partitions {
+                guard p.errorCode == 0 else {
+                    throw ClientError("ListOffsets \(topic)-\(p.partitionIndex): error \(p.errorCode)", kafkaErrorCode: p.errorCode)
+                }
+                offsets[Int(p.partitionIndex)] = p.offset
+            }
+        }
+        return offsets
+    }
+}

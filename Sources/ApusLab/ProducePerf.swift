@@ -1,0 +1,232 @@
+import ApusIO
+import ApusClient
+import Foundation
+import Histogram
+import KafkaWire
+import Synchronization
+
+/// A produce workload: what to send and how fast, apart from the client configuration.
+public struct ProducePerfWorkload: Sendable, Codable {
+    public var topic: String
+    /// Total records over all producers; nil when bounded by `durationSeconds`.
+    public var numRecords: Int?
+    public var durationSeconds: Double?
+    public var recordSize: Int = 100
+    /// Target records/s over all producers; -1 (any value ≤ 0) for the maximum rate.
+    public var throughput: Double = -1
+    /// Producer threads, each with its own connection.
+    public var producers: Int = 1
+
+    public init(topic: String) { self.topic = topic }
+}
+
+/// Latencies of one run, in nanoseconds, each batch recorded once weighted by its record count.
+public struct ProducePerfResult: Sendable {
+    public var records: UInt64 = 0
+    public var errors: UInt64 = 0
+    public var elapsedNanos: UInt64 = 0
+    public var recordSize: Int = 0
+    /// Intended send time (open-loop schedule) → acknowledgement: coordinated-omission corrected.
+    public var intendedLatency = ProducePerf.makeHistogram()
+    /// First `send` of the batch's first record → acknowledgement (what kafka-producer-perf-test reports).
+    public var sendLatency = ProducePerf.makeHistogram()
+
+    public var recordsPerSecond: Double { elapsedNanos == 0 ? 0 : Double(records) * 1e9 / Double(elapsedNanos) }
+    /// MiB/s of record values, as kafka-producer-perf-test counts them.
+    public var mebibytesPerSecond: Double { recordsPerSecond * Double(recordSize) / 1_048_576 }
+}
+
+/// `apus perf produce`: open-loop produce load with HDR latency histograms.
+public enum ProducePerf {
+    /// 1 ns to 60 s at 3 significant digits.
+    public static func makeHistogram() -> Histogram<UInt64> {
+        Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    }
+
+    /// Shared between producer threads and the reporter; touched once per batch.
+    struct Shared: ~Copyable {
+        var total = ProducePerfResult()
+        var interval = ProducePerf.makeHistogram()
+        var intervalRecords: UInt64 = 0
+        var intervalErrors: UInt64 = 0
+        var finished = 0
+        var failure: String?
+    }
+
+    final class SharedBox: Sendable {
+        let mutex = Mutex(Shared())
+    }
+
+    /// Runs the workload; prints a progress line every `reportInterval` seconds to `log`.
+    public static func run(
+        workload: ProducePerfWorkload, config: ProducerConfig, reportInterval: Double = 5,
+        log: @escaping @Sendable (String) -> Void
+    ) throws -> ProducePerfResult {
+        precondition(workload.producers >= 1 && workload.recordSize >= 0)
+        let box = SharedBox()
+        // Random bytes made once; record i uses the window starting at (i * 61) % (pool - size).
+        var generator = SplitMix64(seed: 0x5eed)
+        let poolSize = max(workload.recordSize * 2, 64 << 10)
+        let pool = UnsafeMutableRawBufferPointer.allocate(byteCount: poolSize + 8, alignment: 8)
+        defer { pool.deallocate() }
+        for i in stride(from: 0, to: poolSize, by: 8) { pool.storeBytes(of: generator.next(), toByteOffset: i, as: UInt64.self) }
+        let payload = UnsafeRawBufferPointer(pool)
+        let start = Sys.monotonicNs()
+        let threads = workload.producers
+        for t in 0..<threads {
+            let count = workload.numRecords.map { $0 / threads + (t < $0 % threads ? 1 : 0) }
+            let rate = workload.throughput > 0 ? workload.throughput / Double(threads) : -1
+            let payloadAddress = UInt(bitPattern: payload.baseAddress)
+            let thread = Thread {
+                let payload = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: payloadAddress), count: poolSize)
+                do {
+                    try produceLoop(config: config, workload: workload, records: count, rate: rate, payload: payload, start: start, shared: box)
+                    box.mutex.withLock { $0.finished += 1 }
+                } catch {
+                    box.mutex.withLock {
+                        $0.failure = $0.failure ?? "\(error)"
+                        $0.finished += 1
+                    }
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        var lastReport = start
+        while true {
+            Sys.sleep(microseconds: 50_000)
+            let done = box.mutex.withLock { $0.finished == threads }
+            let now = Sys.monotonicNs()
+            if !done && Double(now - lastReport) >= reportInterval * 1e9 {
+                let line = box.mutex.withLock { state -> String in
+                    let seconds = Double(now - lastReport) / 1e9
+                    let n = state.intervalRecords
+                    let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
+                                            histogram: state.interval, errors: state.intervalErrors)
+                    state.interval.reset()
+                    state.intervalRecords = 0
+                    state.intervalErrors = 0
+                    return line
+                }
+                log(line)
+                lastReport = now
+            }
+            if done { break }
+        }
+        let (result, failure) = box.mutex.withLock { ($0.total, $0.failure) }
+        if let failure { throw ClientError(failure) }
+        var final = result
+        final.recordSize = workload.recordSize
+        return final
+    }
+
+    /// One producer thread: the open-loop schedule, in chunks of about a millisecond of records
+    /// so that the clock is read once per chunk, never per record.
+    static func produceLoop(
+        config: ProducerConfig, workload: ProducePerfWorkload, records: Int?, rate: Double,
+        payload: UnsafeRawBufferPointer, start: UInt64, shared: SharedBox
+    ) throws {
+        let producer = try Producer(config: config, topic: workload.topic)
+        producer.onAck = { ack in
+            let count = UInt64(ack.recordCount)
+            let fromIntended = ack.ackNanos &- min(ack.userTime, ack.ackNanos)
+            let fromSend = ack.ackNanos &- min(ack.createdNanos, ack.ackNanos)
+            shared.mutex.withLock { state in
+                if ack.errorCode != 0 {
+                    state.total.errors += count
+                    state.intervalErrors += count
+                    return
+                }
+                _ = state.total.intendedLatency.record(min(fromIntended, 60_000_000_000), count: count)
+                _ = state.total.sendLatency.record(min(fromSend, 60_000_000_000), count: count)
+                _ = state.interval.record(min(fromIntended, 60_000_000_000), count: count)
+                state.total.records += count
+                state.intervalRecords += count
+                state.total.elapsedNanos = max(state.total.elapsedNanos, ack.ackNanos - start)
+            }
+        }
+        let size = workload.recordSize
+        let windows = payload.count - size
+        let chunk = rate > 0 ? max(1, min(1024, Int(rate / 1000))) : 1024
+        let nanosPerRecord = rate > 0 ? 1e9 / rate : 0
+        let deadline = workload.durationSeconds.map { start + UInt64($0 * 1e9) } ?? UInt64.max
+        let total = records ?? Int.max
+        var sent = 0
+        var offset = 0
+        while sent < total {
+            let now = Sys.monotonicNs()
+            if now >= deadline { break }
+            var intended = now
+            if rate > 0 {
+                intended = start + UInt64(Double(sent) * nanosPerRecord)
+                if now < intended {
+                    try producer.poll()
+                    let wait = intended - now
+                    if wait > 100_000 { Sys.sleep(microseconds: UInt32(min(wait, 1_000_000) / 1000)) }
+                    continue
+                }
+            }
+            let n = min(chunk, total - sent)
+            for _ in 0..<n {
+                try producer.send(key: nil, value: UnsafeRawBufferPointer(rebasing: payload[offset..<offset + size]), userTime: intended)
+                offset += 61
+                if offset >= windows { offset -= windows }
+            }
+            sent += n
+        }
+        try producer.flush()
+    }
+
+    static func progressLine(records: UInt64, seconds: Double, recordSize: Int, histogram: Histogram<UInt64>, errors: UInt64) -> String {
+        let rate = Double(records) / seconds
+        func ms(_ p: Double) -> String { String(format: "%.2f", Double(histogram.valueAtPercentile(p)) / 1e6) }
+        return String(
+            format: "%d records sent, %.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, p50 %@ / p99 %@ / p99.9 %@ ms, %d errors.",
+            records, rate, rate * Double(recordSize) / 1_048_576,
+            histogram.totalCount == 0 ? 0 : histogram.mean / 1e6, Double(histogram.max) / 1e6,
+            ms(50), ms(99), ms(99.9), errors)
+    }
+
+    /// The final summary: totals, then both percentile distributions in milliseconds.
+    public static func summary(_ r: ProducePerfResult) -> String {
+        let h = r.intendedLatency
+        func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
+        var out = String(
+            format: "%d records sent, %.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, %@ ms 50th, %@ ms 95th, %@ ms 99th, %@ ms 99.9th. %d errors.\n",
+            r.records, r.recordsPerSecond, r.mebibytesPerSecond, h.totalCount == 0 ? 0 : h.mean / 1e6, Double(h.max) / 1e6,
+            ms(50), ms(95), ms(99), ms(99.9), r.errors)
+        out += "\nProduce latency from the intended send time (ms, coordinated-omission corrected):\n"
+        h.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
+        out += "\nProduce latency from the first send() of each batch (ms):\n"
+        r.sendLatency.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
+        return out
+    }
+
+    /// A small JSON summary: workload, producer config, totals and percentiles (ms).
+    public static func json(_ r: ProducePerfResult, workload: ProducePerfWorkload, config: ProducerConfig) throws -> String {
+        func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
+            var out: [String: Double] = ["mean": h.totalCount == 0 ? 0 : h.mean / 1e6, "max": Double(h.max) / 1e6]
+            for p in [50.0, 90, 95, 99, 99.9, 99.99] { out["p\(p)"] = Double(h.valueAtPercentile(p)) / 1e6 }
+            return out
+        }
+        let object: [String: Any] = [
+            "workload": [
+                "topic": workload.topic, "numRecords": workload.numRecords as Any, "durationSeconds": workload.durationSeconds as Any,
+                "recordSize": workload.recordSize, "throughput": workload.throughput, "producers": workload.producers,
+            ],
+            "producerConfig": [
+                "bootstrap": config.bootstrap, "acks": Int(config.acks), "batch.size": config.batchSize, "linger.ms": config.lingerMs,
+                "compression.type": "\(config.compression)", "max.in.flight.requests.per.connection": config.maxInFlight,
+                "partitioner": config.partitioner.rawValue,
+            ],
+            "totals": [
+                "records": r.records, "errors": r.errors, "elapsedSeconds": Double(r.elapsedNanos) / 1e9,
+                "recordsPerSecond": r.recordsPerSecond, "mebibytesPerSecond": r.mebibytesPerSecond,
+            ],
+            "latencyMsFromIntended": percentiles(r.intendedLatency),
+            "latencyMsFromSend": percentiles(r.sendLatency),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
