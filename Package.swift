@@ -88,7 +88,7 @@ let package = Package(
             name: "ApusStorageTests",
             dependencies: ["ApusStorage", "ApusIO", "KafkaWire", "apus-storage-crashtest", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage"]),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "KafkaProtocol", "KafkaWire", "apus"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),

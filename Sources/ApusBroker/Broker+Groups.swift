@@ -5,6 +5,7 @@ import KafkaWire
 /// Where a group response goes: the request it answers.
 struct GroupToken {
     var connection: ConnectionID
+    var sequence: UInt64
     var correlationId: Int32
     var headerVersion: Int16
 }
@@ -53,7 +54,7 @@ extension Broker {
         for output in outputs {
             let token = output.token
             var frame = encode(output)
-            let isCaller = caller.map { $0.connection == token.connection && $0.correlationId == token.correlationId } ?? false
+            let isCaller = caller.map { $0.connection == token.connection && $0.sequence == token.sequence } ?? false
             if !output.recordsToPersist.isEmpty {
                 if let write = persist(output.recordsToPersist, nowMs: nowMs) {
                     pendingGroupWrites.append(PendingGroupWrite(output: output, lastOffset: write.lastOffset, buffer: write.buffer))
@@ -64,7 +65,7 @@ extension Broker {
             if isCaller {
                 mine = .respond(frame)
             } else {
-                groupCompletions.append(Completion(connection: token.connection, correlationId: token.correlationId, frame: frame))
+                groupCompletions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId, frame: frame))
             }
         }
         return mine
@@ -104,10 +105,10 @@ extension Broker {
                 }
                 let token = write.output.token
                 if log.logEndOffset > write.lastOffset && (log.config.durability == .pageCache || log.durableOffset > write.lastOffset) {
-                    completions.append(Completion(connection: token.connection, correlationId: token.correlationId, frame: encode(write.output)))
+                    completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId, frame: encode(write.output)))
                 } else if log.failure != nil || log.logEndOffset <= write.lastOffset && log.nextOffset <= write.lastOffset {
                     // The write failed: answer with a retriable error so the client commits again.
-                    completions.append(Completion(connection: token.connection, correlationId: token.correlationId,
+                    completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId,
                                                   frame: encode(Broker.failedCommit(write.output))))
                     logger.warning("offset commit not persisted", metadata: ["connection": "\(token.connection)"])
                 } else {
@@ -142,6 +143,7 @@ extension Broker {
     }
 
     func groupToken(_ context: RequestContext) -> GroupToken {
-        GroupToken(connection: context.connection, correlationId: context.correlationId, headerVersion: context.responseHeaderVersion)
+        GroupToken(connection: context.connection, sequence: context.sequence, correlationId: context.correlationId,
+                   headerVersion: context.responseHeaderVersion)
     }
 }

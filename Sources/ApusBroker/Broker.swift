@@ -21,6 +21,8 @@ public enum HandleOutcome {
 /// A response completed after its request's turn (produce acks, long-poll fetches).
 public struct Completion {
     public var connection: ConnectionID
+    /// The connection's number for the request (see ``RequestContext/sequence``).
+    public var sequence: UInt64
     public var correlationId: Int32
     public var frame: ResponseFrame
 }
@@ -28,6 +30,9 @@ public struct Completion {
 /// What a handler knows about the request it serves.
 public struct RequestContext {
     public var connection: ConnectionID
+    /// The request's position on its connection (assigned by the server): completions are
+    /// matched by it, since a client may reuse correlation ids.
+    public var sequence: UInt64
     public var apiKey: Int16
     public var apiVersion: Int16
     public var correlationId: Int32
@@ -92,7 +97,7 @@ public final class Broker {
     // MARK: Dispatch
 
     /// Handles one request frame (the bytes after the size prefix).
-    public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, nowMs: Int64) -> HandleOutcome {
+    public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64 = 0, nowMs: Int64) -> HandleOutcome {
         guard let preamble = RequestPreamble(frame) else { return .close("request shorter than its header") }
         guard let entry = Handlers.byKey[preamble.apiKey] else {
             return .close("unknown API key \(preamble.apiKey)")
@@ -108,7 +113,7 @@ public final class Broker {
         do {
             let header = try RequestHeader.decode(from: &r, version: requestType.requestHeaderVersion(preamble.apiVersion))
             let context = RequestContext(
-                connection: connection, apiKey: preamble.apiKey, apiVersion: preamble.apiVersion,
+                connection: connection, sequence: sequence, apiKey: preamble.apiKey, apiVersion: preamble.apiVersion,
                 correlationId: preamble.correlationId, clientId: header.clientId, nowMs: nowMs,
                 responseHeaderVersion: requestType.responseHeaderVersion(preamble.apiVersion))
             return try entry.handle(self, context, &r)

@@ -17,7 +17,9 @@ final class Connection {
     private var inputCount = 0
 
     /// Responses in request order; a pending one blocks the ones after it.
-    private var slots: [(correlationId: Int32, frame: ResponseFrame?)] = []
+    private var slots: [(sequence: UInt64, frame: ResponseFrame?)] = []
+    /// The number the next request gets (matches completions to slots).
+    private(set) var nextSequence: UInt64 = 0
     private var partIndex = 0
     private var partOffset = 0
     private(set) var queuedBytes = 0
@@ -81,14 +83,20 @@ final class Connection {
         inputCapacity = capacity
     }
 
-    func enqueue(correlationId: Int32, frame: ResponseFrame?) {
-        slots.append((correlationId, frame))
+    /// Numbers the next request on this connection.
+    func takeSequence() -> UInt64 {
+        defer { nextSequence += 1 }
+        return nextSequence
+    }
+
+    func enqueue(sequence: UInt64, frame: ResponseFrame?) {
+        slots.append((sequence, frame))
         queuedBytes += frame?.byteCount ?? 0
     }
 
-    /// Fills the pending slot of `correlationId`.
-    func complete(correlationId: Int32, frame: ResponseFrame) {
-        if let i = slots.firstIndex(where: { $0.correlationId == correlationId && $0.frame == nil }) {
+    /// Fills the pending slot of request `sequence`.
+    func complete(sequence: UInt64, frame: ResponseFrame) {
+        if let i = slots.firstIndex(where: { $0.sequence == sequence && $0.frame == nil }) {
             slots[i].frame = frame
             queuedBytes += frame.byteCount
         }

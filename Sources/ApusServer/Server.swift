@@ -113,7 +113,7 @@ public final class Server {
         }
         let now = Sys.wallClockMs()
         for completion in broker.endOfTurn(nowMs: now) {
-            byID[completion.connection]?.complete(correlationId: completion.correlationId, frame: completion.frame)
+            byID[completion.connection]?.complete(sequence: completion.sequence, frame: completion.frame)
         }
         for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
             write(connection)
@@ -140,11 +140,12 @@ public final class Server {
     private func read(_ connection: Connection) {
         let now = Sys.wallClockMs()
         let reason = connection.readFrames(maxFrameBytes: config.requestMaxBytes) { frame in
-            switch broker.handle(frame: frame, connection: connection.id, nowMs: now) {
+            let sequence = connection.takeSequence()
+            switch broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: now) {
             case .respond(let response):
-                connection.enqueue(correlationId: RequestPreamble(frame)!.correlationId, frame: response)
+                connection.enqueue(sequence: sequence, frame: response)
             case .pending:
-                connection.enqueue(correlationId: RequestPreamble(frame)!.correlationId, frame: nil)
+                connection.enqueue(sequence: sequence, frame: nil)
             case .noResponse:
                 break
             case .close(let why):

@@ -30,7 +30,7 @@ final class BrokerHarness {
         RequestHeader(requestApiKey: R.apiKey, requestApiVersion: version, correlationId: correlation, clientId: "test")
             .encode(into: &w, version: R.requestHeaderVersion(version))
         request.encode(into: &w, version: version)
-        let outcome = w.bytes.withUnsafeBytes { broker.handle(frame: $0, connection: 1, nowMs: 1_700_000_000_000) }
+        let outcome = w.bytes.withUnsafeBytes { broker.handle(frame: $0, connection: 1, sequence: UInt64(correlation), nowMs: 1_700_000_000_000) }
         var frame: ResponseFrame?
         switch outcome {
         case .respond(let f): frame = f

@@ -1,3 +1,5 @@
+import KafkaProtocol
+import KafkaWire
 import Foundation
 import Testing
 
@@ -119,5 +121,46 @@ import Testing
         #expect(consumed.out.split(separator: "\n").map(String.init) == (0..<300).map { "\($0) k\($0) value-\($0)" })
         #expect(server.process.isRunning, "the broker survived:\n\(server.log.suffix(2000))")
         #expect(server.stop() == 0)
+    }
+}
+
+extension BadInputTests {
+    /// Responses are matched to requests by their place on the connection, not by correlation
+    /// id: a client that reuses one id for a parked fetch and a produce gets each its own answer.
+    @Test func reusedCorrelationIdsStillGetTheirOwnResponses() throws {
+        let server = try ApusServerProcess()
+        defer { server.removeData() }
+        let client = try RawClient(port: server.port)
+        func request<R: KafkaRequest>(_ body: R, version: Int16) -> [UInt8] {
+            var w = WireWriter()
+            RequestHeader(requestApiKey: R.apiKey, requestApiVersion: version, correlationId: 5, clientId: "reuse")
+                .encode(into: &w, version: R.requestHeaderVersion(version))
+            body.encode(into: &w, version: version)
+            return Self.frame(w.bytes)
+        }
+        client.send(request(MetadataRequest(topics: [.init(name: "reuse")], allowAutoTopicCreation: true), version: 8))
+        _ = try #require(client.receiveFrame())
+        // A fetch that parks (min bytes 1, nothing there yet), then a produce, both id 5.
+        let fetch = FetchRequest(replicaId: -1, maxWaitMs: 200, minBytes: 1, maxBytes: 1 << 20, isolationLevel: 0,
+                                 topics: [.init(topic: "reuse", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])])
+        var builder = RecordBatchBuilder(capacity: 1024)
+        builder.reset(baseTimestamp: 1)
+        _ = Array("x".utf8).withUnsafeBytes { builder.append(key: nil, value: $0) }
+        let batch = Array(try builder.finish())
+        let produce = ProduceRequest(acks: 1, timeoutMs: 1000, topicData: [.init(name: "reuse", partitionData: [.init(index: 0, records: batch)])])
+        client.send(request(fetch, version: 11) + request(produce, version: 8))
+        let first = try #require(client.receiveFrame())
+        let second = try #require(client.receiveFrame())
+        let fetched = try first.withUnsafeBytes { raw in
+            var r = WireReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+            return try FetchResponse.decode(from: &r, version: 11)
+        }
+        #expect(fetched.responses.first?.topic == "reuse", "the first answer is the fetch's")
+        let produced = try second.withUnsafeBytes { raw in
+            var r = WireReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+            return try ProduceResponse.decode(from: &r, version: 8)
+        }
+        #expect(produced.responses.first?.partitionResponses.first?.baseOffset == 0, "the second is the produce's")
+        server.stop()
     }
 }

@@ -135,7 +135,7 @@ extension Broker {
             let reads = readFetch(parked.request)
             let bytes = reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
             if bytes >= Int(parked.request.minBytes) || nowMs >= parked.deadlineMs || reads.contains(where: { $0.error != .none }) {
-                completions.append(Completion(connection: parked.context.connection, correlationId: parked.context.correlationId,
+                completions.append(Completion(connection: parked.context.connection, sequence: parked.context.sequence, correlationId: parked.context.correlationId,
                                               frame: encodeFetch(reads, parked.context)))
             } else {
                 still.append(parked)

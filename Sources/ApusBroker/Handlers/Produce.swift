@@ -157,7 +157,7 @@ extension Broker {
                 pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.kafkaStorageError)
             }
             if pending.acks != 0 && !pending.abandoned {
-                completions.append(Completion(connection: pending.context.connection, correlationId: pending.context.correlationId,
+                completions.append(Completion(connection: pending.context.connection, sequence: pending.context.sequence, correlationId: pending.context.correlationId,
                                               frame: frame(pending.response, pending.context)))
             }
         }
