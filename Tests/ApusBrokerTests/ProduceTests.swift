@@ -139,3 +139,18 @@ extension ProduceTests {
                 "an append the deletion dropped is never reported as written")
     }
 }
+
+extension ProduceTests {
+    @Test func aRefusedSecondBatchLeavesNothingStaged() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "two", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        // Two batches for one partition; the second skips a sequence number.
+        let records = makeBatch(values: ["a", "b"], producerId: 9, epoch: 0, sequence: 0)
+            + makeBatch(values: ["c"], producerId: 9, epoch: 0, sequence: 5)
+        let refused = try #require(try h.call(produceRequest(topic: "two", batch: records), version: 8))
+        #expect(refused.responses[0].partitionResponses[0].errorCode == ErrorCode.outOfOrderSequenceNumber.rawValue)
+        let list = try #require(try h.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "two", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 5))
+        #expect(list.topics[0].partitions[0].offset == 0, "the first batch was not appended either")
+    }
+}

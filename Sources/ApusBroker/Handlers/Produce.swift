@@ -70,6 +70,7 @@ extension Broker {
             return Broker.errorCode(for: error)
         }
         if sequence.trailingBytes > 0 || batches.isEmpty { return .corruptMessage }
+        if batches.count > 1, let code = rejectedSequence(batches, log: log) { return code }
         var first: Int64 = -1
         var last: Int64 = -1
         for batch in batches {
@@ -109,6 +110,32 @@ extension Broker {
         result.logStartOffset = log.logStartOffset
         pending.waits.append((position.0, position.1, log, last))
         return .none
+    }
+
+    /// For a request carrying several batches for one partition: the error if any of them
+    /// would be refused by the idempotence checks, found before anything is staged, so that a
+    /// refused request leaves nothing behind.
+    private func rejectedSequence(_ batches: [UnsafeMutableRawBufferPointer], log: PartitionLog) -> ErrorCode? {
+        var trial: ProducerStateTable?
+        var predicted = log.nextOffset
+        for batch in batches {
+            let view = RecordBatchView(unchecked: UnsafeRawBufferPointer(batch))
+            guard view.producerId >= 0 && view.baseSequence >= 0 else { continue }
+            if trial == nil {
+                if producerStates[log.topicPartition] == nil { producerStates[log.topicPartition] = .rebuild(from: log) }
+                trial = producerStates[log.topicPartition]
+            }
+            let lastSequence = view.baseSequence &+ view.lastOffsetDelta
+            switch trial!.check(producerId: view.producerId, epoch: view.producerEpoch, firstSequence: view.baseSequence, lastSequence: lastSequence) {
+            case .reject(let code): return code
+            case .duplicate: continue
+            case .append:
+                trial!.record(producerId: view.producerId, epoch: view.producerEpoch, firstSequence: view.baseSequence,
+                              lastSequence: lastSequence, baseOffset: predicted, lastOffset: predicted + Int64(view.lastOffsetDelta))
+                predicted += Int64(view.lastOffsetDelta) + 1
+            }
+        }
+        return nil
     }
 
     static func errorCode(for error: WireError) -> ErrorCode {
