@@ -90,7 +90,7 @@ let package = Package(
         ),
         .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "KafkaProtocol", "KafkaWire", "apus"]),
+        .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

@@ -135,12 +135,22 @@ public final class KafkaConnection {
 
     /// The log end offset (high watermark) of each partition of `topic` (ListOffsets, latest).
     public func endOffsets(of topic: String, partitions: Int) throws(ClientError) -> [Int64] {
+        try listOffsets(of: topic, partitions: partitions, timestamp: -1)
+    }
+
+    /// The log start offset of each partition of `topic` (ListOffsets, earliest).
+    public func startOffsets(of topic: String, partitions: Int) throws(ClientError) -> [Int64] {
+        try listOffsets(of: topic, partitions: partitions, timestamp: -2)
+    }
+
+    /// ListOffsets for every partition of `topic` at `timestamp` (-1 latest, -2 earliest, or a time in ms).
+    public func listOffsets(of topic: String, partitions: Int, timestamp: Int64) throws(ClientError) -> [Int64] {
         let version = try version(of: ListOffsetsRequest.self, supported: 1...7)
         var request = ListOffsetsRequest()
         request.replicaId = -1
         request.topics = [ListOffsetsRequest.ListOffsetsTopic(
             name: topic,
-            partitions: (0..<partitions).map { ListOffsetsRequest.ListOffsetsPartition(partitionIndex: Int32($0), timestamp: -1) }
+            partitions: (0..<partitions).map { ListOffsetsRequest.ListOffsetsPartition(partitionIndex: Int32($0), timestamp: timestamp) }
         )]
         let response = try roundTrip(request, version: version)
         var offsets = [Int64](repeating: -1, count: partitions)

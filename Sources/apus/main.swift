@@ -80,7 +80,7 @@ struct Serve: ParsableCommand {
 struct Perf: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The lab: load generators for any Kafka-compatible broker.",
-        subcommands: [Produce.self]
+        subcommands: [Produce.self, Consume.self, EndToEnd.self]
     )
 
     struct Produce: ParsableCommand {
@@ -130,6 +130,97 @@ struct Perf: ParsableCommand {
                 try ProducePerf.json(result, workload: workload, config: config).write(toFile: json, atomically: true, encoding: .utf8)
             }
             if result.errors > 0 { throw ExitCode(2) }
+        }
+    }
+    static func props(_ items: [String], flag: String, _ set: (String, String) throws(ClientError) -> Void) throws {
+        for item in items {
+            guard let eq = item.firstIndex(of: "=") else { throw ValidationError("\(flag): expected key=value, got '\(item)'") }
+            do {
+                try set(String(item[..<eq]), String(item[item.index(after: eq)...]))
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+    }
+
+    struct Consume: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Consume every partition of a topic as fast as possible (like kafka-consumer-perf-test).",
+            discussion: "One assign-mode consumer (no group); progress every 5 s; MB/sec counts keys + values, GB/s counts the batches fetched."
+        )
+
+        @Option(help: "host:port of a broker.") var bootstrap: String
+        @Option(help: "Topic to consume.") var topic: String
+        @Option(help: "Records to consume.") var numRecords: Int?
+        @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
+        @Option(help: "With --num-records: stop after this many seconds without a record.") var timeout: Double = 10
+        @Option(parsing: .upToNextOption, help: "Consumer properties: fetch.min.bytes, fetch.max.wait.ms, max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (default earliest), check.crcs.")
+        var consumerProps: [String] = []
+        @Option(help: "Write a JSON summary here.") var json: String?
+
+        func validate() throws {
+            guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
+        }
+
+        func run() throws {
+            var config = ConsumerConfig(bootstrap: bootstrap)
+            try Perf.props(consumerProps, flag: "--consumer-props") { (k, v) throws(ClientError) in try config.set(k, v) }
+            var workload = ConsumePerfWorkload(topic: topic)
+            workload.numRecords = numRecords
+            workload.durationSeconds = duration
+            workload.timeoutSeconds = timeout
+            signal(SIGPIPE, SIG_IGN)
+            let result = try ConsumePerf.run(workload: workload, config: config) { line in print(line) }
+            print(ConsumePerf.summary(result))
+            if let json {
+                try ConsumePerf.json(result, workload: workload, config: config).write(toFile: json, atomically: true, encoding: .utf8)
+            }
+            if result.timedOut { throw ExitCode(2) }
+        }
+    }
+
+    struct EndToEnd: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "e2e",
+            abstract: "Produce at an open-loop rate and consume concurrently; end-to-end latency per batch.",
+            discussion: "The producer stamps the first record of each batch with its send time (monotonic clock, so producer and consumer run on this host); the consumer records now − stamp weighted by the batch's record count. The consumer starts at the log end."
+        )
+
+        @Option(help: "host:port of a broker.") var bootstrap: String
+        @Option(help: "Topic (auto-created if the broker allows).") var topic: String
+        @Option(help: "Records to produce.") var numRecords: Int?
+        @Option(help: "Seconds to produce (instead of --num-records).") var duration: Double?
+        @Option(help: "Bytes per record value (at least 8 for latency stamps).") var recordSize = 100
+        @Option(parsing: .unconditional, help: "Target records/s; -1 for the maximum rate.") var throughput: Double = -1
+        @Option(parsing: .upToNextOption, help: "Producer properties (as for perf produce).") var producerProps: [String] = []
+        @Option(parsing: .upToNextOption, help: "Consumer properties (as for perf consume; auto.offset.reset is always latest).")
+        var consumerProps: [String] = []
+        @Option(help: "Write a JSON summary here.") var json: String?
+
+        func validate() throws {
+            guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
+            guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
+        }
+
+        func run() throws {
+            var pconfig = ProducerConfig(bootstrap: bootstrap)
+            pconfig.partitioner = .sticky
+            try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try pconfig.set(k, v) }
+            var cconfig = ConsumerConfig(bootstrap: bootstrap)
+            try Perf.props(consumerProps, flag: "--consumer-props") { (k, v) throws(ClientError) in try cconfig.set(k, v) }
+            var workload = EndToEndPerfWorkload(topic: topic)
+            workload.numRecords = numRecords
+            workload.durationSeconds = duration
+            workload.recordSize = recordSize
+            workload.throughput = throughput
+            signal(SIGPIPE, SIG_IGN)
+            let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig) { line in print(line) }
+            print(EndToEndPerf.summary(result))
+            if let json {
+                try EndToEndPerf.json(result, workload: workload, producerConfig: pconfig, consumerConfig: cconfig)
+                    .write(toFile: json, atomically: true, encoding: .utf8)
+            }
+            if result.produced.errors > 0 || result.consumedRecords < result.produced.records { throw ExitCode(2) }
         }
     }
 }

@@ -1,0 +1,390 @@
+import ApusIO
+#if canImport(Glibc)
+import Glibc  // iovec
+#endif
+import KafkaProtocol
+import KafkaWire
+
+/// Where a consumer starts when it has no position of its own.
+public enum OffsetReset: String, Sendable, Codable {
+    case earliest
+    case latest
+}
+
+/// Consumer settings, named as the Java client names them.
+public struct ConsumerConfig: Sendable {
+    public var bootstrap: String
+    public var clientId: String = "apus-lab"
+    /// The broker answers once this many bytes are ready (or `fetchMaxWaitMs` passed).
+    public var fetchMinBytes: Int32 = 1
+    public var fetchMaxWaitMs: Int32 = 500
+    /// At most this many bytes per partition per fetch (the broker still returns one whole
+    /// batch for the first partition with data, whatever its size).
+    public var maxPartitionFetchBytes: Int32 = 1 << 20
+    /// At most this many bytes per fetch over all partitions.
+    public var fetchMaxBytes: Int32 = 50 << 20
+    public var autoOffsetReset: OffsetReset = .earliest
+    /// Validate each batch's CRC32C (and lengths) before reading it.
+    public var checkCRCs = true
+    /// The largest decompressed records section accepted (zip-bomb guard).
+    public var decompressionLimit = 256 << 20
+
+    public init(bootstrap: String) { self.bootstrap = bootstrap }
+
+    /// Sets one Java-style property: fetch.min.bytes, fetch.max.wait.ms,
+    /// max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (earliest|latest),
+    /// check.crcs (true|false), client.id.
+    public mutating func set(_ key: String, _ value: String) throws(ClientError) {
+        func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
+            guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
+            return v
+        }
+        switch key {
+        case "fetch.min.bytes": fetchMinBytes = Int32(try int(0...Int(Int32.max)))
+        case "fetch.max.wait.ms": fetchMaxWaitMs = Int32(try int(0...Int(Int32.max)))
+        case "max.partition.fetch.bytes": maxPartitionFetchBytes = Int32(try int(1...Int(Int32.max)))
+        case "fetch.max.bytes": fetchMaxBytes = Int32(try int(1...Int(Int32.max)))
+        case "auto.offset.reset":
+            guard let r = OffsetReset(rawValue: value) else { throw ClientError("auto.offset.reset=\(value): expected earliest or latest") }
+            autoOffsetReset = r
+        case "check.crcs":
+            guard let b = Bool(value) else { throw ClientError("check.crcs=\(value): expected true or false") }
+            checkCRCs = b
+        case "client.id": clientId = value
+        default: throw ClientError("unknown consumer property '\(key)'")
+        }
+    }
+}
+
+/// One batch handed to `Consumer.onBatch`. The pointers are valid only during the callback.
+public struct ConsumedBatch {
+    public var partition: Int32
+    public var baseOffset: Int64
+    public var lastOffset: Int64
+    /// Records delivered from this batch (records below the fetch position are skipped).
+    public var recordCount: Int
+    /// The batch's size on the wire (header included, compressed if it is).
+    public var bytes: Int
+    /// Key plus value bytes of the delivered records (what kafka-consumer-perf-test counts).
+    public var payloadBytes: Int
+    /// The first delivered record's value (nil for a null value): the lab's latency stamp.
+    public var firstValue: UnsafeRawBufferPointer?
+    /// Monotonic time the fetch response holding this batch was read.
+    public var receivedNanos: UInt64
+}
+
+/// An assign-mode consumer (no group, no commits) of every partition of one topic on one broker.
+///
+/// Each `poll` completes one Fetch (v4–11, sessionless) and hands out its batches. The response
+/// is parsed by hand in the connection's frame buffer: record sections are never copied; batches
+/// are walked in place with `RecordBatchSequence` (CRC checked unless `check.crcs=false`) and
+/// records with `RecordIterator`; compressed batches are decompressed into one reused buffer.
+/// Nothing is allocated per record. A partial batch at the end of a partition's data is left
+/// for the next fetch, which starts at `lastOffset + 1` of the last whole batch.
+///
+/// Pipelining: once a response is parsed and the next positions are known, the next fetch is
+/// sent before the batches are delivered, so the broker works while the callbacks run. A fetch
+/// is therefore in flight between polls; call `drain()` before using `kafkaConnection` directly.
+///
+/// Not thread-safe: one thread calls everything and receives the callbacks.
+public final class Consumer {
+    public let config: ConsumerConfig
+    public let topic: String
+    public let partitionCount: Int
+    public let fetchVersion: Int16
+    /// Called once per batch with records at or after the fetch position.
+    public var onBatch: (ConsumedBatch) -> Void = { _ in }
+    /// Called once per record when set (partition, offset, record viewed in place).
+    public var onRecord: ((Int32, Int64, RecordView) -> Void)?
+
+    let connection: KafkaConnection
+    /// The next offset to fetch, per partition.
+    public private(set) var positions: [Int64]
+    /// The high watermark per partition from the last fetch response (-1 before any).
+    public private(set) var highWatermarks: [Int64]
+    /// Offsets the in-flight fetch asked for.
+    var requested: [Int64]
+    var request = FetchRequest()
+    var writer = WireWriter(capacity: 512)
+    var inFlightCorrelationId: Int32?
+    var rotation = 0
+    var parts: [PartData] = []
+    var scratch: [UInt8] = []
+    let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
+
+    struct PartData {
+        var partition: Int32
+        var errorCode: Int16
+        var highWatermark: Int64
+        var records: UnsafeRawBufferPointer
+    }
+
+    /// Connects, reads the topic's partitions and their start positions (`auto.offset.reset`).
+    public init(config: ConsumerConfig, topic: String) throws(ClientError) {
+        self.config = config
+        self.topic = topic
+        connection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId)
+        fetchVersion = try connection.version(of: FetchRequest.self, supported: 4...11)
+        partitionCount = try connection.partitions(of: topic).partitions.count
+        positions = config.autoOffsetReset == .earliest
+            ? try connection.startOffsets(of: topic, partitions: partitionCount)
+            : try connection.endOffsets(of: topic, partitions: partitionCount)
+        highWatermarks = [Int64](repeating: -1, count: partitionCount)
+        requested = positions
+        parts.reserveCapacity(partitionCount)
+        request.replicaId = -1
+        request.maxWaitMs = config.fetchMaxWaitMs
+        request.minBytes = config.fetchMinBytes
+        request.maxBytes = config.fetchMaxBytes
+        request.isolationLevel = 0
+        request.sessionId = 0
+        request.sessionEpoch = -1
+        request.topics = [FetchRequest.FetchTopic(topic: topic, partitions: (0..<partitionCount).map {
+            FetchRequest.FetchPartition(partition: Int32($0), fetchOffset: 0, partitionMaxBytes: config.maxPartitionFetchBytes)
+        })]
+    }
+
+    deinit { iov.deallocate() }
+
+    /// The connection, for metadata and list-offsets calls after `drain()`.
+    public var kafkaConnection: KafkaConnection { connection }
+
+    /// Moves a partition's position (only while no fetch is in flight: after `drain()`).
+    public func seek(partition: Int, offset: Int64) {
+        precondition(inFlightCorrelationId == nil, "seek with a fetch in flight; call drain() first")
+        positions[partition] = offset
+    }
+
+    /// Waits for the in-flight fetch, if any, and discards its response; positions stay where
+    /// they are (the discarded data will be fetched again).
+    public func drain() throws(ClientError) {
+        guard inFlightCorrelationId != nil else { return }
+        _ = try readFrame()
+        inFlightCorrelationId = nil
+    }
+
+    /// Sends a fetch if none is in flight, waits for its response (the broker holds it up to
+    /// `fetch.max.wait.ms` for `fetch.min.bytes`), sends the next fetch, then delivers the
+    /// batches. Returns the number of records delivered.
+    @discardableResult
+    public func poll() throws(ClientError) -> Int {
+        if inFlightCorrelationId == nil { try sendFetch() }
+        let frame = try readFrame()
+        let received = Sys.monotonicNs()
+        guard let expected = inFlightCorrelationId else { throw ClientError("no fetch in flight") }
+        inFlightCorrelationId = nil
+        try parse(frame, expectedCorrelationId: expected)
+        // Pass 1: the next position of every partition (headers only), then the next fetch.
+        for part in parts {
+            let p = Int(part.partition)
+            if part.highWatermark >= 0 { highWatermarks[p] = part.highWatermark }
+            var batches = RecordBatchSequence(part.records, validate: false)
+            var next = positions[p]
+            var whole = 0
+            do {
+                while let batch = try batches.next() {
+                    whole += 1
+                    if batch.lastOffset + 1 > next { next = batch.lastOffset + 1 }
+                }
+            } catch {
+                throw ClientError("fetch \(topic)-\(p): corrupt batch: \(error)")
+            }
+            if whole == 0 && batches.trailingBytes >= RecordBatchLayout.logOverhead && part.records.count >= Int(config.maxPartitionFetchBytes) {
+                let declared = Int(Int32(bigEndian: part.records.loadUnaligned(fromByteOffset: RecordBatchLayout.batchLength, as: Int32.self)))
+                throw ClientError("\(topic)-\(p) at \(next): a batch of \(declared + RecordBatchLayout.logOverhead) bytes exceeds max.partition.fetch.bytes=\(config.maxPartitionFetchBytes)")
+            }
+            positions[p] = next
+        }
+        let fetchedFrom = requested
+        try sendFetch()
+        // Pass 2: validate, decompress and deliver (the frame stays valid: the reader is not
+        // touched until the next poll).
+        var delivered = 0
+        for part in parts where !part.records.isEmpty {
+            delivered += try deliver(part, from: fetchedFrom[Int(part.partition)], received: received)
+        }
+        return delivered
+    }
+
+    func deliver(_ part: PartData, from start: Int64, received: UInt64) throws(ClientError) -> Int {
+        var batches = RecordBatchSequence(part.records, validate: config.checkCRCs)
+        var delivered = 0
+        while true {
+            let batch: RecordBatchView
+            do {
+                guard let b = try batches.next() else { break }
+                batch = b
+            } catch {
+                throw ClientError("fetch \(topic)-\(part.partition): corrupt batch: \(error)")
+            }
+            if batch.lastOffset < start || batch.isControl { continue }
+            let codec: CompressionCodec
+            do { codec = try batch.compression } catch { throw ClientError("\(topic)-\(part.partition) batch \(batch.baseOffset): \(error)") }
+            if codec == .none {
+                delivered += try walk(batch, records: batch.recordsSection, partition: part.partition, from: start, received: received)
+            } else {
+                var buffer: [UInt8] = []
+                swap(&buffer, &scratch)
+                defer { swap(&buffer, &scratch) }
+                buffer.removeAll(keepingCapacity: true)
+                do {
+                    try codec.decompress(batch.recordsSection, appendingTo: &buffer, limit: config.decompressionLimit)
+                } catch {
+                    throw ClientError("\(topic)-\(part.partition) batch \(batch.baseOffset): \(error)")
+                }
+                delivered += try buffer.withRawBytes { (raw) throws(ClientError) -> Int in
+                    try walk(batch, records: raw, partition: part.partition, from: start, received: received)
+                }
+            }
+        }
+        return delivered
+    }
+
+    /// Iterates a batch's (uncompressed) records in place and reports the batch.
+    @inline(__always)
+    func walk(_ batch: RecordBatchView, records: UnsafeRawBufferPointer, partition: Int32, from start: Int64, received: UInt64) throws(ClientError) -> Int {
+        let base = batch.baseOffset
+        let expected = Int(batch.recordCount)
+        var it = RecordIterator(records: records, count: expected)
+        var seen = 0
+        var count = 0
+        var payload = 0
+        var first: UnsafeRawBufferPointer?
+        let perRecord = onRecord
+        do {
+            while let record = try it.next() {
+                seen += 1
+                let offset = base + Int64(record.offsetDelta)
+                if offset < start { continue }
+                if count == 0 { first = record.value }
+                count += 1
+                payload += (record.key?.count ?? 0) + (record.value?.count ?? 0)
+                if let perRecord { perRecord(partition, offset, record) }
+            }
+        } catch {
+            throw ClientError("\(topic)-\(partition) batch \(base): \(error)")
+        }
+        guard seen == expected else {
+            throw ClientError("\(topic)-\(partition) batch \(base): \(seen) records, header says \(expected)")
+        }
+        if count > 0 {
+            onBatch(ConsumedBatch(partition: partition, baseOffset: base, lastOffset: batch.lastOffset, recordCount: count,
+                                  bytes: batch.bytes.count, payloadBytes: payload, firstValue: first, receivedNanos: received))
+        }
+        return count
+    }
+
+    /// Writes one Fetch request for every partition at its position (starting the partition
+    /// list one further each time, for fairness under `fetch.max.bytes`).
+    func sendFetch() throws(ClientError) {
+        let n = partitionCount
+        for i in 0..<n {
+            let p = (rotation + i) % n
+            request.topics[0].partitions[i].partition = Int32(p)
+            request.topics[0].partitions[i].fetchOffset = positions[p]
+        }
+        rotation = (rotation + 1) % n
+        requested = positions
+        writer.bytes.removeAll(keepingCapacity: true)
+        writer.writeInt32(0)
+        let correlationId = connection.writeHeader(FetchRequest.self, version: fetchVersion, into: &writer)
+        request.encode(into: &writer, version: fetchVersion)
+        let size = Int32(writer.count - 4).bigEndian
+        withUnsafeBytes(of: size) { s in for i in 0..<4 { writer.bytes[i] = s[i] } }
+        let transport = connection.transport
+        let iov = self.iov
+        let result: Result<Void, ClientError> = writer.bytes.withUnsafeMutableBytes { raw in
+            iov.pointee = iovec(iov_base: raw.baseAddress, iov_len: raw.count)
+            do throws(SystemError) { try transport.writeAll(iov, count: 1) } catch { return .failure(ClientError(error)) }
+            return .success(())
+        }
+        try result.get()
+        inFlightCorrelationId = correlationId
+    }
+
+    /// The next response frame, valid until the next read on the connection.
+    func readFrame() throws(ClientError) -> UnsafeRawBufferPointer {
+        while true {
+            if let frame = try connection.reader.nextFrame() { return frame }
+            if try connection.reader.fill(from: connection.transport, wait: true) == 0 {
+                throw ClientError("connection closed by the broker")
+            }
+        }
+    }
+
+    /// Parses a Fetch response (v4–11, classic encoding) into `parts`, pointing into `frame`.
+    func parse(_ frame: UnsafeRawBufferPointer, expectedCorrelationId: Int32) throws(ClientError) {
+        parts.removeAll(keepingCapacity: true)
+        var c = Cursor(frame)
+        let correlationId = try c.int32()
+        guard correlationId == expectedCorrelationId else {
+            throw ClientError("Fetch: correlation id \(correlationId), expected \(expectedCorrelationId)")
+        }
+        _ = try c.int32()  // throttle_time_ms
+        if fetchVersion >= 7 {
+            let error = try c.int16()
+            _ = try c.int32()  // session_id
+            if error != 0 { throw ClientError("Fetch failed with error \(error)", kafkaErrorCode: error) }
+        }
+        let topics = try c.int32()
+        for _ in 0..<max(topics, 0) {
+            let nameLength = try c.int16()
+            try c.skip(Int(max(nameLength, 0)))
+            let partitions = try c.int32()
+            for _ in 0..<max(partitions, 0) {
+                let partition = try c.int32()
+                let error = try c.int16()
+                let highWatermark = try c.int64()
+                _ = try c.int64()  // last_stable_offset
+                if fetchVersion >= 5 { _ = try c.int64() }  // log_start_offset
+                let aborted = try c.int32()
+                if aborted > 0 { try c.skip(Int(aborted) * 16) }
+                if fetchVersion >= 11 { _ = try c.int32() }  // preferred_read_replica
+                let length = try c.int32()
+                let records = length > 0 ? try c.bytes(Int(length)) : UnsafeRawBufferPointer(start: nil, count: 0)
+                guard partition >= 0 && Int(partition) < partitionCount else {
+                    throw ClientError("Fetch: unexpected partition \(partition)")
+                }
+                if error != 0 {
+                    throw ClientError("fetch \(topic)-\(partition) at \(requested[Int(partition)]): error \(error)", kafkaErrorCode: error)
+                }
+                parts.append(PartData(partition: partition, errorCode: error, highWatermark: highWatermark, records: records))
+            }
+        }
+    }
+
+    /// Big-endian reads over a response frame, every one bounds-checked.
+    struct Cursor {
+        let base: UnsafeRawBufferPointer
+        var i = 0
+        init(_ base: UnsafeRawBufferPointer) { self.base = base }
+
+        mutating func need(_ n: Int) throws(ClientError) {
+            guard n >= 0, base.count - i >= n else { throw ClientError("Fetch response truncated at byte \(i) (needed \(n))") }
+        }
+        mutating func int16() throws(ClientError) -> Int16 {
+            try need(2)
+            defer { i += 2 }
+            return Int16(bigEndian: base.loadUnaligned(fromByteOffset: i, as: Int16.self))
+        }
+        mutating func int32() throws(ClientError) -> Int32 {
+            try need(4)
+            defer { i += 4 }
+            return Int32(bigEndian: base.loadUnaligned(fromByteOffset: i, as: Int32.self))
+        }
+        mutating func int64() throws(ClientError) -> Int64 {
+            try need(8)
+            defer { i += 8 }
+            return Int64(bigEndian: base.loadUnaligned(fromByteOffset: i, as: Int64.self))
+        }
+        mutating func skip(_ n: Int) throws(ClientError) {
+            try need(n)
+            i += n
+        }
+        mutating func bytes(_ n: Int) throws(ClientError) -> UnsafeRawBufferPointer {
+            try need(n)
+            defer { i += n }
+            return UnsafeRawBufferPointer(rebasing: base[i..<i + n])
+        }
+    }
+}

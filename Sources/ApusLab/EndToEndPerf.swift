@@ -1,0 +1,275 @@
+import ApusClient
+import ApusIO
+import Foundation
+import Histogram
+import KafkaWire
+import Synchronization
+
+/// An end-to-end workload: one producer thread at an open-loop rate, one consumer thread.
+public struct EndToEndPerfWorkload: Sendable, Codable {
+    public var topic: String
+    public var numRecords: Int?
+    public var durationSeconds: Double?
+    /// At least 8 for latency stamps.
+    public var recordSize: Int = 100
+    /// Target records/s; -1 (any value ≤ 0) for the maximum rate.
+    public var throughput: Double = -1
+    /// After the producer stops: how long the consumer may take to catch up.
+    public var drainTimeoutSeconds: Double = 10
+
+    public init(topic: String) { self.topic = topic }
+}
+
+public struct EndToEndPerfResult: Sendable {
+    public var produced = ProducePerfResult()
+    public var consumedRecords: UInt64 = 0
+    public var consumedPayloadBytes: UInt64 = 0
+    public var consumedWireBytes: UInt64 = 0
+    /// Consumer start (positions known) → last batch received.
+    public var consumeElapsedNanos: UInt64 = 0
+    /// Batches whose first value carried no usable stamp (shorter than 8 bytes, or not ours).
+    public var unstampedBatches: UInt64 = 0
+    /// Producer send (the batch's stamp) → fetch response read by the consumer, per batch
+    /// weighted by its record count (ns; same host, monotonic clock).
+    public var latency = ProducePerf.makeHistogram()
+
+    public var consumedRecordsPerSecond: Double { consumeElapsedNanos == 0 ? 0 : Double(consumedRecords) * 1e9 / Double(consumeElapsedNanos) }
+    public var consumedMebibytesPerSecond: Double {
+        consumeElapsedNanos == 0 ? 0 : Double(consumedPayloadBytes) * 1e9 / Double(consumeElapsedNanos) / 1_048_576
+    }
+}
+
+/// `apus perf e2e`: produce (stamping each batch with its send time) and consume concurrently;
+/// reports both rates and the end-to-end latency distribution.
+public enum EndToEndPerf {
+    struct ConsumerState: ~Copyable {
+        var records: UInt64 = 0
+        var payload: UInt64 = 0
+        var wire: UInt64 = 0
+        var unstamped: UInt64 = 0
+        var lastReceived: UInt64 = 0
+        var latency = ProducePerf.makeHistogram()
+        var interval = ProducePerf.makeHistogram()
+        var intervalRecords: UInt64 = 0
+        var ready = false
+        var finished = false
+        var failure: String?
+        var start: UInt64 = 0
+    }
+
+    final class ConsumerBox: Sendable {
+        let mutex = Mutex(ConsumerState())
+        let stop = Atomic<Bool>(false)
+    }
+
+    public static func run(
+        workload: EndToEndPerfWorkload, producerConfig: ProducerConfig, consumerConfig: ConsumerConfig,
+        reportInterval: Double = 5, log: @escaping @Sendable (String) -> Void
+    ) throws -> EndToEndPerfResult {
+        precondition(workload.recordSize >= 0)
+        var pconfig = producerConfig
+        pconfig.stampBatches = true
+        var cconfig = consumerConfig
+        cconfig.autoOffsetReset = .latest
+        let consumerConfigFinal = cconfig
+
+        // The consumer first: its positions (latest) must be known before anything is produced.
+        let cbox = ConsumerBox()
+        let topic = workload.topic
+        let consumerThread = Thread {
+            do {
+                let consumer = try Consumer(config: consumerConfigFinal, topic: topic)
+                consumer.onBatch = { batch in
+                    var latency: UInt64?
+                    if let v = batch.firstValue, v.count >= 8 {
+                        let stamp = UInt64(bigEndian: v.loadUnaligned(as: UInt64.self))
+                        if stamp <= batch.receivedNanos && batch.receivedNanos - stamp < 60_000_000_000 { latency = batch.receivedNanos - stamp }
+                    }
+                    let count = UInt64(batch.recordCount)
+                    cbox.mutex.withLock { s in
+                        s.records += count
+                        s.intervalRecords += count
+                        s.payload += UInt64(batch.payloadBytes)
+                        s.wire += UInt64(batch.bytes)
+                        s.lastReceived = batch.receivedNanos
+                        if let latency {
+                            _ = s.latency.record(max(latency, 1), count: count)
+                            _ = s.interval.record(max(latency, 1), count: count)
+                        } else {
+                            s.unstamped += 1
+                        }
+                    }
+                }
+                let start = Sys.monotonicNs()
+                cbox.mutex.withLock {
+                    $0.ready = true
+                    $0.start = start
+                }
+                while !cbox.stop.load(ordering: .acquiring) { try consumer.poll() }
+                cbox.mutex.withLock { $0.finished = true }
+            } catch {
+                cbox.mutex.withLock {
+                    $0.failure = "consumer: \(error)"
+                    $0.ready = true
+                    $0.finished = true
+                }
+            }
+        }
+        consumerThread.stackSize = 1 << 20
+        consumerThread.start()
+        while !cbox.mutex.withLock({ $0.ready }) { Sys.sleep(microseconds: 1000) }
+        if let failure = cbox.mutex.withLock({ $0.failure }) { throw ClientError(failure) }
+
+        // The producer: ProducePerf's open-loop thread.
+        let pbox = ProducePerf.SharedBox()
+        var generator = SplitMix64(seed: 0x5eed)
+        let poolSize = max(workload.recordSize * 2, 64 << 10)
+        let pool = UnsafeMutableRawBufferPointer.allocate(byteCount: poolSize + 8, alignment: 8)
+        defer { pool.deallocate() }
+        for i in stride(from: 0, to: poolSize, by: 8) { pool.storeBytes(of: generator.next(), toByteOffset: i, as: UInt64.self) }
+        let payloadAddress = UInt(bitPattern: pool.baseAddress)
+        var pworkload = ProducePerfWorkload(topic: workload.topic)
+        pworkload.numRecords = workload.numRecords
+        pworkload.durationSeconds = workload.durationSeconds
+        pworkload.recordSize = workload.recordSize
+        pworkload.throughput = workload.throughput
+        let start = Sys.monotonicNs()
+        let producerConfigFinal = pconfig
+        let producerWorkload = pworkload
+        let producerThread = Thread {
+            let payload = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: payloadAddress), count: poolSize)
+            do {
+                try ProducePerf.produceLoop(config: producerConfigFinal, workload: producerWorkload, records: workload.numRecords,
+                                            rate: workload.throughput, payload: payload, start: start, shared: pbox)
+                pbox.mutex.withLock { $0.finished += 1 }
+            } catch {
+                pbox.mutex.withLock {
+                    $0.failure = $0.failure ?? "producer: \(error)"
+                    $0.finished += 1
+                }
+            }
+        }
+        producerThread.stackSize = 1 << 20
+        producerThread.start()
+
+        var lastReport = start
+        var producerDone: UInt64?
+        var timedOut = false
+        while true {
+            Sys.sleep(microseconds: 20_000)
+            let now = Sys.monotonicNs()
+            let (pFinished, produced, pFailure) = pbox.mutex.withLock { ($0.finished == 1, $0.total.records, $0.failure) }
+            let (consumed, cFinished, cFailure) = cbox.mutex.withLock { ($0.records, $0.finished, $0.failure) }
+            if pFailure != nil || cFailure != nil || cFinished { break }
+            if pFinished {
+                if producerDone == nil { producerDone = now }
+                if consumed >= produced { break }
+                if now - producerDone! >= UInt64(workload.drainTimeoutSeconds * 1e9) {
+                    timedOut = true
+                    break
+                }
+            }
+            if Double(now - lastReport) >= reportInterval * 1e9 {
+                let seconds = Double(now - lastReport) / 1e9
+                let pRecords = pbox.mutex.withLock { s -> UInt64 in
+                    let n = s.intervalRecords
+                    s.intervalRecords = 0
+                    s.intervalErrors = 0
+                    s.interval.reset()
+                    return n
+                }
+                let line = cbox.mutex.withLock { s -> String in
+                    let h = s.interval
+                    func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
+                    let line = String(
+                        format: "%.1f records/sec produced, %.1f records/sec consumed (%.2f MB/sec), e2e latency p50 %@ / p99 %@ / p99.9 %@ / max %.2f ms.",
+                        Double(pRecords) / seconds, Double(s.intervalRecords) / seconds,
+                        Double(s.intervalRecords) * Double(workload.recordSize) / seconds / 1_048_576,
+                        ms(50), ms(99), ms(99.9), Double(h.max) / 1e6)
+                    s.interval.reset()
+                    s.intervalRecords = 0
+                    return line
+                }
+                log(line)
+                lastReport = now
+            }
+        }
+        cbox.stop.store(true, ordering: .releasing)
+        // The consumer notices within one fetch.max.wait.ms.
+        let waitUntil = Sys.monotonicNs() + UInt64(max(Int(cconfig.fetchMaxWaitMs), 0) + 5_000) * 1_000_000
+        while !cbox.mutex.withLock({ $0.finished }) && Sys.monotonicNs() < waitUntil { Sys.sleep(microseconds: 1000) }
+        while pbox.mutex.withLock({ $0.finished }) == 0 { Sys.sleep(microseconds: 10_000) }
+
+        let (produced, pFailure) = pbox.mutex.withLock { ($0.total, $0.failure) }
+        if let pFailure { throw ClientError(pFailure) }
+        var result = EndToEndPerfResult()
+        result.produced = produced
+        result.produced.recordSize = workload.recordSize
+        let cFailure = cbox.mutex.withLock { s -> String? in
+            result.consumedRecords = s.records
+            result.consumedPayloadBytes = s.payload
+            result.consumedWireBytes = s.wire
+            result.unstampedBatches = s.unstamped
+            result.latency = s.latency
+            result.consumeElapsedNanos = s.lastReceived > s.start ? s.lastReceived - s.start : 0
+            return s.failure
+        }
+        if let cFailure { throw ClientError(cFailure) }
+        if timedOut {
+            log("warning: the consumer did not catch up within \(workload.drainTimeoutSeconds) s of the producer stopping")
+        }
+        return result
+    }
+
+    public static func summary(_ r: EndToEndPerfResult) -> String {
+        let h = r.latency
+        func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
+        var out = String(
+            format: "Produced %d records, %.1f records/sec (%.2f MB/sec), %d errors.\nConsumed %d records, %.1f records/sec (%.2f MB/sec).\n",
+            r.produced.records, r.produced.recordsPerSecond, r.produced.mebibytesPerSecond, r.produced.errors,
+            r.consumedRecords, r.consumedRecordsPerSecond, r.consumedMebibytesPerSecond)
+        out += String(
+            format: "End-to-end latency: %.2f ms avg, %@ ms 50th, %@ ms 95th, %@ ms 99th, %@ ms 99.9th, %.2f ms max (%d unstamped batches).\n",
+            h.totalCount == 0 ? 0 : h.mean / 1e6, ms(50), ms(95), ms(99), ms(99.9), Double(h.max) / 1e6, r.unstampedBatches)
+        out += "\nEnd-to-end latency, producer send → consumer fetch response (ms):\n"
+        h.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
+        out += "\nProduce latency from the intended send time (ms, coordinated-omission corrected):\n"
+        r.produced.intendedLatency.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
+        return out
+    }
+
+    public static func json(
+        _ r: EndToEndPerfResult, workload: EndToEndPerfWorkload, producerConfig: ProducerConfig, consumerConfig: ConsumerConfig
+    ) throws -> String {
+        func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
+            var out: [String: Double] = ["mean": h.totalCount == 0 ? 0 : h.mean / 1e6, "max": Double(h.max) / 1e6]
+            for p in [50.0, 90, 95, 99, 99.9, 99.99] { out["p\(p)"] = Double(h.valueAtPercentile(p)) / 1e6 }
+            return out
+        }
+        let object: [String: Any] = [
+            "workload": [
+                "topic": workload.topic, "numRecords": workload.numRecords as Any, "durationSeconds": workload.durationSeconds as Any,
+                "recordSize": workload.recordSize, "throughput": workload.throughput,
+            ],
+            "producerConfig": [
+                "bootstrap": producerConfig.bootstrap, "acks": Int(producerConfig.acks), "batch.size": producerConfig.batchSize,
+                "linger.ms": producerConfig.lingerMs, "compression.type": "\(producerConfig.compression)",
+                "max.in.flight.requests.per.connection": producerConfig.maxInFlight, "partitioner": producerConfig.partitioner.rawValue,
+            ],
+            "consumerConfig": ConsumePerf.consumerConfigJSON(consumerConfig),
+            "produced": [
+                "records": r.produced.records, "errors": r.produced.errors, "elapsedSeconds": Double(r.produced.elapsedNanos) / 1e9,
+                "recordsPerSecond": r.produced.recordsPerSecond, "mebibytesPerSecond": r.produced.mebibytesPerSecond,
+            ],
+            "consumed": [
+                "records": r.consumedRecords, "payloadBytes": r.consumedPayloadBytes, "wireBytes": r.consumedWireBytes,
+                "elapsedSeconds": Double(r.consumeElapsedNanos) / 1e9, "recordsPerSecond": r.consumedRecordsPerSecond,
+                "mebibytesPerSecond": r.consumedMebibytesPerSecond, "unstampedBatches": r.unstampedBatches,
+            ],
+            "endToEndLatencyMs": percentiles(r.latency),
+            "produceLatencyMsFromIntended": percentiles(r.produced.intendedLatency),
+        ]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
