@@ -109,14 +109,7 @@ struct Perf: ParsableCommand {
         func run() throws {
             var config = ProducerConfig(bootstrap: bootstrap)
             config.partitioner = .sticky
-            for item in producerProps {
-                guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--producer-props: expected key=value, got '\(item)'") }
-                do {
-                    try config.set(String(item[..<eq]), String(item[item.index(after: eq)...]))
-                } catch {
-                    throw ValidationError(error.description)
-                }
-            }
+            try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try config.set(k, v) }
             var workload = ProducePerfWorkload(topic: topic)
             workload.numRecords = numRecords
             workload.durationSeconds = duration
