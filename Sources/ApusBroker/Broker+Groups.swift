@@ -123,10 +123,9 @@ extension Broker {
     }
 
     func encode(_ output: GroupOutput<GroupToken>) -> ResponseFrame {
-        var w = WireWriter(capacity: 128)
-        ResponseHeader(correlationId: output.token.correlationId).encode(into: &w, version: output.token.headerVersion)
-        output.response.encode(into: &w, version: output.version)
-        return ResponseFrame(body: w.bytes)
+        ResponseFrame(correlationId: output.token.correlationId, headerVersion: output.token.headerVersion) {
+            output.response.encode(into: &$0, version: output.version)
+        }
     }
 
     /// The same OffsetCommit answer with COORDINATOR_NOT_AVAILABLE (retriable) on every partition.

@@ -124,10 +124,9 @@ public final class Broker {
 
     /// Encodes `response` with the response header for `context`.
     func frame<R: KafkaResponse>(_ response: R, _ context: RequestContext) -> ResponseFrame {
-        var w = WireWriter(capacity: 128)
-        ResponseHeader(correlationId: context.correlationId).encode(into: &w, version: context.responseHeaderVersion)
-        response.encode(into: &w, version: context.apiVersion)
-        return ResponseFrame(body: w.bytes)
+        ResponseFrame(correlationId: context.correlationId, headerVersion: context.responseHeaderVersion) {
+            response.encode(into: &$0, version: context.apiVersion)
+        }
     }
 
     func respond<R: KafkaResponse>(_ response: R, _ context: RequestContext) -> HandleOutcome {

@@ -1,4 +1,5 @@
 import ApusStorage
+import KafkaProtocol
 import KafkaWire
 
 /// An encoded response frame: bytes, and file ranges sent zero-copy between them
@@ -27,6 +28,15 @@ public struct ResponseFrame {
         withUnsafeBytes(of: Int32(body.count).bigEndian) { framed.append(contentsOf: $0) }
         framed += body
         parts = [.bytes(framed)]
+    }
+
+    /// A response frame: size prefix, response header (v0, or v1 with tagged fields), then the
+    /// body `encodeBody` writes. Every non-Fetch response is built through here.
+    init(correlationId: Int32, headerVersion: Int16, _ encodeBody: (inout WireWriter) -> Void) {
+        var w = WireWriter(capacity: 128)
+        ResponseHeader(correlationId: correlationId).encode(into: &w, version: headerVersion)
+        encodeBody(&w)
+        self.init(body: w.bytes)
     }
 
     /// Parts whose size prefix the caller already wrote.

@@ -29,9 +29,8 @@ enum Handlers {
     /// UNSUPPORTED_VERSION with a v0 body and v0 header, whatever version was asked for, so
     /// that any client can read it and retry with a version listed.
     static func unsupportedApiVersions(correlationId: Int32) -> ResponseFrame {
-        var w = WireWriter()
-        ResponseHeader(correlationId: correlationId).encode(into: &w, version: 0)
-        ApiVersionsResponse(errorCode: ErrorCode.unsupportedVersion.rawValue, apiKeys: supported).encode(into: &w, version: 0)
-        return ResponseFrame(body: w.bytes)
+        ResponseFrame(correlationId: correlationId, headerVersion: 0) {
+            ApiVersionsResponse(errorCode: ErrorCode.unsupportedVersion.rawValue, apiKeys: supported).encode(into: &$0, version: 0)
+        }
     }
 }
