@@ -23,20 +23,66 @@ final class PendingProduce {
     deinit { buffers.forEach { $0.deallocate() } }
 }
 
+/// A Produce request read in place: record sections are slices of the request frame (valid
+/// only while the frame is), so each batch is copied once, into the buffer the log stages.
+/// The generated `ProduceRequest` decoder would first copy every records field into an array.
+struct ProduceRequestView {
+    struct Partition {
+        var index: Int32
+        var records: UnsafeRawBufferPointer?
+    }
+
+    var acks: Int16
+    var topics: [(name: String, partitions: [Partition])]
+
+    init(from r: inout WireReader, version: Int16) throws(WireError) {
+        r.message = ProduceRequest.messageName
+        r.version = version
+        guard ProduceRequest.validVersions.contains(version) else { throw r.error(.unsupportedVersion) }
+        let flexible = ProduceRequest.isFlexible(version)
+        if version >= 3 {
+            r.field = "ProduceRequest.TransactionalId"
+            _ = try r.readNullableString(compact: flexible)
+        }
+        r.field = "ProduceRequest.Acks"
+        acks = try r.readInt16()
+        r.field = "ProduceRequest.TimeoutMs"
+        _ = try r.readInt32()
+        r.field = "ProduceRequest.TopicData"
+        topics = try r.readArray(compact: flexible, minElementSize: 1) { (r: inout WireReader) throws(WireError) in
+            r.field = "TopicProduceData.Name"
+            let name = try r.readString(compact: flexible)
+            r.field = "TopicProduceData.PartitionData"
+            let partitions = try r.readArray(compact: flexible, minElementSize: 1) { (r: inout WireReader) throws(WireError) in
+                r.field = "PartitionProduceData.Index"
+                let index = try r.readInt32()
+                r.field = "PartitionProduceData.Records"
+                var records: UnsafeRawBufferPointer?
+                if let length = try r.readLength(compact: flexible, wide: true) { records = try r.readRawBytes(length) }
+                if flexible { try r.skipTaggedFields() }
+                return Partition(index: index, records: records)
+            }
+            if flexible { try r.skipTaggedFields() }
+            return (name, partitions)
+        }
+        if flexible { try r.skipTaggedFields() }
+    }
+}
+
 extension Broker {
     /// Produce v0–8 (v0–2 answered with UNSUPPORTED_VERSION: they carry legacy message
     /// sets). Batches are validated (CRC, size, magic), given offsets and staged; the
     /// response is sent after the turn's group commit, or after the sync for acks=all when
     /// the log's durability mode asks for one. acks=0 gets no response.
     static let produce = HandlerEntry(api: .produce, versions: 0...8) { broker, context, r throws(WireError) in
-        let request = try ProduceRequest.decode(from: &r, version: context.apiVersion)
+        let request = try ProduceRequestView(from: &r, version: context.apiVersion)
         var response = ProduceResponse()
         let pending = PendingProduce(context: context, acks: request.acks, response: response)
-        for (t, topic) in request.topicData.enumerated() {
+        for (t, topic) in request.topics.enumerated() {
             var out = ProduceResponse.TopicProduceResponse(name: topic.name)
-            for (p, partition) in topic.partitionData.enumerated() {
+            for (p, partition) in topic.partitions.enumerated() {
                 var result = ProduceResponse.PartitionProduceResponse(index: partition.index)
-                result.error(broker.stage(partition, topic: topic.name, request: request, into: pending, at: (t, p), result: &result))
+                result.error(broker.stage(partition, topic: topic.name, acks: request.acks, into: pending, at: (t, p), result: &result))
                 out.partitionResponses.append(result)
             }
             response.responses.append(out)
@@ -48,17 +94,18 @@ extension Broker {
 
     /// Validates and stages one partition's batches; returns the error code (0 on success).
     private func stage(
-        _ partition: ProduceRequest.PartitionProduceData, topic: String, request: ProduceRequest,
+        _ partition: ProduceRequestView.Partition, topic: String, acks: Int16,
         into pending: PendingProduce, at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse
     ) -> ErrorCode {
         if pending.context.apiVersion < 3 { return .unsupportedVersion }
-        if ![-1, 0, 1].contains(request.acks) { return .invalidRequiredAcks }
+        if ![-1, 0, 1].contains(acks) { return .invalidRequiredAcks }
         guard let log = log(topic, partition.index) else { return .unknownTopicOrPartition }
         guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
-        // Validate every batch before staging any, so a bad batch leaves nothing behind.
+        // The one copy of the batches: out of the request frame into memory that lives until
+        // the commit. Every batch is validated before any is staged.
         let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
         pending.buffers.append(owned)
-        records.withUnsafeBytes { owned.copyMemory(from: $0) }
+        owned.copyMemory(from: records)
         var batches: [UnsafeMutableRawBufferPointer] = []
         var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: config.messageMaxBytes)
         do {
@@ -93,7 +140,7 @@ extension Broker {
                 }
             }
             do {
-                let info = try shard.append(batch, to: log, requireDurable: request.acks == -1, nowMs: pending.context.nowMs)
+                let info = try shard.append(batch, to: log, requireDurable: acks == -1, nowMs: pending.context.nowMs)
                 if first < 0 { first = info.baseOffset }
                 last = info.lastOffset
                 if idempotent {
