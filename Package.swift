@@ -88,9 +88,11 @@ let package = Package(
             name: "ApusStorageTests",
             dependencies: ["ApusStorage", "ApusIO", "KafkaWire", "apus-storage-crashtest", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire"]),
-        .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus"]),
+        // Test support shared by the test targets: a real apus serve child process, commands.
+        .target(name: "ApusTestSupport", path: "Tests/ApusTestSupport"),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
+        .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
+        .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

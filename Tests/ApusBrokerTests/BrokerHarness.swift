@@ -1,6 +1,7 @@
 import ApusBroker
 import ApusIO
 import ApusStorage
+import ApusTestSupport
 import Foundation
 import KafkaProtocol
 import KafkaWire
@@ -64,11 +65,6 @@ final class BrokerHarness {
         }
         return out
     }
-}
-
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
 }
 
 extension Optional {

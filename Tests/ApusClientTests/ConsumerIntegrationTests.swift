@@ -1,4 +1,5 @@
 import ApusClient
+import ApusTestSupport
 import ApusLab
 import Foundation
 import KafkaWire
@@ -20,7 +21,8 @@ import Testing
 
     @Test(arguments: ["none", "lz4"])
     func consumesEverythingFromEarliest(compression: String) throws {
-        let broker = try Broker(partitions: 4)
+        let broker = try startBroker(partitions: 4)
+        defer { broker.removeData() }
         let topic = "consume-\(compression)"
         let total = 50_000
         var pconfig = ProducerConfig(bootstrap: broker.bootstrap)
@@ -81,7 +83,8 @@ import Testing
     }
 
     @Test func latestStartsAtTheEnd() throws {
-        let broker = try Broker(partitions: 2)
+        let broker = try startBroker(partitions: 2)
+        defer { broker.removeData() }
         _ = try ProducerIntegrationTests.produce(broker, topic: "latest", count: 1000, props: ["acks": "1"])
         var cconfig = ConsumerConfig(bootstrap: broker.bootstrap)
         try cconfig.set("auto.offset.reset", "latest")
@@ -92,7 +95,8 @@ import Testing
     }
 
     @Test func endToEndReportsWhatItProduced() throws {
-        let broker = try Broker(partitions: 4)
+        let broker = try startBroker(partitions: 4)
+        defer { broker.removeData() }
         var pconfig = ProducerConfig(bootstrap: broker.bootstrap)
         try pconfig.set("acks", "1")
         try pconfig.set("linger.ms", "2")

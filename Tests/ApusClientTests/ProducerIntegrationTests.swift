@@ -1,57 +1,16 @@
 import ApusClient
+import ApusTestSupport
 import Foundation
 import Testing
 
-/// A real `apus serve` on 127.0.0.1 (a small copy of ApusServerTests' ApusServerProcess: test
-/// targets cannot share files without a support target, which would mean editing that target).
-final class Broker {
-    let dataDir = NSTemporaryDirectory() + "apus-client-\(UUID().uuidString.prefix(8))"
-    let port: Int
-    let process = Process()
-    var bootstrap: String { "127.0.0.1:\(port)" }
-
-    init(partitions: Int) throws {
-        port = Int.random(in: 20_000...40_000)
-        var dir = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).deletingLastPathComponent()
-        var binary: String?
-        for _ in 0..<4 where binary == nil {
-            let candidate = dir.appendingPathComponent("apus").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { binary = candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        guard let binary else { throw ClientError("apus not found; run `swift build` first") }
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["serve", "--data-dir", dataDir, "--listen", bootstrap, "--set", "num.partitions=\(partitions)", "--log-level", "warning"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        for _ in 0..<200 {
-            if (try? KafkaConnection(bootstrap: bootstrap)) != nil { return }
-            guard process.isRunning else { break }
-            usleep(50_000)
-        }
-        throw ClientError("apus serve did not start on \(bootstrap)")
-    }
-
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        try? FileManager.default.removeItem(atPath: dataDir)
-    }
+/// A real `apus serve` with `partitions` partitions per auto-created topic.
+func startBroker(partitions: Int) throws -> ApusServerProcess {
+    try ApusServerProcess(arguments: ["--set", "num.partitions=\(partitions)", "--log-level", "warning"])
 }
 
 /// Runs kcat and returns its standard output.
 func kcat(_ arguments: [String]) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/kcat")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try run("/usr/bin/kcat", arguments).out
 }
 
 @Suite(.serialized) struct ProducerIntegrationTests {
@@ -59,7 +18,7 @@ func kcat(_ arguments: [String]) throws -> String {
 
     /// Produces `count` keyless records; returns the acknowledged count after checking that
     /// every ack carries no error and that base offsets are contiguous per partition.
-    static func produce(_ broker: Broker, topic: String, count: Int, props: [String: String]) throws -> (Int, Producer) {
+    static func produce(_ broker: ApusServerProcess, topic: String, count: Int, props: [String: String]) throws -> (Int, Producer) {
         var config = ProducerConfig(bootstrap: broker.bootstrap)
         config.batchSize = 64 << 10
         for (k, v) in props { try config.set(k, v) }
@@ -86,7 +45,8 @@ func kcat(_ arguments: [String]) throws -> String {
 
     @Test(arguments: ["1", "all"])
     func ackedCountEqualsLogEnd(acks: String) throws {
-        let broker = try Broker(partitions: 4)
+        let broker = try startBroker(partitions: 4)
+        defer { broker.removeData() }
         let topic = "acks-\(acks)"
         let (acked, producer) = try Self.produce(broker, topic: topic, count: 100_000, props: ["acks": acks, "linger.ms": "5"])
         #expect(acked == 100_000)
@@ -102,7 +62,8 @@ func kcat(_ arguments: [String]) throws -> String {
     }
 
     @Test func compressedAndKeyedRecordsLandWhereJavaPutsThem() throws {
-        let broker = try Broker(partitions: 4)
+        let broker = try startBroker(partitions: 4)
+        defer { broker.removeData() }
         var config = ProducerConfig(bootstrap: broker.bootstrap)
         try config.set("acks", "1")
         try config.set("compression.type", "zstd")

@@ -1,3 +1,4 @@
+import ApusTestSupport
 import KafkaProtocol
 import KafkaWire
 import Foundation

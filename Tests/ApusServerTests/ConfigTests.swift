@@ -1,3 +1,4 @@
+import ApusTestSupport
 import ApusServer
 import ApusStorage
 import Foundation

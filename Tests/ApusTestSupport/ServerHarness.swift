@@ -1,15 +1,16 @@
 import Foundation
 import Testing
 
-/// A real `apus serve` child process on 127.0.0.1 with its own data directory.
-final class ApusServerProcess {
-    let dataDir: String
-    let port: Int
-    let process = Process()
+/// A real `apus serve` child process on 127.0.0.1 with its own data directory (shared by the
+/// server and client test targets).
+public final class ApusServerProcess {
+    public let dataDir: String
+    public let port: Int
+    public let process = Process()
     let stderrPath: String
-    var bootstrap: String { "127.0.0.1:\(port)" }
+    public var bootstrap: String { "127.0.0.1:\(port)" }
 
-    static func binary(_ name: String) throws -> String {
+    public static func binary(_ name: String) throws -> String {
         let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
         for _ in 0..<4 {
@@ -21,7 +22,7 @@ final class ApusServerProcess {
     }
 
     /// A port that was free a moment ago.
-    static func freePort() -> Int {
+    public static func freePort() -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
@@ -34,7 +35,7 @@ final class ApusServerProcess {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    init(dataDir: String? = nil, port: Int? = nil, arguments: [String] = []) throws {
+    public init(dataDir: String? = nil, port: Int? = nil, arguments: [String] = []) throws {
         self.dataDir = dataDir ?? NSTemporaryDirectory() + "apus-server-\(UUID().uuidString.prefix(8))"
         self.port = port ?? Self.freePort()
         stderrPath = self.dataDir + ".stderr.log"
@@ -64,11 +65,11 @@ final class ApusServerProcess {
         throw HarnessError("apus serve did not start listening:\n\(log)")
     }
 
-    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    public var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     /// Sends a signal and waits for the exit; returns the exit status.
     @discardableResult
-    func stop(signal sig: Int32 = SIGTERM) -> Int32 {
+    public func stop(signal sig: Int32 = SIGTERM) -> Int32 {
         if process.isRunning { kill(process.processIdentifier, sig) }
         process.waitUntilExit()
         return process.terminationStatus
@@ -81,20 +82,20 @@ final class ApusServerProcess {
         }
     }
 
-    func removeData() {
+    public func removeData() {
         try? FileManager.default.removeItem(atPath: dataDir)
         try? FileManager.default.removeItem(atPath: stderrPath)
     }
 }
 
-struct HarnessError: Error, CustomStringConvertible {
-    var description: String
-    init(_ d: String) { description = d }
+public struct HarnessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
 }
 
 /// Runs a command with a timeout; returns (status, stdout, stderr).
 @discardableResult
-func run(_ path: String, _ arguments: [String], input: String? = nil, timeout: TimeInterval = 30) throws -> (status: Int32, out: String, err: String) {
+public func run(_ path: String, _ arguments: [String], input: String? = nil, timeout: TimeInterval = 30) throws -> (status: Int32, out: String, err: String) {
     let stem = NSTemporaryDirectory() + "apus-run-\(UUID().uuidString.prefix(8))"
     _ = FileManager.default.createFile(atPath: stem + ".out", contents: nil)
     _ = FileManager.default.createFile(atPath: stem + ".err", contents: nil)
@@ -118,7 +119,7 @@ func run(_ path: String, _ arguments: [String], input: String? = nil, timeout: T
     return (process.terminationStatus, out, err)
 }
 
-func which(_ tool: String) -> String? {
+public func which(_ tool: String) -> String? {
     for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(tool)") {
         return "\(dir)/\(tool)"
     }
