@@ -57,12 +57,12 @@ let package = Package(
             "ApusBroker", "ApusIO", "ApusStorage",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
-        // The lab's Kafka producer (blocking POSIX sockets, pipelined; see Transport.swift).
         // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.
         .target(name: "ApusClient", dependencies: ["ApusIO", "KafkaWire", "KafkaProtocol"]),
-        // The lab: open-loop load, latency histograms, reports.
+        // The lab: open-loop load, latency histograms (and their .hlog encoding), sweeps, reports.
         .target(name: "ApusLab", dependencies: [
-            "ApusClient", "ApusIO", "KafkaWire", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            "ApusClient", "ApusIO", "ApusServer", "KafkaWire", "CZlib", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "apus", dependencies: [
@@ -93,6 +93,7 @@ let package = Package(
         .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
+        .testTarget(name: "ApusLabTests", dependencies: ["ApusLab", "ApusClient", "KafkaWire", "apus", "ApusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",
