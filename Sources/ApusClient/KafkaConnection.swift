@@ -133,6 +133,25 @@ public final class KafkaConnection {
         throw ClientError("Metadata for \(topic): no leaders after \(attempts) attempts (last error \(last))", kafkaErrorCode: last)
     }
 
+    /// Creates `topic` with `partitions` partitions and replication factor 1 (CreateTopics);
+    /// an existing topic is an error unless `existingIsFine`.
+    public func createTopic(_ topic: String, partitions: Int, existingIsFine: Bool = false) throws(ClientError) {
+        let version = try version(of: CreateTopicsRequest.self, supported: 0...4)
+        var request = CreateTopicsRequest()
+        var t = CreateTopicsRequest.CreatableTopic()
+        t.name = topic
+        t.numPartitions = Int32(partitions)
+        t.replicationFactor = 1
+        request.topics = [t]
+        request.timeoutMs = 30_000
+        let response = try roundTrip(request, version: version)
+        guard let result = response.topics.first(where: { $0.name == topic }) else { throw ClientError("CreateTopics \(topic): no result for the topic") }
+        // 36 TOPIC_ALREADY_EXISTS
+        if result.errorCode != 0 && !(existingIsFine && result.errorCode == 36) {
+            throw ClientError("CreateTopics \(topic): error \(result.errorCode) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+    }
+
     /// The log end offset (high watermark) of each partition of `topic` (ListOffsets, latest).
     public func endOffsets(of topic: String, partitions: Int) throws(ClientError) -> [Int64] {
         try listOffsets(of: topic, partitions: partitions, timestamp: -1)

@@ -182,6 +182,9 @@ public enum Sys {
     }
 
     /// Monotonic nanoseconds.
+    /// Whether `fd` is a terminal (progress lines are rewritten in place there).
+    public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
     public static func monotonicNs() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

@@ -16,6 +16,10 @@ public struct EndToEndPerfWorkload: Sendable, Codable {
     public var throughput: Double = -1
     /// After the producer stops: how long the consumer may take to catch up.
     public var drainTimeoutSeconds: Double = 10
+    /// Batches meant to be sent in the first seconds are not counted or recorded (either side).
+    public var warmupSeconds: Double = 0
+    public var payload = PayloadSpec.random
+    public var keys = KeySpec.none
 
     public init(topic: String) { self.topic = topic }
 }
@@ -60,6 +64,8 @@ public enum EndToEndPerf {
     final class ConsumerBox: Sendable {
         let mutex = Mutex(ConsumerState())
         let stop = Atomic<Bool>(false)
+        /// Batches stamped before this (the end of the warm-up) are not counted.
+        let measureFrom = Atomic<UInt64>(UInt64.max)
     }
 
     public static func run(
@@ -83,6 +89,7 @@ public enum EndToEndPerf {
                     var latency: UInt64?
                     if let v = batch.firstValue, v.count >= 8 {
                         let stamp = UInt64(bigEndian: v.loadUnaligned(as: UInt64.self))
+                        if stamp < cbox.measureFrom.load(ordering: .relaxed) { return }
                         if stamp <= batch.receivedNanos && batch.receivedNanos - stamp < 60_000_000_000 { latency = batch.receivedNanos - stamp }
                     }
                     let count = UInt64(batch.recordCount)
@@ -122,25 +129,24 @@ public enum EndToEndPerf {
 
         // The producer: ProducePerf's open-loop thread.
         let pbox = ProducePerf.SharedBox()
-        var generator = SplitMix64(seed: 0x5eed)
-        let poolSize = max(workload.recordSize * 2, 64 << 10)
-        let pool = UnsafeMutableRawBufferPointer.allocate(byteCount: poolSize + 8, alignment: 8)
-        defer { pool.deallocate() }
-        for i in stride(from: 0, to: poolSize, by: 8) { pool.storeBytes(of: generator.next(), toByteOffset: i, as: UInt64.self) }
-        let payloadAddress = UInt(bitPattern: pool.baseAddress)
+        let source = try RecordSource(recordSize: workload.recordSize, payload: workload.payload, keys: workload.keys)
         var pworkload = ProducePerfWorkload(topic: workload.topic)
         pworkload.numRecords = workload.numRecords
         pworkload.durationSeconds = workload.durationSeconds
         pworkload.recordSize = workload.recordSize
         pworkload.throughput = workload.throughput
+        pworkload.warmupSeconds = workload.warmupSeconds
+        pworkload.payload = workload.payload
+        pworkload.keys = workload.keys
         let start = Sys.monotonicNs()
+        let measureFrom = start + UInt64(max(workload.warmupSeconds, 0) * 1e9)
+        cbox.measureFrom.store(measureFrom, ordering: .releasing)
         let producerConfigFinal = pconfig
         let producerWorkload = pworkload
         let producerThread = Thread {
-            let payload = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: payloadAddress), count: poolSize)
             do {
                 try ProducePerf.produceLoop(config: producerConfigFinal, workload: producerWorkload, records: workload.numRecords,
-                                            rate: workload.throughput, payload: payload, start: start, shared: pbox)
+                                            rate: workload.throughput, source: source, seed: 0, start: start, shared: pbox)
                 pbox.mutex.withLock { $0.finished += 1 }
             } catch {
                 pbox.mutex.withLock {
@@ -211,7 +217,8 @@ public enum EndToEndPerf {
             result.consumedWireBytes = s.wire
             result.unstampedBatches = s.unstamped
             result.latency = s.latency
-            result.consumeElapsedNanos = s.lastReceived > s.start ? s.lastReceived - s.start : 0
+            let from = max(s.start, measureFrom)
+            result.consumeElapsedNanos = s.lastReceived > from ? s.lastReceived - from : 0
             return s.failure
         }
         if let cFailure { throw ClientError(cFailure) }
@@ -236,40 +243,5 @@ public enum EndToEndPerf {
         out += "\nProduce latency from the intended send time (ms, coordinated-omission corrected):\n"
         r.produced.intendedLatency.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
         return out
-    }
-
-    public static func json(
-        _ r: EndToEndPerfResult, workload: EndToEndPerfWorkload, producerConfig: ProducerConfig, consumerConfig: ConsumerConfig
-    ) throws -> String {
-        func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
-            var out: [String: Double] = ["mean": h.totalCount == 0 ? 0 : h.mean / 1e6, "max": Double(h.max) / 1e6]
-            for p in [50.0, 90, 95, 99, 99.9, 99.99] { out["p\(p)"] = Double(h.valueAtPercentile(p)) / 1e6 }
-            return out
-        }
-        let object: [String: Any] = [
-            "workload": [
-                "topic": workload.topic, "numRecords": workload.numRecords as Any, "durationSeconds": workload.durationSeconds as Any,
-                "recordSize": workload.recordSize, "throughput": workload.throughput,
-            ],
-            "producerConfig": [
-                "bootstrap": producerConfig.bootstrap, "acks": Int(producerConfig.acks), "batch.size": producerConfig.batchSize,
-                "linger.ms": producerConfig.lingerMs, "compression.type": "\(producerConfig.compression)",
-                "max.in.flight.requests.per.connection": producerConfig.maxInFlight, "partitioner": producerConfig.partitioner.rawValue,
-            ],
-            "consumerConfig": ConsumePerf.consumerConfigJSON(consumerConfig),
-            "produced": [
-                "records": r.produced.records, "errors": r.produced.errors, "elapsedSeconds": Double(r.produced.elapsedNanos) / 1e9,
-                "recordsPerSecond": r.produced.recordsPerSecond, "mebibytesPerSecond": r.produced.mebibytesPerSecond,
-            ],
-            "consumed": [
-                "records": r.consumedRecords, "payloadBytes": r.consumedPayloadBytes, "wireBytes": r.consumedWireBytes,
-                "elapsedSeconds": Double(r.consumeElapsedNanos) / 1e9, "recordsPerSecond": r.consumedRecordsPerSecond,
-                "mebibytesPerSecond": r.consumedMebibytesPerSecond, "unstampedBatches": r.unstampedBatches,
-            ],
-            "endToEndLatencyMs": percentiles(r.latency),
-            "produceLatencyMsFromIntended": percentiles(r.produced.intendedLatency),
-        ]
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        return String(decoding: data, as: UTF8.self)
     }
 }

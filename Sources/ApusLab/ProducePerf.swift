@@ -16,6 +16,10 @@ public struct ProducePerfWorkload: Sendable, Codable {
     public var throughput: Double = -1
     /// Producer threads, each with its own connection.
     public var producers: Int = 1
+    /// Batches meant to be sent in the first seconds are sent but not counted or recorded.
+    public var warmupSeconds: Double = 0
+    public var payload = PayloadSpec.random
+    public var keys = KeySpec.none
 
     public init(topic: String) { self.topic = topic }
 }
@@ -24,8 +28,13 @@ public struct ProducePerfWorkload: Sendable, Codable {
 public struct ProducePerfResult: Sendable {
     public var records: UInt64 = 0
     public var errors: UInt64 = 0
+    /// From the end of the warm-up to the last acknowledgement.
     public var elapsedNanos: UInt64 = 0
     public var recordSize: Int = 0
+    /// Records by the Kafka error code they failed with (-1: the request failed as a whole).
+    public var errorsByCode: [Int16: UInt64] = [:]
+    /// One histogram (intended-time latency) per progress interval, for `.hlog` interval logs.
+    public var intervals: [IntervalHistogram] = []
     /// Intended send time (open-loop schedule) → acknowledgement: coordinated-omission corrected.
     public var intendedLatency = ProducePerf.makeHistogram()
     /// First `send` of the batch's first record → acknowledgement (what kafka-producer-perf-test reports).
@@ -34,6 +43,13 @@ public struct ProducePerfResult: Sendable {
     public var recordsPerSecond: Double { elapsedNanos == 0 ? 0 : Double(records) * 1e9 / Double(elapsedNanos) }
     /// MiB/s of record values, as kafka-producer-perf-test counts them.
     public var mebibytesPerSecond: Double { recordsPerSecond * Double(recordSize) / 1_048_576 }
+}
+
+/// The latencies recorded during one progress interval (seconds from the run's start).
+public struct IntervalHistogram: Sendable {
+    public var startSeconds: Double
+    public var lengthSeconds: Double
+    public var histogram: Histogram<UInt64>
 }
 
 /// `apus perf produce`: open-loop produce load with HDR latency histograms.
@@ -64,23 +80,16 @@ public enum ProducePerf {
     ) throws -> ProducePerfResult {
         precondition(workload.producers >= 1 && workload.recordSize >= 0)
         let box = SharedBox()
-        // Random bytes made once; record i uses the window starting at (i * 61) % (pool - size).
-        var generator = SplitMix64(seed: 0x5eed)
-        let poolSize = max(workload.recordSize * 2, 64 << 10)
-        let pool = UnsafeMutableRawBufferPointer.allocate(byteCount: poolSize + 8, alignment: 8)
-        defer { pool.deallocate() }
-        for i in stride(from: 0, to: poolSize, by: 8) { pool.storeBytes(of: generator.next(), toByteOffset: i, as: UInt64.self) }
-        let payload = UnsafeRawBufferPointer(pool)
+        let source = try RecordSource(recordSize: workload.recordSize, payload: workload.payload, keys: workload.keys)
         let start = Sys.monotonicNs()
         let threads = workload.producers
         for t in 0..<threads {
             let count = workload.numRecords.map { $0 / threads + (t < $0 % threads ? 1 : 0) }
             let rate = workload.throughput > 0 ? workload.throughput / Double(threads) : -1
-            let payloadAddress = UInt(bitPattern: payload.baseAddress)
             let thread = Thread {
-                let payload = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: payloadAddress), count: poolSize)
                 do {
-                    try produceLoop(config: config, workload: workload, records: count, rate: rate, payload: payload, start: start, shared: box)
+                    try produceLoop(config: config, workload: workload, records: count, rate: rate, source: source, seed: UInt64(t),
+                                    start: start, shared: box)
                     box.mutex.withLock { $0.finished += 1 }
                 } catch {
                     box.mutex.withLock {
@@ -103,6 +112,8 @@ public enum ProducePerf {
                     let n = state.intervalRecords
                     let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
                                             histogram: state.interval, errors: state.intervalErrors)
+                    state.total.intervals.append(IntervalHistogram(
+                        startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: seconds, histogram: state.interval))
                     state.interval.reset()
                     state.intervalRecords = 0
                     state.intervalErrors = 0
@@ -124,16 +135,19 @@ public enum ProducePerf {
     /// so that the clock is read once per chunk, never per record.
     static func produceLoop(
         config: ProducerConfig, workload: ProducePerfWorkload, records: Int?, rate: Double,
-        payload: UnsafeRawBufferPointer, start: UInt64, shared: SharedBox
+        source: RecordSource, seed: UInt64, start: UInt64, shared: SharedBox
     ) throws {
         let producer = try Producer(config: config, topic: workload.topic)
+        let measureFrom = start + UInt64(max(workload.warmupSeconds, 0) * 1e9)
         producer.onAck = { ack in
+            if ack.userTime < measureFrom { return }
             let count = UInt64(ack.recordCount)
             let fromIntended = ack.ackNanos &- min(ack.userTime, ack.ackNanos)
             let fromSend = ack.ackNanos &- min(ack.createdNanos, ack.ackNanos)
             shared.mutex.withLock { state in
                 if ack.errorCode != 0 {
                     state.total.errors += count
+                    state.total.errorsByCode[ack.errorCode, default: 0] += count
                     state.intervalErrors += count
                     return
                 }
@@ -142,11 +156,10 @@ public enum ProducePerf {
                 _ = state.interval.record(min(fromIntended, 60_000_000_000), count: count)
                 state.total.records += count
                 state.intervalRecords += count
-                state.total.elapsedNanos = max(state.total.elapsedNanos, ack.ackNanos - start)
+                state.total.elapsedNanos = max(state.total.elapsedNanos, ack.ackNanos &- min(measureFrom, ack.ackNanos))
             }
         }
-        let size = workload.recordSize
-        let windows = payload.count - size
+        var keyRandom = SplitMix64(seed: 0x6b65_7973 &+ seed)
         let chunk = rate > 0 ? max(1, min(1024, Int(rate / 1000))) : 1024
         let nanosPerRecord = rate > 0 ? 1e9 / rate : 0
         let deadline = workload.durationSeconds.map { start + UInt64($0 * 1e9) } ?? UInt64.max
@@ -168,9 +181,8 @@ public enum ProducePerf {
             }
             let n = min(chunk, total - sent)
             for _ in 0..<n {
-                try producer.send(key: nil, value: UnsafeRawBufferPointer(rebasing: payload[offset..<offset + size]), userTime: intended)
-                offset += 61
-                if offset >= windows { offset -= windows }
+                try producer.send(key: source.key(&keyRandom), value: source.value(at: offset), userTime: intended)
+                offset = source.next(offset: offset)
             }
             sent += n
         }
@@ -200,33 +212,5 @@ public enum ProducePerf {
         out += "\nProduce latency from the first send() of each batch (ms):\n"
         r.sendLatency.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
         return out
-    }
-
-    /// A small JSON summary: workload, producer config, totals and percentiles (ms).
-    public static func json(_ r: ProducePerfResult, workload: ProducePerfWorkload, config: ProducerConfig) throws -> String {
-        func percentiles(_ h: Histogram<UInt64>) -> [String: Double] {
-            var out: [String: Double] = ["mean": h.totalCount == 0 ? 0 : h.mean / 1e6, "max": Double(h.max) / 1e6]
-            for p in [50.0, 90, 95, 99, 99.9, 99.99] { out["p\(p)"] = Double(h.valueAtPercentile(p)) / 1e6 }
-            return out
-        }
-        let object: [String: Any] = [
-            "workload": [
-                "topic": workload.topic, "numRecords": workload.numRecords as Any, "durationSeconds": workload.durationSeconds as Any,
-                "recordSize": workload.recordSize, "throughput": workload.throughput, "producers": workload.producers,
-            ],
-            "producerConfig": [
-                "bootstrap": config.bootstrap, "acks": Int(config.acks), "batch.size": config.batchSize, "linger.ms": config.lingerMs,
-                "compression.type": "\(config.compression)", "max.in.flight.requests.per.connection": config.maxInFlight,
-                "partitioner": config.partitioner.rawValue,
-            ],
-            "totals": [
-                "records": r.records, "errors": r.errors, "elapsedSeconds": Double(r.elapsedNanos) / 1e9,
-                "recordsPerSecond": r.recordsPerSecond, "mebibytesPerSecond": r.mebibytesPerSecond,
-            ],
-            "latencyMsFromIntended": percentiles(r.intendedLatency),
-            "latencyMsFromSend": percentiles(r.sendLatency),
-        ]
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        return String(decoding: data, as: UTF8.self)
     }
 }

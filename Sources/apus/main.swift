@@ -98,7 +98,7 @@ struct Perf: ParsableCommand {
         @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner.")
         var producerProps: [String] = []
         @Option(help: "Producer threads, one connection each.") var producers = 1
-        @Option(help: "Write a JSON summary (workload, config, totals, percentiles) here.") var json: String?
+        @OptionGroup var load: LoadOptions
 
         func validate() throws {
             guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
@@ -116,12 +116,17 @@ struct Perf: ParsableCommand {
             workload.recordSize = recordSize
             workload.throughput = throughput
             workload.producers = producers
+            workload.warmupSeconds = load.warmup
+            workload.payload = try load.payloadSpec()
+            workload.keys = try load.keySpec()
+            if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { config.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
             let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
             print(ProducePerf.summary(result))
-            if let json {
-                try ProducePerf.json(result, workload: workload, config: config).write(toFile: json, atomically: true, encoding: .utf8)
-            }
+            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.intervals, tool: "apus perf produce",
+                           workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
+                                      "recordSize": String(recordSize), "throughput": "\(throughput)", "producers": String(producers)],
+                           producer: config, consumer: nil)
             if result.errors > 0 { throw ExitCode(2) }
         }
     }
@@ -188,7 +193,7 @@ struct Perf: ParsableCommand {
         @Option(parsing: .upToNextOption, help: "Producer properties (as for perf produce).") var producerProps: [String] = []
         @Option(parsing: .upToNextOption, help: "Consumer properties (as for perf consume; auto.offset.reset is always latest).")
         var consumerProps: [String] = []
-        @Option(help: "Write a JSON summary here.") var json: String?
+        @OptionGroup var load: LoadOptions
 
         func validate() throws {
             guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
@@ -206,14 +211,61 @@ struct Perf: ParsableCommand {
             workload.durationSeconds = duration
             workload.recordSize = recordSize
             workload.throughput = throughput
+            workload.warmupSeconds = load.warmup
+            workload.payload = try load.payloadSpec()
+            workload.keys = try load.keySpec()
+            if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { pconfig.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
             let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig) { line in print(line) }
             print(EndToEndPerf.summary(result))
-            if let json {
-                try EndToEndPerf.json(result, workload: workload, producerConfig: pconfig, consumerConfig: cconfig)
-                    .write(toFile: json, atomically: true, encoding: .utf8)
-            }
+            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.produced.intervals, tool: "apus perf e2e",
+                           workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
+                                      "recordSize": String(recordSize), "throughput": "\(throughput)"],
+                           producer: pconfig, consumer: cconfig)
             if result.produced.errors > 0 || result.consumedRecords < result.produced.records { throw ExitCode(2) }
+        }
+    }
+}
+
+/// Options shared by the load generators: warm-up, payload, keys and result files.
+struct LoadOptions: ParsableArguments {
+    @Option(help: "Seconds at the start whose batches are sent but not counted or recorded.") var warmup: Double = 0
+    @Option(help: "Record values: random, text:<ratio> (compresses about ratio:1) or file:<path>.") var payload = "random"
+    @Option(help: "Record keys: none, uniform:<n> or zipf:<n>,<s> (keyed records use the murmur2 partitioner).") var keys = "none"
+    @Option(help: "Write a JSON result document here: config, machine, git revision, totals, errors by code, encoded histograms.") var json: String?
+    @Option(help: "Write an HdrHistogram interval log (.hlog) of produce latency from the intended send time here.") var hlog: String?
+
+    func validate() throws {
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        _ = try payloadSpec()
+        _ = try keySpec()
+    }
+
+    func payloadSpec() throws -> PayloadSpec {
+        guard let p = PayloadSpec.parse(payload) else { throw ValidationError("--payload: expected random, text:<ratio ≥ 1> or file:<path>, got '\(payload)'") }
+        return p
+    }
+
+    func keySpec() throws -> KeySpec {
+        guard let k = KeySpec.parse(keys) else { throw ValidationError("--keys: expected none, uniform:<n> or zipf:<n>,<s>, got '\(keys)'") }
+        return k
+    }
+
+    func write(run: RunRecord, intervals: [IntervalHistogram], tool: String, workload: [String: String],
+               producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
+        if let json {
+            var w = workload
+            w["warmupSeconds"] = "\(warmup)"
+            w["payload"] = payload
+            w["keys"] = keys
+            let document = PerfDocument(tool: tool, workload: w, producerConfig: producer, consumerConfig: consumer, run: run)
+            try document.json().write(toFile: json, atomically: true, encoding: .utf8)
+        }
+        if let hlog {
+            let elapsed = intervals.last.map { $0.startSeconds + $0.lengthSeconds } ?? 0
+            var writer = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - elapsed)
+            for i in intervals { writer.append(start: i.startSeconds, length: i.lengthSeconds, histogram: i.histogram, tag: nil) }
+            try writer.text.write(toFile: hlog, atomically: true, encoding: .utf8)
         }
     }
 }

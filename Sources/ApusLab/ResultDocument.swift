@@ -1,0 +1,197 @@
+import ApusClient
+import Foundation
+import Histogram
+
+/// Percentiles of one latency histogram in milliseconds, and the histogram itself (nanoseconds,
+/// HdrHistogram's compressed V2 encoding in base64, as Java's and Python's HdrHistogram read it).
+public struct LatencySummary: Codable, Sendable, Equatable {
+    public var count: UInt64
+    public var mean: Double
+    public var max: Double
+    public var p50: Double
+    public var p90: Double
+    public var p95: Double
+    public var p99: Double
+    public var p999: Double
+    public var p9999: Double
+    public var histogram: String
+
+    public init(_ h: Histogram<UInt64>) {
+        func ms(_ p: Double) -> Double { Double(h.valueAtPercentile(p)) / 1e6 }
+        count = h.totalCount
+        mean = h.totalCount == 0 ? 0 : h.mean / 1e6
+        max = h.totalCount == 0 ? 0 : Double(h.max) / 1e6
+        p50 = ms(50)
+        p90 = ms(90)
+        p95 = ms(95)
+        p99 = ms(99)
+        p999 = ms(99.9)
+        p9999 = ms(99.99)
+        histogram = HistogramCodec.encodeBase64Compressed(h)
+    }
+
+    /// The value (ms) at one of the stored percentiles, or from the histogram for any other.
+    public func milliseconds(atPercentile p: Double) -> Double {
+        switch p {
+        case 50: return p50
+        case 90: return p90
+        case 95: return p95
+        case 99: return p99
+        case 99.9: return p999
+        case 99.99: return p9999
+        default:
+            guard let h = try? HistogramCodec.decodeBase64(histogram) else { return .nan }
+            return Double(h.valueAtPercentile(p)) / 1e6
+        }
+    }
+}
+
+/// Records and rate of one side of a run.
+public struct RunTotals: Codable, Sendable, Equatable {
+    public var records: UInt64
+    public var errors: UInt64
+    public var seconds: Double
+    public var recordsPerSecond: Double
+    public var mebibytesPerSecond: Double
+}
+
+/// One measured run: what `apus perf` prints at the end, as data.
+public struct RunRecord: Codable, Sendable, Equatable {
+    /// Records/s the open-loop schedule aimed at; -1 for as fast as possible.
+    public var targetRate: Double
+    public var produced: RunTotals
+    public var consumed: RunTotals?
+    /// Failed records by Kafka error code (-1: the request failed as a whole).
+    public var errorsByCode: [String: UInt64]
+    /// `produce.intended` (coordinated-omission corrected), `produce.send`, and for e2e runs `e2e`.
+    public var latency: [String: LatencySummary]
+
+    public init(_ r: ProducePerfResult, targetRate: Double) {
+        self.targetRate = targetRate
+        produced = RunTotals(records: r.records, errors: r.errors, seconds: Double(r.elapsedNanos) / 1e9,
+                             recordsPerSecond: r.recordsPerSecond, mebibytesPerSecond: r.mebibytesPerSecond)
+        consumed = nil
+        errorsByCode = Dictionary(uniqueKeysWithValues: r.errorsByCode.map { (String($0.key), $0.value) })
+        latency = ["produce.intended": LatencySummary(r.intendedLatency), "produce.send": LatencySummary(r.sendLatency)]
+    }
+
+    public init(_ r: EndToEndPerfResult, targetRate: Double) {
+        self.init(r.produced, targetRate: targetRate)
+        consumed = RunTotals(records: r.consumedRecords, errors: 0, seconds: Double(r.consumeElapsedNanos) / 1e9,
+                             recordsPerSecond: r.consumedRecordsPerSecond, mebibytesPerSecond: r.consumedMebibytesPerSecond)
+        latency["e2e"] = LatencySummary(r.latency)
+    }
+}
+
+/// What machine and which code produced a result.
+public struct MachineFingerprint: Codable, Sendable, Equatable {
+    public var cpuModel: String
+    public var cores: Int
+    public var memoryBytes: UInt64
+    public var kernel: String
+    /// File system type, device and mount point of the data directory.
+    public var dataDirFilesystem: String
+    public var hostname: String
+
+    /// Reads /proc; `dataDir` need not exist yet (its nearest existing parent is used).
+    public static func current(dataDir: String) -> MachineFingerprint {
+        func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        let cpu = read("/proc/cpuinfo").split(separator: "\n")
+            .first { $0.hasPrefix("model name") }
+            .map { String($0.split(separator: ":", maxSplits: 1).last ?? "").trimmingCharacters(in: .whitespaces) } ?? "unknown"
+        var dir = URL(fileURLWithPath: dataDir).standardizedFileURL.path
+        while !FileManager.default.fileExists(atPath: dir) && dir != "/" { dir = (dir as NSString).deletingLastPathComponent }
+        let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: dir)).map { $0.hasPrefix("/") ? $0 : dir } ?? dir
+        var best = (mount: "", text: "unknown")
+        for line in read("/proc/self/mounts").split(separator: "\n") {
+            let f = line.split(separator: " ")
+            guard f.count >= 3 else { continue }
+            let mount = String(f[1])
+            let inside = real == mount || real.hasPrefix(mount == "/" ? "/" : mount + "/")
+            if inside && mount.count >= best.mount.count { best = (mount, "\(f[2]) on \(f[0]) at \(mount)") }
+        }
+        return MachineFingerprint(
+            cpuModel: cpu, cores: ProcessInfo.processInfo.activeProcessorCount, memoryBytes: ProcessInfo.processInfo.physicalMemory,
+            kernel: read("/proc/sys/kernel/osrelease").trimmingCharacters(in: .whitespacesAndNewlines),
+            dataDirFilesystem: best.text, hostname: ProcessInfo.processInfo.hostName)
+    }
+
+    public var summary: String {
+        "\(cpuModel), \(cores) cores, \(memoryBytes >> 30) GiB, Linux \(kernel), data on \(dataDirFilesystem)"
+    }
+}
+
+/// The git revision of the working tree the tool runs from (`unknown` outside a checkout),
+/// with `-dirty` when tracked files have uncommitted changes.
+public func gitRevision(directory: String = FileManager.default.currentDirectoryPath) -> String {
+    func git(_ args: [String]) -> String? {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["git", "-C", directory] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    guard let head = git(["rev-parse", "HEAD"]), !head.isEmpty else { return "unknown" }
+    let dirty = git(["status", "--porcelain", "--untracked-files=no"]).map { !$0.isEmpty } ?? false
+    return head + (dirty ? "-dirty" : "")
+}
+
+/// The document `apus perf … --json FILE` writes.
+public struct PerfDocument: Codable, Sendable {
+    public var tool: String
+    public var date: String
+    public var revision: String
+    public var machine: MachineFingerprint
+    public var workload: [String: String]
+    public var producerConfig: [String: String]
+    public var consumerConfig: [String: String]?
+    public var run: RunRecord
+
+    public init(tool: String, workload: [String: String], producerConfig: ProducerConfig?, consumerConfig: ConsumerConfig?, run: RunRecord) {
+        self.tool = tool
+        date = ISO8601DateFormatter().string(from: Date())
+        revision = gitRevision()
+        machine = .current(dataDir: FileManager.default.currentDirectoryPath)
+        self.workload = workload
+        self.producerConfig = producerConfig.map(Self.describe) ?? [:]
+        self.consumerConfig = consumerConfig.map(Self.describe)
+        self.run = run
+    }
+
+    public static func describe(_ c: ProducerConfig) -> [String: String] {
+        [
+            "bootstrap": c.bootstrap, "acks": c.acks == -1 ? "all" : String(c.acks), "batch.size": String(c.batchSize),
+            "linger.ms": String(c.lingerMs), "compression.type": "\(c.compression)",
+            "max.in.flight.requests.per.connection": String(c.maxInFlight), "partitioner": c.partitioner.rawValue,
+            "request.timeout.ms": String(c.requestTimeoutMs),
+        ]
+    }
+
+    public static func describe(_ c: ConsumerConfig) -> [String: String] {
+        [
+            "bootstrap": c.bootstrap, "fetch.min.bytes": String(c.fetchMinBytes), "fetch.max.wait.ms": String(c.fetchMaxWaitMs),
+            "max.partition.fetch.bytes": String(c.maxPartitionFetchBytes), "fetch.max.bytes": String(c.fetchMaxBytes),
+            "auto.offset.reset": c.autoOffsetReset.rawValue, "check.crcs": String(c.checkCRCs),
+        ]
+    }
+
+    public func json() throws -> String { try LabJSON.encode(self) }
+}
+
+enum LabJSON {
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
+        try JSONDecoder().decode(type, from: try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+}
