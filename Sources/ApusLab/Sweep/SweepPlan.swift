@@ -1,0 +1,323 @@
+import ApusClient
+import ApusServer
+import Yams
+
+/// A plan that cannot run, with the place in the plan file that says why.
+public struct PlanError: Error, CustomStringConvertible, Equatable {
+    public var description: String
+    init(_ path: String, _ line: Int?, _ key: String, _ reason: String) {
+        description = "\(path)\(line.map { ":\($0)" } ?? ""): \(key): \(reason)"
+    }
+}
+
+/// How each point's load is measured.
+public enum SweepMode: String, Sendable, Codable {
+    /// `apus perf produce`: throughput and produce-ack latency.
+    case produce
+    /// `apus perf e2e`: produce and consume at once; end-to-end latency beside produce-ack.
+    case e2e
+}
+
+/// Where the load goes.
+public enum SweepTarget: Sendable, Equatable, Codable {
+    /// A fresh `apus serve` child per point, with its own data directory and broker knobs.
+    case embedded
+    /// An already running Kafka-compatible broker; broker knobs cannot be swept.
+    case external(bootstrap: String)
+}
+
+/// The load of one point, apart from client and broker knobs.
+public struct SweepWorkload: Sendable, Equatable, Codable {
+    public var recordSize = 100
+    public var partitions = 4
+    public var producers = 1
+    public var durationSeconds = 5.0
+    public var warmupSeconds = 1.0
+    /// Target records/s over all producers; -1 for the maximum.
+    public var rate = -1.0
+    public var payload = PayloadSpec.random
+    public var keys = KeySpec.none
+}
+
+/// Knee search: the highest open-loop rate whose percentile stays under the SLO.
+public struct KneeSpec: Sendable, Equatable, Codable {
+    public var percentile = 99.0
+    public var sloMs = 10.0
+    /// Bisection steps after the maximum-rate runs.
+    public var iterations = 5
+    /// Runs per probed rate (the median percentile decides).
+    public var repeats = 1
+}
+
+/// One combination of the axes' values, with everything resolved.
+public struct SweepPoint: Sendable, Codable, Equatable {
+    public var index: Int
+    /// Stable name built from the axis values, e.g. `p02-acks=all,batch.size=16384`.
+    public var id: String
+    /// The axis values of this point, in the plan's axis order.
+    public var settings: [Setting]
+    public var workload: SweepWorkload
+    /// Producer properties (Java names) for `ProducerConfig.set`.
+    public var client: [Setting]
+    /// `apus serve` keys for an embedded broker.
+    public var broker: [Setting]
+
+    public struct Setting: Sendable, Codable, Equatable {
+        public var key: String
+        public var value: String
+    }
+}
+
+/// `apus sweep PLAN.yaml`: the workload, the fixed knobs and the axes to sweep.
+public struct SweepPlan: Sendable {
+    public var name: String
+    public var mode = SweepMode.produce
+    public var target = SweepTarget.embedded
+    public var repeats = 3
+    public var workload = SweepWorkload()
+    public var client: [SweepPoint.Setting] = []
+    public var broker: [SweepPoint.Setting] = []
+    public var consumer: [SweepPoint.Setting] = []
+    public var axes: [(key: String, values: [String])] = []
+    public var knee: KneeSpec?
+    /// The plan file's text, kept in the bundle.
+    public var source: String
+
+    public static let workloadKeys = ["record.size", "partitions", "producers", "rate"]
+    public static let clientKeys = ["acks", "batch.size", "linger.ms", "compression.type", "max.in.flight.requests.per.connection", "partitioner"]
+    /// Broker keys a plan must not set: the sweep owns them.
+    static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable"]
+
+    /// Every combination of the axes' values, in order (the first axis varies slowest).
+    public var points: [SweepPoint] {
+        var combos: [[SweepPoint.Setting]] = [[]]
+        for axis in axes {
+            combos = combos.flatMap { prefix in axis.values.map { prefix + [SweepPoint.Setting(key: axis.key, value: $0)] } }
+        }
+        let width = String(combos.count - 1).count
+        return combos.enumerated().map { index, settings in
+            var workload = self.workload
+            var client = self.client
+            var broker = self.broker
+            for s in settings {
+                switch s.key {
+                case "record.size": workload.recordSize = Int(s.value)!
+                case "partitions": workload.partitions = Int(s.value)!
+                case "producers": workload.producers = Int(s.value)!
+                case "rate": workload.rate = Self.parseRate(s.value)!
+                case let k where Self.clientKeys.contains(k): client.removeAll { $0.key == k }; client.append(s)
+                default: broker.removeAll { $0.key == s.key }; broker.append(s)
+                }
+            }
+            let number = String(repeating: "0", count: width - String(index).count) + String(index)
+            let name = settings.isEmpty ? "base" : settings.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            return SweepPoint(index: index, id: "p\(number)-\(name)", settings: settings, workload: workload, client: client, broker: broker)
+        }
+    }
+
+    /// Parses and validates a plan; every error names the file, line and key.
+    public init(yaml text: String, path: String) throws(PlanError) {
+        source = text
+        name = ""
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw PlanError(path, nil, "plan", "not valid YAML: \(error)")
+        }
+        guard let root, let top = root.mapping else { throw PlanError(path, nil, "plan", "expected a mapping (name, workload, axes, …)") }
+        func line(_ n: Node) -> Int? { n.mark?.line }
+        func scalar(_ n: Node, _ key: String) throws(PlanError) -> String {
+            guard let s = n.scalar?.string else { throw PlanError(path, line(n), key, "expected a single value") }
+            return s
+        }
+        func pairs(_ n: Node, _ key: String) throws(PlanError) -> [(key: String, keyNode: Node, value: Node)] {
+            guard let m = n.mapping else { throw PlanError(path, line(n), key, "expected a mapping") }
+            var out: [(key: String, keyNode: Node, value: Node)] = []
+            for (k, v) in m {
+                guard let name = k.scalar?.string else { throw PlanError(path, line(k), key, "keys must be plain names") }
+                out.append((name, k, v))
+            }
+            return out
+        }
+        var sawName = false
+        var axisNodes: [(key: String, node: Node)] = []
+        for (key, keyNode, value) in try pairs(root, "plan") {
+            switch key {
+            case "name":
+                name = try scalar(value, key)
+                guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+                    throw PlanError(path, line(value), key, "use letters, digits, '-', '_' or '.' (it names the result folder)")
+                }
+                sawName = true
+            case "description": _ = try scalar(value, key)
+            case "mode":
+                guard let m = SweepMode(rawValue: try scalar(value, key)) else { throw PlanError(path, line(value), key, "expected produce or e2e") }
+                mode = m
+            case "target":
+                let t = try scalar(value, key)
+                if t == "embedded" {
+                    target = .embedded
+                } else if t.hasPrefix("bootstrap:"), t.count > 10 {
+                    target = .external(bootstrap: String(t.dropFirst(10)))
+                } else {
+                    throw PlanError(path, line(value), key, "expected embedded or bootstrap:HOST:PORT")
+                }
+            case "repeats":
+                guard let r = Int(try scalar(value, key)), (1...100).contains(r) else { throw PlanError(path, line(value), key, "expected an integer in 1...100") }
+                repeats = r
+            case "workload":
+                for (k, _, v) in try pairs(value, key) {
+                    try Self.applyWorkload("workload.\(k)", try scalar(v, "workload.\(k)"), to: &workload, path: path, line: line(v))
+                }
+            case "client":
+                for (k, kn, v) in try pairs(value, key) {
+                    guard Self.clientKeys.contains(k) else { throw PlanError(path, line(kn), "client.\(k)", "unknown client knob (known: \(Self.clientKeys.joined(separator: ", ")))") }
+                    let s = try scalar(v, "client.\(k)")
+                    try Self.checkClient(k, s, path: path, line: line(v))
+                    client.append(.init(key: k, value: s))
+                }
+            case "consumer":
+                for (k, _, v) in try pairs(value, key) {
+                    let s = try scalar(v, "consumer.\(k)")
+                    var c = ConsumerConfig(bootstrap: "")
+                    do { try c.set(k, s) } catch { throw PlanError(path, line(v), "consumer.\(k)", error.description) }
+                    consumer.append(.init(key: k, value: s))
+                }
+            case "broker":
+                for (k, kn, v) in try pairs(value, key) {
+                    let s = try scalar(v, "broker.\(k)")
+                    try Self.checkBroker(k, s, path: path, line: line(kn))
+                    broker.append(.init(key: k, value: s))
+                }
+            case "axes":
+                for (k, kn, v) in try pairs(value, key) {
+                    guard let seq = v.sequence else { throw PlanError(path, line(kn), "axes.\(k)", "expected a list of values, e.g. [1, all]") }
+                    guard !seq.isEmpty else { throw PlanError(path, line(kn), "axes.\(k)", "an axis needs at least one value") }
+                    var values: [String] = []
+                    for item in seq {
+                        let s = try scalar(item, "axes.\(k)")
+                        if Self.workloadKeys.contains(k) {
+                            var w = workload
+                            try Self.applyWorkload("axes.\(k)", s, to: &w, path: path, line: line(item), key: k)
+                        } else if Self.clientKeys.contains(k) {
+                            try Self.checkClient(k, s, path: path, line: line(item))
+                        } else if ServerConfig.keys.contains(where: { $0.key == k }) {
+                            try Self.checkBroker(k, s, path: path, line: line(item))
+                        } else {
+                            throw PlanError(path, line(kn), "axes.\(k)", "unknown axis (client: \((Self.workloadKeys + Self.clientKeys).joined(separator: ", ")); broker: any apus serve key, e.g. io.backend, durability)")
+                        }
+                        guard !values.contains(s) else { throw PlanError(path, line(item), "axes.\(k)", "value '\(s)' appears twice") }
+                        values.append(s)
+                    }
+                    axes.append((k, values))
+                    axisNodes.append((k, kn))
+                }
+            case "knee":
+                var spec = KneeSpec()
+                for (k, kn, v) in try pairs(value, key) {
+                    let s = try scalar(v, "knee.\(k)")
+                    switch k {
+                    case "percentile":
+                        guard let p = Double(s), p > 0, p < 100 else { throw PlanError(path, line(v), "knee.percentile", "expected a percentile in (0, 100)") }
+                        spec.percentile = p
+                    case "slo.ms":
+                        guard let v = Double(s), v > 0 else { throw PlanError(path, line(v), "knee.slo.ms", "expected a positive number of milliseconds") }
+                        spec.sloMs = v
+                    case "iterations":
+                        guard let n = Int(s), (1...20).contains(n) else { throw PlanError(path, line(v), "knee.iterations", "expected an integer in 1...20") }
+                        spec.iterations = n
+                    case "repeats":
+                        guard let n = Int(s), (1...20).contains(n) else { throw PlanError(path, line(v), "knee.repeats", "expected an integer in 1...20") }
+                        spec.repeats = n
+                    default:
+                        throw PlanError(path, line(kn), "knee.\(k)", "unknown key (known: percentile, slo.ms, iterations, repeats)")
+                    }
+                }
+                knee = spec
+            default:
+                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, workload, client, consumer, broker, axes, knee)")
+            }
+        }
+        guard sawName else { throw PlanError(path, nil, "name", "a plan needs a name (it names the result folder)") }
+
+        // Combinations that cannot run.
+        let brokerAxes = axisNodes.filter { !Self.workloadKeys.contains($0.key) && !Self.clientKeys.contains($0.key) }
+        if case .external = target {
+            if let first = brokerAxes.first { throw PlanError(path, line(first.node), "axes.\(first.key)", "broker knobs cannot be swept on an external broker (target: bootstrap:…)") }
+            if let first = broker.first { throw PlanError(path, nil, "broker.\(first.key)", "broker knobs need target: embedded") }
+        }
+        if knee != nil, let rateAxis = axisNodes.first(where: { $0.key == "rate" }) {
+            throw PlanError(path, line(rateAxis.node), "axes.rate", "knee search chooses the rate itself; drop the rate axis or the knee section")
+        }
+        let total = axes.reduce(1) { $0 * $1.values.count }
+        guard total <= 10_000 else { throw PlanError(path, nil, "axes", "\(total) points is more than 10000") }
+        for point in points {
+            if mode == .e2e && point.workload.recordSize < 8 {
+                throw PlanError(path, nil, "record.size", "e2e needs records of at least 8 bytes for the latency stamp (point \(point.id))")
+            }
+            if knee != nil && mode == .produce && point.client.contains(where: { $0.key == "acks" && $0.value == "0" }) {
+                throw PlanError(path, nil, "acks", "acks=0 has no produce latency to search a knee on (point \(point.id)); use mode: e2e")
+            }
+        }
+    }
+
+    static func checkClient(_ key: String, _ value: String, path: String, line: Int?) throws(PlanError) {
+        var c = ProducerConfig(bootstrap: "")
+        do { try c.set(key, value) } catch { throw PlanError(path, line, key, error.description) }
+    }
+
+    static func checkBroker(_ key: String, _ value: String, path: String, line: Int?) throws(PlanError) {
+        guard !reservedBrokerKeys.contains(key) else { throw PlanError(path, line, key, "set by the sweep itself (per point)") }
+        var c = ServerConfig()
+        do { try c.set(key, value) } catch { throw PlanError(path, line, key, error.description) }
+    }
+
+    static func applyWorkload(_ name: String, _ value: String, to w: inout SweepWorkload, path: String, line: Int?, key: String? = nil) throws(PlanError) {
+        let key = key ?? String(name.dropFirst("workload.".count))
+        func int(_ range: ClosedRange<Int>) throws(PlanError) -> Int {
+            guard let v = Int(value), range.contains(v) else { throw PlanError(path, line, name, "expected an integer in \(range.lowerBound)...\(range.upperBound), got '\(value)'") }
+            return v
+        }
+        switch key {
+        case "record.size": w.recordSize = try int(0...(1 << 20))
+        case "partitions": w.partitions = try int(1...10_000)
+        case "producers": w.producers = try int(1...64)
+        case "duration", "warmup":
+            guard let s = parseSeconds(value), s >= 0, s <= 86_400, key == "warmup" || s > 0 else {
+                throw PlanError(path, line, name, "expected a duration such as 5s, 500ms or 2m, got '\(value)'")
+            }
+            if key == "duration" { w.durationSeconds = s } else { w.warmupSeconds = s }
+        case "rate":
+            guard let r = parseRate(value) else { throw PlanError(path, line, name, "expected max or records/s such as 200000, 200k or 1.5M, got '\(value)'") }
+            w.rate = r
+        case "payload":
+            guard let p = PayloadSpec.parse(value) else { throw PlanError(path, line, name, "expected random, text:<ratio ≥ 1> or file:<path>, got '\(value)'") }
+            w.payload = p
+        case "keys":
+            guard let k = KeySpec.parse(value) else { throw PlanError(path, line, name, "expected none, uniform:<n> or zipf:<n>,<s>, got '\(value)'") }
+            w.keys = k
+        default:
+            throw PlanError(path, line, name, "unknown workload key (known: record.size, partitions, producers, duration, warmup, rate, payload, keys)")
+        }
+    }
+
+    /// `5`, `5s`, `500ms`, `2m` → seconds.
+    public static func parseSeconds(_ s: String) -> Double? {
+        if s.hasSuffix("ms") { return Double(s.dropLast(2)).map { $0 / 1000 } }
+        if s.hasSuffix("s") { return Double(s.dropLast()) }
+        if s.hasSuffix("m") { return Double(s.dropLast()).map { $0 * 60 } }
+        return Double(s)
+    }
+
+    /// `max` → -1; `200000`, `200k`, `1.5M` → records/s.
+    public static func parseRate(_ s: String) -> Double? {
+        if s == "max" || s == "-1" { return -1 }
+        var scale = 1.0
+        var digits = Substring(s)
+        if s.hasSuffix("k") { scale = 1e3; digits = digits.dropLast() } else if s.hasSuffix("M") { scale = 1e6; digits = digits.dropLast() }
+        guard let v = Double(digits), v > 0, v * scale <= 1e9 else { return nil }
+        return v * scale
+    }
+
+}

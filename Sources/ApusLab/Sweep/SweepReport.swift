@@ -1,0 +1,206 @@
+import Foundation
+import Histogram
+
+/// `report.md` and `charts/*.svg` of a bundle, regenerated from its JSON alone (`apus report`).
+public enum SweepReport {
+    /// Per point: medians over the repeats.
+    struct Row {
+        var result: PointResult
+        var produced: Double
+        var consumed: Double?
+        var p50: Double
+        var p99: Double
+        var p999: Double
+        var e2eP99: Double?
+        var errors: UInt64
+        /// Produce latency (intended) of all repeats merged.
+        var merged: Histogram<UInt64>?
+    }
+
+    static func rows(_ bundle: SweepBundle) -> [Row] {
+        bundle.results.map { r in
+            let lat = r.repeats.compactMap { $0.latency["produce.intended"] }
+            var merged: Histogram<UInt64>?
+            for l in lat {
+                guard let h = try? HistogramCodec.decodeBase64(l.histogram) else { continue }
+                if merged == nil { merged = h } else { merged!.add(h) }
+            }
+            let consumed = r.repeats.compactMap(\.consumed).map(\.recordsPerSecond)
+            let e2e = r.repeats.compactMap { $0.latency["e2e"]?.p99 }
+            return Row(result: r, produced: median(r.repeats.map(\.produced.recordsPerSecond)),
+                       consumed: consumed.isEmpty ? nil : median(consumed), p50: median(lat.map(\.p50)), p99: median(lat.map(\.p99)),
+                       p999: median(lat.map(\.p999)), e2eP99: e2e.isEmpty ? nil : median(e2e),
+                       errors: r.repeats.reduce(0) { $0 + $1.produced.errors }, merged: merged)
+        }
+    }
+
+    static func label(_ p: SweepPoint) -> String {
+        p.settings.isEmpty ? "base" : p.settings.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+
+    static func short(_ p: SweepPoint) -> String { "p\(p.index)" }
+
+    static func ms(_ v: Double) -> String { v.isFinite ? String(format: v >= 100 ? "%.0f" : v >= 10 ? "%.1f" : "%.2f", v) : "–" }
+
+    static func millions(_ v: Double) -> String { v.isFinite ? String(format: "%.2f", v / 1e6) : "–" }
+
+    /// Writes report.md and the charts; returns the report's path.
+    @discardableResult
+    public static func write(_ bundle: SweepBundle) throws -> String {
+        let dir = bundle.directory
+        let charts = "\(dir)/charts"
+        try FileManager.default.createDirectory(atPath: charts, withIntermediateDirectories: true)
+        let m = bundle.manifest
+        let rows = rows(bundle)
+        var md = "# Sweep `\(m.name)`\n\n"
+        md += "- Run: \(m.created), revision `\(m.revision)`\n"
+        md += "- Machine: \(m.machine.summary) (host `\(m.machine.hostname)`)\n"
+        md += "- Command: `\(m.command)`\n"
+        let w = m.workload
+        let target: String
+        switch m.target {
+        case .embedded: target = "a fresh embedded `apus serve` per point"
+        case .external(let b): target = "the external broker at \(b)"
+        }
+        md += "- Mode: \(m.mode.rawValue) against \(target); \(m.repeats) repeats per point of \(SVGChart.trim(w.durationSeconds)) s after "
+        md += "\(SVGChart.trim(w.warmupSeconds)) s warm-up; \(w.recordSize)-byte records, \(w.partitions) partitions, \(w.producers) producer(s), "
+        md += "rate \(w.rate > 0 ? SVGChart.number(w.rate) + " records/s" : "max"), payload \(w.payload), keys \(w.keys) (unless an axis says otherwise)\n"
+        md += "- Points: \(rows.count) of \(m.points.count) finished; axes: "
+        md += m.axes.isEmpty ? "none\n" : m.axes.map { "`\($0.key)` ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: ", ") + "\n"
+        md += "\nLatency is produce-ack latency from each batch's intended send time (coordinated-omission corrected), "
+        md += "per batch weighted by its records; figures are medians over the repeats. The raw runs, their HDR histograms "
+        md += "(`run-N.json`, `run-N.hlog`) and each broker's log and effective configuration are under `points/`.\n\n"
+
+        guard !rows.isEmpty else {
+            md += "No point has finished yet.\n"
+            try md.write(toFile: "\(dir)/report.md", atomically: true, encoding: .utf8)
+            return "\(dir)/report.md"
+        }
+        // Headline.
+        let best = rows.max { $0.produced < $1.produced }!
+        let fastest = rows.min { $0.p99 < $1.p99 }!
+        md += "## Headline\n\n"
+        md += "- Highest throughput: **\(millions(best.produced)) M records/s** at p99 \(ms(best.p99)) ms — `\(label(best.result.point))`\n"
+        md += "- Lowest p99: **\(ms(fastest.p99)) ms** at \(millions(fastest.produced)) M records/s — `\(label(fastest.result.point))`\n"
+        let knees = rows.compactMap { r in r.result.knee.map { (r, $0) } }
+        if let bestKnee = knees.max(by: { ($0.1.kneeRate ?? 0) < ($1.1.kneeRate ?? 0) }) {
+            let k = bestKnee.1
+            md += "- Knee (p\(SVGChart.trim(k.percentile)) ≤ \(SVGChart.trim(k.sloMs)) ms): highest sustainable rate "
+            md += k.kneeRate.map { "**\(millions($0)) M records/s**" } ?? "none found"
+            md += " — `\(label(bestKnee.0.result.point))`\n"
+        }
+        let failures = rows.filter { $0.errors > 0 || ($0.result.brokerExitStatus ?? 0) != 0 }
+        for f in failures {
+            md += "- ⚠ `\(label(f.result.point))`: \(f.errors) records failed; broker exit status \(f.result.brokerExitStatus.map(String.init) ?? "n/a")\n"
+        }
+        md += "\n![throughput vs latency](charts/throughput-latency.svg)\n\n"
+
+        // Table.
+        md += "## Points\n\n"
+        var header = "| point | settings | produced M rec/s (min–max) |"
+        var rule = "|---|---|---|"
+        if m.mode == .e2e {
+            header += " consumed M rec/s | e2e p99 ms |"
+            rule += "---|---|"
+        }
+        header += " p50 ms | p99 ms | p99.9 ms | errors |"
+        rule += "---|---|---|---|"
+        if m.knee != nil {
+            header += " knee M rec/s |"
+            rule += "---|"
+        }
+        md += header + "\n" + rule + "\n"
+        for r in rows {
+            let rates = r.result.repeats.map(\.produced.recordsPerSecond)
+            var line = "| \(short(r.result.point)) | \(label(r.result.point)) | \(millions(r.produced)) (\(millions(rates.min() ?? .nan))–\(millions(rates.max() ?? .nan))) |"
+            if m.mode == .e2e { line += " \(millions(r.consumed ?? .nan)) | \(ms(r.e2eP99 ?? .nan)) |" }
+            line += " \(ms(r.p50)) | \(ms(r.p99)) | \(ms(r.p999)) | \(r.errors) |"
+            if m.knee != nil { line += " \(r.result.knee?.kneeRate.map(millions) ?? "none") |" }
+            md += line + "\n"
+        }
+
+        // Axis effects.
+        let effects = axisEffects(m, rows)
+        if !effects.isEmpty {
+            md += "\n## Effect of each axis\n\n"
+            md += "Median over the points that share each value (other axes vary within the group).\n\n"
+            md += "| axis | value | points | produced M rec/s | p99 ms |\n|---|---|---|---|---|\n"
+            for e in effects {
+                for v in e.values { md += "| `\(e.axis)` | \(v.value) | \(v.count) | \(millions(v.rate)) | \(ms(v.p99)) |\n" }
+            }
+            md += "\n![effect of each axis](charts/axis-effects.svg)\n"
+            let svg = SVGChart.bars(
+                title: "Median throughput per axis value (label: median p99)", yLabel: "records/s",
+                panels: effects.map { e in (e.axis, e.values.map { ($0.value, $0.rate, "p99 \(ms($0.p99)) ms") }) })
+            try svg.write(toFile: "\(charts)/axis-effects.svg", atomically: true, encoding: .utf8)
+        }
+
+        // Knee curves.
+        if !knees.isEmpty {
+            md += "\n## Knee search\n\n"
+            md += "Bisection of the open-loop rate between 0 and the maximum rate measured by the repeats; a probe passes when its "
+            md += "p\(SVGChart.trim(m.knee!.percentile)) stays within \(SVGChart.trim(m.knee!.sloMs)) ms and no record failed. "
+            md += "(The maximum-rate runs are not probes: sent as fast as possible, a batch is intended when it can be sent, "
+            md += "so their latency is closed-loop.)\n\n"
+            md += "| point | target rec/s | achieved rec/s | p50 ms | p99 ms | p99.9 ms | within SLO |\n|---|---|---|---|---|---|---|\n"
+            for (r, k) in knees {
+                for p in k.probes {
+                    md += "| \(short(r.result.point)) | \(SVGChart.number(p.targetRate)) | \(SVGChart.number(p.recordsPerSecond)) | \(ms(p.p50Ms)) | \(ms(p.p99Ms)) | \(ms(p.p999Ms)) | \(p.withinSLO ? "yes" : "no") |\n"
+                }
+            }
+        }
+
+        // Charts: throughput vs latency, latency spectra.
+        var tl = SVGChart(title: "Throughput vs produce latency", xLabel: "records/s produced", yLabel: "latency (ms, log)", yLog: true)
+        if !knees.isEmpty {
+            for (r, k) in knees.prefix(SVGChart.palette.count) {
+                tl.series.append(.init(name: "\(short(r.result.point)) p\(SVGChart.trim(k.percentile))",
+                                       points: k.probes.map { ($0.recordsPerSecond, $0.latencyMs) }))
+                if let rate = k.kneeRate, let p = k.probes.first(where: { $0.targetRate == rate }) {
+                    tl.markers.append(.init(x: p.recordsPerSecond, y: p.latencyMs, label: "knee \(short(r.result.point))"))
+                }
+            }
+            tl.horizontalLines = [(m.knee!.sloMs, "SLO \(SVGChart.trim(m.knee!.sloMs)) ms")]
+        } else {
+            tl.series.append(.init(name: "p99 per point", points: rows.map { ($0.produced, $0.p99) }, lines: false))
+            tl.series.append(.init(name: "p99.9 per point", points: rows.map { ($0.produced, $0.p999) }, lines: false))
+        }
+        try tl.render().write(toFile: "\(charts)/throughput-latency.svg", atomically: true, encoding: .utf8)
+
+        var spectrum = SVGChart(title: "Produce latency by percentile (all repeats merged)", xLabel: "percentile",
+                                yLabel: "latency (ms, log)", yLog: true)
+        let nines: [(Double, String)] = [(0, "0"), (1, "90"), (2, "99"), (3, "99.9"), (4, "99.99"), (5, "99.999")]
+        spectrum.xTicks = nines.map { (value: $0.0, label: $0.1) }
+        for r in rows.prefix(SVGChart.palette.count) {
+            guard let h = r.merged, h.totalCount > 0 else { continue }
+            var pts: [(x: Double, y: Double)] = []
+            var x = 0.0
+            while x <= 5.0001 {
+                let p = 100 * (1 - pow(10, -x))
+                pts.append((x, Double(h.valueAtPercentile(p)) / 1e6))
+                x += 0.1
+            }
+            spectrum.series.append(.init(name: "\(short(r.result.point)) \(label(r.result.point))", points: pts, dots: false))
+        }
+        try spectrum.render().write(toFile: "\(charts)/latency-spectrum.svg", atomically: true, encoding: .utf8)
+        md += "\n## Latency spectra\n\n"
+        if rows.count > SVGChart.palette.count { md += "The first \(SVGChart.palette.count) points.\n\n" }
+        md += "![latency by percentile](charts/latency-spectrum.svg)\n"
+        try md.write(toFile: "\(dir)/report.md", atomically: true, encoding: .utf8)
+        return "\(dir)/report.md"
+    }
+
+    struct AxisEffect {
+        var axis: String
+        var values: [(value: String, count: Int, rate: Double, p99: Double)]
+    }
+
+    static func axisEffects(_ m: BundleManifest, _ rows: [Row]) -> [AxisEffect] {
+        m.axes.filter { $0.values.count > 1 }.map { axis in
+            AxisEffect(axis: axis.key, values: axis.values.map { value in
+                let group = rows.filter { r in r.result.point.settings.contains { $0.key == axis.key && $0.value == value } }
+                return (value, group.count, median(group.map(\.produced)), median(group.map(\.p99)))
+            })
+        }
+    }
+}

@@ -1,0 +1,299 @@
+import ApusClient
+import ApusIO
+import ApusServer
+import Foundation
+import Synchronization
+
+/// Runs a plan point by point into a bundle directory; a bundle that already holds some
+/// finished points (an interrupted or crashed sweep) resumes with the next one.
+public final class SweepRunner: @unchecked Sendable {
+    public struct Options: Sendable {
+        /// The `apus` executable started for embedded brokers.
+        public var apusBinary: String
+        public var bundleDirectory: String
+        /// Parent of the embedded brokers' data directories (one per point, removed after it).
+        public var dataRoot: String
+        /// The command line recorded in the bundle.
+        public var command: String
+        /// Rewrite the progress line in place (a terminal) or print plain lines.
+        public var interactive = false
+        /// Progress lines of each run, in seconds (the `.hlog` interval length too).
+        public var reportInterval = 1.0
+
+        public init(apusBinary: String, bundleDirectory: String, dataRoot: String, command: String) {
+            self.apusBinary = apusBinary
+            self.bundleDirectory = bundleDirectory
+            self.dataRoot = dataRoot
+            self.command = command
+        }
+    }
+
+    let plan: SweepPlan
+    let options: Options
+    let out: @Sendable (String) -> Void
+    private let current = Mutex<EmbeddedBroker?>(nil)
+
+    public init(plan: SweepPlan, options: Options, out: @escaping @Sendable (String) -> Void) {
+        self.plan = plan
+        self.options = options
+        self.out = out
+    }
+
+    /// Kills the running embedded broker (for a signal handler: the sweep process is ending).
+    public func abort() {
+        current.withLock { broker in
+            if let broker, broker.process.isRunning { kill(broker.process.processIdentifier, SIGKILL) }
+        }
+    }
+
+    /// Seconds one point should take: the runs, plus about two seconds of broker start and stop.
+    func plannedSeconds(_ point: SweepPoint) -> Double {
+        let run = point.workload.warmupSeconds + point.workload.durationSeconds + 0.5
+        var total = Double(plan.repeats) * run + 2
+        if let knee = plan.knee { total += Double(knee.iterations * knee.repeats) * run }
+        return total
+    }
+
+    /// Runs every point not yet finished; returns the bundle.
+    @discardableResult
+    public func run() throws -> SweepBundle {
+        let dir = options.bundleDirectory
+        let points = plan.points
+        try prepareBundle(points: points)
+        let planned = points.map(plannedSeconds)
+        var done = points.map { Sys.exists("\(SweepBundle.pointDirectory(dir, $0.id))/result.json") }
+        let resumed = done.filter { $0 }.count
+        if resumed > 0 { out("resuming \(dir): \(resumed) of \(points.count) points already done") }
+        var spentPlanned = 0.0
+        var spentActual = 0.0
+        for (i, point) in points.enumerated() where !done[i] {
+            let remainingPlanned = zip(planned, done).filter { !$0.1 }.map(\.0).reduce(0, +)
+            let pace = spentPlanned > 0 ? spentActual / spentPlanned : 1
+            let eta = remainingPlanned * pace
+            let header = "[\(i + 1)/\(points.count)] \(point.id)"
+            let started = Sys.monotonicNs()
+            let result = try runPoint(point) { status in
+                self.progress("\(header): \(status) — ETA \(Self.duration(eta))")
+            }
+            try write(result, to: "\(SweepBundle.pointDirectory(dir, point.id))/result.json")
+            let seconds = Double(Sys.monotonicNs() - started) / 1e9
+            spentPlanned += planned[i]
+            spentActual += seconds
+            done[i] = true
+            finishProgress("\(header): \(Self.describe(result)) (\(Self.duration(seconds)))")
+        }
+        let bundle = try SweepBundle(directory: dir)
+        try SweepReport.write(bundle)
+        out("report: \(dir)/report.md")
+        return bundle
+    }
+
+    /// Creates the bundle, or checks that an existing one was started from the same plan.
+    func prepareBundle(points: [SweepPoint]) throws {
+        let dir = options.bundleDirectory
+        let planPath = "\(dir)/plan.yaml"
+        if Sys.exists("\(dir)/bundle.json") {
+            let old = try? String(contentsOfFile: planPath, encoding: .utf8)
+            guard old == plan.source else {
+                throw ClientError("\(dir) holds a sweep of a different plan; choose another --out or remove it")
+            }
+            return
+        }
+        try Sys.makeDirectories("\(dir)/points")
+        try plan.source.write(toFile: planPath, atomically: true, encoding: .utf8)
+        let manifest = BundleManifest(
+            name: plan.name, created: ISO8601DateFormatter().string(from: Date()), revision: gitRevision(),
+            machine: .current(dataDir: options.dataRoot), command: options.command, mode: plan.mode, target: plan.target,
+            repeats: plan.repeats, workload: plan.workload, knee: plan.knee,
+            axes: plan.axes.map { BundleManifest.Axis(key: $0.key, values: $0.values) }, points: points)
+        try write(manifest, to: "\(dir)/bundle.json")
+    }
+
+    func runPoint(_ point: SweepPoint, status: (String) -> Void) throws -> PointResult {
+        let pointDir = SweepBundle.pointDirectory(options.bundleDirectory, point.id)
+        try? FileManager.default.removeItem(atPath: pointDir)
+        try Sys.makeDirectories(pointDir)
+        let started = Sys.monotonicNs()
+        var broker: EmbeddedBroker?
+        let bootstrap: String
+        var brokerConfig: [SweepPoint.Setting]?
+        switch plan.target {
+        case .external(let address):
+            bootstrap = address
+        case .embedded:
+            status("starting apus serve")
+            let b = try EmbeddedBroker(binary: options.apusBinary, dataDir: "\(options.dataRoot)/\(point.id)", settings: point.broker,
+                                       partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log")
+            current.withLock { $0 = b }
+            broker = b
+            bootstrap = b.bootstrap
+            brokerConfig = Self.effectiveBrokerConfig(point)
+            try write(brokerConfig!, to: "\(pointDir)/broker-config.json")
+        }
+        defer {
+            if let broker {
+                broker.stop()
+                current.withLock { $0 = nil }
+                try? FileManager.default.removeItem(atPath: broker.dataDir)
+            }
+        }
+        var pconfig = ProducerConfig(bootstrap: bootstrap)
+        pconfig.partitioner = point.workload.keys == .none ? .sticky : .murmur2
+        for s in point.client { try pconfig.set(s.key, s.value) }
+        var cconfig = ConsumerConfig(bootstrap: bootstrap)
+        for s in plan.consumer { try cconfig.set(s.key, s.value) }
+
+        var runNumber = 0
+        func measure(rate: Double, label: String) throws -> RunRecord {
+            runNumber += 1
+            let topic = "sweep-\(runNumber)"
+            try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: point.workload.partitions)
+            status("\(label) at \(rate > 0 ? Self.rate(rate) + "/s" : "max rate")")
+            let logPath = "\(pointDir)/run-\(runNumber).txt"
+            FileManager.default.createFile(atPath: logPath, contents: nil)
+            let log = FileHandle(forWritingAtPath: logPath)!
+            defer { try? log.close() }
+            let sink: @Sendable (String) -> Void = { line in log.write(Data((line + "\n").utf8)) }
+            let w = point.workload
+            let record: RunRecord
+            let intervals: [IntervalHistogram]
+            switch plan.mode {
+            case .produce:
+                var workload = ProducePerfWorkload(topic: topic)
+                workload.durationSeconds = w.warmupSeconds + w.durationSeconds
+                workload.warmupSeconds = w.warmupSeconds
+                workload.recordSize = w.recordSize
+                workload.throughput = rate
+                workload.producers = w.producers
+                workload.payload = w.payload
+                workload.keys = w.keys
+                let r = try ProducePerf.run(workload: workload, config: pconfig, reportInterval: options.reportInterval, log: sink)
+                sink(ProducePerf.summary(r))
+                record = RunRecord(r, targetRate: rate)
+                intervals = r.intervals
+            case .e2e:
+                var workload = EndToEndPerfWorkload(topic: topic)
+                workload.durationSeconds = w.warmupSeconds + w.durationSeconds
+                workload.warmupSeconds = w.warmupSeconds
+                workload.recordSize = w.recordSize
+                workload.throughput = rate
+                workload.payload = w.payload
+                workload.keys = w.keys
+                let r = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig,
+                                             reportInterval: options.reportInterval, log: sink)
+                sink(EndToEndPerf.summary(r))
+                record = RunRecord(r, targetRate: rate)
+                intervals = r.produced.intervals
+            }
+            var hlog = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - w.warmupSeconds - w.durationSeconds)
+            for i in intervals { hlog.append(start: i.startSeconds, length: i.lengthSeconds, histogram: i.histogram, tag: "produce.intended") }
+            try hlog.text.write(toFile: "\(pointDir)/run-\(runNumber).hlog", atomically: true, encoding: .utf8)
+            try write(record, to: "\(pointDir)/run-\(runNumber).json")
+            return record
+        }
+
+        var repeats: [RunRecord] = []
+        for r in 1...plan.repeats {
+            repeats.append(try measure(rate: point.workload.rate, label: "repeat \(r)/\(plan.repeats)"))
+        }
+        var knee: KneeResult?
+        if let spec = plan.knee {
+            knee = try searchKnee(spec, repeats: repeats) { rate, step in
+                try (1...spec.repeats).map { _ in try measure(rate: rate, label: "knee step \(step)/\(spec.iterations)") }
+            }
+        }
+        let exit = broker?.stop()
+        return PointResult(
+            point: point, brokerConfig: brokerConfig, producerConfig: PerfDocument.describe(pconfig),
+            consumerConfig: plan.mode == .e2e ? PerfDocument.describe(cconfig) : nil, repeats: repeats, knee: knee,
+            brokerExitStatus: exit, seconds: Double(Sys.monotonicNs() - started) / 1e9)
+    }
+
+    /// Bisection between 0 and the maximum rate measured by the repeats: the highest open-loop
+    /// rate whose percentile of produce latency from the intended send time (coordinated-omission
+    /// corrected) stays within the SLO. The maximum-rate runs only set the top of the search: run
+    /// as fast as possible, each batch is "intended" when it can be sent, so their latency is a
+    /// closed-loop figure and not comparable.
+    func searchKnee(_ spec: KneeSpec, repeats: [RunRecord], probe: (Double, Int) throws -> [RunRecord]) throws -> KneeResult {
+        func summarize(_ runs: [RunRecord], target: Double) -> KneeProbe {
+            let lat = runs.compactMap { $0.latency["produce.intended"] }
+            let value = median(lat.map { $0.milliseconds(atPercentile: spec.percentile) })
+            return KneeProbe(targetRate: target, recordsPerSecond: median(runs.map(\.produced.recordsPerSecond)), latencyMs: value,
+                             p50Ms: median(lat.map(\.p50)), p99Ms: median(lat.map(\.p99)), p999Ms: median(lat.map(\.p999)),
+                             withinSLO: value <= spec.sloMs && runs.allSatisfy { $0.produced.errors == 0 })
+        }
+        let top = median(repeats.map(\.produced.recordsPerSecond))
+        var lo = 0.0
+        var hi = top
+        var probes: [KneeProbe] = []
+        for step in 1...spec.iterations {
+            let rate = ((lo + hi) / 2).rounded()
+            guard rate >= 1 else { break }
+            let p = summarize(try probe(rate, step), target: rate)
+            probes.append(p)
+            if p.withinSLO { lo = rate } else { hi = rate }
+        }
+        probes.sort { $0.targetRate < $1.targetRate }
+        let knee = probes.filter(\.withinSLO).map(\.targetRate).max()
+        return KneeResult(percentile: spec.percentile, sloMs: spec.sloMs, maxRate: top, kneeRate: knee, probes: probes)
+    }
+
+    /// Every `apus serve` key with the value this point runs with.
+    static func effectiveBrokerConfig(_ point: SweepPoint) -> [SweepPoint.Setting] {
+        var set = Dictionary(point.broker.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+        set["num.partitions"] = String(point.workload.partitions)
+        set["listeners"] = "127.0.0.1:(a free port)"
+        set["data.dir"] = "(a fresh directory per point)"
+        return ServerConfig.keys.map { SweepPoint.Setting(key: $0.key, value: set[$0.key] ?? $0.defaultValue) }
+    }
+
+    func write<T: Encodable>(_ value: T, to path: String) throws {
+        try LabJSON.encode(value).write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    private var progressShown = false
+
+    /// On a terminal: one line rewritten in place; otherwise a plain line per step.
+    func progress(_ line: String) {
+        if options.interactive {
+            FileHandle.standardOutput.write(Data(("\r\u{1B}[2K" + line).utf8))
+            progressShown = true
+        } else {
+            out(line)
+        }
+    }
+
+    func finishProgress(_ line: String) {
+        if options.interactive && progressShown { FileHandle.standardOutput.write(Data("\r\u{1B}[2K".utf8)) }
+        out(line)
+        progressShown = false
+    }
+
+    static func describe(_ r: PointResult) -> String {
+        let rates = r.repeats.map(\.produced.recordsPerSecond)
+        let p99 = r.repeats.compactMap { $0.latency["produce.intended"]?.p99 }
+        var s = "\(rate(median(rates)))/s produced, p99 \(String(format: "%.2f", median(p99))) ms"
+        let consumed = r.repeats.compactMap(\.consumed).map(\.recordsPerSecond)
+        if !consumed.isEmpty { s += ", \(rate(median(consumed)))/s consumed" }
+        if let k = r.knee { s += ", knee " + (k.kneeRate.map { rate($0) + "/s" } ?? "none") }
+        let errors = r.repeats.reduce(0) { $0 + $1.produced.errors }
+        if errors > 0 { s += ", \(errors) errors" }
+        return s
+    }
+
+    static func rate(_ v: Double) -> String {
+        v >= 1e6 ? String(format: "%.2f M", v / 1e6) : v >= 1e3 ? String(format: "%.1f k", v / 1e3) : String(format: "%.0f", v)
+    }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
+
+/// The median (mean of the middle two for an even count); NaN for no values.
+public func median(_ values: [Double]) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}

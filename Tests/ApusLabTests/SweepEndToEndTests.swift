@@ -1,0 +1,133 @@
+import ApusLab
+import ApusTestSupport
+import Foundation
+import Testing
+
+/// `apus sweep`, `apus report` and `apus compare` as a user runs them: real embedded brokers,
+/// real load, a bundle on disk.
+@Suite("apus sweep end to end", .serialized)
+struct SweepEndToEndTests {
+    static let plan = """
+    name: ci-small
+    mode: produce
+    repeats: 2
+    workload:
+      record.size: 100
+      partitions: 2
+      duration: 1s
+      warmup: 300ms
+      rate: max
+    client:
+      batch.size: 65536
+    axes:
+      acks: [1, all]
+    knee:
+      percentile: 99
+      slo.ms: 50
+      iterations: 2
+    """
+
+    @Test func smallSweepMakesABundleAReportAndResumes() throws {
+        let apus = try ApusServerProcess.binary("apus")
+        let root = NSTemporaryDirectory() + "apus-sweep-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let planPath = "\(root)/plan.yaml"
+        try Self.plan.write(toFile: planPath, atomically: true, encoding: .utf8)
+        let bundle = "\(root)/bundle"
+        let args = ["sweep", planPath, "--out", bundle, "--data-root", "\(root)/data"]
+
+        let first = try run(apus, args, timeout: 300)
+        #expect(first.status == 0, "\(first.out)\n\(first.err)")
+        #expect(first.out.contains("[1/2] p0-acks=1"))
+        #expect(first.out.contains("[2/2] p1-acks=all"))
+        #expect(first.out.contains("ETA"))
+        #expect(first.out.contains("report: \(bundle)/report.md"))
+
+        let b = try SweepBundle(directory: bundle)
+        #expect(b.manifest.name == "ci-small")
+        #expect(b.manifest.machine.cores >= 1 && !b.manifest.machine.kernel.isEmpty)
+        #expect(b.manifest.revision != "")
+        #expect(b.results.count == 2)
+        for r in b.results {
+            #expect(r.repeats.count == 2)
+            #expect(r.brokerExitStatus == 0)
+            #expect(r.brokerConfig?.contains { $0.key == "num.partitions" && $0.value == "2" } == true)
+            #expect(r.producerConfig["batch.size"] == "65536")
+            for run in r.repeats {
+                #expect(run.produced.records > 10_000)
+                #expect(run.produced.errors == 0)
+                let lat = try #require(run.latency["produce.intended"])
+                // The stored histogram decodes to the stored summary.
+                let h = try HistogramCodec.decodeBase64(lat.histogram)
+                #expect(h.totalCount == run.produced.records)
+                #expect(Double(h.valueAtPercentile(99)) / 1e6 == lat.p99)
+            }
+            let knee = try #require(r.knee)
+            #expect(knee.probes.count == 2)  // two bisection steps
+            #expect(knee.maxRate > 0)
+            #expect(FileManager.default.fileExists(atPath: "\(bundle)/points/\(r.point.id)/run-1.hlog"))
+            #expect(FileManager.default.fileExists(atPath: "\(bundle)/points/\(r.point.id)/broker.log"))
+        }
+        #expect(b.results[0].producerConfig["acks"] == "1")
+        #expect(b.results[1].producerConfig["acks"] == "all")
+        // No embedded broker's data is left behind.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/data"))?.isEmpty ?? true)
+
+        let report = try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8)
+        #expect(report.contains("| p0 | acks=1 |"))
+        #expect(report.contains("| p1 | acks=all |"))
+        #expect(report.contains("## Knee search"))
+        for chart in ["throughput-latency", "axis-effects", "latency-spectrum"] {
+            let svg = try String(contentsOfFile: "\(bundle)/charts/\(chart).svg", encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), "\(chart)")
+            #expect(!svg.contains("nan") && !svg.contains("inf"), "\(chart) has non-finite coordinates")
+        }
+
+        // apus report regenerates the same report from the data.
+        try FileManager.default.removeItem(atPath: "\(bundle)/report.md")
+        let regenerated = try run(apus, ["report", bundle])
+        #expect(regenerated.status == 0, "\(regenerated.err)")
+        #expect(try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8) == report)
+
+        // Two configurations within the bundle.
+        let compared = try run(apus, ["compare", "\(bundle):p0", "\(bundle):p1"])
+        #expect(compared.status == 0, "\(compared.err)")
+        #expect(compared.out.contains("| produced records/s |"))
+        #expect(compared.out.contains("95% CI"))
+
+        // Resume: nothing is rerun when every point is done …
+        let doneAt = try FileManager.default.attributesOfItem(atPath: "\(bundle)/points/p0-acks=1/result.json")[.modificationDate] as? Date
+        let again = try run(apus, args, timeout: 60)
+        #expect(again.status == 0, "\(again.err)")
+        #expect(again.out.contains("2 of 2 points already done"))
+        // … and a point whose result is missing (a crash mid-point) runs again.
+        try FileManager.default.removeItem(atPath: "\(bundle)/points/p1-acks=all/result.json")
+        let resumed = try run(apus, args, timeout: 300)
+        #expect(resumed.status == 0, "\(resumed.err)")
+        #expect(resumed.out.contains("1 of 2 points already done"))
+        #expect(resumed.out.contains("[2/2] p1-acks=all"))
+        #expect(!resumed.out.contains("[1/2]"))
+        let stillAt = try FileManager.default.attributesOfItem(atPath: "\(bundle)/points/p0-acks=1/result.json")[.modificationDate] as? Date
+        #expect(doneAt == stillAt)
+        #expect(try SweepBundle(directory: bundle).results.count == 2)
+
+        // A different plan in the same bundle is refused.
+        try Self.plan.replacingOccurrences(of: "[1, all]", with: "[1]").write(toFile: planPath, atomically: true, encoding: .utf8)
+        let other = try run(apus, args, timeout: 60)
+        #expect(other.status != 0)
+        #expect(other.err.contains("holds a sweep of a different plan"))
+    }
+
+    @Test func aBadPlanFailsBeforeAnythingRuns() throws {
+        let apus = try ApusServerProcess.binary("apus")
+        let path = NSTemporaryDirectory() + "bad-plan-\(UUID().uuidString.prefix(8)).yaml"
+        try "name: bad\naxes:\n  acks: [1]\n  linger.ms: [5, never]\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let out = NSTemporaryDirectory() + "bad-bundle-\(UUID().uuidString.prefix(8))"
+        let r = try run(apus, ["sweep", path, "--out", out])
+        #expect(r.status != 0)
+        #expect(r.err.contains("\(path):4: linger.ms: linger.ms=never"), "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}

@@ -1,0 +1,120 @@
+import ApusLab
+import Testing
+
+@Suite("Sweep plans")
+struct SweepPlanTests {
+    static let valid = """
+    name: quick
+    mode: e2e
+    repeats: 2
+    workload:
+      record.size: 200
+      partitions: 2
+      duration: 1500ms
+      warmup: 1s
+      rate: 50k
+      payload: text:3
+      keys: zipf:1000,1.1
+    client:
+      linger.ms: 2
+    broker:
+      durability: fsync-on-ack-all
+    axes:
+      acks: [1, all]
+      batch.size: [16384, 1048576]
+      io.backend: [posix, uring]
+    """
+
+    @Test func parsesEveryPart() throws {
+        let plan = try SweepPlan(yaml: Self.valid, path: "quick.yaml")
+        #expect(plan.name == "quick")
+        #expect(plan.mode == .e2e)
+        #expect(plan.repeats == 2)
+        #expect(plan.workload.recordSize == 200)
+        #expect(plan.workload.partitions == 2)
+        #expect(plan.workload.durationSeconds == 1.5)
+        #expect(plan.workload.warmupSeconds == 1)
+        #expect(plan.workload.rate == 50_000)
+        #expect(plan.workload.payload == .text(ratio: 3))
+        #expect(plan.workload.keys == .zipf(count: 1000, exponent: 1.1))
+        let points = plan.points
+        #expect(points.count == 8)
+        // The first axis varies slowest; ids are stable and unique.
+        #expect(points[0].id == "p0-acks=1,batch.size=16384,io.backend=posix")
+        #expect(points[7].id == "p7-acks=all,batch.size=1048576,io.backend=uring")
+        #expect(Set(points.map(\.id)).count == 8)
+        let last = points[7]
+        #expect(last.client.contains { $0.key == "acks" && $0.value == "all" })
+        #expect(last.client.contains { $0.key == "linger.ms" && $0.value == "2" })
+        #expect(last.broker.contains { $0.key == "io.backend" && $0.value == "uring" })
+        #expect(last.broker.contains { $0.key == "durability" && $0.value == "fsync-on-ack-all" })
+    }
+
+    @Test func workloadAxesChangeTheWorkload() throws {
+        let plan = try SweepPlan(yaml: "name: w\naxes:\n  partitions: [1, 8]\n  record.size: [10, 1000]\n  rate: [max, 1.5M]\n", path: "w.yaml")
+        let p = plan.points
+        #expect(p.count == 8)
+        #expect(p[0].workload.partitions == 1 && p[0].workload.recordSize == 10 && p[0].workload.rate == -1)
+        #expect(p[7].workload.partitions == 8 && p[7].workload.recordSize == 1000 && p[7].workload.rate == 1_500_000)
+    }
+
+    @Test func noAxesIsOnePoint() throws {
+        let plan = try SweepPlan(yaml: "name: one\n", path: "one.yaml")
+        #expect(plan.points.map(\.id) == ["p0-base"])
+        #expect(plan.repeats == 3)
+    }
+
+    /// Each bad plan fails before anything runs, naming the file, the line and the key.
+    @Test(arguments: [
+        ("name: x\naxes:\n  acks: [1, 2]\n", "bad.yaml:3: acks: acks=2"),
+        ("name: x\naxes:\n  colour: [red]\n", "bad.yaml:3: axes.colour: unknown axis"),
+        ("name: x\naxes:\n  batch.size: [16384, lots]\n", "bad.yaml:3: batch.size: batch.size=lots"),
+        ("name: x\naxes:\n  io.backend: [posix, turbo]\n", "bad.yaml:3: io.backend:"),
+        ("name: x\naxes:\n  acks: []\n", "bad.yaml:3: axes.acks: an axis needs at least one value"),
+        ("name: x\naxes:\n  acks: [1, 1]\n", "bad.yaml:3: axes.acks: value '1' appears twice"),
+        ("name: x\naxes:\n  acks: 1\n", "bad.yaml:3: axes.acks: expected a list"),
+        ("name: x\nworkload:\n  duration: soon\n", "bad.yaml:3: workload.duration: expected a duration"),
+        ("name: x\nworkload:\n  partitions: 0\n", "bad.yaml:3: workload.partitions: expected an integer in 1...10000"),
+        ("name: x\nworkload:\n  keys: zipf:10\n", "bad.yaml:3: workload.keys:"),
+        ("name: x\nworkload:\n  tempo: 3\n", "bad.yaml:3: workload.tempo: unknown workload key"),
+        ("name: x\nbroker:\n  data.dir: /tmp\n", "bad.yaml:3: data.dir: set by the sweep itself"),
+        ("name: x\nclient:\n  colour: red\n", "bad.yaml:3: client.colour: unknown client knob"),
+        ("name: x\nrepeats: 0\n", "bad.yaml:2: repeats: expected an integer in 1...100"),
+        ("name: x\nmode: fast\n", "bad.yaml:2: mode: expected produce or e2e"),
+        ("name: x\nknee:\n  slo.ms: -1\n", "bad.yaml:3: knee.slo.ms:"),
+        ("name: x\nknee:\n  colour: red\n", "bad.yaml:3: knee.colour: unknown key"),
+        ("name: x\nextra: 1\n", "bad.yaml:2: extra: unknown key"),
+        ("workload:\n  partitions: 2\n", "bad.yaml: name: a plan needs a name"),
+        ("name: a/b\n", "bad.yaml:1: name: use letters"),
+        ("name: x\nfoo: [\n", "bad.yaml: plan: not valid YAML"),
+        // Impossible combinations.
+        ("name: x\ntarget: bootstrap:127.0.0.1:9092\naxes:\n  durability: [page-cache, fsync-always]\n", "bad.yaml:4: axes.durability: broker knobs cannot be swept on an external broker"),
+        ("name: x\nknee:\n  slo.ms: 5\naxes:\n  rate: [1k, 2k]\n", "bad.yaml:5: axes.rate: knee search chooses the rate itself"),
+        ("name: x\nmode: e2e\naxes:\n  record.size: [4, 100]\n", "bad.yaml: record.size: e2e needs records of at least 8 bytes"),
+        ("name: x\nknee:\n  slo.ms: 5\naxes:\n  acks: [0, 1]\n", "bad.yaml: acks: acks=0 has no produce latency"),
+    ])
+    func badPlansNameLineAndKey(yaml: String, expected: String) {
+        do {
+            _ = try SweepPlan(yaml: yaml, path: "bad.yaml")
+            Issue.record("accepted a bad plan: \(yaml)")
+        } catch {
+            #expect(error.description.hasPrefix(expected), "\(error.description)")
+        }
+    }
+
+    @Test func shippedPlansAreValid() throws {
+        for name in ["quick", "full"] {
+            let path = "\(packageRoot())/tools/plans/\(name).yaml"
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            let plan = try SweepPlan(yaml: text, path: path)
+            #expect(plan.name == name)
+            #expect(!plan.points.isEmpty)
+        }
+    }
+}
+
+func packageRoot(file: String = #filePath) -> String {
+    var parts = file.split(separator: "/", omittingEmptySubsequences: false)
+    parts.removeLast(3)  // Tests/ApusLabTests/<file>
+    return parts.joined(separator: "/")
+}
