@@ -179,6 +179,8 @@ public enum EndToEndPerf {
                 let seconds = Double(now - lastReport) / 1e9
                 let pRecords = pbox.mutex.withLock { s -> UInt64 in
                     let n = s.intervalRecords
+                    s.total.intervals.append(IntervalHistogram(
+                        startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: seconds, histogram: s.interval))
                     s.intervalRecords = 0
                     s.intervalErrors = 0
                     s.interval.reset()
@@ -206,7 +208,14 @@ public enum EndToEndPerf {
         while !cbox.mutex.withLock({ $0.finished }) && Sys.monotonicNs() < waitUntil { Sys.sleep(microseconds: 1000) }
         while pbox.mutex.withLock({ $0.finished }) == 0 { Sys.sleep(microseconds: 10_000) }
 
-        let (produced, pFailure) = pbox.mutex.withLock { ($0.total, $0.failure) }
+        let end = Sys.monotonicNs()
+        let (produced, pFailure) = pbox.mutex.withLock { s in
+            if s.interval.totalCount > 0 {
+                s.total.intervals.append(IntervalHistogram(
+                    startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: Double(end - lastReport) / 1e9, histogram: s.interval))
+            }
+            return (s.total, s.failure)
+        }
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

@@ -124,7 +124,15 @@ public enum ProducePerf {
             }
             if done { break }
         }
-        let (result, failure) = box.mutex.withLock { ($0.total, $0.failure) }
+        let end = Sys.monotonicNs()
+        let (result, failure) = box.mutex.withLock { state in
+            // The last, partial interval, so that the intervals add up to the totals.
+            if state.interval.totalCount > 0 {
+                state.total.intervals.append(IntervalHistogram(
+                    startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: Double(end - lastReport) / 1e9, histogram: state.interval))
+            }
+            return (state.total, state.failure)
+        }
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize

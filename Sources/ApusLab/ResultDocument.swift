@@ -55,6 +55,32 @@ public struct RunTotals: Codable, Sendable, Equatable {
     public var mebibytesPerSecond: Double
 }
 
+/// How the host's CPUs were spent during a run (from /proc/stat). On a shared VM, `steal`
+/// (time the hypervisor gave to other guests) says how much a result was perturbed.
+public struct HostCPU: Codable, Sendable, Equatable {
+    public var busyPercent: Double
+    public var iowaitPercent: Double
+    public var stealPercent: Double
+
+    /// Cumulative jiffies of the `cpu` line: (user+nice+system+irq+softirq, iowait, steal, total).
+    public static func sample() -> (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard f.count >= 8 else { return nil }
+        // user nice system idle iowait irq softirq steal
+        return (f[0] + f[1] + f[2] + f[5] + f[6], f[4], f[7], f.prefix(8).reduce(0, +))
+    }
+
+    public init?(from a: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?, to b: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?) {
+        guard let a, let b, b.total > a.total else { return nil }
+        let total = Double(b.total - a.total)
+        busyPercent = Double(b.busy - a.busy) / total * 100
+        iowaitPercent = Double(b.iowait - a.iowait) / total * 100
+        stealPercent = Double(b.steal - a.steal) / total * 100
+    }
+}
+
 /// One measured run: what `apus perf` prints at the end, as data.
 public struct RunRecord: Codable, Sendable, Equatable {
     /// Records/s the open-loop schedule aimed at; -1 for as fast as possible.
@@ -65,6 +91,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var errorsByCode: [String: UInt64]
     /// `produce.intended` (coordinated-omission corrected), `produce.send`, and for e2e runs `e2e`.
     public var latency: [String: LatencySummary]
+    /// The host's CPU use over the run, when measured.
+    public var hostCPU: HostCPU?
 
     public init(_ r: ProducePerfResult, targetRate: Double) {
         self.targetRate = targetRate

@@ -121,9 +121,10 @@ struct Perf: ParsableCommand {
             workload.keys = try load.keySpec()
             if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { config.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
+            let cpu = HostCPU.sample()
             let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
             print(ProducePerf.summary(result))
-            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.intervals, tool: "apus perf produce",
+            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.intervals, cpuBefore: cpu, tool: "apus perf produce",
                            workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
                                       "recordSize": String(recordSize), "throughput": "\(throughput)", "producers": String(producers)],
                            producer: config, consumer: nil)
@@ -216,9 +217,10 @@ struct Perf: ParsableCommand {
             workload.keys = try load.keySpec()
             if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { pconfig.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
+            let cpu = HostCPU.sample()
             let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig) { line in print(line) }
             print(EndToEndPerf.summary(result))
-            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.produced.intervals, tool: "apus perf e2e",
+            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.produced.intervals, cpuBefore: cpu, tool: "apus perf e2e",
                            workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
                                       "recordSize": String(recordSize), "throughput": "\(throughput)"],
                            producer: pconfig, consumer: cconfig)
@@ -251,8 +253,13 @@ struct LoadOptions: ParsableArguments {
         return k
     }
 
-    func write(run: RunRecord, intervals: [IntervalHistogram], tool: String, workload: [String: String],
-               producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
+    func write(run: RunRecord, intervals: [IntervalHistogram], cpuBefore: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?,
+               tool: String, workload: [String: String], producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
+        var run = run
+        run.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
+        if let steal = run.hostCPU?.stealPercent, steal >= 10 {
+            print(String(format: "note: the hypervisor took %.0f%% of this host's CPU time during the run (steal); expect noisy numbers.", steal))
+        }
         if let json {
             var w = workload
             w["warmupSeconds"] = "\(warmup)"

@@ -13,6 +13,8 @@ public enum SweepReport {
         var p999: Double
         var e2eP99: Double?
         var errors: UInt64
+        /// Median share of CPU time the hypervisor took for other guests during the runs.
+        var steal: Double
         /// Produce latency (intended) of all repeats merged.
         var merged: Histogram<UInt64>?
     }
@@ -30,7 +32,8 @@ public enum SweepReport {
             return Row(result: r, produced: median(r.repeats.map(\.produced.recordsPerSecond)),
                        consumed: consumed.isEmpty ? nil : median(consumed), p50: median(lat.map(\.p50)), p99: median(lat.map(\.p99)),
                        p999: median(lat.map(\.p999)), e2eP99: e2e.isEmpty ? nil : median(e2e),
-                       errors: r.repeats.reduce(0) { $0 + $1.produced.errors }, merged: merged)
+                       errors: r.repeats.reduce(0) { $0 + $1.produced.errors },
+                       steal: median(r.repeats.compactMap { $0.hostCPU?.stealPercent }), merged: merged)
         }
     }
 
@@ -69,7 +72,9 @@ public enum SweepReport {
         md += m.axes.isEmpty ? "none\n" : m.axes.map { "`\($0.key)` ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: ", ") + "\n"
         md += "\nLatency is produce-ack latency from each batch's intended send time (coordinated-omission corrected), "
         md += "per batch weighted by its records; figures are medians over the repeats. The raw runs, their HDR histograms "
-        md += "(`run-N.json`, `run-N.hlog`) and each broker's log and effective configuration are under `points/`.\n\n"
+        md += "(`run-N.json`, `run-N.hlog`) and each broker's log and effective configuration are under `points/`. "
+        md += "CPU steal is the share of the host's CPU time the hypervisor gave to other guests during the runs: "
+        md += "where it is high, the numbers say more about the neighbours than about the configuration.\n\n"
 
         guard !rows.isEmpty else {
             md += "No point has finished yet.\n"
@@ -103,8 +108,8 @@ public enum SweepReport {
             header += " consumed M rec/s | e2e p99 ms |"
             rule += "---|---|"
         }
-        header += " p50 ms | p99 ms | p99.9 ms | errors |"
-        rule += "---|---|---|---|"
+        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % |"
+        rule += "---|---|---|---|---|"
         if m.knee != nil {
             header += " knee M rec/s |"
             rule += "---|"
@@ -114,7 +119,7 @@ public enum SweepReport {
             let rates = r.result.repeats.map(\.produced.recordsPerSecond)
             var line = "| \(short(r.result.point)) | \(label(r.result.point)) | \(millions(r.produced)) (\(millions(rates.min() ?? .nan))–\(millions(rates.max() ?? .nan))) |"
             if m.mode == .e2e { line += " \(millions(r.consumed ?? .nan)) | \(ms(r.e2eP99 ?? .nan)) |" }
-            line += " \(ms(r.p50)) | \(ms(r.p99)) | \(ms(r.p999)) | \(r.errors) |"
+            line += " \(ms(r.p50)) | \(ms(r.p99)) | \(ms(r.p999)) | \(r.errors) | \(r.steal.isFinite ? String(format: "%.0f", r.steal) : "–") |"
             if m.knee != nil { line += " \(r.result.knee?.kneeRate.map(millions) ?? "none") |" }
             md += line + "\n"
         }

@@ -155,7 +155,8 @@ public final class SweepRunner: @unchecked Sendable {
             defer { try? log.close() }
             let sink: @Sendable (String) -> Void = { line in log.write(Data((line + "\n").utf8)) }
             let w = point.workload
-            let record: RunRecord
+            var record: RunRecord
+            let cpuBefore = HostCPU.sample()
             let intervals: [IntervalHistogram]
             switch plan.mode {
             case .produce:
@@ -185,6 +186,7 @@ public final class SweepRunner: @unchecked Sendable {
                 record = RunRecord(r, targetRate: rate)
                 intervals = r.produced.intervals
             }
+            record.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
             var hlog = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - w.warmupSeconds - w.durationSeconds)
             for i in intervals { hlog.append(start: i.startSeconds, length: i.lengthSeconds, histogram: i.histogram, tag: "produce.intended") }
             try hlog.text.write(toFile: "\(pointDir)/run-\(runNumber).hlog", atomically: true, encoding: .utf8)
@@ -278,6 +280,8 @@ public final class SweepRunner: @unchecked Sendable {
         if let k = r.knee { s += ", knee " + (k.kneeRate.map { rate($0) + "/s" } ?? "none") }
         let errors = r.repeats.reduce(0) { $0 + $1.produced.errors }
         if errors > 0 { s += ", \(errors) errors" }
+        let steal = r.repeats.compactMap { $0.hostCPU?.stealPercent }
+        if !steal.isEmpty { s += String(format: ", CPU steal %.0f%%", median(steal)) }
         return s
     }
 

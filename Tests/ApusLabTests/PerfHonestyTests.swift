@@ -1,0 +1,105 @@
+import ApusClient
+import ApusLab
+import ApusTestSupport
+import Foundation
+import Testing
+
+/// `apus perf` must be honest: a stalled broker shows as latency, and what it reports as
+/// acknowledged is what the broker holds and what another client reads back.
+@Suite("apus perf honesty", .serialized)
+struct PerfHonestyTests {
+    static func document(_ path: String) throws -> PerfDocument {
+        try JSONDecoder().decode(PerfDocument.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// 10 s open loop at a rate far below the maximum; the broker is stopped (SIGSTOP) for 200 ms
+    /// in the middle. Latency from the intended send time must show the stall at p99.9.
+    @Test func aStalledBrokerShowsInTheCorrectedHistogram() throws {
+        let server = try ApusServerProcess(arguments: ["--num-partitions", "2"])
+        defer { server.stop(); server.removeData() }
+        let apus = try ApusServerProcess.binary("apus")
+        let dir = server.dataDir + "-perf"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let perf = Process()
+        perf.executableURL = URL(fileURLWithPath: apus)
+        perf.arguments = ["perf", "produce", "--bootstrap", server.bootstrap, "--topic", "stall", "--duration", "10", "--throughput", "20000",
+                          "--producer-props", "acks=1", "linger.ms=1", "--json", "\(dir)/run.json", "--hlog", "\(dir)/run.hlog"]
+        perf.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try perf.run()
+        Thread.sleep(forTimeInterval: 5)
+        kill(server.process.processIdentifier, SIGSTOP)
+        Thread.sleep(forTimeInterval: 0.2)
+        kill(server.process.processIdentifier, SIGCONT)
+        perf.waitUntilExit()
+        #expect(perf.terminationStatus == 0)
+
+        let result = try Self.document("\(dir)/run.json").run
+        let corrected = try #require(result.latency["produce.intended"])
+        let raw = try #require(result.latency["produce.send"])
+        #expect(result.produced.errors == 0)
+        #expect(result.produced.records > 150_000)  // the schedule held: ~200 000 records in 10 s
+        #expect(corrected.p999 >= 150, "corrected p99.9 \(corrected.p999) ms, raw p99.9 \(raw.p999) ms")
+        #expect(corrected.max >= 180)
+        // The .hlog intervals add up to the run and carry the stall.
+        let text = try String(contentsOfFile: "\(dir)/run.hlog", encoding: .utf8)
+        let lines = text.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.hasPrefix("\"") }
+        var merged = try HistogramCodec.decodeBase64(String(lines[0].split(separator: ",").last!))
+        for line in lines.dropFirst() { merged.add(try HistogramCodec.decodeBase64(String(line.split(separator: ",").last!))) }
+        #expect(merged.totalCount == corrected.count)
+        #expect(Double(merged.valueAtPercentile(99.9)) / 1e6 == corrected.p999)
+
+        // Python's HdrHistogram reads the same log to the same count and p99.9.
+        let script = """
+        import sys
+        from hdrh.log import HistogramLogReader
+        from hdrh.histogram import HdrHistogram
+        total = HdrHistogram(1, 60000000000, 3)
+        reader = HistogramLogReader(sys.argv[1], total)
+        while True:
+            h = reader.get_next_interval_histogram()
+            if h is None:
+                break
+            total.add(h)
+        print(total.get_total_count(), total.get_value_at_percentile(99.9))
+        """
+        // The python3 first on PATH: the one tools/setup installed hdrhistogram into.
+        let py = try run("/usr/bin/env", ["python3", "-c", script, "\(dir)/run.hlog"])
+        #expect(py.status == 0, "python3 with hdrh (pip install hdrhistogram): \(py.err)")
+        let fields = py.out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(fields.first.flatMap { UInt64($0) } == corrected.count)
+        if let value = fields.last.flatMap({ UInt64($0) }) {
+            #expect(merged.valuesAreEquivalent(value, merged.valueAtPercentile(99.9)), "python p99.9 \(value) ns")
+        } else {
+            Issue.record("python printed \(py.out)")
+        }
+    }
+
+    /// Records apus perf reports as acknowledged = the broker's offsets = what kcat reads back.
+    @Test func acknowledgedRecordsMatchTheBrokerAndKcat() throws {
+        let kcat = try #require(which("kcat"), "kcat is installed by tools/setup")
+        let server = try ApusServerProcess(arguments: ["--num-partitions", "3"])
+        defer { server.stop(); server.removeData() }
+        let apus = try ApusServerProcess.binary("apus")
+        let json = server.dataDir + "-count.json"
+        defer { try? FileManager.default.removeItem(atPath: json) }
+        let perf = try run(apus, ["perf", "produce", "--bootstrap", server.bootstrap, "--topic", "count", "--num-records", "123457",
+                                  "--record-size", "50", "--keys", "uniform:1000", "--producer-props", "acks=all", "batch.size=16384",
+                                  "--json", json], timeout: 120)
+        #expect(perf.status == 0, "\(perf.out)\n\(perf.err)")
+        let acknowledged = try Self.document(json).run.produced.records
+        #expect(acknowledged == 123_457)
+
+        let offsets = try KafkaConnection(bootstrap: server.bootstrap).endOffsets(of: "count", partitions: 3)
+        #expect(UInt64(offsets.reduce(0, +)) == acknowledged)
+        // Keys spread over every partition (murmur2 with 1000 keys).
+        #expect(offsets.allSatisfy { $0 > 10_000 })
+
+        let read = try run(kcat, ["-C", "-b", server.bootstrap, "-t", "count", "-e", "-q", "-f", "%k\n"], timeout: 120)
+        #expect(read.status == 0, "\(read.err)")
+        let keys = read.out.split(separator: "\n")
+        #expect(UInt64(keys.count) == acknowledged)
+        #expect(Set(keys).count == 1000)
+        #expect(keys.allSatisfy { $0.hasPrefix("key-") })
+    }
+}
