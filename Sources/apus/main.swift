@@ -304,7 +304,8 @@ struct Sweep: ParsableCommand {
         var options = SweepRunner.Options(apusBinary: exe, bundleDirectory: bundle, dataRoot: dataRoot,
                                           command: (["apus"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
         options.interactive = Sys.isTerminal(1)
-        let runner = SweepRunner(plan: parsed, options: options) { line in print(line) }
+        // Unbuffered, so that progress lines arrive as they happen in a file or pipe too.
+        let runner = SweepRunner(plan: parsed, options: options) { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {

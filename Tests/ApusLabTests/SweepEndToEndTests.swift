@@ -1,3 +1,4 @@
+import ApusClient
 import ApusLab
 import ApusTestSupport
 import Foundation
@@ -129,5 +130,47 @@ struct SweepEndToEndTests {
         #expect(r.status != 0)
         #expect(r.err.contains("\(path):4: linger.ms: linger.ms=never"), "\(r.err)")
         #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
+
+@Suite("apus sweep against an external broker", .serialized)
+struct SweepExternalTests {
+    /// target: bootstrap:… sends the load to a broker the sweep did not start (here an apus
+    /// serve started by the test), creating a topic per run on it.
+    @Test func sweepsAnExternalBroker() throws {
+        let server = try ApusServerProcess()
+        defer { server.stop(); server.removeData() }
+        let apus = try ApusServerProcess.binary("apus")
+        let root = NSTemporaryDirectory() + "apus-sweep-ext-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let plan = """
+        name: external
+        mode: e2e
+        target: bootstrap:\(server.bootstrap)
+        repeats: 1
+        workload:
+          partitions: 3
+          duration: 1s
+          warmup: 200ms
+          rate: 20k
+        """
+        try plan.write(toFile: "\(root)/plan.yaml", atomically: true, encoding: .utf8)
+        let r = try run(apus, ["sweep", "\(root)/plan.yaml", "--out", "\(root)/bundle"], timeout: 120)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        let bundle = try SweepBundle(directory: "\(root)/bundle")
+        let result = try #require(bundle.results.first)
+        #expect(result.brokerConfig == nil && result.brokerExitStatus == nil)
+        let first = try #require(result.repeats.first)
+        // 20 000 records/s for 1 s after the warm-up, produced and consumed.
+        #expect(first.produced.records > 15_000 && first.produced.records < 25_000)
+        #expect(first.consumed?.records ?? 0 >= first.produced.records)
+        #expect(first.latency["e2e"]?.count ?? 0 > 0)
+        // The topic was created on the external broker with the plan's partitions.
+        let offsets = try KafkaConnection(bootstrap: server.bootstrap).endOffsets(of: "sweep-1", partitions: 3)
+        #expect(offsets.allSatisfy { $0 > 0 })
+        let report = try String(contentsOfFile: "\(root)/bundle/report.md", encoding: .utf8)
+        #expect(report.contains("the external broker at \(server.bootstrap)"))
+        #expect(report.contains("e2e p99 ms"))
     }
 }

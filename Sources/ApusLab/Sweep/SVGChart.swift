@@ -167,10 +167,11 @@ struct SVGChart {
         <text x="\(f(left))" y="24" font-size="15" font-weight="bold">\(escape(title))</text>
 
         """
+        // One scale for every panel, so that bars compare across panels too.
+        let maxV = max(panels.flatMap { $0.bars.map(\.value) }.filter(\.isFinite).max() ?? 1, 1e-12) * 1.15
         for (pi, panel) in panels.enumerated() {
             let ox = left + Double(pi % perRow) * (panelW + 30)
             let oy = top + Double(pi / perRow) * (panelH + 70)
-            let maxV = max(panel.bars.map(\.value).filter(\.isFinite).max() ?? 1, 1e-12) * 1.15
             s += "<text x=\"\(f(ox + panelW / 2))\" y=\"\(f(oy - 6))\" text-anchor=\"middle\" font-weight=\"bold\">\(escape(panel.name))</text>\n"
             s += "<line x1=\"\(f(ox))\" y1=\"\(f(oy + panelH))\" x2=\"\(f(ox + panelW))\" y2=\"\(f(oy + panelH))\" stroke=\"#333\"/>\n"
             s += "<line x1=\"\(f(ox))\" y1=\"\(f(oy))\" x2=\"\(f(ox))\" y2=\"\(f(oy + panelH))\" stroke=\"#333\"/>\n"

@@ -72,7 +72,7 @@ public enum SweepReport {
         md += m.axes.isEmpty ? "none\n" : m.axes.map { "`\($0.key)` ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: ", ") + "\n"
         md += "\nLatency is produce-ack latency from each batch's intended send time (coordinated-omission corrected), "
         md += "per batch weighted by its records; figures are medians over the repeats. The raw runs, their HDR histograms "
-        md += "(`run-N.json`, `run-N.hlog`) and each broker's log and effective configuration are under `points/`. "
+        md += "(in `result.json`; per interval in `run-N.hlog`) and each broker's log and effective configuration are under `points/`. "
         md += "CPU steal is the share of the host's CPU time the hypervisor gave to other guests during the runs: "
         md += "where it is high, the numbers say more about the neighbours than about the configuration.\n\n"
 
@@ -176,7 +176,14 @@ public enum SweepReport {
                                 yLabel: "latency (ms, log)", yLog: true)
         let nines: [(Double, String)] = [(0, "0"), (1, "90"), (2, "99"), (3, "99.9"), (4, "99.99"), (5, "99.999")]
         spectrum.xTicks = nines.map { (value: $0.0, label: $0.1) }
-        for r in rows.prefix(SVGChart.palette.count) {
+        // Every point when they fit; otherwise the five fastest and the five with the lowest p99.
+        var shown = rows
+        if rows.count > SVGChart.palette.count {
+            let picks = Set(rows.sorted { $0.produced > $1.produced }.prefix(5).map(\.result.point.index)
+                + rows.sorted { $0.p99 < $1.p99 }.prefix(5).map(\.result.point.index))
+            shown = rows.filter { picks.contains($0.result.point.index) }
+        }
+        for r in shown.prefix(SVGChart.palette.count) {
             guard let h = r.merged, h.totalCount > 0 else { continue }
             var pts: [(x: Double, y: Double)] = []
             var x = 0.0
@@ -189,7 +196,7 @@ public enum SweepReport {
         }
         try spectrum.render().write(toFile: "\(charts)/latency-spectrum.svg", atomically: true, encoding: .utf8)
         md += "\n## Latency spectra\n\n"
-        if rows.count > SVGChart.palette.count { md += "The first \(SVGChart.palette.count) points.\n\n" }
+        if rows.count > SVGChart.palette.count { md += "The five points with the highest throughput and the five with the lowest p99.\n\n" }
         md += "![latency by percentile](charts/latency-spectrum.svg)\n"
         try md.write(toFile: "\(dir)/report.md", atomically: true, encoding: .utf8)
         return "\(dir)/report.md"

@@ -190,7 +190,6 @@ public final class SweepRunner: @unchecked Sendable {
             var hlog = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - w.warmupSeconds - w.durationSeconds)
             for i in intervals { hlog.append(start: i.startSeconds, length: i.lengthSeconds, histogram: i.histogram, tag: "produce.intended") }
             try hlog.text.write(toFile: "\(pointDir)/run-\(runNumber).hlog", atomically: true, encoding: .utf8)
-            try write(record, to: "\(pointDir)/run-\(runNumber).json")
             return record
         }
 
