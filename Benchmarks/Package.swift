@@ -36,6 +36,18 @@ let package = Package(
             path: "Benchmarks/StorageBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "GeneratorBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "KafkaWire", package: apus),
+                .product(name: "KafkaProtocol", package: apus),
+                .product(name: "ApusIO", package: apus),
+                .product(name: "ApusClient", package: apus),
+            ],
+            path: "Benchmarks/GeneratorBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
