@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "ApusClient", dependencies: ["ApusIO", "KafkaWire", "KafkaProtocol"]),
         // The lab: open-loop load, latency histograms (and their .hlog encoding), sweeps, reports.
         .target(name: "ApusLab", dependencies: [
-            "ApusClient", "ApusIO", "ApusServer", "KafkaWire", "CZlib", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            "ApusClient", "ApusIO", "ApusServer", "KafkaProtocol", "KafkaWire", "CZlib", .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Yams", package: "Yams"),
         ]),
 

@@ -44,6 +44,7 @@ let package = Package(
                 .product(name: "KafkaProtocol", package: apus),
                 .product(name: "ApusIO", package: apus),
                 .product(name: "ApusClient", package: apus),
+                .product(name: "ApusLab", package: apus),
             ],
             path: "Benchmarks/GeneratorBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -36,12 +36,23 @@ public struct ProducerConfig: Sendable {
     /// and the CRC. Skipped when that value is shorter than 8 bytes. Costs one extra CRC pass
     /// over the batch (the builder is finished twice). Off by default.
     public var stampBatches = false
+    /// Times a batch that failed with a retriable error is sent again (within `deliveryTimeoutMs`).
+    public var retries = Int(Int32.max)
+    public var retryBackoffMs = 100
+    /// A batch is reported failed once this long has passed since its first record, retries or not.
+    public var deliveryTimeoutMs = 120_000
+    /// InitProducerId, then a producer id, epoch and sequence numbers on every batch, so that
+    /// the broker drops a retried batch it already has. Needs acks=all and at most 5 in flight.
+    public var enableIdempotence = false
+    /// Partitions are looked up again this often, and after an error that says they moved.
+    public var metadataMaxAgeMs = 300_000
 
     public init(bootstrap: String) { self.bootstrap = bootstrap }
 
     /// Sets one Java-style property: acks, batch.size, linger.ms, compression.type,
     /// max.in.flight.requests.per.connection, partitioner (round-robin|sticky|murmur2),
-    /// request.timeout.ms, client.id.
+    /// request.timeout.ms, client.id, retries, retry.backoff.ms, delivery.timeout.ms,
+    /// enable.idempotence, metadata.max.age.ms.
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -61,6 +72,13 @@ public struct ProducerConfig: Sendable {
             partitioner = p
         case "request.timeout.ms": requestTimeoutMs = Int32(try int(1...Int(Int32.max)))
         case "client.id": clientId = value
+        case "retries": retries = try int(0...Int(Int32.max))
+        case "retry.backoff.ms": retryBackoffMs = try int(0...3_600_000)
+        case "delivery.timeout.ms": deliveryTimeoutMs = try int(1...Int(Int32.max))
+        case "metadata.max.age.ms": metadataMaxAgeMs = try int(0...Int(Int32.max))
+        case "enable.idempotence":
+            guard let b = Bool(value) else { throw ClientError("enable.idempotence=\(value): expected true or false") }
+            enableIdempotence = b
         default: throw ClientError("unknown producer property '\(key)'")
         }
     }
@@ -95,6 +113,68 @@ public struct ProduceAck: Sendable {
     public var userTime: UInt64
 }
 
+/// What a producer did, for `--print-metrics` (counted per batch or request, never per record).
+public struct ProducerMetrics: Sendable, Equatable {
+    /// Batches sent (first attempts) and the records and bytes in them.
+    public var batches: UInt64 = 0
+    public var records: UInt64 = 0
+    /// Bytes of record batches as sent (compressed when they are) and before compression.
+    public var batchBytes: UInt64 = 0
+    public var uncompressedBytes: UInt64 = 0
+    /// Produce requests written, retries included.
+    public var requests: UInt64 = 0
+    public var retries: UInt64 = 0
+    /// Batches reported failed, by Kafka error code.
+    public var errorsByCode: [Int16: UInt64] = [:]
+    public var metadataRefreshes: UInt64 = 0
+    /// Request written → response read, over answered requests.
+    public var requestLatencyTotalNanos: UInt64 = 0
+    public var requestLatencyMaxNanos: UInt64 = 0
+    public var answeredRequests: UInt64 = 0
+    public var maxInFlight = 0
+
+    public init() {}
+
+    public mutating func add(_ o: ProducerMetrics) {
+        batches += o.batches
+        records += o.records
+        batchBytes += o.batchBytes
+        uncompressedBytes += o.uncompressedBytes
+        requests += o.requests
+        retries += o.retries
+        errorsByCode.merge(o.errorsByCode, uniquingKeysWith: +)
+        metadataRefreshes += o.metadataRefreshes
+        requestLatencyTotalNanos += o.requestLatencyTotalNanos
+        requestLatencyMaxNanos = max(requestLatencyMaxNanos, o.requestLatencyMaxNanos)
+        answeredRequests += o.answeredRequests
+        maxInFlight = max(maxInFlight, o.maxInFlight)
+    }
+
+    /// `name: value` lines in the spirit of kafka-producer-perf-test's --print-metrics.
+    public var lines: [(String, String)] {
+        func f(_ v: Double) -> String {  // three decimals, without Foundation
+            let m = Int64((v * 1000).rounded())
+            let frac = String(abs(m) % 1000)
+            return (m < 0 ? "-" : "") + "\(abs(m) / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+        }
+        let b = Double(max(batches, 1))
+        var out: [(String, String)] = [
+            ("batch-size-avg (bytes)", f(Double(batchBytes) / b)),
+            ("records-per-batch-avg", f(Double(records) / b)),
+            ("compression-rate-avg", f(uncompressedBytes == 0 ? 1 : Double(batchBytes) / Double(uncompressedBytes))),
+            ("request-total", String(requests)),
+            ("record-retry-total (batches)", String(retries)),
+            ("record-error-total (batches)", String(errorsByCode.values.reduce(0, +))),
+            ("request-latency-avg (ms)", f(answeredRequests == 0 ? 0 : Double(requestLatencyTotalNanos) / Double(answeredRequests) / 1e6)),
+            ("request-latency-max (ms)", f(Double(requestLatencyMaxNanos) / 1e6)),
+            ("requests-in-flight-max", String(maxInFlight)),
+            ("metadata-refresh-total", String(metadataRefreshes)),
+        ]
+        for (code, n) in errorsByCode.sorted(by: { $0.key < $1.key }) { out.append(("errors-with-code-\(code) (batches)", String(n))) }
+        return out
+    }
+}
+
 /// A fast Kafka producer for one topic on one broker.
 ///
 /// Records are written straight into one `RecordBatchBuilder` per partition (nothing is
@@ -109,14 +189,32 @@ public struct ProduceAck: Sendable {
 public final class Producer {
     public let config: ProducerConfig
     public let topic: String
-    public let partitionCount: Int
+    public private(set) var partitionCount: Int
     public let produceVersion: Int16
+    public private(set) var metrics = ProducerMetrics()
+    /// The producer id and epoch with `enableIdempotence` (-1 otherwise).
+    public private(set) var producerId: Int64 = -1
+    public private(set) var producerEpoch: Int16 = -1
     /// Called on the producer's thread once per batch.
     public var onAck: (ProduceAck) -> Void = { _ in }
 
     let connection: KafkaConnection
-    let builders: UnsafeMutablePointer<RecordBatchBuilder>
-    let batchInfo: UnsafeMutablePointer<BatchInfo>
+    /// A second connection for metadata refreshes, so that they never wait behind pipelined
+    /// produce requests (opened on the first refresh).
+    var metadataConnection: KafkaConnection?
+    var metadataFetchedNanos: UInt64
+    var metadataStale = false
+    var builders: UnsafeMutablePointer<RecordBatchBuilder>
+    var batchInfo: UnsafeMutablePointer<BatchInfo>
+    /// With idempotence, the next sequence number per partition.
+    var nextSequence: [Int32]
+    /// Builders holding sent batches until they are acknowledged (a retry sends the same
+    /// bytes): one per request that may be in flight, plus one. A sent batch's builder is
+    /// swapped with a free one here, so nothing is copied.
+    let slots: UnsafeMutablePointer<RecordBatchBuilder>
+    var freeSlots: [Int]
+    /// Failed batches waiting for their retry time, in the order they were first sent.
+    var retryQueue: [InFlight] = []
     var current = 0
     var random = SplitMix64(seed: UInt64(truncatingIfNeeded: Sys.monotonicNs()))
     var sinceClock = 0
@@ -140,22 +238,58 @@ public final class Producer {
         var createdNanos: UInt64
         var sentNanos: UInt64
         var userTime: UInt64
+        /// The slot holding the batch bytes (-1 with acks=0).
+        var slot: Int
+        var batch: UnsafeRawBufferPointer
+        var attempts: Int
+        /// When a queued retry may be sent.
+        var dueNanos: UInt64 = 0
     }
+
+    /// Errors after which the same batch may succeed (Kafka's RetriableException codes for
+    /// produce): CORRUPT_MESSAGE, UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE,
+    /// NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND),
+    /// KAFKA_STORAGE_ERROR; with idempotence also OUT_OF_ORDER_SEQUENCE_NUMBER (an earlier batch
+    /// of the partition is being retried).
+    static let retriable: Set<Int16> = [2, 3, 5, 6, 7, 13, 19, 20, 56]
+    /// Of those, the ones that say the partition's leader may have moved: refresh metadata.
+    static let staleMetadata: Set<Int16> = [3, 5, 6, 56]
 
     /// Connects, agrees versions (Produce v3+) and reads the topic's partitions (creating the
     /// topic if the broker auto-creates topics).
     public init(config: ProducerConfig, topic: String) throws(ClientError) {
         self.config = config
         self.topic = topic
+        if config.enableIdempotence && (config.acks != -1 || config.maxInFlight > 5) {
+            throw ClientError("enable.idempotence=true needs acks=all and max.in.flight.requests.per.connection <= 5")
+        }
         connection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId)
         produceVersion = try connection.version(of: ProduceRequest.self, supported: 3...11)
         partitionCount = try connection.partitions(of: topic).partitions.count
+        metadataFetchedNanos = Sys.monotonicNs()
+        if config.enableIdempotence {
+            let version = try connection.version(of: InitProducerIdRequest.self, supported: 0...4)
+            var request = InitProducerIdRequest()
+            request.transactionalId = nil
+            request.transactionTimeoutMs = Int32.max
+            let response = try connection.roundTrip(request, version: version)
+            guard response.errorCode == 0 else {
+                throw ClientError("InitProducerId failed with error \(response.errorCode)", kafkaErrorCode: response.errorCode)
+            }
+            producerId = response.producerId
+            producerEpoch = response.producerEpoch
+        }
         builders = .allocate(capacity: partitionCount)
         batchInfo = .allocate(capacity: partitionCount)
         for p in 0..<partitionCount {
             (builders + p).initialize(to: RecordBatchBuilder(capacity: config.batchSize))
             (batchInfo + p).initialize(to: BatchInfo())
         }
+        nextSequence = [Int32](repeating: 0, count: partitionCount)
+        let slotCount = config.acks == 0 ? 0 : config.maxInFlight + 1
+        slots = .allocate(capacity: max(slotCount, 1))
+        for i in 0..<slotCount { (slots + i).initialize(to: RecordBatchBuilder(capacity: config.batchSize)) }
+        freeSlots = Array((0..<slotCount).reversed())
         current = Int(random.next() % UInt64(partitionCount))
         inFlight.reserveCapacity(config.maxInFlight + 1)
         suffixBytes.initializeMemory(as: UInt8.self, repeating: 0, count: 4)  // empty tagged-field sections
@@ -164,6 +298,8 @@ public final class Producer {
     deinit {
         builders.deinitialize(count: partitionCount)
         builders.deallocate()
+        slots.deinitialize(count: config.acks == 0 ? 0 : config.maxInFlight + 1)
+        slots.deallocate()
         batchInfo.deallocate()
         iov.deallocate()
         suffixBytes.deallocate()
@@ -213,11 +349,14 @@ public final class Producer {
         batchInfo[p] = BatchInfo(createdNanos: Sys.monotonicNs(), userTime: userTime)
     }
 
-    /// Sends batches older than `linger.ms` and reads any responses that have arrived,
-    /// without blocking (unless max-in-flight is reached). Call it while idle.
+    /// Sends batches older than `linger.ms` and due retries, reads any responses that have
+    /// arrived, refreshes metadata when it is due, without blocking (unless max-in-flight is
+    /// reached). Call it while idle.
     public func poll() throws(ClientError) {
         while try readResponse(wait: false) {}
         let now = Sys.monotonicNs()
+        if !retryQueue.isEmpty { try sendDueRetries(now: now) }
+        if metadataStale || now &- metadataFetchedNanos >= UInt64(config.metadataMaxAgeMs) * 1_000_000 { try refreshMetadata() }
         let linger = UInt64(config.lingerMs) * 1_000_000
         for p in 0..<partitionCount where !builders[p].isEmpty && now &- batchInfo[p].createdNanos >= linger {
             try sendBatch(p)
@@ -225,18 +364,44 @@ public final class Producer {
         }
     }
 
-    /// Sends every open batch and waits until every request is answered.
+    /// Sends every open batch and waits until every batch is acknowledged or has failed.
     public func flush() throws(ClientError) {
         for p in 0..<partitionCount where !builders[p].isEmpty { try sendBatch(p) }
-        while !inFlight.isEmpty { _ = try readResponse(wait: true) }
+        while !inFlight.isEmpty || !retryQueue.isEmpty {
+            if inFlight.isEmpty {
+                try waitForRetry()
+            } else {
+                _ = try readResponse(wait: true)
+            }
+        }
     }
 
     /// Requests sent and not yet answered.
     public var inFlightCount: Int { inFlight.count }
 
+    /// Sleeps until the first queued retry is due and sends what is due.
+    func waitForRetry() throws(ClientError) {
+        guard let due = retryQueue.map(\.dueNanos).min() else { return }
+        let now = Sys.monotonicNs()
+        if due > now { Sys.sleep(microseconds: UInt32(min(due - now, 1_000_000_000) / 1000)) }
+        if metadataStale { try refreshMetadata() }
+        try sendDueRetries(now: Sys.monotonicNs())
+    }
+
     func sendBatch(_ p: Int) throws(ClientError) {
-        while inFlight.count >= config.maxInFlight { _ = try readResponse(wait: true) }
+        // Batches held (in flight or waiting to be retried) never exceed max.in.flight.
+        while inFlight.count + retryQueue.count >= config.maxInFlight {
+            if inFlight.isEmpty { try waitForRetry() } else { _ = try readResponse(wait: true) }
+        }
         let batch: UnsafeRawBufferPointer
+        let uncompressed = builders[p].sizeInBytes
+        if config.enableIdempotence {
+            builders[p].producerId = producerId
+            builders[p].producerEpoch = producerEpoch
+            builders[p].baseSequence = nextSequence[p]
+            let next = Int64(nextSequence[p]) + Int64(builders[p].recordCount)
+            nextSequence[p] = Int32(truncatingIfNeeded: next > Int64(Int32.max) ? next - Int64(Int32.max) - 1 : next)
+        }
         do {
             if config.stampBatches {
                 // Finish uncompressed to see the records in place, stamp, then finish for real
@@ -249,27 +414,83 @@ public final class Producer {
         }
         let count = builders[p].recordCount
         let info = batchInfo[p]
+        metrics.batches += 1
+        metrics.records += UInt64(count)
+        metrics.batchBytes += UInt64(batch.count)
+        metrics.uncompressedBytes += UInt64(uncompressed)
+        var request = InFlight(correlationId: 0, partition: Int32(p), recordCount: count, createdNanos: info.createdNanos,
+                               sentNanos: 0, userTime: info.userTime, slot: -1, batch: batch, attempts: 1)
+        if config.acks != 0 {
+            // The sent batch stays in a slot until it is acknowledged; the partition gets the
+            // slot's free builder.
+            request.slot = freeSlots.removeLast()
+            swap(&builders[p], &slots[request.slot])
+        }
+        try write(&request)
+        builders[p].reset(baseTimestamp: 0)
+        if config.acks == 0 {
+            onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: 0,
+                             createdNanos: info.createdNanos, sentNanos: request.sentNanos, ackNanos: request.sentNanos, userTime: info.userTime))
+        }
+    }
+
+    /// Frames and writes a ProduceRequest around `request.batch` with a new correlation id.
+    func write(_ request: inout InFlight) throws(ClientError) {
         let correlationId = connection.nextCorrelationId
         connection.nextCorrelationId = correlationId == Int32.max ? 1 : correlationId + 1
         ProduceRequestEncoder.writePrefix(
             into: &prefix, version: produceVersion, correlationId: correlationId, clientId: config.clientId,
-            acks: config.acks, timeoutMs: config.requestTimeoutMs, topic: topic, partition: Int32(p), recordsLength: batch.count)
+            acks: config.acks, timeoutMs: config.requestTimeoutMs, topic: topic, partition: request.partition,
+            recordsLength: request.batch.count)
         let suffix = ProduceRequestEncoder.suffixLength(version: produceVersion)
         guard prefix.count <= prefixCapacity else { throw ClientError("topic or client id too long") }
         prefix.bytes.withUnsafeBytes { prefixBytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         iov[0] = iovec(iov_base: prefixBytes, iov_len: prefix.count)
-        iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: batch.baseAddress), iov_len: batch.count)
+        iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: request.batch.baseAddress), iov_len: request.batch.count)
         iov[2] = iovec(iov_base: suffixBytes, iov_len: suffix)
         do { try connection.transport.writeAll(iov, count: suffix > 0 ? 3 : 2) } catch { throw ClientError(error) }
-        let sent = Sys.monotonicNs()
-        builders[p].reset(baseTimestamp: 0)
-        if config.acks == 0 {
-            onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: 0,
-                             createdNanos: info.createdNanos, sentNanos: sent, ackNanos: sent, userTime: info.userTime))
-        } else {
-            inFlight.append(InFlight(correlationId: correlationId, partition: Int32(p), recordCount: count,
-                                     createdNanos: info.createdNanos, sentNanos: sent, userTime: info.userTime))
+        request.correlationId = correlationId
+        request.sentNanos = Sys.monotonicNs()
+        metrics.requests += 1
+        if config.acks != 0 {
+            inFlight.append(request)
+            metrics.maxInFlight = max(metrics.maxInFlight, inFlight.count)
         }
+    }
+
+    /// Sends the queued retries that are due, oldest first, as far as max.in.flight allows.
+    func sendDueRetries(now: UInt64) throws(ClientError) {
+        while let first = retryQueue.first, first.dueNanos <= now, inFlight.count < config.maxInFlight {
+            var request = retryQueue.removeFirst()
+            request.attempts += 1
+            metrics.retries += 1
+            try write(&request)
+        }
+    }
+
+    /// Looks the topic up again on the metadata connection; more partitions than before get
+    /// builders of their own (Kafka never takes partitions away).
+    func refreshMetadata() throws(ClientError) {
+        if metadataConnection == nil { metadataConnection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId) }
+        let count = try metadataConnection!.partitions(of: topic).partitions.count
+        metrics.metadataRefreshes += 1
+        metadataFetchedNanos = Sys.monotonicNs()
+        metadataStale = false
+        guard count > partitionCount else { return }
+        let grown = UnsafeMutablePointer<RecordBatchBuilder>.allocate(capacity: count)
+        grown.moveInitialize(from: builders, count: partitionCount)
+        let info = UnsafeMutablePointer<BatchInfo>.allocate(capacity: count)
+        info.moveInitialize(from: batchInfo, count: partitionCount)
+        for p in partitionCount..<count {
+            (grown + p).initialize(to: RecordBatchBuilder(capacity: config.batchSize))
+            (info + p).initialize(to: BatchInfo())
+        }
+        builders.deallocate()
+        batchInfo.deallocate()
+        builders = grown
+        batchInfo = info
+        nextSequence += [Int32](repeating: 0, count: count - partitionCount)
+        partitionCount = count
     }
 
     /// Writes `now` (big-endian) into the first 8 bytes of the first record's value of an
@@ -306,12 +527,29 @@ public final class Producer {
         guard let index = inFlight.firstIndex(where: { $0.correlationId == correlationId }) else {
             throw ClientError("ProduceResponse with unknown correlation id \(correlationId)")
         }
-        let request = inFlight.remove(at: index)
+        var request = inFlight.remove(at: index)
+        metrics.answeredRequests += 1
+        metrics.requestLatencyTotalNanos &+= ack &- request.sentNanos
+        metrics.requestLatencyMaxNanos = max(metrics.requestLatencyMaxNanos, ack &- request.sentNanos)
         var result = ProduceAck(partition: request.partition, baseOffset: -1, recordCount: request.recordCount, errorCode: -1,
                                 createdNanos: request.createdNanos, sentNanos: request.sentNanos, ackNanos: ack, userTime: request.userTime)
         if let p = response.responses.first(where: { $0.name == topic })?.partitionResponses.first(where: { $0.index == request.partition }) {
             result.errorCode = p.errorCode
             result.baseOffset = p.errorCode == 0 ? p.baseOffset : -1
+        }
+        let code = result.errorCode
+        if code != 0 && (Self.retriable.contains(code) || (code == 45 && config.enableIdempotence))
+            && request.attempts <= config.retries
+            && ack &- request.createdNanos < UInt64(config.deliveryTimeoutMs) * 1_000_000 {
+            if Self.staleMetadata.contains(code) { metadataStale = true }
+            request.dueNanos = ack + UInt64(config.retryBackoffMs) * 1_000_000
+            retryQueue.append(request)
+            return
+        }
+        if code != 0 { metrics.errorsByCode[code, default: 0] += 1 }
+        if request.slot >= 0 {
+            slots[request.slot].reset(baseTimestamp: 0)
+            freeSlots.append(request.slot)
         }
         onAck(result)
     }
