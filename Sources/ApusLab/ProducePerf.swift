@@ -35,6 +35,8 @@ public struct ProducePerfResult: Sendable {
     public var errorsByCode: [Int16: UInt64] = [:]
     /// One histogram (intended-time latency) per progress interval, for `.hlog` interval logs.
     public var intervals: [IntervalHistogram] = []
+    /// The producers' own counters, summed (batches, requests, retries, …).
+    public var metrics = ProducerMetrics()
     /// Intended send time (open-loop schedule) → acknowledgement: coordinated-omission corrected.
     public var intendedLatency = ProducePerf.makeHistogram()
     /// First `send` of the batch's first record → acknowledgement (what kafka-producer-perf-test reports).
@@ -195,6 +197,7 @@ public enum ProducePerf {
             sent += n
         }
         try producer.flush()
+        shared.mutex.withLock { $0.total.metrics.add(producer.metrics) }
     }
 
     static func progressLine(records: UInt64, seconds: Double, recordSize: Int, histogram: Histogram<UInt64>, errors: UInt64) -> String {

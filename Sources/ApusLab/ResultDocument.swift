@@ -93,6 +93,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var latency: [String: LatencySummary]
     /// The host's CPU use over the run, when measured.
     public var hostCPU: HostCPU?
+    /// The producers' metrics (`--print-metrics` names).
+    public var producerMetrics: [String: String]?
 
     public init(_ r: ProducePerfResult, targetRate: Double) {
         self.targetRate = targetRate
@@ -101,6 +103,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
         consumed = nil
         errorsByCode = Dictionary(uniqueKeysWithValues: r.errorsByCode.map { (String($0.key), $0.value) })
         latency = ["produce.intended": LatencySummary(r.intendedLatency), "produce.send": LatencySummary(r.sendLatency)]
+        producerMetrics = Dictionary(r.metrics.lines, uniquingKeysWith: { $1 })
     }
 
     public init(_ r: EndToEndPerfResult, targetRate: Double) {

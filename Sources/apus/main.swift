@@ -80,7 +80,7 @@ struct Serve: ParsableCommand {
 struct Perf: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The lab: load generators for any Kafka-compatible broker.",
-        subcommands: [Produce.self, Consume.self, EndToEnd.self]
+        subcommands: [Produce.self, Consume.self, EndToEnd.self, Sink.self]
     )
 
     struct Produce: ParsableCommand {
@@ -95,7 +95,7 @@ struct Perf: ParsableCommand {
         @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
         @Option(help: "Bytes per record value.") var recordSize = 100
         @Option(parsing: .unconditional, help: "Target records/s over all producers; -1 for the maximum rate.") var throughput: Double = -1
-        @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner.")
+        @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner, retries, retry.backoff.ms, delivery.timeout.ms, enable.idempotence, metadata.max.age.ms, request.timeout.ms, client.id.")
         var producerProps: [String] = []
         @Option(help: "Producer threads, one connection each.") var producers = 1
         @OptionGroup var load: LoadOptions
@@ -121,9 +121,11 @@ struct Perf: ParsableCommand {
             workload.keys = try load.keySpec()
             if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { config.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
+            try load.prepareTopic(bootstrap: bootstrap, topic: topic)
             let cpu = HostCPU.sample()
             let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
             print(ProducePerf.summary(result))
+            load.reportMetrics(result.metrics)
             try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.intervals, cpuBefore: cpu, tool: "apus perf produce",
                            workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
                                       "recordSize": String(recordSize), "throughput": "\(throughput)", "producers": String(producers)],
@@ -217,14 +219,45 @@ struct Perf: ParsableCommand {
             workload.keys = try load.keySpec()
             if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { pconfig.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
+            try load.prepareTopic(bootstrap: bootstrap, topic: topic)
             let cpu = HostCPU.sample()
             let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig) { line in print(line) }
             print(EndToEndPerf.summary(result))
+            load.reportMetrics(result.produced.metrics)
             try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.produced.intervals, cpuBefore: cpu, tool: "apus perf e2e",
                            workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
                                       "recordSize": String(recordSize), "throughput": "\(throughput)"],
                            producer: pconfig, consumer: cconfig)
             if result.produced.errors > 0 || result.consumedRecords < result.produced.records { throw ExitCode(2) }
+        }
+    }
+}
+
+extension Perf {
+    struct Sink: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A Kafka-speaking sink that acknowledges produce requests without storing or reading their records.",
+            discussion: "Point apus perf produce (or any producer) at it to measure the load generator's own ceiling. It answers ApiVersions, Metadata (every topic has --partitions partitions) and Produce; anything else closes the connection."
+        )
+
+        @Option(help: "host:port to listen on (port 0 picks a free one).") var listen = "127.0.0.1:9093"
+        @Option(help: "Partitions of every topic.") var partitions = 4
+
+        func run() throws {
+            guard let colon = listen.lastIndex(of: ":"), let port = UInt16(listen[listen.index(after: colon)...]) else {
+                throw ValidationError("--listen: expected host:port, got '\(listen)'")
+            }
+            let host = String(listen[..<colon])
+            let sink = try ProduceSink(host: host, port: port, partitions: partitions)
+            print("sink listening on \(host):\(sink.port), \(partitions) partitions per topic; Ctrl-C stops it")
+            var last = (records: 0, at: Date())
+            while true {
+                Thread.sleep(forTimeInterval: 5)
+                let now = Date(), records = sink.acceptedRecords
+                print(String(format: "%d records accepted, %.1f records/sec, %d produce requests.",
+                             records - last.records, Double(records - last.records) / now.timeIntervalSince(last.at), sink.produceRequests))
+                last = (records, now)
+            }
         }
     }
 }
@@ -236,9 +269,12 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Record keys: none, uniform:<n> or zipf:<n>,<s> (keyed records use the murmur2 partitioner).") var keys = "none"
     @Option(help: "Write a JSON result document here: config, machine, git revision, totals, errors by code, encoded histograms.") var json: String?
     @Option(help: "Write an HdrHistogram interval log (.hlog) of produce latency from the intended send time here.") var hlog: String?
+    @Option(help: "Create the topic with this many partitions first (an existing topic must have as many).") var partitions: Int?
+    @Flag(help: "Print the producer's metrics (batches, requests, retries, request latency…) at the end.") var printMetrics = false
 
     func validate() throws {
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        if let partitions, partitions < 1 { throw ValidationError("--partitions must be at least 1") }
         _ = try payloadSpec()
         _ = try keySpec()
     }
@@ -251,6 +287,21 @@ struct LoadOptions: ParsableArguments {
     func keySpec() throws -> KeySpec {
         guard let k = KeySpec.parse(keys) else { throw ValidationError("--keys: expected none, uniform:<n> or zipf:<n>,<s>, got '\(keys)'") }
         return k
+    }
+
+    /// With --partitions: creates the topic, or checks that it has that many partitions.
+    func prepareTopic(bootstrap: String, topic: String) throws {
+        guard let partitions else { return }
+        let connection = try KafkaConnection(bootstrap: bootstrap)
+        try connection.createTopic(topic, partitions: partitions, existingIsFine: true)
+        let actual = try connection.partitions(of: topic).partitions.count
+        guard actual == partitions else { throw ValidationError("--partitions \(partitions): topic \(topic) already exists with \(actual)") }
+    }
+
+    func reportMetrics(_ metrics: ProducerMetrics) {
+        guard printMetrics else { return }
+        print("\nProducer metrics:")
+        for (name, value) in metrics.lines { print("  \(name): \(value)") }
     }
 
     func write(run: RunRecord, intervals: [IntervalHistogram], cpuBefore: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?,

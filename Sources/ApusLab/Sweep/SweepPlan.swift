@@ -125,7 +125,7 @@ public struct SweepPlan: Sendable {
         } catch {
             throw PlanError(path, nil, "plan", "not valid YAML: \(error)")
         }
-        guard let root, let top = root.mapping else { throw PlanError(path, nil, "plan", "expected a mapping (name, workload, axes, …)") }
+        guard let root, root.mapping != nil else { throw PlanError(path, nil, "plan", "expected a mapping (name, workload, axes, …)") }
         func line(_ n: Node) -> Int? { n.mark?.line }
         func scalar(_ n: Node, _ key: String) throws(PlanError) -> String {
             guard let s = n.scalar?.string else { throw PlanError(path, line(n), key, "expected a single value") }

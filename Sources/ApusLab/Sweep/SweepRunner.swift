@@ -150,7 +150,7 @@ public final class SweepRunner: @unchecked Sendable {
             try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: point.workload.partitions)
             status("\(label) at \(rate > 0 ? Self.rate(rate) + "/s" : "max rate")")
             let logPath = "\(pointDir)/run-\(runNumber).txt"
-            FileManager.default.createFile(atPath: logPath, contents: nil)
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
             let log = FileHandle(forWritingAtPath: logPath)!
             defer { try? log.close() }
             let sink: @Sendable (String) -> Void = { line in log.write(Data((line + "\n").utf8)) }
