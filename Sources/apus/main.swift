@@ -356,7 +356,8 @@ struct Sweep: ParsableCommand {
                                           command: (["apus"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
         options.interactive = Sys.isTerminal(1)
         // Unbuffered, so that progress lines arrive as they happen in a file or pipe too.
-        let runner = SweepRunner(plan: parsed, options: options) { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        let out: @Sendable (String) -> Void = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        let runner = SweepRunner(plan: parsed, options: options, out: out)
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
@@ -364,13 +365,13 @@ struct Sweep: ParsableCommand {
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 runner.abort()
-                print("\ninterrupted; run the same command again to resume \(bundle)")
+                out("\ninterrupted; run the same command again to resume \(bundle)")
                 Foundation.exit(130)
             }
             source.resume()
             sources.append(source)
         }
-        print("sweep \(parsed.name): \(points.count) points × \(parsed.repeats) repeats → \(bundle)")
+        out("sweep \(parsed.name): \(points.count) points × \(parsed.repeats) repeats → \(bundle)")
         try runner.run()
         _ = sources
     }
