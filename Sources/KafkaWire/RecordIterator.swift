@@ -57,7 +57,7 @@ public struct RecordIterator {
 
     /// The next record, or nil after `count` records. Throws on malformed input or if bytes
     /// end before the count does.
-    @inlinable
+    @inlinable @inline(__always)
     public mutating func next() throws(WireError) -> RecordView? {
         guard remainingRecords > 0 else { return nil }
         guard let p = base else { throw Self.error("length", .truncated(needed: 1, remaining: 0)) }
