@@ -1,9 +1,11 @@
 import ApusIO
+import Dispatch
 #if canImport(Glibc)
 import Glibc  // iovec
 #endif
 import KafkaProtocol
 import KafkaWire
+import Synchronization
 
 /// Where a consumer starts when it has no position of its own.
 public enum OffsetReset: String, Sendable, Codable {
@@ -28,12 +30,16 @@ public struct ConsumerConfig: Sendable {
     public var checkCRCs = true
     /// The largest decompressed records section accepted (zip-bomb guard).
     public var decompressionLimit = 256 << 20
+    /// Receive fetch responses on a thread of the consumer's own, one response ahead of the
+    /// `poll` that delivers them (like the Java consumer's background fetching), so that
+    /// receiving and walking records use two cores. Call `close()` when done.
+    public var receiveThread = false
 
     public init(bootstrap: String) { self.bootstrap = bootstrap }
 
     /// Sets one Java-style property: fetch.min.bytes, fetch.max.wait.ms,
     /// max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (earliest|latest),
-    /// check.crcs (true|false), client.id.
+    /// check.crcs (true|false), client.id, receive.thread (true|false).
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -51,6 +57,9 @@ public struct ConsumerConfig: Sendable {
             guard let b = Bool(value) else { throw ClientError("check.crcs=\(value): expected true or false") }
             checkCRCs = b
         case "client.id": clientId = value
+        case "receive.thread":
+            guard let b = Bool(value) else { throw ClientError("receive.thread=\(value): expected true or false") }
+            receiveThread = b
         default: throw ClientError("unknown consumer property '\(key)'")
         }
     }
@@ -156,8 +165,10 @@ public final class Consumer {
     }
 
     /// Waits for the in-flight fetch, if any, and discards its response; positions stay where
-    /// they are (the discarded data will be fetched again).
+    /// they are (the discarded data will be fetched again). Stops the receive thread first
+    /// (`close`).
     public func drain() throws(ClientError) {
+        close()
         guard inFlightCorrelationId != nil else { return }
         _ = try readFrame()
         inFlightCorrelationId = nil
@@ -165,9 +176,29 @@ public final class Consumer {
 
     /// Sends a fetch if none is in flight, waits for its response (the broker holds it up to
     /// `fetch.max.wait.ms` for `fetch.min.bytes`), sends the next fetch, then delivers the
-    /// batches. Returns the number of records delivered.
+    /// batches. Returns the number of records delivered. With `receive.thread`, the response
+    /// was received ahead by the consumer's thread and this only delivers it.
     @discardableResult
     public func poll() throws(ClientError) -> Int {
+        if config.receiveThread { return try pollReceived() }
+        let response = try receive()
+        return try deliver(response)
+    }
+
+    /// A parsed fetch response whose frame lives in `buffer` until it is delivered.
+    /// Handed between the receive thread and the caller, one owner at a time.
+    final class Response: @unchecked Sendable {
+        var buffer: FrameReader
+        var parts: [PartData] = []
+        var received: UInt64 = 0
+        var fetchedFrom: [Int64] = []
+        init(buffer: consuming FrameReader) { self.buffer = buffer }
+    }
+
+    /// Receives and parses one response, advances the positions from its batch headers and
+    /// sends the next fetch. The frame stays in the connection's reader (single-threaded) or
+    /// in a spare reader swapped in for it (`receive.thread`).
+    func receive(into spare: Response? = nil) throws(ClientError) -> Response {
         if inFlightCorrelationId == nil { try sendFetch() }
         let frame = try readFrame()
         let received = Sys.monotonicNs()
@@ -195,15 +226,110 @@ public final class Consumer {
             }
             positions[p] = next
         }
-        let fetchedFrom = requested
+        let response = spare ?? current
+        if let spare {
+            // The frame's bytes leave with the spare; the connection reads on into the spare's
+            // (empty) buffer. Exactly one response is outstanding, so nothing follows the frame.
+            swap(&connection.reader, &spare.buffer)
+        }
+        response.parts = parts
+        response.received = received
+        response.fetchedFrom = requested
         try sendFetch()
-        // Pass 2: validate, decompress and deliver (the frame stays valid: the reader is not
-        // touched until the next poll).
+        return response
+    }
+
+    /// Pass 2: validate, decompress and deliver the batches of a received response.
+    func deliver(_ response: Response) throws(ClientError) -> Int {
         var delivered = 0
-        for part in parts where !part.records.isEmpty {
-            delivered += try deliver(part, from: fetchedFrom[Int(part.partition)], received: received)
+        for part in response.parts where !part.records.isEmpty {
+            delivered += try deliver(part, from: response.fetchedFrom[Int(part.partition)], received: response.received)
         }
         return delivered
+    }
+
+    // MARK: receive.thread
+
+    /// Responses the receive thread has ready, and spare buffers it may receive into.
+    final class Handoff: @unchecked Sendable {
+        let lock = Mutex<State>(State())
+        let ready = DispatchSemaphore(value: 0)
+        let spare = DispatchSemaphore(value: 0)
+        let stopped = DispatchSemaphore(value: 0)
+        struct State {
+            var responses: [Result<Response, ClientError>] = []
+            var spares: [Response] = []
+            var stop = false
+        }
+    }
+
+    var handoff: Handoff?
+    /// Single-threaded: the response whose parts point into the connection's own reader.
+    lazy var current = Response(buffer: FrameReader(capacity: 16))
+    /// The response the caller is delivering (its buffer goes back to the spares afterwards).
+    var delivering: Response?
+
+    func pollReceived() throws(ClientError) -> Int {
+        let h = startReceiveThread()
+        if let done = delivering {
+            delivering = nil
+            h.lock.withLock { $0.spares.append(done) }
+            h.spare.signal()
+        }
+        h.ready.wait()
+        let next = h.lock.withLock { $0.responses.removeFirst() }
+        switch next {
+        case .failure(let error):
+            h.ready.signal()  // a failed receiver stays failed
+            h.lock.withLock { $0.responses.insert(.failure(error), at: 0) }
+            throw error
+        case .success(let response):
+            delivering = response
+            return try deliver(response)
+        }
+    }
+
+    func startReceiveThread() -> Handoff {
+        if let handoff { return handoff }
+        let h = Handoff()
+        // Two spare buffers: one being received into while the caller delivers the other.
+        for _ in 0..<2 {
+            h.lock.withLock { $0.spares.append(Response(buffer: FrameReader())) }
+            h.spare.signal()
+        }
+        handoff = h
+        // The receive thread touches only the receiving half (connection, positions, request);
+        // the caller's thread only the delivering half (scratch, callbacks).
+        struct Receiver: @unchecked Sendable { let consumer: Consumer }
+        let receiver = Receiver(consumer: self)
+        DispatchQueue(label: "apus.consumer.receive").async {
+            while true {
+                h.spare.wait()
+                guard let spare = h.lock.withLock({ $0.stop ? nil : $0.spares.popLast() }) else { break }
+                let result: Result<Response, ClientError>
+                do throws(ClientError) { result = .success(try receiver.consumer.receive(into: spare)) } catch { result = .failure(error) }
+                h.lock.withLock { $0.responses.append(result) }
+                h.ready.signal()
+                if case .failure = result { break }
+            }
+            h.stopped.signal()
+        }
+        return h
+    }
+
+    /// Stops the receive thread (after its current fetch, at most `fetch.max.wait.ms`).
+    /// Responses it received that `poll` has not delivered are dropped and the positions move
+    /// back to where the first of them was fetched from.
+    public func close() {
+        guard let h = handoff else { return }
+        h.lock.withLock { $0.stop = true }
+        h.spare.signal()
+        h.stopped.wait()
+        handoff = nil
+        delivering = nil
+        // Received but never delivered: fetch it again from where the first of them started.
+        let undelivered = h.lock.withLock { state in state.responses.compactMap { try? $0.get() } }
+        if let first = undelivered.first { positions = first.fetchedFrom }
     }
 
     func deliver(_ part: PartData, from start: Int64, received: UInt64) throws(ClientError) -> Int {

@@ -51,6 +51,7 @@ public enum ConsumePerf {
         log: @escaping @Sendable (String) -> Void
     ) throws -> ConsumePerfResult {
         let consumer = try Consumer(config: config, topic: workload.topic)
+        defer { consumer.close() }
         let tally = Tally()
         consumer.onBatch = { batch in
             tally.records &+= UInt64(batch.recordCount)

@@ -112,6 +112,7 @@ public enum EndToEndPerf {
                     $0.ready = true
                     $0.start = start
                 }
+                defer { consumer.close() }
                 while !cbox.stop.load(ordering: .acquiring) { try consumer.poll() }
                 cbox.mutex.withLock { $0.finished = true }
             } catch {

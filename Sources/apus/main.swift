@@ -155,7 +155,7 @@ struct Perf: ParsableCommand {
         @Option(help: "Records to consume.") var numRecords: Int?
         @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
         @Option(help: "With --num-records: stop after this many seconds without a record.") var timeout: Double = 10
-        @Option(parsing: .upToNextOption, help: "Consumer properties: fetch.min.bytes, fetch.max.wait.ms, max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (default earliest), check.crcs.")
+        @Option(parsing: .upToNextOption, help: "Consumer properties: fetch.min.bytes, fetch.max.wait.ms, max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (default earliest), check.crcs, receive.thread (default true here).")
         var consumerProps: [String] = []
         @Option(help: "Write a JSON summary here.") var json: String?
 
@@ -165,6 +165,7 @@ struct Perf: ParsableCommand {
 
         func run() throws {
             var config = ConsumerConfig(bootstrap: bootstrap)
+            config.receiveThread = true  // receive and walk records on two cores, unless the props say otherwise
             try Perf.props(consumerProps, flag: "--consumer-props") { (k, v) throws(ClientError) in try config.set(k, v) }
             var workload = ConsumePerfWorkload(topic: topic)
             workload.numRecords = numRecords
@@ -208,6 +209,7 @@ struct Perf: ParsableCommand {
             pconfig.partitioner = .sticky
             try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try pconfig.set(k, v) }
             var cconfig = ConsumerConfig(bootstrap: bootstrap)
+            cconfig.receiveThread = true
             try Perf.props(consumerProps, flag: "--consumer-props") { (k, v) throws(ClientError) in try cconfig.set(k, v) }
             var workload = EndToEndPerfWorkload(topic: topic)
             workload.numRecords = numRecords

@@ -19,11 +19,12 @@ import Testing
         return i
     }
 
-    @Test(arguments: ["none", "lz4"])
-    func consumesEverythingFromEarliest(compression: String) throws {
+    /// Both ways of receiving: on the caller's thread, and on the consumer's receive thread.
+    @Test(arguments: ["none", "lz4"], [false, true])
+    func consumesEverythingFromEarliest(compression: String, receiveThread: Bool) throws {
         let broker = try startBroker(partitions: 4)
         defer { broker.removeData() }
-        let topic = "consume-\(compression)"
+        let topic = "consume-\(compression)-\(receiveThread)"
         let total = 50_000
         var pconfig = ProducerConfig(bootstrap: broker.bootstrap)
         try pconfig.set("acks", "1")
@@ -46,6 +47,7 @@ import Testing
         try cconfig.set("auto.offset.reset", "earliest")
         try cconfig.set("max.partition.fetch.bytes", "100000")  // several fetches, partial batches at the ends
         try cconfig.set("fetch.max.wait.ms", "100")
+        try cconfig.set("receive.thread", String(receiveThread))
         let consumer = try Consumer(config: cconfig, topic: topic)
         #expect(consumer.positions == [Int64](repeating: 0, count: 4))
         var seen = [Bool](repeating: false, count: total)

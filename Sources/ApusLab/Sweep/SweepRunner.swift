@@ -141,6 +141,7 @@ public final class SweepRunner: @unchecked Sendable {
         pconfig.partitioner = point.workload.keys == .none ? .sticky : .murmur2
         for s in point.client { try pconfig.set(s.key, s.value) }
         var cconfig = ConsumerConfig(bootstrap: bootstrap)
+        cconfig.receiveThread = true
         for s in plan.consumer { try cconfig.set(s.key, s.value) }
 
         var runNumber = 0
