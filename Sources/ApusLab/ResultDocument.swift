@@ -152,9 +152,19 @@ public struct MachineFingerprint: Codable, Sendable, Equatable {
     }
 }
 
-/// The git revision of the working tree the tool runs from (`unknown` outside a checkout),
-/// with `-dirty` when tracked files have uncommitted changes.
-public func gitRevision(directory: String = FileManager.default.currentDirectoryPath) -> String {
+/// The git revision of the checkout holding the running executable (it is built into the
+/// checkout's .build), else of the current directory; `unknown` outside a checkout, `-dirty`
+/// when tracked files have uncommitted changes. It is the checkout's state at run time.
+public func gitRevision() -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { ($0 as NSString).deletingLastPathComponent }
+    for directory in [exe, FileManager.default.currentDirectoryPath].compactMap({ $0 }) {
+        let revision = gitRevision(directory: directory)
+        if revision != "unknown" { return revision }
+    }
+    return "unknown"
+}
+
+func gitRevision(directory: String) -> String {
     func git(_ args: [String]) -> String? {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
