@@ -60,7 +60,8 @@ extension Broker {
                     pendingGroupWrites.append(PendingGroupWrite(output: output, lastOffset: write.lastOffset, buffer: write.buffer))
                     continue
                 }
-                frame = encode(Broker.failedCommit(output))  // the offsets log refused the write
+                groups.revert(output)  // the offsets log refused the write
+                frame = encode(Broker.failedCommit(output))
             }
             if isCaller {
                 mine = .respond(frame)
@@ -107,7 +108,9 @@ extension Broker {
                 if log.logEndOffset > write.lastOffset && (log.config.durability == .pageCache || log.durableOffset > write.lastOffset) {
                     completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId, frame: encode(write.output)))
                 } else if log.failure != nil || log.logEndOffset <= write.lastOffset && log.nextOffset <= write.lastOffset {
-                    // The write failed: answer with a retriable error so the client commits again.
+                    // The write failed: forget the commit and answer with a retriable error so
+                    // that the client commits again.
+                    groups.revert(write.output)
                     completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId,
                                                   frame: encode(Broker.failedCommit(write.output))))
                     logger.warning("offset commit not persisted", metadata: ["connection": "\(token.connection)"])
@@ -128,8 +131,8 @@ extension Broker {
         }
     }
 
-    /// The same OffsetCommit answer with COORDINATOR_NOT_AVAILABLE (retriable) on every partition.
-    /// The coordinator's in-memory table keeps the commit until the next restart replays the log.
+    /// The same OffsetCommit answer with COORDINATOR_NOT_AVAILABLE (retriable) on every partition
+    /// (the caller has reverted the commit in the coordinator).
     static func failedCommit(_ output: GroupOutput<GroupToken>) -> GroupOutput<GroupToken> {
         guard case .offsetCommit(var response) = output.response else { return output }
         for t in response.topics.indices {

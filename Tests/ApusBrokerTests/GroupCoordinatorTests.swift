@@ -576,6 +576,25 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
 
     // MARK: Persistence
 
+    /// A commit the offsets log refused is undone in memory: OffsetFetch shows what it replaced,
+    /// and a later commit is never undone by an earlier one's failure.
+    @Test func aCommitThatWasNotPersistedIsReverted() {
+        var h = GroupHarness()
+        _ = h.commit([("orders", 0, 100, "kept")])
+        let failed = h.commit([("orders", 0, 150, nil), ("orders", 1, 7, nil), ("new-topic", 2, 1, nil)])
+        #expect(failed.replacedOffsets.map { $0?.offset } == [100, nil, nil])
+        h.coordinator.revert(failed)
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "orders", partition: 0)?.offset == 100)
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "orders", partition: 0)?.metadata == "kept")
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "orders", partition: 1) == nil)
+        #expect(flattenFetch(h.fetch(nil)) == ["orders/0=100:kept:e0"])
+
+        let slow = h.commit([("orders", 0, 200, nil)])
+        _ = h.commit([("orders", 0, 300, nil)])
+        h.coordinator.revert(slow)  // fails after a newer commit: the newer one stays
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "orders", partition: 0)?.offset == 300)
+    }
+
     @Test func committedOffsetsSurviveARestartThroughReplay() throws {
         var h = GroupHarness(initialDelayMs: 3_000)
         let (ids, generation) = h.stableGroupOfThree()

@@ -283,6 +283,7 @@ public struct GroupCoordinator<Token> {
 
         var response = OffsetCommitResponse()
         var records: [OffsetCommitRecord] = []
+        var previous: [CommittedOffset?] = []
         for topic in request.topics {
             var partitions: [OffsetCommitResponse.OffsetCommitResponsePartition] = []
             partitions.reserveCapacity(topic.partitions.count)
@@ -296,6 +297,7 @@ public struct GroupCoordinator<Token> {
                         let committed = CommittedOffset(
                             offset: p.committedOffset, leaderEpoch: p.committedLeaderEpoch, metadata: metadata,
                             commitTimestampMs: p.commitTimestamp >= 0 ? p.commitTimestamp : nowMs)
+                        previous.append(group!.offsets[topic.name]?[p.partitionIndex])
                         group!.offsets[topic.name, default: [:]][p.partitionIndex] = committed
                         records.append(OffsetCommitRecord(groupId: request.groupId, topic: topic.name, partition: p.partitionIndex, offset: committed))
                     }
@@ -305,7 +307,9 @@ public struct GroupCoordinator<Token> {
             response.topics.append(.init(name: topic.name, partitions: partitions))
         }
         if let group { put(group) }
-        return [Output(token: token, version: version, response: .offsetCommit(response), recordsToPersist: records)]
+        var output = Output(token: token, version: version, response: .offsetCommit(response), recordsToPersist: records)
+        output.replacedOffsets = previous
+        return [output]
     }
 
     // MARK: OffsetFetch
@@ -379,6 +383,19 @@ public struct GroupCoordinator<Token> {
         put(group)
     }
 
+    /// Undoes an OffsetCommit whose records could not be persisted: each partition gets back
+    /// the offset the commit replaced, unless a later commit has replaced it since.
+    public mutating func revert(_ output: Output) {
+        for (record, previous) in zip(output.recordsToPersist, output.replacedOffsets) {
+            guard var group = groups.removeValue(forKey: record.groupId) else { continue }
+            if group.offsets[record.topic]?[record.partition] == record.offset {
+                group.offsets[record.topic]![record.partition] = previous
+                if group.offsets[record.topic]!.isEmpty { group.offsets[record.topic] = nil }
+            }
+            put(group)
+        }
+    }
+
     /// Decodes and restores one record value from the offsets log.
     public mutating func replay(encoded bytes: [UInt8]) throws(OffsetCommitRecordError) {
         replay(try OffsetCommitRecord.decode(bytes))
@@ -449,6 +466,9 @@ public struct GroupOutput<Token> {
     /// OffsetCommit only: append these (``OffsetCommitRecord/encoded()``) to the offsets log, and
     /// send `response` once they are as durable as the broker's durability mode promises.
     public var recordsToPersist: [OffsetCommitRecord]
+    /// OffsetCommit only: what each of `recordsToPersist` replaced in memory (nil: nothing), so
+    /// that ``GroupCoordinator/revert(_:)`` can undo a commit the log refused.
+    public var replacedOffsets: [CommittedOffset?] = []
 
     public init(token: Token, version: Int16, response: GroupResponse, recordsToPersist: [OffsetCommitRecord] = []) {
         self.token = token
