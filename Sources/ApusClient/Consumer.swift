@@ -107,10 +107,15 @@ public final class Consumer {
     public var onRecord: ((Int32, Int64, RecordView) -> Void)?
 
     let connection: KafkaConnection
-    /// The next offset to fetch, per partition.
+    /// Per partition, the offset after the last record delivered (the next one the caller
+    /// will see). Updated by `poll`, on the caller's thread.
     public private(set) var positions: [Int64]
-    /// The high watermark per partition from the last fetch response (-1 before any).
+    /// The high watermark per partition from the last response delivered (-1 before any).
     public private(set) var highWatermarks: [Int64]
+    /// The receiving side's own positions and watermarks: where the next fetch starts. They run
+    /// ahead of `positions` by the responses received and not yet delivered.
+    var fetchPositions: [Int64]
+    var fetchWatermarks: [Int64]
     /// Offsets the in-flight fetch asked for.
     var requested: [Int64]
     var request = FetchRequest()
@@ -139,6 +144,8 @@ public final class Consumer {
             ? try connection.startOffsets(of: topic, partitions: partitionCount)
             : try connection.endOffsets(of: topic, partitions: partitionCount)
         highWatermarks = [Int64](repeating: -1, count: partitionCount)
+        fetchPositions = positions
+        fetchWatermarks = highWatermarks
         requested = positions
         parts.reserveCapacity(partitionCount)
         request.replicaId = -1
@@ -160,8 +167,9 @@ public final class Consumer {
 
     /// Moves a partition's position (only while no fetch is in flight: after `drain()`).
     public func seek(partition: Int, offset: Int64) {
-        precondition(inFlightCorrelationId == nil, "seek with a fetch in flight; call drain() first")
+        precondition(inFlightCorrelationId == nil && handoff == nil, "seek with a fetch in flight; call drain() first")
         positions[partition] = offset
+        fetchPositions[partition] = offset
     }
 
     /// Waits for the in-flight fetch, if any, and discards its response; positions stay where
@@ -169,6 +177,7 @@ public final class Consumer {
     /// (`close`).
     public func drain() throws(ClientError) {
         close()
+        fetchPositions = positions
         guard inFlightCorrelationId != nil else { return }
         _ = try readFrame()
         inFlightCorrelationId = nil
@@ -192,6 +201,9 @@ public final class Consumer {
         var parts: [PartData] = []
         var received: UInt64 = 0
         var fetchedFrom: [Int64] = []
+        /// The positions and watermarks once this response is delivered.
+        var positions: [Int64] = []
+        var highWatermarks: [Int64] = []
         init(buffer: consuming FrameReader) { self.buffer = buffer }
     }
 
@@ -208,9 +220,9 @@ public final class Consumer {
         // Pass 1: the next position of every partition (headers only), then the next fetch.
         for part in parts {
             let p = Int(part.partition)
-            if part.highWatermark >= 0 { highWatermarks[p] = part.highWatermark }
+            if part.highWatermark >= 0 { fetchWatermarks[p] = part.highWatermark }
             var batches = RecordBatchSequence(part.records, validate: false)
-            var next = positions[p]
+            var next = fetchPositions[p]
             var whole = 0
             do {
                 while let batch = try batches.next() {
@@ -224,7 +236,7 @@ public final class Consumer {
                 let declared = Int(Int32(bigEndian: part.records.loadUnaligned(fromByteOffset: RecordBatchLayout.batchLength, as: Int32.self)))
                 throw ClientError("\(topic)-\(p) at \(next): a batch of \(declared + RecordBatchLayout.logOverhead) bytes exceeds max.partition.fetch.bytes=\(config.maxPartitionFetchBytes)")
             }
-            positions[p] = next
+            fetchPositions[p] = next
         }
         let response = spare ?? current
         if let spare {
@@ -235,12 +247,16 @@ public final class Consumer {
         response.parts = parts
         response.received = received
         response.fetchedFrom = requested
+        response.positions = fetchPositions
+        response.highWatermarks = fetchWatermarks
         try sendFetch()
         return response
     }
 
     /// Pass 2: validate, decompress and deliver the batches of a received response.
     func deliver(_ response: Response) throws(ClientError) -> Int {
+        positions = response.positions
+        highWatermarks = response.highWatermarks
         var delivered = 0
         for part in response.parts where !part.records.isEmpty {
             delivered += try deliver(part, from: response.fetchedFrom[Int(part.partition)], received: response.received)
@@ -298,8 +314,8 @@ public final class Consumer {
             h.spare.signal()
         }
         handoff = h
-        // The receive thread touches only the receiving half (connection, positions, request);
-        // the caller's thread only the delivering half (scratch, callbacks).
+        // The receive thread touches only the receiving half (connection, fetch positions,
+        // request); the caller's thread only the delivering half (positions, scratch, callbacks).
         struct Receiver: @unchecked Sendable { let consumer: Consumer }
         let receiver = Receiver(consumer: self)
         DispatchQueue(label: "apus.consumer.receive").async {
@@ -318,8 +334,8 @@ public final class Consumer {
     }
 
     /// Stops the receive thread (after its current fetch, at most `fetch.max.wait.ms`).
-    /// Responses it received that `poll` has not delivered are dropped and the positions move
-    /// back to where the first of them was fetched from.
+    /// Responses it received that `poll` has not delivered are dropped: the next fetch starts at
+    /// `positions`, after the last record delivered.
     public func close() {
         guard let h = handoff else { return }
         h.lock.withLock { $0.stop = true }
@@ -327,9 +343,7 @@ public final class Consumer {
         h.stopped.wait()
         handoff = nil
         delivering = nil
-        // Received but never delivered: fetch it again from where the first of them started.
-        let undelivered = h.lock.withLock { state in state.responses.compactMap { try? $0.get() } }
-        if let first = undelivered.first { positions = first.fetchedFrom }
+        fetchPositions = positions  // what was received and not delivered is fetched again
     }
 
     func deliver(_ part: PartData, from start: Int64, received: UInt64) throws(ClientError) -> Int {
@@ -407,10 +421,10 @@ public final class Consumer {
         for i in 0..<n {
             let p = (rotation + i) % n
             request.topics[0].partitions[i].partition = Int32(p)
-            request.topics[0].partitions[i].fetchOffset = positions[p]
+            request.topics[0].partitions[i].fetchOffset = fetchPositions[p]
         }
         rotation = (rotation + 1) % n
-        requested = positions
+        requested = fetchPositions
         writer.bytes.removeAll(keepingCapacity: true)
         writer.writeInt32(0)
         let correlationId = connection.writeHeader(FetchRequest.self, version: fetchVersion, into: &writer)
