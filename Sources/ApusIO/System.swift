@@ -182,6 +182,9 @@ public enum Sys {
     }
 
     /// Monotonic nanoseconds.
+    /// Sends signal `sig` to process `pid` (the lab stops the brokers it started).
+    public static func signal(_ pid: Int32, _ sig: Int32) { _ = Glibc.kill(pid, sig) }
+
     /// Whether `fd` is a terminal (progress lines are rewritten in place there).
     public static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 

@@ -45,12 +45,15 @@ final class EmbeddedBroker: @unchecked Sendable {
         process.terminate()
         let deadline = Sys.monotonicNs() + UInt64(graceSeconds * 1e9)
         while process.isRunning && Sys.monotonicNs() < deadline { Sys.sleep(microseconds: 20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        kill()
         process.waitUntilExit()
         return process.terminationStatus
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    /// SIGKILL, at once (an interrupted sweep).
+    func kill() {
+        if process.isRunning { Sys.signal(process.processIdentifier, SIGKILL) }
     }
+
+    deinit { kill() }
 }

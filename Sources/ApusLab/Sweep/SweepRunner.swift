@@ -42,7 +42,7 @@ public final class SweepRunner: @unchecked Sendable {
     /// Kills the running embedded broker (for a signal handler: the sweep process is ending).
     public func abort() {
         current.withLock { broker in
-            if let broker, broker.process.isRunning { kill(broker.process.processIdentifier, SIGKILL) }
+            broker?.kill()
         }
     }
 
