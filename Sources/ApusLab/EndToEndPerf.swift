@@ -5,23 +5,15 @@ import Histogram
 import KafkaWire
 import Synchronization
 
-/// An end-to-end workload: one producer thread at an open-loop rate, one consumer thread.
+/// An end-to-end workload: the produce side (open-loop, stamped batches; at least 8-byte
+/// records for the stamp) and one consumer thread reading from the log end.
 public struct EndToEndPerfWorkload: Sendable, Codable {
-    public var topic: String
-    public var numRecords: Int?
-    public var durationSeconds: Double?
-    /// At least 8 for latency stamps.
-    public var recordSize: Int = 100
-    /// Target records/s; -1 (any value ≤ 0) for the maximum rate.
-    public var throughput: Double = -1
-    /// After the producer stops: how long the consumer may take to catch up.
+    public var produce: ProducePerfWorkload
+    /// After the producers stop: how long the consumer may take to catch up.
     public var drainTimeoutSeconds: Double = 10
-    /// Batches meant to be sent in the first seconds are not counted or recorded (either side).
-    public var warmupSeconds: Double = 0
-    public var payload = PayloadSpec.random
-    public var keys = KeySpec.none
 
-    public init(topic: String) { self.topic = topic }
+    public init(produce: ProducePerfWorkload) { self.produce = produce }
+    public init(topic: String) { produce = ProducePerfWorkload(topic: topic) }
 }
 
 public struct EndToEndPerfResult: Sendable {
@@ -72,7 +64,8 @@ public enum EndToEndPerf {
         workload: EndToEndPerfWorkload, producerConfig: ProducerConfig, consumerConfig: ConsumerConfig,
         reportInterval: Double = 5, log: @escaping @Sendable (String) -> Void
     ) throws -> EndToEndPerfResult {
-        precondition(workload.recordSize >= 0)
+        let w = workload.produce
+        precondition(w.recordSize >= 0 && w.producers >= 1)
         var pconfig = producerConfig
         pconfig.stampBatches = true
         var cconfig = consumerConfig
@@ -81,7 +74,7 @@ public enum EndToEndPerf {
 
         // The consumer first: its positions (latest) must be known before anything is produced.
         let cbox = ConsumerBox()
-        let topic = workload.topic
+        let topic = w.topic
         let consumerThread = Thread {
             do {
                 let consumer = try Consumer(config: consumerConfigFinal, topic: topic)
@@ -128,36 +121,13 @@ public enum EndToEndPerf {
         while !cbox.mutex.withLock({ $0.ready }) { Sys.sleep(microseconds: 1000) }
         if let failure = cbox.mutex.withLock({ $0.failure }) { throw ClientError(failure) }
 
-        // The producer: ProducePerf's open-loop thread.
+        // The producers: ProducePerf's open-loop threads.
         let pbox = ProducePerf.SharedBox()
-        let source = try RecordSource(recordSize: workload.recordSize, payload: workload.payload, keys: workload.keys)
-        var pworkload = ProducePerfWorkload(topic: workload.topic)
-        pworkload.numRecords = workload.numRecords
-        pworkload.durationSeconds = workload.durationSeconds
-        pworkload.recordSize = workload.recordSize
-        pworkload.throughput = workload.throughput
-        pworkload.warmupSeconds = workload.warmupSeconds
-        pworkload.payload = workload.payload
-        pworkload.keys = workload.keys
+        let source = try RecordSource(recordSize: w.recordSize, payload: w.payload, keys: w.keys)
         let start = Sys.monotonicNs()
-        let measureFrom = start + UInt64(max(workload.warmupSeconds, 0) * 1e9)
+        let measureFrom = start + UInt64(max(w.warmupSeconds, 0) * 1e9)
         cbox.measureFrom.store(measureFrom, ordering: .releasing)
-        let producerConfigFinal = pconfig
-        let producerWorkload = pworkload
-        let producerThread = Thread {
-            do {
-                try ProducePerf.produceLoop(config: producerConfigFinal, workload: producerWorkload, records: workload.numRecords,
-                                            rate: workload.throughput, source: source, seed: 0, start: start, shared: pbox)
-                pbox.mutex.withLock { $0.finished += 1 }
-            } catch {
-                pbox.mutex.withLock {
-                    $0.failure = $0.failure ?? "producer: \(error)"
-                    $0.finished += 1
-                }
-            }
-        }
-        producerThread.stackSize = 1 << 20
-        producerThread.start()
+        ProducePerf.startProducers(workload: w, config: pconfig, source: source, start: start, shared: pbox)
 
         var lastReport = start
         var producerDone: UInt64?
@@ -165,7 +135,7 @@ public enum EndToEndPerf {
         while true {
             Sys.sleep(microseconds: 20_000)
             let now = Sys.monotonicNs()
-            let (pFinished, produced, pFailure) = pbox.mutex.withLock { ($0.finished == 1, $0.total.records, $0.failure) }
+            let (pFinished, produced, pFailure) = pbox.mutex.withLock { ($0.finished == w.producers, $0.total.records, $0.failure) }
             let (consumed, cFinished, cFailure) = cbox.mutex.withLock { ($0.records, $0.finished, $0.failure) }
             if pFailure != nil || cFailure != nil || cFinished { break }
             if pFinished {
@@ -193,7 +163,7 @@ public enum EndToEndPerf {
                     let line = String(
                         format: "%.1f records/sec produced, %.1f records/sec consumed (%.2f MB/sec), e2e latency p50 %@ / p99 %@ / p99.9 %@ / max %.2f ms.",
                         Double(pRecords) / seconds, Double(s.intervalRecords) / seconds,
-                        Double(s.intervalRecords) * Double(workload.recordSize) / seconds / 1_048_576,
+                        Double(s.intervalRecords) * Double(w.recordSize) / seconds / 1_048_576,
                         ms(50), ms(99), ms(99.9), Double(h.max) / 1e6)
                     s.interval.reset()
                     s.intervalRecords = 0
@@ -207,7 +177,7 @@ public enum EndToEndPerf {
         // The consumer notices within one fetch.max.wait.ms.
         let waitUntil = Sys.monotonicNs() + UInt64(max(Int(cconfig.fetchMaxWaitMs), 0) + 5_000) * 1_000_000
         while !cbox.mutex.withLock({ $0.finished }) && Sys.monotonicNs() < waitUntil { Sys.sleep(microseconds: 1000) }
-        while pbox.mutex.withLock({ $0.finished }) == 0 { Sys.sleep(microseconds: 10_000) }
+        while pbox.mutex.withLock({ $0.finished }) < w.producers { Sys.sleep(microseconds: 10_000) }
 
         let end = Sys.monotonicNs()
         let (produced, pFailure) = pbox.mutex.withLock { s in
@@ -220,7 +190,7 @@ public enum EndToEndPerf {
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced
-        result.produced.recordSize = workload.recordSize
+        result.produced.recordSize = w.recordSize
         let cFailure = cbox.mutex.withLock { s -> String? in
             result.consumedRecords = s.records
             result.consumedPayloadBytes = s.payload

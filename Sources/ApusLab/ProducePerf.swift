@@ -85,24 +85,7 @@ public enum ProducePerf {
         let source = try RecordSource(recordSize: workload.recordSize, payload: workload.payload, keys: workload.keys)
         let start = Sys.monotonicNs()
         let threads = workload.producers
-        for t in 0..<threads {
-            let count = workload.numRecords.map { $0 / threads + (t < $0 % threads ? 1 : 0) }
-            let rate = workload.throughput > 0 ? workload.throughput / Double(threads) : -1
-            let thread = Thread {
-                do {
-                    try produceLoop(config: config, workload: workload, records: count, rate: rate, source: source, seed: UInt64(t),
-                                    start: start, shared: box)
-                    box.mutex.withLock { $0.finished += 1 }
-                } catch {
-                    box.mutex.withLock {
-                        $0.failure = $0.failure ?? "\(error)"
-                        $0.finished += 1
-                    }
-                }
-            }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
+        startProducers(workload: workload, config: config, source: source, start: start, shared: box)
         var lastReport = start
         while true {
             Sys.sleep(microseconds: 50_000)
@@ -139,6 +122,30 @@ public enum ProducePerf {
         var final = result
         final.recordSize = workload.recordSize
         return final
+    }
+
+    /// Starts `workload.producers` threads running `produceLoop`, sharing the records and the
+    /// rate; each counts itself in `shared.finished` when done (or failed).
+    static func startProducers(workload: ProducePerfWorkload, config: ProducerConfig, source: RecordSource, start: UInt64, shared: SharedBox) {
+        let threads = workload.producers
+        for t in 0..<threads {
+            let count = workload.numRecords.map { $0 / threads + (t < $0 % threads ? 1 : 0) }
+            let rate = workload.throughput > 0 ? workload.throughput / Double(threads) : -1
+            let thread = Thread {
+                do {
+                    try produceLoop(config: config, workload: workload, records: count, rate: rate, source: source, seed: UInt64(t),
+                                    start: start, shared: shared)
+                    shared.mutex.withLock { $0.finished += 1 }
+                } catch {
+                    shared.mutex.withLock {
+                        $0.failure = $0.failure ?? "producer: \(error)"
+                        $0.finished += 1
+                    }
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
     }
 
     /// One producer thread: the open-loop schedule, in chunks of about a millisecond of records

@@ -189,12 +189,13 @@ public struct PerfDocument: Codable, Sendable {
     public var date: String
     public var revision: String
     public var machine: MachineFingerprint
-    public var workload: [String: String]
+    /// The produce side's workload (for e2e runs too).
+    public var workload: ProducePerfWorkload
     public var producerConfig: [String: String]
     public var consumerConfig: [String: String]?
     public var run: RunRecord
 
-    public init(tool: String, workload: [String: String], producerConfig: ProducerConfig?, consumerConfig: ConsumerConfig?, run: RunRecord) {
+    public init(tool: String, workload: ProducePerfWorkload, producerConfig: ProducerConfig?, consumerConfig: ConsumerConfig?, run: RunRecord) {
         self.tool = tool
         date = ISO8601DateFormatter().string(from: Date())
         revision = gitRevision()

@@ -89,47 +89,18 @@ struct Perf: ParsableCommand {
             discussion: "Latency is recorded per batch, weighted by its record count, from the intended send time (coordinated-omission corrected) and from the batch's first send()."
         )
 
-        @Option(help: "host:port of a broker.") var bootstrap: String
-        @Option(help: "Topic to produce to (auto-created if the broker allows).") var topic: String
-        @Option(help: "Records to send over all producers.") var numRecords: Int?
-        @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
-        @Option(help: "Bytes per record value.") var recordSize = 100
-        @Option(parsing: .unconditional, help: "Target records/s over all producers; -1 for the maximum rate.") var throughput: Double = -1
-        @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner, retries, retry.backoff.ms, delivery.timeout.ms, enable.idempotence, metadata.max.age.ms, request.timeout.ms, client.id.")
-        var producerProps: [String] = []
-        @Option(help: "Producer threads, one connection each.") var producers = 1
         @OptionGroup var load: LoadOptions
 
-        func validate() throws {
-            guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
-            guard producers >= 1 else { throw ValidationError("--producers must be at least 1") }
-            guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
-        }
-
         func run() throws {
-            var config = ProducerConfig(bootstrap: bootstrap)
-            config.partitioner = .sticky
-            try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try config.set(k, v) }
-            var workload = ProducePerfWorkload(topic: topic)
-            workload.numRecords = numRecords
-            workload.durationSeconds = duration
-            workload.recordSize = recordSize
-            workload.throughput = throughput
-            workload.producers = producers
-            workload.warmupSeconds = load.warmup
-            workload.payload = try load.payloadSpec()
-            workload.keys = try load.keySpec()
-            if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { config.partitioner = .murmur2 }
+            let (workload, config) = try load.produceSide()
             signal(SIGPIPE, SIG_IGN)
-            try load.prepareTopic(bootstrap: bootstrap, topic: topic)
+            try load.prepareTopic()
             let cpu = HostCPU.sample()
             let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
             print(ProducePerf.summary(result))
             load.reportMetrics(result.metrics)
-            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.intervals, cpuBefore: cpu, tool: "apus perf produce",
-                           workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
-                                      "recordSize": String(recordSize), "throughput": "\(throughput)", "producers": String(producers)],
-                           producer: config, consumer: nil)
+            try load.write(run: RunRecord(result, targetRate: workload.throughput), intervals: result.intervals, cpuBefore: cpu,
+                           tool: "apus perf produce", workload: workload, producer: config, consumer: nil)
             if result.errors > 0 { throw ExitCode(2) }
         }
     }
@@ -188,48 +159,24 @@ struct Perf: ParsableCommand {
             discussion: "The producer stamps the first record of each batch with its send time (monotonic clock, so producer and consumer run on this host); the consumer records now − stamp weighted by the batch's record count. The consumer starts at the log end."
         )
 
-        @Option(help: "host:port of a broker.") var bootstrap: String
-        @Option(help: "Topic (auto-created if the broker allows).") var topic: String
-        @Option(help: "Records to produce.") var numRecords: Int?
-        @Option(help: "Seconds to produce (instead of --num-records).") var duration: Double?
-        @Option(help: "Bytes per record value (at least 8 for latency stamps).") var recordSize = 100
-        @Option(parsing: .unconditional, help: "Target records/s; -1 for the maximum rate.") var throughput: Double = -1
-        @Option(parsing: .upToNextOption, help: "Producer properties (as for perf produce).") var producerProps: [String] = []
+        @OptionGroup var load: LoadOptions
         @Option(parsing: .upToNextOption, help: "Consumer properties (as for perf consume; auto.offset.reset is always latest).")
         var consumerProps: [String] = []
-        @OptionGroup var load: LoadOptions
-
-        func validate() throws {
-            guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
-            guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
-        }
 
         func run() throws {
-            var pconfig = ProducerConfig(bootstrap: bootstrap)
-            pconfig.partitioner = .sticky
-            try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try pconfig.set(k, v) }
-            var cconfig = ConsumerConfig(bootstrap: bootstrap)
+            let (workload, pconfig) = try load.produceSide()
+            var cconfig = ConsumerConfig(bootstrap: load.bootstrap)
             cconfig.receiveThread = true
             try Perf.props(consumerProps, flag: "--consumer-props") { (k, v) throws(ClientError) in try cconfig.set(k, v) }
-            var workload = EndToEndPerfWorkload(topic: topic)
-            workload.numRecords = numRecords
-            workload.durationSeconds = duration
-            workload.recordSize = recordSize
-            workload.throughput = throughput
-            workload.warmupSeconds = load.warmup
-            workload.payload = try load.payloadSpec()
-            workload.keys = try load.keySpec()
-            if workload.keys != .none && !producerProps.contains(where: { $0.hasPrefix("partitioner=") }) { pconfig.partitioner = .murmur2 }
             signal(SIGPIPE, SIG_IGN)
-            try load.prepareTopic(bootstrap: bootstrap, topic: topic)
+            try load.prepareTopic()
             let cpu = HostCPU.sample()
-            let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig) { line in print(line) }
+            let result = try EndToEndPerf.run(workload: EndToEndPerfWorkload(produce: workload), producerConfig: pconfig,
+                                              consumerConfig: cconfig) { line in print(line) }
             print(EndToEndPerf.summary(result))
             load.reportMetrics(result.produced.metrics)
-            try load.write(run: RunRecord(result, targetRate: throughput), intervals: result.produced.intervals, cpuBefore: cpu, tool: "apus perf e2e",
-                           workload: ["topic": topic, "numRecords": numRecords.map(String.init) ?? "", "durationSeconds": duration.map { "\($0)" } ?? "",
-                                      "recordSize": String(recordSize), "throughput": "\(throughput)"],
-                           producer: pconfig, consumer: cconfig)
+            try load.write(run: RunRecord(result, targetRate: workload.throughput), intervals: result.produced.intervals, cpuBefore: cpu,
+                           tool: "apus perf e2e", workload: workload, producer: pconfig, consumer: cconfig)
             if result.produced.errors > 0 || result.consumedRecords < result.produced.records { throw ExitCode(2) }
         }
     }
@@ -264,8 +211,18 @@ extension Perf {
     }
 }
 
-/// Options shared by the load generators: warm-up, payload, keys and result files.
+/// The produce side of `perf produce` and `perf e2e`: broker, topic, how much and how fast,
+/// producer properties, warm-up, payload, keys, and result files.
 struct LoadOptions: ParsableArguments {
+    @Option(help: "host:port of a broker.") var bootstrap: String
+    @Option(help: "Topic to produce to (auto-created if the broker allows).") var topic: String
+    @Option(help: "Records to send over all producers.") var numRecords: Int?
+    @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
+    @Option(help: "Bytes per record value (e2e: at least 8, for the latency stamp).") var recordSize = 100
+    @Option(parsing: .unconditional, help: "Target records/s over all producers; -1 for the maximum rate.") var throughput: Double = -1
+    @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, partitioner, retries, retry.backoff.ms, delivery.timeout.ms, enable.idempotence, metadata.max.age.ms, request.timeout.ms, client.id.")
+    var producerProps: [String] = []
+    @Option(help: "Producer threads, one connection each.") var producers = 1
     @Option(help: "Seconds at the start whose batches are sent but not counted or recorded.") var warmup: Double = 0
     @Option(help: "Record values: random, text:<ratio> (compresses about ratio:1) or file:<path>.") var payload = "random"
     @Option(help: "Record keys: none, uniform:<n> or zipf:<n>,<s> (keyed records use the murmur2 partitioner).") var keys = "none"
@@ -275,6 +232,9 @@ struct LoadOptions: ParsableArguments {
     @Flag(help: "Print the producer's metrics (batches, requests, retries, request latency…) at the end.") var printMetrics = false
 
     func validate() throws {
+        guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
+        guard producers >= 1 else { throw ValidationError("--producers must be at least 1") }
+        guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
         if let partitions, partitions < 1 { throw ValidationError("--partitions must be at least 1") }
         _ = try payloadSpec()
@@ -291,8 +251,26 @@ struct LoadOptions: ParsableArguments {
         return k
     }
 
+    /// The workload and the producer configuration (sticky partitioner for keyless records,
+    /// murmur2 for keyed ones, unless --producer-props names one).
+    func produceSide() throws -> (ProducePerfWorkload, ProducerConfig) {
+        var workload = ProducePerfWorkload(topic: topic)
+        workload.numRecords = numRecords
+        workload.durationSeconds = duration
+        workload.recordSize = recordSize
+        workload.throughput = throughput
+        workload.producers = producers
+        workload.warmupSeconds = warmup
+        workload.payload = try payloadSpec()
+        workload.keys = try keySpec()
+        var config = ProducerConfig(bootstrap: bootstrap)
+        config.partitioner = workload.keys == .none ? .sticky : .murmur2
+        try Perf.props(producerProps, flag: "--producer-props") { (k, v) throws(ClientError) in try config.set(k, v) }
+        return (workload, config)
+    }
+
     /// With --partitions: creates the topic, or checks that it has that many partitions.
-    func prepareTopic(bootstrap: String, topic: String) throws {
+    func prepareTopic() throws {
         guard let partitions else { return }
         let connection = try KafkaConnection(bootstrap: bootstrap)
         try connection.createTopic(topic, partitions: partitions, existingIsFine: true)
@@ -307,18 +285,14 @@ struct LoadOptions: ParsableArguments {
     }
 
     func write(run: RunRecord, intervals: [IntervalHistogram], cpuBefore: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?,
-               tool: String, workload: [String: String], producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
+               tool: String, workload: ProducePerfWorkload, producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
         var run = run
         run.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
         if let steal = run.hostCPU?.stealPercent, steal >= 10 {
             print(String(format: "note: the hypervisor took %.0f%% of this host's CPU time during the run (steal); expect noisy numbers.", steal))
         }
         if let json {
-            var w = workload
-            w["warmupSeconds"] = "\(warmup)"
-            w["payload"] = payload
-            w["keys"] = keys
-            let document = PerfDocument(tool: tool, workload: w, producerConfig: producer, consumerConfig: consumer, run: run)
+            let document = PerfDocument(tool: tool, workload: workload, producerConfig: producer, consumerConfig: consumer, run: run)
             try document.json().write(toFile: json, atomically: true, encoding: .utf8)
         }
         if let hlog {

@@ -107,9 +107,9 @@ import Testing
         var cconfig = ConsumerConfig(bootstrap: broker.bootstrap)
         try cconfig.set("fetch.max.wait.ms", "50")
         var workload = EndToEndPerfWorkload(topic: "e2e")
-        workload.durationSeconds = 2
-        workload.throughput = 20_000
-        workload.recordSize = 100
+        workload.produce.durationSeconds = 2
+        workload.produce.throughput = 20_000
+        workload.produce.recordSize = 100
         let result = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig, reportInterval: 1) { _ in }
         #expect(result.produced.records > 20_000)
         #expect(result.produced.errors == 0)

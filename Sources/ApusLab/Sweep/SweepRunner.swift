@@ -159,30 +159,23 @@ public final class SweepRunner: @unchecked Sendable {
             var record: RunRecord
             let cpuBefore = HostCPU.sample()
             let intervals: [IntervalHistogram]
+            var workload = ProducePerfWorkload(topic: topic)
+            workload.durationSeconds = w.warmupSeconds + w.durationSeconds
+            workload.warmupSeconds = w.warmupSeconds
+            workload.recordSize = w.recordSize
+            workload.throughput = rate
+            workload.producers = w.producers
+            workload.payload = w.payload
+            workload.keys = w.keys
             switch plan.mode {
             case .produce:
-                var workload = ProducePerfWorkload(topic: topic)
-                workload.durationSeconds = w.warmupSeconds + w.durationSeconds
-                workload.warmupSeconds = w.warmupSeconds
-                workload.recordSize = w.recordSize
-                workload.throughput = rate
-                workload.producers = w.producers
-                workload.payload = w.payload
-                workload.keys = w.keys
                 let r = try ProducePerf.run(workload: workload, config: pconfig, reportInterval: options.reportInterval, log: sink)
                 sink(ProducePerf.summary(r))
                 record = RunRecord(r, targetRate: rate)
                 intervals = r.intervals
             case .e2e:
-                var workload = EndToEndPerfWorkload(topic: topic)
-                workload.durationSeconds = w.warmupSeconds + w.durationSeconds
-                workload.warmupSeconds = w.warmupSeconds
-                workload.recordSize = w.recordSize
-                workload.throughput = rate
-                workload.payload = w.payload
-                workload.keys = w.keys
-                let r = try EndToEndPerf.run(workload: workload, producerConfig: pconfig, consumerConfig: cconfig,
-                                             reportInterval: options.reportInterval, log: sink)
+                let r = try EndToEndPerf.run(workload: EndToEndPerfWorkload(produce: workload), producerConfig: pconfig,
+                                             consumerConfig: cconfig, reportInterval: options.reportInterval, log: sink)
                 sink(EndToEndPerf.summary(r))
                 record = RunRecord(r, targetRate: rate)
                 intervals = r.produced.intervals
