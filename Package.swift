@@ -23,7 +23,6 @@ let package = Package(
     ],
     targets: [
         // C libraries from Debian (-dev packages; see .ci/run for the install line).
-        .systemLibrary(name: "CNuma", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSnappy", pkgConfig: "snappy", providers: [.apt(["libsnappy-dev"])]),
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
@@ -41,7 +40,8 @@ let package = Package(
             dependencies: ["CCRC32C", "CZlib", "CSnappy", "CLZ4", "CZstd"]
         ),
         // The only module that makes syscalls: file I/O wrappers and the append backends.
-        .target(name: "CApusSys"),
+        // ... and thread placement (CPU affinity, libnuma).
+        .target(name: "CApusSys", linkerSettings: [.linkedLibrary("numa"), .linkedLibrary("pthread")]),
         // liburing behind a narrow C binding (see its header for why not a system module).
         .target(name: "CApusUring", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "ApusIO", dependencies: ["CApusUring", "CApusSys"]),

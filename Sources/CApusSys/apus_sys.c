@@ -57,3 +57,50 @@ int apus_accept(int listen_fd, char *peer, size_t peer_len) {
     snprintf(peer, peer_len, "%s:%u", host, (unsigned)ntohs(address.sin_port));
     return fd;
 }
+
+// MARK: Threads, CPUs and NUMA placement
+
+#include <numa.h>
+#include <pthread.h>
+#include <sched.h>
+
+int apus_allowed_cpus(int32_t *out, int max) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -errno;
+    int n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && n < max; cpu++) {
+        if (CPU_ISSET(cpu, &set)) out[n++] = cpu;
+    }
+    return n;
+}
+
+int apus_pin_current_thread(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int apus_name_current_thread(const char *name) {
+    char shortName[16];
+    snprintf(shortName, sizeof(shortName), "%s", name);
+    return pthread_setname_np(pthread_self(), shortName);
+}
+
+int apus_numa_node_count(void) {
+    if (numa_available() < 0) return 0;
+    return numa_max_node() + 1;
+}
+
+int apus_numa_node_of_cpu(int cpu) {
+    if (numa_available() < 0) return -1;
+    return numa_node_of_cpu(cpu);
+}
+
+int apus_numa_prefer_node(int node) {
+    if (numa_available() < 0 || node < 0 || node > numa_max_node()) return EINVAL;
+    numa_set_preferred(node);
+    return 0;
+}

@@ -28,3 +28,16 @@ int apus_eventfd(void);
 int64_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -errno; fills the peer.
 int apus_accept(int listen_fd, char *peer, size_t peer_len);
+
+/// Fills `out` with the CPUs this process may run on (ascending); returns the count or -errno.
+int apus_allowed_cpus(int32_t *out, int max);
+/// Pins the calling thread to one CPU; returns 0 or an errno.
+int apus_pin_current_thread(int cpu);
+/// Names the calling thread (first 15 bytes), for top and perf.
+int apus_name_current_thread(const char *name);
+/// NUMA nodes libnuma reports, or 0 when NUMA is unavailable (call nothing else then).
+int apus_numa_node_count(void);
+/// The node of `cpu`, or -1.
+int apus_numa_node_of_cpu(int cpu);
+/// Prefers memory from `node` for the calling thread's allocations; 0 or EINVAL.
+int apus_numa_prefer_node(int node);
