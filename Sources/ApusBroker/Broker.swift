@@ -42,56 +42,67 @@ public struct RequestContext {
     public var responseHeaderVersion: Int16
 }
 
-/// The Kafka broker's request handling: pure logic over the storage engine, no sockets.
+/// The Kafka broker's request handling for one shard: pure logic over the storage engine, no
+/// sockets.
 ///
-/// Used from one thread (the shard that owns its logs); not thread-safe. The server hands it
-/// complete request frames with ``handle(frame:connection:nowMs:)`` and, once per loop turn,
-/// calls ``endOfTurn(nowMs:)`` which commits the turn's appends (group commit) and returns
-/// the responses that became ready.
+/// Used from one thread (its shard's); not thread-safe. The server hands it complete request
+/// frames with ``handle(frame:connection:sequence:nowMs:)`` and, once per loop turn, calls
+/// ``startOfTurn()`` (jobs from other shards) and ``endOfTurn(nowMs:)``, which commits the
+/// turn's appends (group commit) and returns the responses that became ready.
+///
+/// With several shards (``ShardMesh``) each broker owns the partitions the mesh assigns it;
+/// Produce, Fetch and ListOffsets send the parts for other shards' partitions to them, and
+/// requests that touch shared state (topics, groups, producer ids) run on shard 0.
 public final class Broker {
     public let config: BrokerConfig
     let logs: LogManager
     let shard: LogShard
     let logger: Logger
-    /// Topic name → its partitions' logs, in partition order.
-    var topics: [String: [PartitionLog]] = [:]
+    public let mesh: ShardMesh
+    /// This shard's number in the mesh.
+    public let index: Int
+    /// The catalog as this shard last saw it.
+    var topics: [String: CatalogTopic] = [:]
+    private var topicsVersion: UInt64 = 0
+    /// The logs this shard owns, adopted by its `LogShard`.
+    private var owned: [ObjectIdentifier: PartitionLog] = [:]
+    /// Logs appended this turn, whose signals are published after the commit.
+    var appended: [(log: PartitionLog, signal: PartitionSignal)] = []
     var pendingProduces: [PendingProduce] = []
-    var parkedFetches: [ParkedFetch] = []
+    var parkedFetches: [FetchInFlight] = []
     var producerIds: ProducerIdAllocator
     /// Idempotent-producer state per partition, rebuilt from the log on first use.
     var producerStates: [TopicPartition: ProducerStateTable] = [:]
-    /// Classic consumer groups; committed offsets live in the internal `__consumer_offsets` log.
+    /// Classic consumer groups (used on shard 0); committed offsets live in the internal
+    /// `__consumer_offsets` log.
     var groups: GroupCoordinator<GroupToken>
     var offsetsLog: PartitionLog?
     var groupCompletions: [Completion] = []
     var pendingGroupWrites: [PendingGroupWrite] = []
+    /// Responses finished by jobs (other shards' answers) this turn.
+    var arrivedCompletions: [Completion] = []
+    /// Connections of this shard to close, with the reason (a forwarded request was malformed).
+    public var closeRequests: [(connection: ConnectionID, reason: String)] = []
 
-    public init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
+    /// A broker that is the only shard (tests, tools): it loads every topic itself.
+    public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
+        let catalog = try TopicCatalog.load(logs: logs, shards: 1, logger: logger, nowMs: nowMs)
+        try self.init(config: config, logs: logs, shard: shard, logger: logger, nowMs: nowMs, mesh: ShardMesh(count: 1, catalog: catalog), index: 0)
+    }
+
+    /// Shard `index` of `mesh`, whose catalog is loaded (``TopicCatalog/load(logs:shards:logger:nowMs:)``).
+    public init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64,
+                mesh: ShardMesh, index: Int) throws(StorageError) {
         self.config = config
         self.logs = logs
         self.shard = shard
         self.logger = logger
+        self.mesh = mesh
+        self.index = index
         self.producerIds = ProducerIdAllocator(seed: nowMs)
         self.groups = GroupCoordinator(config: config.groups)
-        var found: [String: [Int32: PartitionLog]] = [:]
-        for tp in try logs.existingPartitions() where tp.topic != Broker.offsetsTopic {
-            let log = try logs.openLog(tp, nowMs: nowMs)
-            shard.adopt(log)
-            found[tp.topic, default: [:]][tp.partition] = log
-        }
-        for (topic, partitions) in found {
-            // A topic's partitions are 0..<n; a gap means a damaged data directory.
-            let ordered = partitions.keys.sorted()
-            guard ordered == Array(0..<Int32(ordered.count)) else {
-                logger.error("topic has missing partitions; ignoring it", metadata: ["topic": "\(topic)", "partitions": "\(ordered)"])
-                continue
-            }
-            topics[topic] = ordered.map { partitions[$0]! }
-        }
-        try loadGroupOffsets(nowMs: nowMs)
-        if !topics.isEmpty {
-            logger.info("loaded topics", metadata: ["count": "\(topics.count)", "partitions": "\(topics.values.reduce(0) { $0 + $1.count })"])
-        }
+        refreshTopics()
+        if index == 0 { try loadGroupOffsets(nowMs: nowMs) }
     }
 
     // MARK: Dispatch
@@ -107,6 +118,10 @@ public final class Broker {
                 return .respond(Handlers.unsupportedApiVersions(correlationId: preamble.correlationId))
             }
             return .close("unsupported version \(preamble.apiVersion) of \(entry.api.name)")
+        }
+        if entry.onCoordinator && index != 0 {
+            forwardToCoordinator(frame, connection: connection, sequence: sequence, nowMs: nowMs)
+            return .pending
         }
         let requestType = entry.api.requestType
         var r = WireReader(frame)
@@ -135,14 +150,38 @@ public final class Broker {
 
     // MARK: Turns
 
-    /// Commits this turn's appends and returns every response that is now ready.
+    /// Runs the jobs other shards sent and picks up catalog changes. Call at the start of
+    /// every loop turn, before reading requests.
+    public func startOfTurn() {
+        refreshTopics()
+        guard mesh.count > 1 else { return }
+        let jobs = mesh.take(index)
+        for job in jobs {
+            job(self)
+            mesh.inFlight.subtract(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Commits this turn's appends and returns every response for this shard's connections
+    /// that is now ready (responses for other shards' connections are sent to them).
     public func endOfTurn(nowMs: Int64) -> [Completion] {
         var completions: [Completion] = []
         let failures = shard.commit(nowMs: nowMs)
         shard.poll()
+        publishAppends()
         completeProduces(failures: failures, nowMs: nowMs, into: &completions)
         completeFetches(nowMs: nowMs, into: &completions)
         completeGroups(nowMs: nowMs, into: &completions)
+        completions += arrivedCompletions
+        arrivedCompletions.removeAll()
+        if mesh.count > 1 {
+            completions.removeAll { completion in
+                let home = shardOf(completion.connection)
+                guard home != index else { return false }
+                mesh.post(to: home) { $0.arrivedCompletions.append(completion) }
+                return true
+            }
+        }
         return completions
     }
 
@@ -151,10 +190,14 @@ public final class Broker {
         (parkedFetches.map(\.deadlineMs) + [groups.nextDeadlineMs].compactMap { $0 }).min()
     }
 
-    /// Whether responses are waiting on a sync in flight (the server should poll soon).
+    /// Whether responses are waiting on a sync in flight or on another shard (the server
+    /// should poll soon).
     public var awaitingSync: Bool {
         !pendingProduces.isEmpty || !pendingGroupWrites.isEmpty
     }
+
+    /// Whether long polls are parked (shutdown answers them first).
+    public var hasParkedFetches: Bool { !parkedFetches.isEmpty }
 
     /// A connection went away: forget what it was waiting for.
     public func connectionClosed(_ connection: ConnectionID) {
@@ -164,17 +207,136 @@ public final class Broker {
         }
     }
 
-    /// Periodic upkeep (every few seconds): retention on every log, and recovery points so
-    /// that recovery after a crash scans only what came since.
+    /// Periodic upkeep (every few seconds) of the logs this shard owns: retention, and
+    /// recovery points so that recovery after a crash scans only what came since.
     public func maintenance(nowMs: Int64) {
-        for log in topics.values.joined() { log.enforceRetention(nowMs: nowMs) }
-        logs.checkpoint()
+        for log in owned.values where log !== offsetsLog { log.enforceRetention(nowMs: nowMs) }
+        logs.checkpoint(Array(owned.values))
     }
 
-    /// Syncs every log and marks a clean shutdown.
+    /// Syncs every log this shard owns (before ``LogManager/close()`` at shutdown).
+    public func syncAll(nowMs: Int64) {
+        shard.syncAll(nowMs: nowMs)
+    }
+
+    /// Syncs every log and marks a clean shutdown (the only shard).
     public func shutdown(nowMs: Int64) throws(StorageError) {
         shard.syncAll(nowMs: nowMs)
         try logs.close()
+    }
+
+    /// Marks this shard as having nothing left to finish, or not (shutdown waits until every
+    /// shard is idle and no job is under way; see ``ShardMesh/quiescent``).
+    public func reportIdle(_ idle: Bool) {
+        let bit = UInt64(1) << UInt64(index)
+        if idle { mesh.busy.bitwiseAnd(~bit, ordering: .sequentiallyConsistent) } else { mesh.busy.bitwiseOr(bit, ordering: .sequentiallyConsistent) }
+    }
+
+    /// Whether every shard is idle and no job is under way.
+    public var meshQuiescent: Bool { mesh.quiescent }
+
+    // MARK: Shards
+
+    /// The shard serving `connection` (the server numbers connections so that this holds).
+    func shardOf(_ connection: ConnectionID) -> Int { mesh.count > 1 ? connection % mesh.count : index }
+
+    /// Adopts the logs of topics this shard owns that appeared in the catalog, and drops those
+    /// of topics deleted since.
+    private func refreshTopics() {
+        let version = mesh.catalog.version.load(ordering: .acquiring)
+        guard version != topicsVersion else { return }
+        let snapshot = mesh.catalog.snapshot()
+        topics = snapshot.topics
+        topicsVersion = snapshot.version
+        var stillOwned: [ObjectIdentifier: PartitionLog] = [:]
+        if let offsetsLog { stillOwned[ObjectIdentifier(offsetsLog)] = offsetsLog }
+        for topic in topics.values {
+            for (p, log) in topic.logs.enumerated() where topic.owners[p] == index {
+                stillOwned[ObjectIdentifier(log)] = log
+                if owned[ObjectIdentifier(log)] == nil { shard.adopt(log) }
+            }
+        }
+        for (id, log) in owned where stillOwned[id] == nil {
+            producerStates[log.topicPartition] = nil
+            log.takeOffline("topic deleted")  // appends staged this turn are answered with an error
+            shard.release(log)
+        }
+        owned = stillOwned
+    }
+
+    /// The catalog entry of `name`, looking at the catalog again if this shard's copy is stale.
+    func topic(_ name: String) -> CatalogTopic? {
+        if let topic = topics[name] { return topic }
+        refreshTopics()
+        return topics[name]
+    }
+
+    /// Publishes the high watermarks of the logs appended this turn and wakes the shards
+    /// whose parked fetches wait for them.
+    private func publishAppends() {
+        guard !appended.isEmpty else { return }
+        for (log, signal) in appended {
+            signal.highWatermark.store(log.highWatermark, ordering: .sequentiallyConsistent)
+            let waiting = signal.interest.exchange(0, ordering: .sequentiallyConsistent)
+            guard waiting != 0 else { continue }
+            for shard in 0..<mesh.count where waiting & (1 << UInt64(shard)) != 0 && shard != index { mesh.wake(shard) }
+        }
+        appended.removeAll(keepingCapacity: true)
+    }
+
+    /// Sends a request that must run on shard 0 (topics, groups, producer ids) there; its
+    /// response comes back as a completion.
+    private func forwardToCoordinator(_ frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64, nowMs: Int64) {
+        let bytes = [UInt8](frame)
+        let origin = index
+        mesh.post(to: 0) { coordinator in
+            let outcome = bytes.withUnsafeBytes { coordinator.handle(frame: $0, connection: connection, sequence: sequence, nowMs: nowMs) }
+            switch outcome {
+            case .respond(let response):
+                let preamble = bytes.withUnsafeBytes { RequestPreamble($0) }
+                let completion = Completion(connection: connection, sequence: sequence, correlationId: preamble?.correlationId ?? 0, frame: response)
+                coordinator.mesh.post(to: origin) { $0.arrivedCompletions.append(completion) }
+            case .pending, .noResponse:
+                break  // a pending response is routed back by the coordinator's endOfTurn
+            case .close(let reason):
+                coordinator.mesh.post(to: origin) { $0.closeRequests.append((connection, reason)) }
+            }
+        }
+    }
+
+    /// Runs `work` on the shard owning each item (grouped, in item order within a shard) and
+    /// calls `gathered` on this shard with every result in item order: before returning when
+    /// every item is local, else once the last shard has answered. `gathered` returns the
+    /// response, or nil when it keeps the request (a fetch parked again).
+    func scatter<Item, Result>(
+        _ context: RequestContext, _ items: [Item], owner: (Item) -> Int,
+        work: @escaping (Broker, [Item]) -> [Result], gathered: @escaping (Broker, [Result]) -> ResponseFrame?
+    ) -> HandleOutcome {
+        var byShard: [Int: [Int]] = [:]
+        for (i, item) in items.enumerated() { byShard[owner(item), default: []].append(i) }
+        let gather = Gather<Result>(count: items.count)
+        if let local = byShard.removeValue(forKey: index) {
+            gather.fill(local, work(self, local.map { items[$0] }))
+        }
+        if byShard.isEmpty {
+            return gathered(self, gather.results()).map { .respond($0) } ?? .pending
+        }
+        gather.outstanding = byShard.count
+        let origin = index
+        for (shard, positions) in byShard {
+            let share = positions.map { items[$0] }
+            mesh.post(to: shard) { owner in
+                let results = work(owner, share)
+                owner.mesh.post(to: origin) { broker in
+                    gather.fill(positions, results)
+                    gather.outstanding -= 1
+                    guard gather.outstanding == 0, let frame = gathered(broker, gather.results()) else { return }
+                    broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
+                                                                correlationId: context.correlationId, frame: frame))
+                }
+            }
+        }
+        return .pending
     }
 
     // MARK: Topics
@@ -186,34 +348,48 @@ public final class Broker {
         }
     }
 
-    /// Creates a topic's partitions (empty logs).
-    func createTopic(_ name: String, partitions: Int32, nowMs: Int64) throws(StorageError) -> [PartitionLog] {
+    /// Creates a topic's partitions (empty logs) and publishes it (shard 0).
+    func createTopic(_ name: String, partitions: Int32, nowMs: Int64) throws(StorageError) -> CatalogTopic {
         var created: [PartitionLog] = []
         for p in 0..<partitions {
-            let log = try logs.openLog(TopicPartition(name, p), config: config.log, nowMs: nowMs)
-            shard.adopt(log)
-            created.append(log)
+            created.append(try logs.openLog(TopicPartition(name, p), config: config.log, nowMs: nowMs))
         }
-        topics[name] = created
+        let topic = CatalogTopic(name: name, logs: created, shards: mesh.count)
+        mesh.catalog.publish(topic)
+        refreshTopics()
         logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
-        return created
+        return topic
     }
 
+    /// Unpublishes a topic and deletes its files (shard 0); each owner drops its logs when it
+    /// next sees the catalog.
     func deleteTopic(_ name: String) throws(StorageError) {
-        guard let partitions = topics.removeValue(forKey: name) else { return }
-        for log in partitions {
-            producerStates[log.topicPartition] = nil
-            log.takeOffline("topic deleted")  // appends staged this turn are answered with an error
-            shard.release(log)
-            try logs.deleteLog(log.topicPartition)
-        }
+        guard let topic = mesh.catalog.remove(name) else { return }
+        refreshTopics()
+        for log in topic.logs { try logs.deleteLog(log.topicPartition) }
         logger.info("deleted topic", metadata: ["topic": "\(name)"])
     }
 
-    func log(_ topic: String, _ partition: Int32) -> PartitionLog? {
-        guard let partitions = topics[topic], partition >= 0, Int(partition) < partitions.count else { return nil }
-        return partitions[Int(partition)]
+    /// The log of a partition this shard owns.
+    func log(_ topic: CatalogTopic, _ partition: Int32) -> PartitionLog? {
+        guard partition >= 0, Int(partition) < topic.partitionCount, topic.owners[Int(partition)] == index else { return nil }
+        return topic.logs[Int(partition)]
     }
+}
+
+/// Results of a ``Broker/scatter(_:_:owner:work:gathered:)`` as they arrive (touched only on
+/// the requesting shard).
+final class Gather<Result>: @unchecked Sendable {
+    private var slots: [Result?]
+    var outstanding = 0
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func fill(_ positions: [Int], _ results: [Result]) {
+        for (position, result) in zip(positions, results) { slots[position] = result }
+    }
+
+    func results() -> [Result] { slots.map { $0! } }
 }
 
 /// Hands out producer ids that do not repeat across restarts (seeded from the clock).

@@ -1,14 +1,17 @@
 import ApusIO
 import KafkaWire
 import Logging
+import Synchronization
 
 /// The data directory: finds, opens (recovering when needed), creates and deletes partition
 /// logs, and keeps the clean-shutdown marker.
 ///
-/// Cold path, called from one thread at a time (start-up, topic admin, shutdown). A log it
-/// opens is then owned by one shard. Opening removes the marker; ``close()`` syncs and
-/// checkpoints every log and writes it back, so a later open can skip the recovery scan.
-public final class LogManager {
+/// Cold path, safe from any thread (start-up, topic admin on the coordinator shard, each
+/// shard's checkpoints, shutdown). A log it opens is then owned by one shard. Opening removes
+/// the marker; ``close()`` checkpoints every log and writes it back, so a later open can skip
+/// the recovery scan.
+public final class LogManager: @unchecked Sendable {
+    private let lock = Mutex<Void>(())
     public let dataDirectory: String
     public let defaultConfig: LogConfig
     /// Whether the previous run shut down cleanly (the marker was present).
@@ -46,11 +49,11 @@ public final class LogManager {
         }
     }
 
-    public func log(_ tp: TopicPartition) -> PartitionLog? { logs[tp] }
+    public func log(_ tp: TopicPartition) -> PartitionLog? { lock.withLock { _ in logs[tp] } }
 
     /// Opens the log of `tp`, creating it if needed; recovers it first after an unclean shutdown.
     public func openLog(_ tp: TopicPartition, config: LogConfig? = nil, nowMs: Int64 = Sys.wallClockMs()) throws(StorageError) -> PartitionLog {
-        if let log = logs[tp] { return log }
+        if let log = self.log(tp) { return log }
         let directory = dataDirectory + "/" + tp.description
         let log: PartitionLog
         do {
@@ -64,14 +67,14 @@ public final class LogManager {
         } catch {
             throw .invalidBatch("\(error)")
         }
-        logs[tp] = log
+        lock.withLock { _ in logs[tp] = log }
         return log
     }
 
     /// Removes a partition's log and its files (DeleteTopics).
     public func deleteLog(_ tp: TopicPartition) throws(StorageError) {
         let directory = dataDirectory + "/" + tp.description
-        logs[tp] = nil
+        lock.withLock { _ in logs[tp] = nil }
         do {
             let deleted = directory + ".deleted"
             try Sys.rename(directory, deleted)
@@ -89,12 +92,16 @@ public final class LogManager {
     }
 
     /// Writes each log's durable offset as its recovery point (crash recovery scans from there).
-    /// Only logs whose durable offset moved since their last checkpoint are written.
-    public func checkpoint() {
-        for (tp, log) in logs where checkpointed[tp] != log.durableOffset {
+    /// Only logs whose durable offset moved since their last checkpoint are written. Called by
+    /// the shard owning `logs` (every log: at shutdown, once no shard runs).
+    public func checkpoint(_ logs: [PartitionLog]? = nil) {
+        for log in logs ?? lock.withLock({ _ in Array(self.logs.values) }) {
+            let tp = log.topicPartition
+            let durable = log.durableOffset
+            guard lock.withLock({ _ in checkpointed[tp] != durable }) else { continue }
             let path = dataDirectory + "/" + tp.description + "/" + Self.recoveryCheckpoint
-            if (try? Sys.writeFileAtomically(path, Array(String(log.durableOffset).utf8))) != nil {
-                checkpointed[tp] = log.durableOffset
+            if (try? Sys.writeFileAtomically(path, Array(String(durable).utf8))) != nil {
+                lock.withLock { _ in checkpointed[tp] = durable }
             }
         }
     }

@@ -9,40 +9,97 @@ import Logging
 
 /// A broker over real logs in a temporary directory, driven without sockets: requests go in
 /// as frames, responses come out as bytes (file ranges read back with pread).
+///
+/// With `shards` > 1 the shards' brokers share one mesh and are driven in turns from the test's
+/// thread, as their event loops would: jobs between shards go through their real inboxes.
 final class BrokerHarness {
     let path: String
-    let broker: Broker
+    let brokers: [Broker]
+    var broker: Broker { brokers[0] }
     var correlation: Int32 = 0
+    /// The shard requests go to unless a call says otherwise.
+    var via = 0
 
-    init(config: BrokerConfig = BrokerConfig(), path: String? = nil) throws {
+    init(config: BrokerConfig = BrokerConfig(), path: String? = nil, shards: Int = 1) throws {
         self.path = path ?? NSTemporaryDirectory() + "apus-broker-\(UUID().uuidString.prefix(8))"
         var logger = Logger(label: "apus.broker.test")
         logger.logLevel = .critical
         let logs = try LogManager(dataDirectory: self.path, defaultConfig: config.log, logger: logger)
-        broker = try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)
+        if shards == 1 {
+            brokers = [try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)]
+        } else {
+            let mesh = ShardMesh(count: shards, catalog: try TopicCatalog.load(logs: logs, shards: shards, logger: logger, nowMs: 1_700_000_000_000))
+            brokers = try (0..<shards).map { index in
+                try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger,
+                           nowMs: 1_700_000_000_000, mesh: mesh, index: index)
+            }
+        }
+    }
+
+    /// Sends requests through a shard that does not own `partition` of `topic` (with several
+    /// shards), so that they take the cross-shard path.
+    func viaOtherShard(than topic: String, _ partition: Int32 = 0) {
+        via = (broker.mesh.owner(topic: topic, partition: partition) + 1) % brokers.count
+    }
+
+    /// Syncs every shard's logs and marks a clean shutdown.
+    func shutdown() throws {
+        for broker in brokers.dropFirst() { broker.syncAll(nowMs: 1_700_000_000_000) }
+        try broker.shutdown(nowMs: 1_700_000_000_000)
+    }
+
+    /// One turn of every shard; returns the completions for connections of shard `via`.
+    func turn(nowMs: Int64, collecting via: Int) -> [Completion] {
+        var mine: [Completion] = []
+        for (index, broker) in brokers.enumerated() {
+            broker.startOfTurn()
+            let done = broker.endOfTurn(nowMs: nowMs)
+            if index == via { mine += done }
+        }
+        return mine
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 
     /// Sends a request and returns the decoded response, running turns until it is ready.
-    func call<R: KafkaRequest>(_ request: R, version: Int16) throws -> R.Response? {
+    /// - Parameter via: the shard whose connection sends it (connection ids ≡ shard mod shards).
+    func call<R: KafkaRequest>(_ request: R, version: Int16, via: Int? = nil, nowMs: Int64 = 1_700_000_000_000) throws -> R.Response? {
+        guard let frame = try send(request, version: version, via: via ?? self.via, nowMs: nowMs) else { return nil }
+        return try decode(frame, R.self, version: version)
+    }
+
+    /// Sends a request; runs turns until its response is ready (nil for acks=0 produce).
+    func send<R: KafkaRequest>(_ request: R, version: Int16, via: Int = 0, nowMs: Int64 = 1_700_000_000_000, turns: Int = 100) throws -> ResponseFrame? {
         correlation += 1
         var w = WireWriter()
         RequestHeader(requestApiKey: R.apiKey, requestApiVersion: version, correlationId: correlation, clientId: "test")
             .encode(into: &w, version: R.requestHeaderVersion(version))
         request.encode(into: &w, version: version)
-        let outcome = w.bytes.withUnsafeBytes { broker.handle(frame: $0, connection: 1, sequence: UInt64(correlation), nowMs: 1_700_000_000_000) }
-        var frame: ResponseFrame?
+        let connection = brokers.count == 1 ? 1 : via + brokers.count
+        let outcome = w.bytes.withUnsafeBytes { brokers[via].handle(frame: $0, connection: connection, sequence: UInt64(correlation), nowMs: nowMs) }
         switch outcome {
-        case .respond(let f): frame = f
-        case .noResponse: _ = broker.endOfTurn(nowMs: 1_700_000_000_000); return nil
+        case .respond(let f): return f
+        case .noResponse:
+            for _ in 0..<3 { _ = turn(nowMs: nowMs, collecting: via) }
+            return nil
         case .close(let why): throw HarnessError(why)
         case .pending:
-            for _ in 0..<100 where frame == nil {
-                frame = broker.endOfTurn(nowMs: 1_700_000_000_000 + 60_000).first { $0.correlationId == correlation }?.frame
-            }
+            // A minute later: long polls end at their deadline.
+            return try waitFor(correlation, via: via, nowMs: nowMs + 60_000, turns: turns)
         }
-        let bytes = try Self.bytes(of: try frame.orThrow("no response"))
+    }
+
+    /// Runs turns until the response to `correlationId` arrives at shard `via`.
+    func waitFor(_ correlationId: Int32, via: Int = 0, nowMs: Int64, turns: Int = 100) throws -> ResponseFrame {
+        for _ in 0..<turns {
+            if let frame = turn(nowMs: nowMs, collecting: via).first(where: { $0.correlationId == correlationId })?.frame { return frame }
+        }
+        throw HarnessError("no response to request \(correlationId) after \(turns) turns")
+    }
+
+    func decode<R: KafkaRequest>(_ frame: ResponseFrame, _: R.Type, version: Int16, correlationId: Int32? = nil) throws -> R.Response {
+        let correlation = correlationId ?? self.correlation
+        let bytes = try Self.bytes(of: frame)
         return try bytes.withUnsafeBytes { raw in
             var reader = WireReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
             let header = try ResponseHeader.decode(from: &reader, version: R.responseHeaderVersion(version))

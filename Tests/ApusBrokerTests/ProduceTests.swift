@@ -5,8 +5,9 @@ import Testing
 
 /// Produce, idempotence and fetch through the broker's handlers, with real logs and no socket.
 @Suite struct ProduceTests {
-    @Test func idempotentRetriesAreAcknowledgedOnceAndGapsRefused() throws {
-        let h = try BrokerHarness()
+    @Test(arguments: [1, 2]) func idempotentRetriesAreAcknowledgedOnceAndGapsRefused(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "idem")
         defer { h.remove() }
         _ = try h.call(CreateTopicsRequest(topics: [.init(name: "idem", numPartitions: 1, replicationFactor: 1)]), version: 4)
         let pid = try #require(try h.call(InitProducerIdRequest(transactionalId: nil, transactionTimeoutMs: -1), version: 1)).producerId
@@ -37,14 +38,16 @@ import Testing
         #expect(list.topics[0].partitions[0].offset == 5, "a, b, c, d, e: the retry was not appended twice")
     }
 
-    @Test func producerStateSurvivesARestart() throws {
-        let h = try BrokerHarness()
+    @Test(arguments: [1, 2]) func producerStateSurvivesARestart(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "idem")
         defer { h.remove() }
         _ = try h.call(CreateTopicsRequest(topics: [.init(name: "idem", numPartitions: 1, replicationFactor: 1)]), version: 4)
         let batch = makeBatch(values: ["a", "b"], producerId: 77, epoch: 2, sequence: 0)
         _ = try h.call(produceRequest(topic: "idem", batch: batch), version: 8)
-        try h.broker.shutdown(nowMs: 1_700_000_000_000)
-        let again = try BrokerHarness(path: h.path)
+        try h.shutdown()
+        let again = try BrokerHarness(path: h.path, shards: shards)
+        again.via = h.via
         let retry = try #require(try again.call(produceRequest(topic: "idem", batch: batch), version: 8))
         #expect(retry.responses[0].partitionResponses[0].baseOffset == 0, "recognised as a duplicate after the restart")
         let gap = makeBatch(values: ["x"], producerId: 77, epoch: 2, sequence: 9)
@@ -52,8 +55,9 @@ import Testing
                 == ErrorCode.outOfOrderSequenceNumber.rawValue)
     }
 
-    @Test func badBatchesGetKafkaErrorCodes() throws {
-        let h = try BrokerHarness()
+    @Test(arguments: [1, 2]) func badBatchesGetKafkaErrorCodes(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "t")
         defer { h.remove() }
         _ = try h.call(CreateTopicsRequest(topics: [.init(name: "t", numPartitions: 1, replicationFactor: 1)]), version: 4)
         var corrupt = makeBatch(values: ["a"])
@@ -96,8 +100,9 @@ import Testing
         #expect(deleted.responses.map(\.errorCode) == [0, ErrorCode.unknownTopicOrPartition.rawValue])
     }
 
-    @Test func fetchReturnsTheRecordsAndOutOfRange() throws {
-        let h = try BrokerHarness()
+    @Test(arguments: [1, 2]) func fetchReturnsTheRecordsAndOutOfRange(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "f")
         defer { h.remove() }
         _ = try h.call(CreateTopicsRequest(topics: [.init(name: "f", numPartitions: 1, replicationFactor: 1)]), version: 4)
         _ = try h.call(produceRequest(topic: "f", batch: makeBatch(values: ["one", "two"])), version: 8)
@@ -141,8 +146,9 @@ extension ProduceTests {
 }
 
 extension ProduceTests {
-    @Test func aRefusedSecondBatchLeavesNothingStaged() throws {
-        let h = try BrokerHarness()
+    @Test(arguments: [1, 2]) func aRefusedSecondBatchLeavesNothingStaged(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "two")
         defer { h.remove() }
         _ = try h.call(CreateTopicsRequest(topics: [.init(name: "two", numPartitions: 1, replicationFactor: 1)]), version: 4)
         // Two batches for one partition; the second skips a sequence number.

@@ -4,7 +4,7 @@ import KafkaWire
 extension Broker {
     /// CreateTopics v0–4: validates names, partition counts and replication factor (only 1
     /// replica exists on a single broker).
-    static let createTopics = HandlerEntry(api: .createTopics, versions: 0...4) { broker, context, r throws(WireError) in
+    static let createTopics = HandlerEntry(api: .createTopics, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try CreateTopicsRequest.decode(from: &r, version: context.apiVersion)
         var response = CreateTopicsResponse()
         for topic in request.topics {

@@ -3,7 +3,7 @@ import KafkaWire
 
 extension Broker {
     /// DeleteTopics v0–3: removes the topics' logs and files.
-    static let deleteTopics = HandlerEntry(api: .deleteTopics, versions: 0...3) { broker, context, r throws(WireError) in
+    static let deleteTopics = HandlerEntry(api: .deleteTopics, versions: 0...3, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try DeleteTopicsRequest.decode(from: &r, version: context.apiVersion)
         var response = DeleteTopicsResponse()
         for name in request.topicNames {

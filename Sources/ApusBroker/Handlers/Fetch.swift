@@ -2,11 +2,24 @@ import ApusStorage
 import KafkaProtocol
 import KafkaWire
 
-/// A fetch waiting for `fetch.min.bytes` of data or its `max.wait.ms` deadline.
-struct ParkedFetch {
+/// A fetch being answered: its partitions are read by the shards owning them; a fetch with
+/// less than `min_bytes` parks until a partition it reads advances or its wait is over.
+final class FetchInFlight {
     var context: RequestContext
-    var request: FetchRequest
-    var deadlineMs: Int64
+    let request: FetchRequest
+    let deadlineMs: Int64
+    /// Partitions in request order, with what the last read found.
+    var reads: [Broker.PartitionRead] = []
+    /// The catalog entry of each read's topic (nil: unknown topic or partition).
+    var topics: [CatalogTopic?] = []
+    /// Ends the long poll at once (shutdown).
+    var expired = false
+
+    init(context: RequestContext, request: FetchRequest, deadlineMs: Int64) {
+        self.context = context
+        self.request = request
+        self.deadlineMs = deadlineMs
+    }
 }
 
 extension Broker {
@@ -15,18 +28,24 @@ extension Broker {
 
     /// Fetch v4–11, sessionless (session id 0), read_uncommitted. Record data goes from the
     /// segment files to the socket zero-copy: the response carries file ranges between its
-    /// encoded parts. min bytes / max wait long polls are parked and re-checked after every
-    /// turn's commit.
+    /// encoded parts. Partitions are read by the shards owning them, each with an even share
+    /// of the response's byte budget. min bytes / max wait long polls are parked and read again
+    /// when a partition they read advances.
     static let fetch = HandlerEntry(api: .fetch, versions: 4...11) { broker, context, r throws(WireError) in
         let request = try FetchRequest.decode(from: &r, version: context.apiVersion)
-        let reads = broker.readFetch(request)
-        let bytes = reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
-        if bytes < Int(request.minBytes) && request.maxWaitMs > 0 && !reads.contains(where: { $0.error != .none }) {
-            let wait = min(Int64(request.maxWaitMs), Broker.maxFetchWaitMs)
-            broker.parkedFetches.append(ParkedFetch(context: context, request: request, deadlineMs: context.nowMs + wait))
-            return .pending
+        let wait = min(Int64(max(request.maxWaitMs, 0)), Broker.maxFetchWaitMs)
+        let fetch = FetchInFlight(context: context, request: request, deadlineMs: context.nowMs + wait)
+        for topic in request.topics {
+            let entry = broker.topic(topic.topic)
+            for p in topic.partitions {
+                var read = PartitionRead(topic: topic.topic, partition: p.partition, error: .none)
+                let known = entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
+                if !known { read.error = .unknownTopicOrPartition }
+                fetch.reads.append(read)
+                fetch.topics.append(known ? entry : nil)
+            }
         }
-        return .respond(broker.encodeFetch(reads, context))
+        return broker.read(fetch)
     }
 
     struct PartitionRead {
@@ -38,38 +57,100 @@ extension Broker {
         var range: FileRange?
     }
 
-    /// Reads every requested partition within the request's and each partition's byte limits.
-    /// The first partition with data gets at least one whole batch, as Kafka does.
-    func readFetch(_ request: FetchRequest) -> [PartitionRead] {
-        var budget = min(Int(max(request.maxBytes, 0)), config.fetchMaxBytes)
-        var reads: [PartitionRead] = []
-        var anyData = false
-        for topic in request.topics {
+    /// One partition to read on its owner.
+    struct ReadItem {
+        var topic: CatalogTopic
+        var partition: Int32
+        var offset: Int64
+        var maxBytes: Int32
+    }
+
+    /// Reads the fetch's partitions (on their shards) and answers it, or parks it.
+    func read(_ fetch: FetchInFlight) -> HandleOutcome {
+        var items: [ReadItem] = []
+        var positions: [Int] = []
+        var owners = Set<Int>()
+        var i = 0
+        for topic in fetch.request.topics {
             for p in topic.partitions {
-                var read = PartitionRead(topic: topic.topic, partition: p.partition, error: .none)
-                guard let log = log(topic.topic, p.partition) else {
-                    read.error = .unknownTopicOrPartition
-                    reads.append(read)
-                    continue
+                if let entry = fetch.topics[i] {
+                    items.append(ReadItem(topic: entry, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes))
+                    positions.append(i)
+                    owners.insert(entry.owners[Int(p.partition)])
                 }
-                read.highWatermark = log.highWatermark
-                read.logStartOffset = log.logStartOffset
-                let limit = min(Int(max(p.partitionMaxBytes, 0)), budget)
-                if limit > 0 || !anyData {
-                    do {
-                        read.range = try log.read(from: p.fetchOffset, maxBytes: max(limit, 1))
-                    } catch {
-                        read.error = Broker.errorCode(for: error)
-                    }
-                }
-                if let range = read.range {
-                    anyData = true
-                    budget = max(0, budget - range.length)
-                }
-                reads.append(read)
+                i += 1
             }
         }
+        let budget = min(Int(max(fetch.request.maxBytes, 0)), config.fetchMaxBytes) / max(owners.count, 1)
+        return scatter(fetch.context, items, owner: { $0.topic.owners[Int($0.partition)] },
+                       work: { owner, share in owner.readPartitions(share, budget: budget) },
+                       gathered: { broker, results in
+                           for (position, result) in zip(positions, results) { fetch.reads[position] = result }
+                           return broker.answerOrPark(fetch)
+                       })
+    }
+
+    /// Reads partitions this shard owns within `budget` bytes and each partition's limit. The
+    /// first partition with data gets at least one whole batch, as Kafka does.
+    func readPartitions(_ items: [ReadItem], budget total: Int) -> [PartitionRead] {
+        var budget = total
+        var anyData = false
+        var reads: [PartitionRead] = []
+        reads.reserveCapacity(items.count)
+        for item in items {
+            var read = PartitionRead(topic: item.topic.name, partition: item.partition, error: .none)
+            guard let log = log(item.topic, item.partition) else {
+                read.error = .unknownTopicOrPartition
+                reads.append(read)
+                continue
+            }
+            read.highWatermark = log.highWatermark
+            read.logStartOffset = log.logStartOffset
+            let limit = min(Int(max(item.maxBytes, 0)), budget)
+            if limit > 0 || !anyData {
+                do {
+                    read.range = try log.read(from: item.offset, maxBytes: max(limit, 1))
+                } catch {
+                    read.error = Broker.errorCode(for: error)
+                }
+            }
+            if let range = read.range {
+                anyData = true
+                budget = max(0, budget - range.length)
+            }
+            reads.append(read)
+        }
         return reads
+    }
+
+    /// The response once the fetch has enough data, an error, or no more time; nil after
+    /// parking it.
+    private func answerOrPark(_ fetch: FetchInFlight) -> ResponseFrame? {
+        let bytes = fetch.reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
+        let now = fetch.context.nowMs
+        if bytes >= Int(fetch.request.minBytes) || fetch.expired || fetch.deadlineMs <= now
+            || fetch.reads.contains(where: { $0.error != .none }) {
+            return encodeFetch(fetch.reads, fetch.context)
+        }
+        // Ask the owners of other shards' partitions for a wake-up when they advance, then
+        // check once more so that an advance in between is not missed.
+        for (read, topic) in zip(fetch.reads, fetch.topics) {
+            guard let topic else { continue }
+            let p = Int(read.partition)
+            if topic.owners[p] != index { topic.signals[p].interest.bitwiseOr(1 << UInt64(index), ordering: .sequentiallyConsistent) }
+        }
+        parkedFetches.append(fetch)
+        if advanced(fetch) { mesh.wake(index) }  // read again next turn
+        return nil
+    }
+
+    /// Whether a partition the fetch reads has advanced since it was read.
+    private func advanced(_ fetch: FetchInFlight) -> Bool {
+        for (read, topic) in zip(fetch.reads, fetch.topics) {
+            guard let topic else { continue }
+            if topic.signals[Int(read.partition)].highWatermark.load(ordering: .sequentiallyConsistent) > read.highWatermark { return true }
+        }
+        return false
     }
 
     /// Encodes a Fetch response (v4–11, classic encoding) around the file ranges.
@@ -124,23 +205,24 @@ extension Broker {
 
     /// Ends every long poll now (shutdown): parked fetches are answered with what is there.
     public func expireParkedFetches() {
-        for i in parkedFetches.indices { parkedFetches[i].deadlineMs = 0 }
+        for fetch in parkedFetches { fetch.expired = true }
     }
 
-    /// Answers parked fetches that now have enough data or whose wait is over.
+    /// Reads parked fetches again whose partitions advanced or whose wait is over.
     func completeFetches(nowMs: Int64, into completions: inout [Completion]) {
         guard !parkedFetches.isEmpty else { return }
-        var still: [ParkedFetch] = []
-        for parked in parkedFetches {
-            let reads = readFetch(parked.request)
-            let bytes = reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
-            if bytes >= Int(parked.request.minBytes) || nowMs >= parked.deadlineMs || reads.contains(where: { $0.error != .none }) {
-                completions.append(Completion(connection: parked.context.connection, sequence: parked.context.sequence, correlationId: parked.context.correlationId,
-                                              frame: encodeFetch(reads, parked.context)))
-            } else {
-                still.append(parked)
+        var due: [FetchInFlight] = []
+        parkedFetches.removeAll { fetch in
+            let ready = fetch.expired || nowMs >= fetch.deadlineMs || advanced(fetch)
+            if ready { due.append(fetch) }
+            return ready
+        }
+        for fetch in due {
+            fetch.context.nowMs = nowMs
+            if case .respond(let frame) = read(fetch) {
+                completions.append(Completion(connection: fetch.context.connection, sequence: fetch.context.sequence,
+                                              correlationId: fetch.context.correlationId, frame: frame))
             }
         }
-        parkedFetches = still
     }
 }

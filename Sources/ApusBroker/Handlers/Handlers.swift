@@ -5,6 +5,9 @@ import KafkaWire
 struct HandlerEntry: Sendable {
     let api: ApiKey
     let versions: ClosedRange<Int16>
+    /// Runs on shard 0 whichever shard received it: it touches topics, groups or producer
+    /// ids, which shard 0 keeps.
+    var onCoordinator = false
     let handle: @Sendable (Broker, RequestContext, inout WireReader) throws(WireError) -> HandleOutcome
 }
 

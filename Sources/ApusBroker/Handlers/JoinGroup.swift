@@ -3,7 +3,7 @@ import KafkaWire
 
 extension Broker {
     /// JoinGroup v0...5, answered by the group coordinator (parked responses come later).
-    static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...5) { broker, context, r throws(WireError) in
+    static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...5, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try JoinGroupRequest.decode(from: &r, version: context.apiVersion)
         let outputs = broker.groups.handleJoinGroup(request, version: context.apiVersion, clientId: context.clientId ?? "", token: broker.groupToken(context), nowMs: context.nowMs)
         return broker.route(outputs, caller: context, nowMs: context.nowMs)

@@ -5,30 +5,44 @@ extension Broker {
     /// ListOffsets v0–5: latest (-1), earliest (-2), or the first offset at/after a timestamp.
     static let listOffsets = HandlerEntry(api: .listOffsets, versions: 0...5) { broker, context, r throws(WireError) in
         let request = try ListOffsetsRequest.decode(from: &r, version: context.apiVersion)
-        var response = ListOffsetsResponse()
+        // Each partition is looked up by the shard owning it; unknown ones are answered here.
+        var items: [(topic: CatalogTopic, partition: Int32, timestamp: Int64)] = []
         for topic in request.topics {
-            var out = ListOffsetsResponse.ListOffsetsTopicResponse(name: topic.name)
-            for p in topic.partitions {
-                var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
-                guard let log = broker.log(topic.name, p.partitionIndex) else {
-                    result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
-                    out.partitions.append(result)
-                    continue
-                }
-                var offset: Int64?
-                switch p.timestamp {
-                case -1: offset = log.highWatermark
-                case -2: offset = log.logStartOffset
-                default: offset = try? log.offset(forTimestamp: p.timestamp)
-                }
-                result.timestamp = -1
-                result.offset = offset ?? -1
-                if p.timestamp >= 0 && offset == nil { result.offset = -1 }
-                if context.apiVersion == 0 { result.oldStyleOffsets = offset.map { [$0] } ?? [] }
-                out.partitions.append(result)
+            guard let entry = broker.topic(topic.name) else { continue }
+            for p in topic.partitions where p.partitionIndex >= 0 && Int(p.partitionIndex) < entry.partitionCount {
+                items.append((entry, p.partitionIndex, p.timestamp))
             }
-            response.topics.append(out)
         }
-        return broker.respond(response, context)
+        return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
+            share.map { item -> Int64? in
+                guard let log = owner.log(item.topic, item.partition) else { return nil }
+                switch item.timestamp {
+                case -1: return log.highWatermark
+                case -2: return log.logStartOffset
+                default: return (try? log.offset(forTimestamp: item.timestamp)) ?? nil
+                }
+            }
+        }, gathered: { broker, offsets in
+            var found = zip(items, offsets).makeIterator()
+            var response = ListOffsetsResponse()
+            for topic in request.topics {
+                var out = ListOffsetsResponse.ListOffsetsTopicResponse(name: topic.name)
+                let entry = broker.topic(topic.name)
+                for p in topic.partitions {
+                    var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
+                    guard let entry, p.partitionIndex >= 0, Int(p.partitionIndex) < entry.partitionCount, let (_, offset) = found.next() else {
+                        result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                        out.partitions.append(result)
+                        continue
+                    }
+                    result.timestamp = -1
+                    result.offset = offset ?? -1
+                    if context.apiVersion == 0 { result.oldStyleOffsets = offset.map { [$0] } ?? [] }
+                    out.partitions.append(result)
+                }
+                response.topics.append(out)
+            }
+            return broker.frame(response, context)
+        })
     }
 }

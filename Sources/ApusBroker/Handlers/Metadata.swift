@@ -4,7 +4,7 @@ import KafkaWire
 extension Broker {
     /// Metadata v0–8: this broker as the only one, leader of every partition; topics are
     /// auto-created when asked for by name and `auto.create.topics.enable` allows it.
-    static let metadata = HandlerEntry(api: .metadata, versions: 0...8) { broker, context, r throws(WireError) in
+    static let metadata = HandlerEntry(api: .metadata, versions: 0...8, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try MetadataRequest.decode(from: &r, version: context.apiVersion)
         var response = MetadataResponse()
         response.brokers = [.init(nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort)]
@@ -30,15 +30,15 @@ extension Broker {
             topic.errorCode = ErrorCode.invalidTopic.rawValue
             return topic
         }
-        var partitions = topics[name]
-        if partitions == nil && create {
-            partitions = try? createTopic(name, partitions: config.numPartitions, nowMs: nowMs)
+        var entry = topics[name]
+        if entry == nil && create {
+            entry = try? createTopic(name, partitions: config.numPartitions, nowMs: nowMs)
         }
-        guard let partitions else {
+        guard let entry else {
             topic.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
             return topic
         }
-        topic.partitions = partitions.indices.map { p in
+        topic.partitions = (0..<entry.partitionCount).map { p in
             MetadataResponse.MetadataResponsePartition(
                 errorCode: 0, partitionIndex: Int32(p), leaderId: config.nodeId, leaderEpoch: 0,
                 replicaNodes: [config.nodeId], isrNodes: [config.nodeId], offlineReplicas: [])

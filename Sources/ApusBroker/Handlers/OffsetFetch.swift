@@ -3,7 +3,7 @@ import KafkaWire
 
 extension Broker {
     /// OffsetFetch v0–5: committed offsets (-1 where none).
-    static let offsetFetch = HandlerEntry(api: .offsetFetch, versions: 0...5) { broker, context, r throws(WireError) in
+    static let offsetFetch = HandlerEntry(api: .offsetFetch, versions: 0...5, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try OffsetFetchRequest.decode(from: &r, version: context.apiVersion)
         let outputs = broker.groups.handleOffsetFetch(request, version: context.apiVersion, token: broker.groupToken(context))
         return broker.route(outputs, caller: context, nowMs: context.nowMs)

@@ -3,7 +3,11 @@ import KafkaProtocol
 import KafkaWire
 
 /// A produce request whose batches were staged this turn and whose response waits for the
-/// commit (acks 0/1) or for the sync covering it (acks=all under an fsync durability mode).
+/// commit (acks 0/1), for the sync covering it (acks=all under an fsync durability mode), and
+/// for the shards owning its other partitions.
+///
+/// On an owner shard the same type holds the part another shard sent (``reply`` set): its
+/// partition results go back to that shard instead of becoming a response.
 final class PendingProduce {
     let context: RequestContext
     let acks: Int16
@@ -13,6 +17,10 @@ final class PendingProduce {
     /// The request's batches, owned until the commit has written them.
     var buffers: [UnsafeMutableRawBufferPointer] = []
     var abandoned = false
+    /// Parts sent to other shards and not answered yet.
+    var outstanding = 0
+    /// Set on an owner shard: sends the partition results to the requesting shard.
+    var reply: (([ProduceResponse.PartitionProduceResponse]) -> Void)?
 
     init(context: RequestContext, acks: Int16, response: ProduceResponse) {
         self.context = context
@@ -21,6 +29,15 @@ final class PendingProduce {
     }
 
     deinit { buffers.forEach { $0.deallocate() } }
+}
+
+/// One partition's batches sent to the shard that owns it (the buffer is owned by the job).
+struct RemoteAppend {
+    var topic: CatalogTopic
+    var partition: Int32
+    var batches: UnsafeMutableRawBufferPointer
+    /// Where its result goes in the requesting shard's response.
+    var position: (topic: Int, partition: Int)
 }
 
 /// A Produce request read in place: record sections are slices of the request frame (valid
@@ -71,41 +88,92 @@ struct ProduceRequestView {
 
 extension Broker {
     /// Produce v0–8 (v0–2 answered with UNSUPPORTED_VERSION: they carry legacy message
-    /// sets). Batches are validated (CRC, size, magic), given offsets and staged; the
-    /// response is sent after the turn's group commit, or after the sync for acks=all when
-    /// the log's durability mode asks for one. acks=0 gets no response.
+    /// sets). Batches are validated (CRC, size, magic), given offsets and staged by the shard
+    /// owning their partition; the response is sent after the turn's group commit, or after the
+    /// sync for acks=all when the log's durability mode asks for one, once every shard involved
+    /// has answered. acks=0 gets no response.
     static let produce = HandlerEntry(api: .produce, versions: 0...8) { broker, context, r throws(WireError) in
         let request = try ProduceRequestView(from: &r, version: context.apiVersion)
         var response = ProduceResponse()
         let pending = PendingProduce(context: context, acks: request.acks, response: response)
+        var remote: [Int: [RemoteAppend]] = [:]
         for (t, topic) in request.topics.enumerated() {
             var out = ProduceResponse.TopicProduceResponse(name: topic.name)
+            let entry = broker.topic(topic.name)
             for (p, partition) in topic.partitions.enumerated() {
                 var result = ProduceResponse.PartitionProduceResponse(index: partition.index)
-                result.error(broker.stage(partition, topic: topic.name, acks: request.acks, into: pending, at: (t, p), result: &result))
+                result.error(broker.route(partition, topic: entry, acks: request.acks, into: pending, at: (t, p), result: &result, remote: &remote))
                 out.partitionResponses.append(result)
             }
             response.responses.append(out)
         }
         pending.response = response
+        for (owner, appends) in remote { broker.send(appends, to: owner, for: pending) }
         broker.pendingProduces.append(pending)
         return request.acks == 0 ? .noResponse : .pending
     }
 
-    /// Validates and stages one partition's batches; returns the error code (0 on success).
-    private func stage(
-        _ partition: ProduceRequestView.Partition, topic: String, acks: Int16,
-        into pending: PendingProduce, at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse
+    /// Checks one partition's part of the request, copies its batches out of the frame (the
+    /// one copy) and stages them here or queues them for the owning shard.
+    /// - Returns: the error code (0 when staged or queued).
+    private func route(
+        _ partition: ProduceRequestView.Partition, topic: CatalogTopic?, acks: Int16, into pending: PendingProduce,
+        at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse, remote: inout [Int: [RemoteAppend]]
     ) -> ErrorCode {
         if pending.context.apiVersion < 3 { return .unsupportedVersion }
         if ![-1, 0, 1].contains(acks) { return .invalidRequiredAcks }
-        guard let log = log(topic, partition.index) else { return .unknownTopicOrPartition }
+        guard let topic, partition.index >= 0, Int(partition.index) < topic.partitionCount else { return .unknownTopicOrPartition }
         guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
-        // The one copy of the batches: out of the request frame into memory that lives until
-        // the commit. Every batch is validated before any is staged.
         let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
-        pending.buffers.append(owned)
         owned.copyMemory(from: records)
+        let owner = topic.owners[Int(partition.index)]
+        if owner != index {
+            remote[owner, default: []].append(RemoteAppend(topic: topic, partition: partition.index, batches: owned, position: position))
+            return .none
+        }
+        pending.buffers.append(owned)
+        return stage(owned, topic: topic, partition: partition.index, acks: acks, into: pending, at: position, result: &result)
+    }
+
+    /// Sends partitions owned by shard `owner` there; their results come back into `pending`.
+    private func send(_ appends: [RemoteAppend], to owner: Int, for pending: PendingProduce) {
+        let origin = index
+        let context = pending.context
+        let acks = pending.acks
+        if acks != 0 { pending.outstanding += 1 }
+        mesh.post(to: owner) { broker in
+            // The owner's part: one pseudo-topic whose partitions are the appends, in order.
+            var part = ProduceResponse.TopicProduceResponse(name: "")
+            let sub = PendingProduce(context: context, acks: acks, response: ProduceResponse())
+            for (i, append) in appends.enumerated() {
+                var result = ProduceResponse.PartitionProduceResponse(index: append.partition)
+                sub.buffers.append(append.batches)
+                result.error(broker.stage(append.batches, topic: append.topic, partition: append.partition, acks: acks, into: sub, at: (0, i), result: &result))
+                part.partitionResponses.append(result)
+            }
+            sub.response.responses = [part]
+            if acks != 0 {
+                sub.reply = { results in
+                    broker.mesh.post(to: origin) { _ in
+                        for (append, result) in zip(appends, results) {
+                            pending.response.responses[append.position.topic].partitionResponses[append.position.partition] = result
+                        }
+                        pending.outstanding -= 1
+                    }
+                }
+            }
+            broker.pendingProduces.append(sub)
+        }
+    }
+
+    /// Validates and stages one partition's batches (`owned`, freed with `pending`) on a log
+    /// this shard owns; returns the error code (0 on success).
+    func stage(
+        _ owned: UnsafeMutableRawBufferPointer, topic: CatalogTopic, partition: Int32, acks: Int16,
+        into pending: PendingProduce, at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse
+    ) -> ErrorCode {
+        guard let log = log(topic, partition) else { return .unknownTopicOrPartition }
+        // Every batch is validated before any is staged.
         var batches: [UnsafeMutableRawBufferPointer] = []
         var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: config.messageMaxBytes)
         do {
@@ -152,6 +220,7 @@ extension Broker {
                 return Broker.errorCode(for: error)
             }
         }
+        if !appended.contains(where: { $0.log === log }) { appended.append((log, topic.signals[Int(partition)])) }
         result.baseOffset = first
         result.logAppendTimeMs = -1
         result.logStartOffset = log.logStartOffset
@@ -223,14 +292,16 @@ extension Broker {
             let durable = pending.acks != -1 || pending.waits.allSatisfy { wait in
                 wait.log.config.durability == .pageCache || wait.log.durableOffset > wait.lastOffset || wait.log.failure != nil
             }
-            guard durable else {
+            guard durable && pending.outstanding == 0 else {
                 remaining.append(pending)
                 continue
             }
             for wait in pending.waits where wait.log.failure != nil {
                 pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.kafkaStorageError)
             }
-            if pending.acks != 0 && !pending.abandoned {
+            if let reply = pending.reply {
+                reply(pending.response.responses[0].partitionResponses)
+            } else if pending.acks != 0 && !pending.abandoned {
                 completions.append(Completion(connection: pending.context.connection, sequence: pending.context.sequence, correlationId: pending.context.correlationId,
                                               frame: frame(pending.response, pending.context)))
             }

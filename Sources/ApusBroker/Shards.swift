@@ -1,0 +1,174 @@
+import ApusStorage
+import Logging
+import Synchronization
+
+/// Work for one shard, run on that shard's thread with its broker.
+typealias ShardJob = (Broker) -> Void
+
+/// The shards of one broker process and the only ways they touch each other: the topic
+/// catalog, and inboxes of jobs. Each shard owns some partitions (``ShardMesh/owner(topic:partition:)``)
+/// and its own connections; a request needing another shard's partitions sends that shard a
+/// job, whose answer comes back as a job to the sender.
+public final class ShardMesh: @unchecked Sendable {
+    public let count: Int
+    public let catalog: TopicCatalog
+    private let inboxes: [Inbox]
+    /// Jobs posted and not yet finished (shutdown waits for none).
+    let inFlight = Atomic<Int>(0)
+    /// Bit per shard: set while that shard still has something to finish (shutdown).
+    let busy = Atomic<UInt64>(0)
+
+    private final class Inbox: @unchecked Sendable {
+        let lock = Mutex<Void>(())
+        var jobs: [ShardJob] = []
+        var wake: (@Sendable () -> Void)?
+    }
+
+    /// - Parameter count: shards (1...64).
+    public init(count: Int, catalog: TopicCatalog) {
+        precondition((1...64).contains(count), "1 to 64 shards")
+        self.count = count
+        self.catalog = catalog
+        inboxes = (0..<count).map { _ in Inbox() }
+    }
+
+    /// Installs how shard `index` is woken when a job arrives (its event loop's eventfd).
+    /// Call before the shards start.
+    public func setWake(_ index: Int, _ wake: @escaping @Sendable () -> Void) {
+        inboxes[index].wake = wake
+    }
+
+    /// Wakes shard `index` without a job (a partition it watches advanced).
+    func wake(_ index: Int) { inboxes[index].wake?() }
+
+    /// Queues `job` for shard `index` and wakes it if its inbox was empty.
+    func post(to index: Int, _ job: @escaping ShardJob) {
+        inFlight.add(1, ordering: .sequentiallyConsistent)
+        let inbox = inboxes[index]
+        let wasEmpty = inbox.lock.withLock { _ in
+            let empty = inbox.jobs.isEmpty
+            inbox.jobs.append(job)
+            return empty
+        }
+        if wasEmpty { inbox.wake?() }
+    }
+
+    /// Takes every job queued for shard `index`.
+    func take(_ index: Int) -> [ShardJob] {
+        let inbox = inboxes[index]
+        return inbox.lock.withLock { _ in
+            defer { inbox.jobs.removeAll(keepingCapacity: true) }
+            return inbox.jobs
+        }
+    }
+
+    /// The shard owning partition `partition` of `topic`: consecutive partitions go to
+    /// consecutive shards, from a start that depends on the topic name (FNV-1a), so that
+    /// single-partition topics spread too. Stable for a given shard count.
+    public func owner(topic: String, partition: Int32) -> Int {
+        Self.owner(topic: topic, partition: partition, shards: count)
+    }
+
+    static func owner(topic: String, partition: Int32, shards count: Int) -> Int {
+        guard count > 1 else { return 0 }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in topic.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x100_0000_01b3
+        }
+        return Int((hash &+ UInt64(partition)) % UInt64(count))
+    }
+
+    /// Marks every shard busy until it reports itself idle (``Broker/reportIdle(_:)``), so
+    /// that no shard stops while another may still send it work.
+    public func beginShutdown() {
+        busy.store(count == 64 ? .max : (UInt64(1) << UInt64(count)) - 1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether every shard has finished its work and no job is under way (shutdown).
+    var quiescent: Bool {
+        busy.load(ordering: .sequentiallyConsistent) == 0 && inFlight.load(ordering: .sequentiallyConsistent) == 0
+    }
+}
+
+/// What another shard may read about a partition without touching its log: the high
+/// watermark its owner published after its last commit, and which shards wait for it to move
+/// (long-poll fetches parked there).
+final class PartitionSignal: Sendable {
+    let highWatermark: Atomic<Int64>
+    let interest = Atomic<UInt64>(0)
+
+    init(highWatermark: Int64) {
+        self.highWatermark = Atomic(highWatermark)
+    }
+}
+
+/// A topic as published in the catalog: immutable; its logs are touched only by their owners.
+public final class CatalogTopic: @unchecked Sendable {
+    public let name: String
+    let logs: [PartitionLog]
+    let owners: [Int]
+    let signals: [PartitionSignal]
+
+    var partitionCount: Int { logs.count }
+
+    init(name: String, logs: [PartitionLog], shards: Int) {
+        self.name = name
+        self.logs = logs
+        owners = logs.indices.map { ShardMesh.owner(topic: name, partition: Int32($0), shards: shards) }
+        signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark) }
+    }
+}
+
+/// Every topic of the broker, shared by the shards. Shard 0 (the coordinator) creates and
+/// deletes topics; every shard reads a snapshot, refreshed when ``version`` moves.
+public final class TopicCatalog: @unchecked Sendable {
+    private let lock = Mutex<Void>(())
+    private var topics: [String: CatalogTopic] = [:]
+    let version = Atomic<UInt64>(1)
+
+    public init() {}
+
+    /// Opens every partition log found in the data directory (recovering them if the last
+    /// shutdown was not clean) and publishes their topics; the internal offsets topic is left
+    /// to the coordinator shard.
+    public static func load(logs: LogManager, shards: Int, logger: Logger, nowMs: Int64) throws(StorageError) -> TopicCatalog {
+        let catalog = TopicCatalog()
+        var found: [String: [Int32: PartitionLog]] = [:]
+        for tp in try logs.existingPartitions() where tp.topic != Broker.offsetsTopic {
+            found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, nowMs: nowMs)
+        }
+        for (topic, partitions) in found {
+            // A topic's partitions are 0..<n; a gap means a damaged data directory.
+            let ordered = partitions.keys.sorted()
+            guard ordered == Array(0..<Int32(ordered.count)) else {
+                logger.error("topic has missing partitions; ignoring it", metadata: ["topic": "\(topic)", "partitions": "\(ordered)"])
+                continue
+            }
+            catalog.publish(CatalogTopic(name: topic, logs: ordered.map { partitions[$0]! }, shards: shards))
+        }
+        if !found.isEmpty {
+            logger.info("loaded topics", metadata: ["count": "\(found.count)", "partitions": "\(found.values.reduce(0) { $0 + $1.count })"])
+        }
+        return catalog
+    }
+
+    func snapshot() -> (version: UInt64, topics: [String: CatalogTopic]) {
+        lock.withLock { _ in (version.load(ordering: .relaxed), topics) }
+    }
+
+    func publish(_ topic: CatalogTopic) {
+        lock.withLock { _ in
+            topics[topic.name] = topic
+            version.add(1, ordering: .releasing)
+        }
+    }
+
+    @discardableResult
+    func remove(_ name: String) -> CatalogTopic? {
+        lock.withLock { _ in
+            defer { version.add(1, ordering: .releasing) }
+            return topics.removeValue(forKey: name)
+        }
+    }
+}
