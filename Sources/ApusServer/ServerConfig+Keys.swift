@@ -17,6 +17,8 @@ extension ServerConfig {
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "append path: auto (io_uring if a NOP round trip works, else posix), uring, posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
+        ("cpus", "all", "CPUs that each run one shard (a pinned thread with its own event loop and partitions): all, a count N (the first N allowed), or a list such as 0,2-3"),
+        ("numa", "auto", "auto: each shard prefers memory on its CPU's NUMA node when libnuma reports several nodes; off: no NUMA placement"),
         ("node.id", "0", "this broker's id"),
         ("cluster.id", "apus-cluster", "cluster id reported in Metadata"),
         ("auto.create.topics.enable", "true", "create a topic when Metadata asks for an unknown one"),
@@ -64,6 +66,14 @@ extension ServerConfig {
         case "durability":
             guard let mode = Durability(rawValue: value) else { throw ConfigError("durability: expected page-cache, fsync-on-ack-all or fsync-always, got '\(value)'") }
             broker.log.durability = mode
+        case "cpus":
+            guard let selection = CPUSelection(value) else {
+                throw ConfigError("cpus: expected all, a count 1...64, or a list of CPU ids and ranges such as 0,2-3, got '\(value)'")
+            }
+            cpus = selection
+        case "numa":
+            guard value == "auto" || value == "off" else { throw ConfigError("numa: expected auto or off, got '\(value)'") }
+            numa = value == "auto"
         case "node.id": broker.nodeId = Int32(try int(0...Int64(Int32.max)))
         case "cluster.id": broker.clusterId = value
         case "auto.create.topics.enable":

@@ -49,6 +49,26 @@ import Testing
         }
     }
 
+    @Test func cpusSelectShardsAmongTheAllowedCPUs() throws {
+        var config = ServerConfig()
+        let allowed = [0, 1, 2, 3, 6]
+        #expect(try config.cpus.resolve(allowed: allowed) == allowed, "all by default")
+        try config.set("cpus", "2")
+        #expect(try config.cpus.resolve(allowed: allowed) == [0, 1])
+        try config.set("cpus", "6,1-3")
+        #expect(try config.cpus.resolve(allowed: allowed) == [6, 1, 2, 3], "listed order is shard order")
+        try config.set("cpus", "4")
+        #expect(throws: ConfigError.self, "CPU 4 is not allowed") { try config.cpus.resolve(allowed: [0, 1]) }
+        try config.set("cpus", "5,7")
+        #expect(throws: ConfigError.self, "5 is not allowed") { try config.cpus.resolve(allowed: allowed) }
+        for bad in ["0", "65", "1-", "3-1", "a", "1,1", "", "-1"] {
+            #expect(throws: ConfigError.self, "cpus=\(bad)") { try config.set("cpus", bad) }
+        }
+        try config.set("numa", "off")
+        #expect(!config.numa)
+        #expect(throws: ConfigError.self) { try config.set("numa", "on") }
+    }
+
     @Test func serveRefusesABadSettingBeforeStarting() throws {
         let result = try run(ApusServerProcess.binary("apus"), ["serve", "--set", "flush.ms=soon", "--data-dir", NSTemporaryDirectory() + "apus-never"])
         #expect(result.status != 0)
