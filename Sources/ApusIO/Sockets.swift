@@ -163,3 +163,15 @@ public final class Poller: @unchecked Sendable {
         return ready
     }
 }
+
+extension Net {
+    /// Prepares a socket accepted through io_uring (TCP_NODELAY) and returns its peer address.
+    public static func accepted(_ fd: Int32) -> String {
+        var peer = [CChar](repeating: 0, count: 64)
+        _ = apus_socket_accepted(fd, &peer, peer.count)
+        return peer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// Shuts a socket down both ways, so that operations in flight on it complete.
+    public static func shutdown(_ fd: Int32) { _ = apus_shutdown(fd) }
+}

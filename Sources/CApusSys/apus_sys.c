@@ -58,6 +58,23 @@ int apus_accept(int listen_fd, char *peer, size_t peer_len) {
     return fd;
 }
 
+int apus_socket_accepted(int fd, char *peer, size_t peer_len) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_in address;
+    socklen_t length = sizeof(address);
+    char host[INET_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(fd, (struct sockaddr *)&address, &length) == 0) {
+        inet_ntop(AF_INET, &address.sin_addr, host, sizeof(host));
+        port = ntohs(address.sin_port);
+    }
+    snprintf(peer, peer_len, "%s:%u", host, port);
+    return 0;
+}
+
+int apus_shutdown(int fd) { return shutdown(fd, SHUT_RDWR) == 0 ? 0 : -errno; }
+
 // MARK: Threads, CPUs and NUMA placement
 
 #include <numa.h>

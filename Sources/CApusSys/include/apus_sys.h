@@ -28,6 +28,10 @@ int apus_eventfd(void);
 int64_t apus_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; returns the fd or -errno; fills the peer.
 int apus_accept(int listen_fd, char *peer, size_t peer_len);
+/// Sets TCP_NODELAY on a socket accepted elsewhere (io_uring) and fills its peer address.
+int apus_socket_accepted(int fd, char *peer, size_t peer_len);
+/// shutdown(SHUT_RDWR): operations in flight on the socket complete. 0 or -errno.
+int apus_shutdown(int fd);
 
 /// Fills `out` with the CPUs this process may run on (ascending); returns the count or -errno.
 int apus_allowed_cpus(int32_t *out, int max);

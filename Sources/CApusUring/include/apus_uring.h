@@ -29,3 +29,25 @@ int apus_ring_submit_and_wait(apus_ring *ring, unsigned wait);
 
 /// Takes one completion if available (1) or not (0); with `block`, waits for one (or -errno).
 int apus_ring_next_completion(apus_ring *ring, int block, uint64_t *tag, int32_t *result);
+
+// MARK: Network operations (a shard's event loop on io_uring)
+
+/// Accepts connections on `fd` until cancelled (multishot; each completion's result is a new
+/// non-blocking, close-on-exec socket). Re-arm when a completion lacks `more`.
+int apus_ring_prep_accept_multishot(apus_ring *ring, int fd, uint64_t tag);
+/// Receives up to `length` bytes into `buffer`.
+int apus_ring_prep_recv(apus_ring *ring, int fd, void *buffer, size_t length, uint64_t tag);
+/// Sends the `count` buffers of `iov` (MSG_NOSIGNAL); `iov` must stay valid until completion.
+int apus_ring_prep_sendv(apus_ring *ring, int fd, const apus_iovec *iov, unsigned count, uint64_t tag);
+/// Reads 8 bytes into `buffer` (an eventfd's counter).
+int apus_ring_prep_read(apus_ring *ring, int fd, void *buffer, unsigned length, uint64_t tag);
+/// Completes once `fd` is writable (POLLOUT) or, with writable = 0, readable (POLLIN).
+int apus_ring_prep_poll(apus_ring *ring, int fd, int writable, uint64_t tag);
+
+/// Submits what is queued and waits up to `timeout_ms` for at least one completion. Returns
+/// 0, or -errno (-ETIME when the time passed with none).
+int apus_ring_submit_and_wait_ms(apus_ring *ring, int timeout_ms);
+
+/// Like apus_ring_next_completion, without blocking; `more` is set when a multishot
+/// operation stays armed after this completion.
+int apus_ring_peek_completion(apus_ring *ring, uint64_t *tag, int32_t *result, int *more);
