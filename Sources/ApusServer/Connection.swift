@@ -35,6 +35,7 @@ final class Connection {
 
     deinit {
         input.deallocate()
+        iov?.deallocate()
         Net.close(fd)
     }
 
@@ -43,33 +44,47 @@ final class Connection {
     /// ("" for an orderly close by the peer), or nil to keep it.
     func readFrames(maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
         while true {
-            if inputCount == inputCapacity { grow(to: inputCapacity * 2) }
+            let space = receiveBuffer()
             let got: Int?
-            let room = inputCapacity - inputCount
             do {
-                got = try Net.read(fd, into: UnsafeMutableRawBufferPointer(start: input + inputCount, count: room))
+                got = try Net.read(fd, into: space)
             } catch {
                 return "read failed: \(error)"
             }
             guard let got else { break }
-            if got == 0 { return inputCount > 0 ? "client disconnected mid-request" : "" }
-            inputCount += got
-            // Hand over every complete frame.
-            var consumed = 0
-            while inputCount - consumed >= 4 {
-                let size = Int(Int32(bigEndian: (input + consumed).loadUnaligned(as: Int32.self)))
-                if size < 0 || size > maxFrameBytes {
-                    return "request of \(size) bytes exceeds socket.request.max.bytes (\(maxFrameBytes))"
-                }
-                if inputCount - consumed - 4 < size { break }  // the buffer doubles as bytes arrive
-                if !body(UnsafeRawBufferPointer(start: input + consumed + 4, count: size)) { return nil }
-                consumed += 4 + size
-            }
+            if let reason = received(got, maxFrameBytes: maxFrameBytes, body) { return reason }
+            if got < space.count { break }  // drained: the next read would block
+        }
+        return nil
+    }
+
+    /// Where the next bytes from the socket go (the buffer doubles when full).
+    func receiveBuffer() -> UnsafeMutableRawBufferPointer {
+        if inputCount == inputCapacity { grow(to: inputCapacity * 2) }
+        return UnsafeMutableRawBufferPointer(start: input + inputCount, count: inputCapacity - inputCount)
+    }
+
+    /// Takes `count` bytes received into ``receiveBuffer()`` and hands over every complete
+    /// frame (see ``readFrames(maxFrameBytes:_:)``). Returns why the connection must close
+    /// ("" for an orderly close, when `count` is 0; also "" when `body` stopped), or nil.
+    func received(_ count: Int, maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
+        if count == 0 { return inputCount > 0 ? "client disconnected mid-request" : "" }
+        inputCount += count
+        var consumed = 0
+        defer {
             if consumed > 0 {
-                (input).copyMemory(from: input + consumed, byteCount: inputCount - consumed)
+                input.copyMemory(from: input + consumed, byteCount: inputCount - consumed)
                 inputCount -= consumed
             }
-            if got < room { break }  // drained: the next read would block
+        }
+        while inputCount - consumed >= 4 {
+            let size = Int(Int32(bigEndian: (input + consumed).loadUnaligned(as: Int32.self)))
+            if size < 0 || size > maxFrameBytes {
+                return "request of \(size) bytes exceeds socket.request.max.bytes (\(maxFrameBytes))"
+            }
+            if inputCount - consumed - 4 < size { break }  // the buffer doubles as bytes arrive
+            if !body(UnsafeRawBufferPointer(start: input + consumed + 4, count: size)) { return "" }
+            consumed += 4 + size
         }
         return nil
     }
@@ -133,5 +148,85 @@ final class Connection {
             partOffset = 0
         }
         return true
+    }
+
+    // MARK: Completion-based I/O (io_uring): the ring holds buffers until its operations finish
+
+    /// A receive is queued on the ring (into ``receiveBuffer()``).
+    var receiving = false
+    /// A wait for readability is queued (after a receive found nothing).
+    var pollingReadable = false
+    /// A send, or a wait for writability, is queued.
+    var sending = false
+    var hasOperationsInFlight: Bool { receiving || pollingReadable || sending }
+    private var iov: UnsafeMutablePointer<iovec>?
+    static let maxSendBuffers = 64
+
+    enum SendStep {
+        case idle
+        /// Send these buffers (valid until ``advance(sent:)``).
+        case bytes(UnsafePointer<iovec>, Int32)
+        /// Send this file range from `offset` (with sendfile).
+        case file(FileRange, offset: Int)
+    }
+
+    /// What to send next: the ready responses' bytes up to the next file range (at most
+    /// ``maxSendBuffers`` pieces), or that file range.
+    func nextSend() -> SendStep {
+        let iov = self.iov ?? .allocate(capacity: Self.maxSendBuffers)
+        self.iov = iov
+        var count = 0
+        var slot = 0
+        var part = partIndex
+        var offset = partOffset
+        while slot < slots.count, let frame = slots[slot].frame, count < Self.maxSendBuffers {
+            if part == frame.parts.count {
+                slot += 1
+                part = 0
+                offset = 0
+                continue
+            }
+            switch frame.parts[part] {
+            case .bytes(let bytes):
+                if bytes.count > offset {
+                    // The array's storage stays put: the frame is not mutated until it is sent.
+                    let base = bytes.withUnsafeBytes { UnsafeMutableRawPointer(mutating: $0.baseAddress!) }
+                    iov[count] = iovec(iov_base: base + offset, iov_len: bytes.count - offset)
+                    count += 1
+                }
+            case .file(let range):
+                if count > 0 { return .bytes(iov, Int32(count)) }
+                return .file(range, offset: offset)
+            }
+            part += 1
+            offset = 0
+        }
+        return count > 0 ? .bytes(iov, Int32(count)) : .idle
+    }
+
+    /// Marks `count` bytes of the ready responses as sent.
+    func advance(sent count: Int) {
+        var left = count
+        queuedBytes -= count
+        while let frame = slots.first?.frame {
+            if partIndex == frame.parts.count {
+                slots.removeFirst()
+                partIndex = 0
+                partOffset = 0
+                continue
+            }
+            let size: Int
+            switch frame.parts[partIndex] {
+            case .bytes(let bytes): size = bytes.count
+            case .file(let range): size = range.length
+            }
+            if left < size - partOffset {
+                partOffset += left
+                return
+            }
+            left -= size - partOffset
+            partIndex += 1
+            partOffset = 0
+        }
     }
 }

@@ -2,6 +2,9 @@ import ApusBroker
 import ApusIO
 import ApusStorage
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `apus serve`: accepts Kafka clients and runs the broker as shards, one pinned thread per
 /// CPU in `cpus`, sharing nothing but the topic catalog and their inboxes.
@@ -27,7 +30,7 @@ public final class Server {
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
         mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, logger: logger, nowMs: now))
-        let (listener, port) = try Net.listen(host: config.listenHost, port: config.listenPort)
+        let (listener, port) = try Self.listen(config, logger: logger)
         self.port = port
         var brokerConfig = config.broker
         if !config.advertisedIsExplicit {
@@ -41,13 +44,16 @@ public final class Server {
             let (backend, reason) = try makeAppendBackend(config.ioBackend, syncsOnAppendPath: config.broker.log.durability != .pageCache)
             if let reason, index == 0 { logger.info("\(reason)") }
             backendName = backend.name
-            let poller = try Poller()
-            if index == 0 { try poller.add(listener, writable: false) }
+            // Network I/O uses the same backend as appends: the shard's ring, or epoll.
+            let ring = backend is UringAppendBackend ? try NetRing() : nil
+            let poller = ring == nil ? try Poller() : nil
+            if index == 0 { try poller?.add(listener, writable: false) }
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
-            mesh.setWake(index) { poller.wake() }
-            loops.append(ShardLoop(index: index, cpu: cpu, config: config, logger: logger, poller: poller, broker: broker,
-                                   listener: index == 0 ? listener : nil))
+            let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, poller: poller, ring: ring, broker: broker,
+                                 listener: index == 0 ? listener : nil)
+            mesh.setWake(index) { loop.wake() }
+            loops.append(loop)
         }
         self.loops = loops
         self.backendName = backendName
@@ -57,6 +63,27 @@ public final class Server {
                 let target = loops[next]
                 next = (next + 1) % loops.count
                 if target === loops[0] { target.add(fd: fd, peer: peer) } else { target.adopt(fd: fd, peer: peer) }
+            }
+        }
+    }
+
+    /// Binds the listener, waiting up to 5 s while the address is in use: a previous instance
+    /// killed a moment ago can hold its socket until its io_uring ring is torn down.
+    private static func listen(_ config: ServerConfig, logger: Logger) throws -> (Int32, UInt16) {
+        let deadline = Sys.wallClockMs() + 5_000
+        var logged = false
+        while true {
+            let result = Result { () throws(SystemError) in try Net.listen(host: config.listenHost, port: config.listenPort) }
+            switch result {
+            case .success(let bound):
+                return bound
+            case .failure(let error):
+                guard error.errno == EADDRINUSE && config.listenPort != 0 && Sys.wallClockMs() < deadline else { throw error }
+                if !logged {
+                    logger.info("address in use; retrying for up to 5 s", metadata: ["address": "\(config.listenHost):\(config.listenPort)"])
+                    logged = true
+                }
+                Sys.sleep(microseconds: 50_000)
             }
         }
     }
@@ -72,7 +99,7 @@ public final class Server {
     public func run() throws {
         logger.info("listening", metadata: [
             "address": "\(config.listenHost):\(port)", "dataDir": "\(config.dataDirectory)",
-            "ioBackend": "\(backendName)", "durability": "\(config.broker.log.durability.rawValue)",
+            "ioBackend": "\(backendName)", "network": "\(loops[0].ring != nil ? "io_uring" : "epoll")", "durability": "\(config.broker.log.durability.rawValue)",
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
         ])
         let numaNodes = config.numa ? Placement.numaNodeCount() : 0

@@ -15,7 +15,7 @@ extension ServerConfig {
         ("listeners", "127.0.0.1:9092", "host:port to listen on (port 0 picks a free port)"),
         ("advertised.listeners", "(the listener)", "host:port clients are told to connect to"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
-        ("io.backend", "auto", "append path: auto (io_uring if a NOP round trip works, else posix), uring, posix"),
+        ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
         ("cpus", "all", "CPUs that each run one shard (a pinned thread with its own event loop and partitions): all, a count N (the first N allowed), or a list such as 0,2-3"),
         ("numa", "auto", "auto: each shard prefers memory on its CPU's NUMA node when libnuma reports several nodes; off: no NUMA placement"),

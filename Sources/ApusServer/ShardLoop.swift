@@ -3,20 +3,27 @@ import ApusIO
 import ApusStorage
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// One shard's event loop, run on its own pinned thread: epoll for its connections, its
-/// broker (which owns some partitions and its own append backend), and its inbox of jobs from
-/// other shards, woken through the same eventfd as the poller.
+/// One shard's event loop, run on its own pinned thread: its connections, its broker (which
+/// owns some partitions and its own append backend), and its inbox of jobs from other shards,
+/// woken through the loop's eventfd.
 ///
-/// Each turn: wait for readiness, run the jobs other shards sent, read requests and hand
-/// complete frames to the broker, commit the turn's appends in one group commit, and write
-/// the responses that are ready (fetch data by sendfile).
+/// Network I/O follows the append backend: with io_uring the shard's ring accepts, receives
+/// and sends (every operation queued in a turn goes in one submission); with POSIX, epoll
+/// readiness and plain reads and writes. Each turn: wait, run the jobs other shards sent,
+/// read requests and hand complete frames to the broker, commit the turn's appends in one
+/// group commit, and send the responses that are ready (fetch data by sendfile).
 final class ShardLoop: @unchecked Sendable {
     let index: Int
     let cpu: Int
     let config: ServerConfig
     let logger: Logger
-    let poller: Poller
+    /// epoll (POSIX backend) or the network ring (io_uring backend).
+    let poller: Poller?
+    let ring: NetRing?
     let broker: Broker
     /// The listening socket (shard 0 only): it accepts and hands connections out in turn.
     let listener: Int32?
@@ -31,12 +38,16 @@ final class ShardLoop: @unchecked Sendable {
     /// Set once stopping: connections are no longer read.
     private var draining = false
 
-    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, poller: Poller, broker: Broker, listener: Int32?) {
+    /// Connections closed while the ring still holds their buffers (io_uring), by id.
+    private var closing: [ConnectionID: Connection] = [:]
+
+    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, poller: Poller?, ring: NetRing?, broker: Broker, listener: Int32?) {
         self.index = index
         self.cpu = cpu
         self.config = config
         self.logger = logger
         self.poller = poller
+        self.ring = ring
         self.broker = broker
         self.listener = listener
         nextID = index
@@ -45,18 +56,25 @@ final class ShardLoop: @unchecked Sendable {
     /// Asks the loop to stop (any thread).
     func requestStop() {
         stop.store(true, ordering: .releasing)
-        poller.wake()
+        wake()
+    }
+
+    /// Wakes the loop from another thread.
+    func wake() {
+        poller?.wake()
+        ring?.wake()
     }
 
     /// Hands an accepted connection to this shard (any thread).
     func adopt(fd: Int32, peer: String) {
         handedOff.withLock { $0.append((fd, peer)) }
-        poller.wake()
+        wake()
     }
 
     /// Runs until a stop is requested, then finishes in-flight requests (up to the shutdown
     /// deadline, and until no shard needs this one any more) and syncs this shard's logs.
     func run() {
+        if let ring, let listener { ring.accept(listener, tag: Tag.accept) }
         var nextMaintenance = Sys.wallClockMs()
         while !stop.load(ordering: .acquiring) {
             turn(timeoutMs: nextTimeout())
@@ -68,12 +86,13 @@ final class ShardLoop: @unchecked Sendable {
         }
         if let listener {
             logger.info("stopping: no new connections or requests; finishing in-flight ones")
-            poller.remove(listener)
+            poller?.remove(listener)
+            if ring != nil { Net.shutdown(listener) }  // ends the ring's multishot accept
             Net.close(listener)
         }
         for connection in connections.values {
             connection.muted = true
-            try? poller.modify(connection.fd, writable: connection.watchingWritable, readable: false)
+            try? poller?.modify(connection.fd, writable: connection.watchingWritable, readable: false)
         }
         draining = true
         broker.expireParkedFetches()
@@ -85,6 +104,11 @@ final class ShardLoop: @unchecked Sendable {
             turn(timeoutMs: 5, accepting: false)
         }
         for connection in connections.values { close(connection, reason: nil) }
+        if let ring {
+            // Let the ring finish with the closed connections' buffers before they are freed.
+            let until = Sys.wallClockMs() + 1_000
+            while !closing.isEmpty && Sys.wallClockMs() < until { complete(ring.wait(timeoutMs: 10)) }
+        }
         broker.syncAll(nowMs: Sys.wallClockMs())
     }
 
@@ -99,6 +123,8 @@ final class ShardLoop: @unchecked Sendable {
 
     /// One loop turn: readiness, jobs from other shards, requests, group commit, responses.
     private func turn(timeoutMs: Int32, accepting: Bool = true) {
+        if let ring { return ringTurn(ring, timeoutMs: timeoutMs, accepting: accepting) }
+        guard let poller else { return }
         let ready = poller.wait(timeoutMs: timeoutMs)
         broker.startOfTurn()
         if !draining { adoptHandedOff() }
@@ -112,16 +138,139 @@ final class ShardLoop: @unchecked Sendable {
             // A hung-up connection that is not being read (muted) would be reported forever.
             if event.hangup && connections[event.fd] != nil && (!event.readable || connection.muted) { close(connection, reason: "") }
         }
-        let now = Sys.wallClockMs()
-        for completion in broker.endOfTurn(nowMs: now) {
+        finishTurn()
+        for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
+            write(connection)
+        }
+    }
+
+    /// The group commit, and the responses it (or other shards) completed.
+    private func finishTurn() {
+        for completion in broker.endOfTurn(nowMs: Sys.wallClockMs()) {
             byID[completion.connection]?.complete(sequence: completion.sequence, frame: completion.frame)
         }
         if !broker.closeRequests.isEmpty {
             for (id, reason) in broker.closeRequests { if let connection = byID[id] { close(connection, reason: reason) } }
             broker.closeRequests.removeAll()
         }
-        for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
-            write(connection)
+    }
+
+    // MARK: io_uring
+
+    /// What a ring completion was for: the low 3 bits of its tag; the rest is the connection id.
+    enum Tag {
+        static let receive: UInt64 = 1
+        static let pollReadable: UInt64 = 2
+        static let send: UInt64 = 3
+        static let pollWritable: UInt64 = 4
+        static let accept: UInt64 = 5
+    }
+
+    private func tag(_ connection: Connection, _ kind: UInt64) -> UInt64 { UInt64(connection.id) << 3 | kind }
+
+    /// A turn on the ring: the operations queued by the last turn are submitted together with
+    /// the wait; then completions, jobs, requests, commit, and the next receives and sends.
+    private func ringTurn(_ ring: NetRing, timeoutMs: Int32, accepting: Bool) {
+        let events = ring.wait(timeoutMs: timeoutMs)
+        broker.startOfTurn()
+        if !draining { adoptHandedOff() }
+        complete(events, accepting: accepting)
+        finishTurn()
+        for connection in Array(connections.values) {
+            flushOnRing(ring, connection)
+            guard connections[connection.fd] === connection else { continue }
+            connection.muted = draining || connection.queuedBytes > config.connectionBacklogBytes
+            if !connection.muted && !connection.receiving && !connection.pollingReadable {
+                ring.receive(connection.fd, into: connection.receiveBuffer(), tag: tag(connection, Tag.receive))
+                connection.receiving = true
+            }
+        }
+    }
+
+    /// Applies ring completions: accepted sockets, received bytes (requests), sent bytes.
+    private func complete(_ events: [NetRing.Completion], accepting: Bool = false) {
+        for event in events {
+            let kind = event.tag & 7
+            if kind == Tag.accept {
+                if event.result >= 0 {
+                    let fd = event.result
+                    if accepting && !draining {
+                        let peer = Net.accepted(fd)
+                        if let distribute { distribute(fd, peer) } else { add(fd: fd, peer: peer) }
+                    } else {
+                        Net.close(fd)
+                    }
+                } else if event.result != -EAGAIN && event.result != -ECANCELED && !draining {
+                    logger.warning("accept failed", metadata: ["error": "\(SystemError("accept", errno: -event.result))"])
+                }
+                if !event.more && !draining, let listener, let ring { ring.accept(listener, tag: Tag.accept) }
+                continue
+            }
+            let id = ConnectionID(event.tag >> 3)
+            if let connection = closing[id] {
+                forget(connection, kind)
+                continue
+            }
+            guard let connection = byID[id] else { continue }
+            forget(connection, kind)
+            let result = Int(event.result)
+            switch kind {
+            case Tag.receive where result == -Int(EAGAIN):
+                ring?.poll(connection.fd, writable: false, tag: tag(connection, Tag.pollReadable))
+                connection.pollingReadable = true
+            case Tag.receive where result < 0:
+                close(connection, reason: "read failed: \(SystemError("recv", errno: Int32(-result)))")
+            case Tag.receive:
+                let now = Sys.wallClockMs()
+                let reason = connection.received(result, maxFrameBytes: config.requestMaxBytes) { handle($0, from: connection, nowMs: now) }
+                if let reason { close(connection, reason: reason) }
+            case Tag.send where result == -Int(EAGAIN):
+                ring?.poll(connection.fd, writable: true, tag: tag(connection, Tag.pollWritable))
+                connection.sending = true
+            case Tag.send where result < 0:
+                close(connection, reason: "write failed: \(SystemError("send", errno: Int32(-result)))")
+            case Tag.send:
+                connection.advance(sent: result)
+            default:
+                break  // a wait for readiness ended: the next receive or send follows this turn
+            }
+        }
+    }
+
+    /// Notes that an operation of `kind` on `connection` finished; frees a closed connection
+    /// once the ring holds nothing of it.
+    private func forget(_ connection: Connection, _ kind: UInt64) {
+        switch kind {
+        case Tag.receive: connection.receiving = false
+        case Tag.pollReadable: connection.pollingReadable = false
+        default: connection.sending = false
+        }
+        if !connection.hasOperationsInFlight { closing[connection.id] = nil }
+    }
+
+    /// Queues the next send of ready responses (bytes on the ring; file ranges with sendfile,
+    /// waiting on the ring for room when the socket is full).
+    private func flushOnRing(_ ring: NetRing, _ connection: Connection) {
+        while !connection.sending {
+            switch connection.nextSend() {
+            case .idle:
+                return
+            case .bytes(let iov, let count):
+                ring.send(connection.fd, iov, count: count, tag: tag(connection, Tag.send))
+                connection.sending = true
+            case .file(let range, let offset):
+                do {
+                    let sent = try Net.sendfile(socket: connection.fd, file: range.fd, offset: range.position + Int64(offset), count: range.length - offset)
+                    connection.advance(sent: sent)
+                    if sent < range.length - offset {
+                        ring.poll(connection.fd, writable: true, tag: tag(connection, Tag.pollWritable))
+                        connection.sending = true
+                    }
+                } catch {
+                    close(connection, reason: "write failed: \(error)")
+                    return
+                }
+            }
         }
     }
 
@@ -150,7 +299,7 @@ final class ShardLoop: @unchecked Sendable {
     func add(fd: Int32, peer: String) {
         let connection = Connection(id: nextID, fd: fd, peer: peer)
         do {
-            try poller.add(fd, writable: false)
+            try poller?.add(fd, writable: false)
         } catch {
             logger.warning("could not watch a new connection", metadata: ["peer": "\(peer)", "error": "\(error)"])
             return  // the connection closes its socket
@@ -163,26 +312,29 @@ final class ShardLoop: @unchecked Sendable {
 
     private func read(_ connection: Connection) {
         let now = Sys.wallClockMs()
-        let reason = connection.readFrames(maxFrameBytes: config.requestMaxBytes) { frame in
-            let sequence = connection.takeSequence()
-            switch broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: now) {
-            case .respond(let response):
-                connection.enqueue(sequence: sequence, frame: response)
-            case .pending:
-                connection.enqueue(sequence: sequence, frame: nil)
-            case .noResponse:
-                break
-            case .close(let why):
-                close(connection, reason: why)
-                return false
-            }
-            return true
+        let reason = connection.readFrames(maxFrameBytes: config.requestMaxBytes) { handle($0, from: connection, nowMs: now) }
+        if let reason { close(connection, reason: reason) }
+    }
+
+    /// Hands one request frame to the broker; false once the connection is closed.
+    private func handle(_ frame: UnsafeRawBufferPointer, from connection: Connection, nowMs: Int64) -> Bool {
+        let sequence = connection.takeSequence()
+        switch broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs) {
+        case .respond(let response):
+            connection.enqueue(sequence: sequence, frame: response)
+        case .pending:
+            connection.enqueue(sequence: sequence, frame: nil)
+        case .noResponse:
+            break
+        case .close(let why):
+            close(connection, reason: why)
+            return false
         }
-        if let reason, connections[connection.fd] != nil { close(connection, reason: reason) }
+        return true
     }
 
     private func write(_ connection: Connection) {
-        guard connections[connection.fd] != nil else { return }
+        guard connections[connection.fd] != nil, let poller else { return }
         do {
             let done = try connection.flush()
             let backlog = connection.queuedBytes > config.connectionBacklogBytes || draining
@@ -201,9 +353,13 @@ final class ShardLoop: @unchecked Sendable {
         if let reason, !reason.isEmpty {
             logger.warning("closing connection", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
         }
-        poller.remove(connection.fd)
+        poller?.remove(connection.fd)
         connections[connection.fd] = nil
         byID[connection.id] = nil
         broker.connectionClosed(connection.id)
+        if connection.hasOperationsInFlight {
+            Net.shutdown(connection.fd)  // the ring's operations on it complete; then it is freed
+            closing[connection.id] = connection
+        }
     }
 }
