@@ -4,8 +4,8 @@ import Foundation
 import Testing
 
 /// A real `apus serve` with `partitions` partitions per auto-created topic.
-func startBroker(partitions: Int) throws -> ApusServerProcess {
-    try ApusServerProcess(arguments: ["--set", "num.partitions=\(partitions)", "--log-level", "warning"])
+func startBroker(partitions: Int, backend: String = "auto") throws -> ApusServerProcess {
+    try ApusServerProcess(arguments: ["--set", "num.partitions=\(partitions)", "--log-level", "warning", "--io-backend", backend])
 }
 
 /// Runs kcat and returns its standard output.

@@ -50,8 +50,9 @@ import Testing
         frame([0, 18, 0, version, 0, 0, 0, correlation, 0, 1, 0x74])
     }
 
-    @Test func answersErrorsOrClosesOnlyTheOffendingConnection() throws {
-        let server = try ApusServerProcess()
+    /// Over both network paths: epoll with POSIX calls, and io_uring.
+    @Test(arguments: ["posix", "uring"]) func answersErrorsOrClosesOnlyTheOffendingConnection(backend: String) throws {
+        let server = try ApusServerProcess(arguments: ["--io-backend", backend])
         defer { server.removeData() }
         // Unknown API version of ApiVersions: error 35 and a v0 body listing what is supported.
         let probe = try RawClient(port: server.port)
@@ -76,9 +77,10 @@ import Testing
         server.stop()
     }
 
-    @Test func fuzzedConnectionsDoNotDisturbARealClient() throws {
+    /// Over both network paths: epoll with POSIX calls, and io_uring.
+    @Test(arguments: ["posix", "uring"]) func fuzzedConnectionsDoNotDisturbARealClient(backend: String) throws {
         let kcat = try #require(which("kcat"))
-        let server = try ApusServerProcess()
+        let server = try ApusServerProcess(arguments: ["--io-backend", backend])
         defer { server.removeData() }
         let port = server.port
         // Valid requests to mutate: ApiVersions, Metadata v1 for "fuzz", and a produce fixture.
@@ -128,8 +130,9 @@ import Testing
 extension BadInputTests {
     /// Responses are matched to requests by their place on the connection, not by correlation
     /// id: a client that reuses one id for a parked fetch and a produce gets each its own answer.
-    @Test func reusedCorrelationIdsStillGetTheirOwnResponses() throws {
-        let server = try ApusServerProcess()
+    /// Over both network paths: epoll with POSIX calls, and io_uring.
+    @Test(arguments: ["posix", "uring"]) func reusedCorrelationIdsStillGetTheirOwnResponses(backend: String) throws {
+        let server = try ApusServerProcess(arguments: ["--io-backend", backend])
         defer { server.removeData() }
         let client = try RawClient(port: server.port)
         func request<R: KafkaRequest>(_ body: R, version: Int16) -> [UInt8] {

@@ -10,8 +10,8 @@ import Testing
         kcat = try #require(which("kcat"), "kcat is installed by tools/setup")
     }
 
-    @Test func produceAndConsumeWithEveryCodecKeepsKeysHeadersAndOffsets() throws {
-        let server = try ApusServerProcess()
+    @Test(arguments: ["posix", "uring"]) func produceAndConsumeWithEveryCodecKeepsKeysHeadersAndOffsets(backend: String) throws {
+        let server = try ApusServerProcess(arguments: ["--io-backend", backend])
         defer { server.removeData() }
         var expected: [String] = []
         for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
@@ -50,7 +50,7 @@ import Testing
         let third = try ApusServerProcess(dataDir: first.dataDir, port: first.port)
         let consumed = try run(kcat, ["-C", "-b", third.bootstrap, "-t", "restart", "-o", "beginning", "-e", "-f", "%o %k %s\\n"])
         let rows = consumed.out.split(separator: "\n").map(String.init)
-        #expect(rows == (0..<20).map { "\($0) k\($0) v\($0)" }, "acknowledged records survive SIGTERM and SIGKILL restarts:\n\(third.log)")
+        #expect(rows == (0..<20).map { "\($0) k\($0) v\($0)" }, "acknowledged records survive SIGTERM and SIGKILL restarts:\n\(third.log)\n\(consumed.err)")
         #expect(third.log.contains("no clean-shutdown marker"), "the SIGKILLed run left no marker, so logs were recovered")
         third.stop()
     }

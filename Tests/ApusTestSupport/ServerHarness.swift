@@ -58,11 +58,24 @@ public final class ApusServerProcess {
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
             address.sin_port = UInt16(port).bigEndian
             let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            // Ready once it answers ApiVersions: right after a SIGKILL the previous process's
+            // listener can still accept for a moment (its io_uring teardown holds the socket).
+            let answered = ok == 0 && Self.answersApiVersions(fd)
             close(fd)
-            if ok == 0 { return }
+            if answered { return }
             usleep(50_000)
         }
         throw HarnessError("apus serve did not start listening:\n\(log)")
+    }
+
+    /// Sends ApiVersions v0 on `fd` and waits up to 0.5 s for the start of a response.
+    private static func answersApiVersions(_ fd: Int32) -> Bool {
+        var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let request: [UInt8] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xFF, 0xFF]
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else { return false }
+        var reply = [UInt8](repeating: 0, count: 8)
+        return reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_WAITALL)) } == 8
     }
 
     public var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }

@@ -40,6 +40,9 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
+        # Ready once this process has logged that it listens: right after a SIGKILL the previous
+        # process's listener can still accept for a moment (its io_uring teardown holds it).
+        started = self.log().count("] listening") if os.path.exists(self.log_path) else 0
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [apus_binary(), "serve", "--data-dir", self.data_dir, "--listen", self.bootstrap,
@@ -49,6 +52,9 @@ class Broker:
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("apus serve exited:\n" + self.log())
+            if self.log().count("] listening") <= started:
+                time.sleep(0.02)
+                continue
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
@@ -72,10 +78,11 @@ class Broker:
             return f.read().decode("utf-8", "replace")
 
 
-@pytest.fixture
-def broker():
+@pytest.fixture(params=["posix", "uring"])
+def broker(request):
+    """A broker whose appends and network I/O use epoll + POSIX calls, or io_uring."""
     with tempfile.TemporaryDirectory(prefix="apus-clients-") as tmp:
-        b = Broker(os.path.join(tmp, "data"))
+        b = Broker(os.path.join(tmp, "data"), ["--io-backend", request.param])
         try:
             yield b
         finally:
