@@ -58,8 +58,14 @@ final class Connection {
         return nil
     }
 
-    /// Where the next bytes from the socket go (the buffer doubles when full).
+    /// Where the next bytes from the socket go: room for the rest of the frame being received
+    /// (its size was checked when its prefix arrived), so that one read can take it whole;
+    /// otherwise the buffer doubles when full.
     func receiveBuffer() -> UnsafeMutableRawBufferPointer {
+        if inputCount >= 4 {
+            let size = Int(Int32(bigEndian: input.loadUnaligned(as: Int32.self)))
+            if size > 0 && 4 + size > inputCapacity { grow(to: 4 + size) }
+        }
         if inputCount == inputCapacity { grow(to: inputCapacity * 2) }
         return UnsafeMutableRawBufferPointer(start: input + inputCount, count: inputCapacity - inputCount)
     }
