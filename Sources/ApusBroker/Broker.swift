@@ -102,7 +102,10 @@ public final class Broker {
         self.producerIds = ProducerIdAllocator(seed: nowMs)
         self.groups = GroupCoordinator(config: config.groups)
         refreshTopics()
-        if index == 0 { try loadGroupOffsets(nowMs: nowMs) }
+        if index == 0 {
+            try loadGroupOffsets(nowMs: nowMs)
+            if let offsetsLog { owned[ObjectIdentifier(offsetsLog)] = offsetsLog }  // checkpointed with the rest
+        }
     }
 
     // MARK: Dispatch
@@ -156,10 +159,20 @@ public final class Broker {
         refreshTopics()
         guard mesh.count > 1 else { return }
         let jobs = mesh.take(index)
-        for job in jobs {
-            job(self)
-            mesh.inFlight.subtract(1, ordering: .sequentiallyConsistent)
-        }
+        for job in jobs { job(self) }
+        jobsRun += jobs.count
+    }
+
+    /// Jobs run this turn whose completion is not yet counted (see ``finishJobs()``).
+    private var jobsRun = 0
+
+    /// Counts this turn's jobs as finished. The server calls it after ``endOfTurn(nowMs:)``
+    /// (which sends the responses they produced) and after reporting whether the shard is
+    /// idle, so that while a job's consequences are under way some count shows it (shutdown).
+    public func finishJobs() {
+        guard jobsRun > 0 else { return }
+        mesh.inFlight.subtract(jobsRun, ordering: .sequentiallyConsistent)
+        jobsRun = 0
     }
 
     /// Commits this turn's appends and returns every response for this shard's connections
@@ -195,6 +208,9 @@ public final class Broker {
     public var awaitingSync: Bool {
         !pendingProduces.isEmpty || !pendingGroupWrites.isEmpty
     }
+
+    /// Set at shutdown: every fetch is answered with what there is, none parks.
+    var fetchesExpire = false
 
     /// Whether long polls are parked (shutdown answers them first).
     public var hasParkedFetches: Bool { !parkedFetches.isEmpty }
@@ -234,6 +250,9 @@ public final class Broker {
 
     /// Whether every shard is idle and no job is under way.
     public var meshQuiescent: Bool { mesh.quiescent }
+
+    /// This shard has stopped: jobs sent to it from now on are dropped.
+    public func closeInbox() { mesh.close(index) }
 
     // MARK: Shards
 

@@ -22,7 +22,10 @@ public final class ShardMesh: @unchecked Sendable {
         let lock = Mutex<Void>(())
         var jobs: [ShardJob] = []
         var wake: (@Sendable () -> Void)?
+        /// The shard has stopped: nothing posted runs any more.
+        var closed = false
     }
+    private let shuttingDown = Atomic<Bool>(false)
 
     /// - Parameter count: shards (1...64).
     public init(count: Int, catalog: TopicCatalog) {
@@ -41,16 +44,29 @@ public final class ShardMesh: @unchecked Sendable {
     /// Wakes shard `index` without a job (a partition it watches advanced).
     func wake(_ index: Int) { inboxes[index].wake?() }
 
-    /// Queues `job` for shard `index` and wakes it if its inbox was empty.
+    /// Queues `job` for shard `index` and wakes it if its inbox was empty. A job for a shard
+    /// that has stopped (shutdown) is dropped.
     func post(to index: Int, _ job: @escaping ShardJob) {
-        inFlight.add(1, ordering: .sequentiallyConsistent)
         let inbox = inboxes[index]
-        let wasEmpty = inbox.lock.withLock { _ in
+        let wasEmpty = inbox.lock.withLock { _ -> Bool? in
+            guard !inbox.closed else { return nil }
+            inFlight.add(1, ordering: .sequentiallyConsistent)
             let empty = inbox.jobs.isEmpty
             inbox.jobs.append(job)
             return empty
         }
-        if wasEmpty { inbox.wake?() }
+        if wasEmpty == true { inbox.wake?() }
+    }
+
+    /// Stops shard `index`'s inbox: jobs still queued are dropped, later ones refused.
+    public func close(_ index: Int) {
+        let inbox = inboxes[index]
+        let dropped = inbox.lock.withLock { _ in
+            inbox.closed = true
+            defer { inbox.jobs.removeAll() }
+            return inbox.jobs.count
+        }
+        if dropped > 0 { inFlight.subtract(dropped, ordering: .sequentiallyConsistent) }
     }
 
     /// Takes every job queued for shard `index`.
@@ -82,6 +98,8 @@ public final class ShardMesh: @unchecked Sendable {
     /// Marks every shard busy until it reports itself idle (``Broker/reportIdle(_:)``), so
     /// that no shard stops while another may still send it work.
     public func beginShutdown() {
+        // Once: a second signal must not mark shards busy that have already stopped.
+        guard shuttingDown.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
         busy.store(count == 64 ? .max : (UInt64(1) << UInt64(count)) - 1, ordering: .sequentiallyConsistent)
     }
 

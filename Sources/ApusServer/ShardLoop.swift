@@ -40,6 +40,9 @@ final class ShardLoop: @unchecked Sendable {
 
     /// Connections closed while the ring still holds their buffers (io_uring), by id.
     private var closing: [ConnectionID: Connection] = [:]
+    /// An accept is queued on the ring (shard 0); after a failure, not before this time.
+    private var acceptArmed = false
+    private var acceptRetryAtMs: Int64 = 0
 
     init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, poller: Poller?, ring: NetRing?, broker: Broker, listener: Int32?) {
         self.index = index
@@ -74,10 +77,10 @@ final class ShardLoop: @unchecked Sendable {
     /// Runs until a stop is requested, then finishes in-flight requests (up to the shutdown
     /// deadline, and until no shard needs this one any more) and syncs this shard's logs.
     func run() {
-        if let ring, let listener { ring.accept(listener, tag: Tag.accept) }
         var nextMaintenance = Sys.wallClockMs()
         while !stop.load(ordering: .acquiring) {
             turn(timeoutMs: nextTimeout())
+            broker.finishJobs()
             let now = Sys.wallClockMs()
             if now >= nextMaintenance {
                 broker.maintenance(nowMs: now)
@@ -98,11 +101,16 @@ final class ShardLoop: @unchecked Sendable {
         broker.expireParkedFetches()
         let deadline = Sys.wallClockMs() + config.shutdownDeadlineMs
         while Sys.wallClockMs() < deadline {
+            turn(timeoutMs: 5, accepting: false)
+            // Idle is reported before this turn's jobs count as done, so that no shard sees
+            // everyone idle while the consequences of a job (a response to send back, a sync
+            // to wait for) are still only known here.
             let idle = !broker.awaitingSync && !broker.hasParkedFetches && !connections.values.contains { $0.hasWritableData }
             broker.reportIdle(idle)
+            broker.finishJobs()
             if idle && broker.meshQuiescent { break }
-            turn(timeoutMs: 5, accepting: false)
         }
+        broker.closeInbox()
         for connection in connections.values { close(connection, reason: nil) }
         if let ring {
             // Let the ring finish with the closed connections' buffers before they are freed.
@@ -127,7 +135,7 @@ final class ShardLoop: @unchecked Sendable {
         guard let poller else { return }
         let ready = poller.wait(timeoutMs: timeoutMs)
         broker.startOfTurn()
-        if !draining { adoptHandedOff() }
+        adoptHandedOff()
         for event in ready {
             if event.fd == listener {
                 if accepting { acceptAll() }
@@ -173,8 +181,12 @@ final class ShardLoop: @unchecked Sendable {
     private func ringTurn(_ ring: NetRing, timeoutMs: Int32, accepting: Bool) {
         let events = ring.wait(timeoutMs: timeoutMs)
         broker.startOfTurn()
-        if !draining { adoptHandedOff() }
+        adoptHandedOff()
         complete(events, accepting: accepting)
+        if let listener, !acceptArmed, !draining, Sys.wallClockMs() >= acceptRetryAtMs {
+            ring.accept(listener, tag: Tag.accept)
+            acceptArmed = true
+        }
         finishTurn()
         for connection in Array(connections.values) {
             flushOnRing(ring, connection)
@@ -192,6 +204,7 @@ final class ShardLoop: @unchecked Sendable {
         for event in events {
             let kind = event.tag & 7
             if kind == Tag.accept {
+                acceptArmed = false  // one accept at a time, re-armed at the end of the turn
                 if event.result >= 0 {
                     let fd = event.result
                     if accepting && !draining {
@@ -201,9 +214,11 @@ final class ShardLoop: @unchecked Sendable {
                         Net.close(fd)
                     }
                 } else if event.result != -EAGAIN && event.result != -ECANCELED && !draining {
-                    logger.warning("accept failed", metadata: ["error": "\(SystemError("accept", errno: -event.result))"])
+                    // Out of descriptors and the like: say so, and try again a little later
+                    // rather than spinning on a listener that stays readable.
+                    logger.warning("accept failed; retrying in 100 ms", metadata: ["error": "\(SystemError("accept", errno: -event.result))"])
+                    acceptRetryAtMs = Sys.wallClockMs() + 100
                 }
-                if !event.more && !draining, let listener, let ring { ring.accept(listener, tag: Tag.accept) }
                 continue
             }
             let id = ConnectionID(event.tag >> 3)
@@ -220,6 +235,8 @@ final class ShardLoop: @unchecked Sendable {
                 connection.pollingReadable = true
             case Tag.receive where result < 0:
                 close(connection, reason: "read failed: \(SystemError("recv", errno: Int32(-result)))")
+            case Tag.receive where draining:
+                break  // stopping: requests that arrive now are not read (as with epoll)
             case Tag.receive:
                 let now = Sys.wallClockMs()
                 let reason = connection.received(result, maxFrameBytes: config.requestMaxBytes) { handle($0, from: connection, nowMs: now) }
@@ -292,7 +309,9 @@ final class ShardLoop: @unchecked Sendable {
             defer { pending.removeAll() }
             return pending
         }
-        for (fd, peer) in arrived { add(fd: fd, peer: peer) }
+        for (fd, peer) in arrived {
+            if draining { Net.close(fd) } else { add(fd: fd, peer: peer) }
+        }
     }
 
     /// Starts serving an accepted connection on this shard.

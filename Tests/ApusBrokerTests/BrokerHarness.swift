@@ -54,6 +54,7 @@ final class BrokerHarness {
         for (index, broker) in brokers.enumerated() {
             broker.startOfTurn()
             let done = broker.endOfTurn(nowMs: nowMs)
+            broker.finishJobs()
             if index == via { mine += done }
         }
         return mine

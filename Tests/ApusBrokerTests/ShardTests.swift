@@ -123,4 +123,29 @@ import Testing
         #expect(h.brokers[1].closeRequests.map(\.connection) == [3])
         #expect(h.brokers[1].closeRequests.first?.reason.hasPrefix("malformed request") ?? false)
     }
+
+    @Test func shutdownWaitsForEveryShardAndDropsJobsForAStoppedOne() throws {
+        let h = try BrokerHarness(shards: 2)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "stop", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let owner = h.broker.mesh.owner(topic: "stop", partition: 0)
+        let other = 1 - owner
+        #expect(h.broker.meshQuiescent, "not shutting down: no busy bits, no jobs")
+        h.broker.mesh.beginShutdown()
+        #expect(!h.broker.meshQuiescent, "every shard busy until it says otherwise")
+        h.brokers[owner].reportIdle(true)
+        #expect(!h.broker.meshQuiescent)
+        h.brokers[other].reportIdle(true)
+        #expect(h.broker.meshQuiescent)
+        h.broker.mesh.beginShutdown()  // a second SIGTERM
+        #expect(h.broker.meshQuiescent, "a second request does not mark stopped shards busy again")
+        // The owner stops; a produce for its partition arriving at the other shard is not
+        // queued for it (nothing would ever run it), so nothing waits for it either.
+        h.brokers[owner].closeInbox()
+        var w = WireWriter()
+        RequestHeader(requestApiKey: 0, requestApiVersion: 8, correlationId: 9, clientId: "t").encode(into: &w, version: 1)
+        produceRequest(topic: "stop", batch: makeBatch(values: ["late"]), acks: 1).encode(into: &w, version: 8)
+        _ = w.bytes.withUnsafeBytes { h.brokers[other].handle(frame: $0, connection: other + 2, sequence: 0, nowMs: Self.now) }
+        #expect(h.broker.meshQuiescent, "the job for the stopped shard was dropped, not counted")
+    }
 }

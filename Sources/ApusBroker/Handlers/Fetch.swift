@@ -128,7 +128,7 @@ extension Broker {
     private func answerOrPark(_ fetch: FetchInFlight) -> ResponseFrame? {
         let bytes = fetch.reads.reduce(0) { $0 + ($1.range?.length ?? 0) }
         let now = fetch.context.nowMs
-        if bytes >= Int(fetch.request.minBytes) || fetch.expired || fetch.deadlineMs <= now
+        if bytes >= Int(fetch.request.minBytes) || fetch.expired || fetchesExpire || fetch.deadlineMs <= now
             || fetch.reads.contains(where: { $0.error != .none }) {
             return encodeFetch(fetch.reads, fetch.context)
         }
@@ -205,6 +205,7 @@ extension Broker {
 
     /// Ends every long poll now (shutdown): parked fetches are answered with what is there.
     public func expireParkedFetches() {
+        fetchesExpire = true
         for fetch in parkedFetches { fetch.expired = true }
     }
 
