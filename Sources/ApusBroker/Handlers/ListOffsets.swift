@@ -6,12 +6,16 @@ extension Broker {
     static let listOffsets = HandlerEntry(api: .listOffsets, versions: 0...5) { broker, context, r throws(WireError) in
         let request = try ListOffsetsRequest.decode(from: &r, version: context.apiVersion)
         // Each partition is looked up by the shard owning it; unknown ones are answered here.
+        // `slots` keeps, per requested partition, its item (nil: unknown), fixed now.
         var items: [(topic: CatalogTopic, partition: Int32, timestamp: Int64)] = []
+        var slots: [[Int?]] = []
         for topic in request.topics {
-            guard let entry = broker.topic(topic.name) else { continue }
-            for p in topic.partitions where p.partitionIndex >= 0 && Int(p.partitionIndex) < entry.partitionCount {
+            let entry = broker.topic(topic.name)
+            slots.append(topic.partitions.map { p in
+                guard let entry, p.partitionIndex >= 0, Int(p.partitionIndex) < entry.partitionCount else { return nil }
                 items.append((entry, p.partitionIndex, p.timestamp))
-            }
+                return items.count - 1
+            })
         }
         return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
             share.map { item -> Int64? in
@@ -23,18 +27,17 @@ extension Broker {
                 }
             }
         }, gathered: { broker, offsets in
-            var found = zip(items, offsets).makeIterator()
             var response = ListOffsetsResponse()
-            for topic in request.topics {
+            for (topic, topicSlots) in zip(request.topics, slots) {
                 var out = ListOffsetsResponse.ListOffsetsTopicResponse(name: topic.name)
-                let entry = broker.topic(topic.name)
-                for p in topic.partitions {
+                for (p, slot) in zip(topic.partitions, topicSlots) {
                     var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
-                    guard let entry, p.partitionIndex >= 0, Int(p.partitionIndex) < entry.partitionCount, let (_, offset) = found.next() else {
+                    guard let slot else {
                         result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
                         out.partitions.append(result)
                         continue
                     }
+                    let offset = offsets[slot]
                     result.timestamp = -1
                     result.offset = offset ?? -1
                     if context.apiVersion == 0 { result.oldStyleOffsets = offset.map { [$0] } ?? [] }
