@@ -14,15 +14,16 @@ public final class NetRing: @unchecked Sendable {
     private let wakeBuffer = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     private var completions: [Completion] = []
 
-    /// The tag of the ring's own eventfd read (never returned).
-    static let wakeTag = UInt64.max
+    /// The tag of the ring's own eventfd read (never returned). Not UInt64.max: liburing uses
+    /// that for the timeouts it queues itself on kernels without EXT_ARG.
+    static let wakeTag = UInt64.max - 1
 
     public struct Completion {
         /// The tag the operation was queued with.
         public var tag: UInt64
         /// Bytes or a new descriptor, or -errno.
         public var result: Int32
-        /// A multishot operation (accept) is still armed.
+        /// A multishot operation is still armed.
         public var more: Bool
     }
 
@@ -52,8 +53,8 @@ public final class NetRing: @unchecked Sendable {
         _ = Glibc.write(wakeFd, &one, 8)
     }
 
-    /// Accepts connections on `listener` until the ring is closed (multishot).
-    public func accept(_ listener: Int32, tag: UInt64) { _ = apus_ring_prep_accept_multishot(ring, listener, tag) }
+    /// Accepts one connection on `listener`.
+    public func accept(_ listener: Int32, tag: UInt64) { _ = apus_ring_prep_accept(ring, listener, tag) }
 
     /// Receives into `buffer` (which must stay valid until the completion).
     public func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, tag: UInt64) {

@@ -45,7 +45,14 @@ public final class Server {
             if let reason, index == 0 { logger.info("\(reason)") }
             backendName = backend.name
             // Network I/O uses the same backend as appends: the shard's ring, or epoll.
-            let ring = backend is UringAppendBackend ? try NetRing() : nil
+            var ring: NetRing?
+            if backend is UringAppendBackend {
+                do {
+                    ring = try NetRing()
+                } catch {
+                    if index == 0 { logger.warning("no io_uring ring for network I/O; using epoll", metadata: ["error": "\(error)"]) }
+                }
+            }
             let poller = ring == nil ? try Poller() : nil
             if index == 0 { try poller?.add(listener, writable: false) }
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,

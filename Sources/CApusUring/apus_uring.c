@@ -84,10 +84,10 @@ int apus_ring_next_completion(apus_ring *r, int block, uint64_t *tag, int32_t *r
 #include <poll.h>
 #include <sys/socket.h>
 
-int apus_ring_prep_accept_multishot(apus_ring *r, int fd, uint64_t tag) {
+int apus_ring_prep_accept(apus_ring *r, int fd, uint64_t tag) {
     struct io_uring_sqe *sqe = next_sqe(r);
     if (!sqe) return -EBUSY;
-    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     io_uring_sqe_set_data64(sqe, tag);
     return 0;
 }

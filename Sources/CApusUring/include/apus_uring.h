@@ -32,9 +32,9 @@ int apus_ring_next_completion(apus_ring *ring, int block, uint64_t *tag, int32_t
 
 // MARK: Network operations (a shard's event loop on io_uring)
 
-/// Accepts connections on `fd` until cancelled (multishot; each completion's result is a new
-/// non-blocking, close-on-exec socket). Re-arm when a completion lacks `more`.
-int apus_ring_prep_accept_multishot(apus_ring *ring, int fd, uint64_t tag);
+/// Accepts one connection on `fd` (the result is a new non-blocking, close-on-exec socket).
+/// Single-shot, so that it works from Linux 5.5 (multishot accept needs 5.19).
+int apus_ring_prep_accept(apus_ring *ring, int fd, uint64_t tag);
 /// Receives up to `length` bytes into `buffer`.
 int apus_ring_prep_recv(apus_ring *ring, int fd, void *buffer, size_t length, uint64_t tag);
 /// Sends the `count` buffers of `iov` (MSG_NOSIGNAL); `iov` must stay valid until completion.
