@@ -59,12 +59,14 @@ final class Connection {
     }
 
     /// Where the next bytes from the socket go: room for the rest of the frame being received
-    /// (its size was checked when its prefix arrived), so that one read can take it whole;
-    /// otherwise the buffer doubles when full.
+    /// (its size was checked when its prefix arrived), so that one read can take it whole up
+    /// to 8 MiB; otherwise the buffer doubles when full.
     func receiveBuffer() -> UnsafeMutableRawBufferPointer {
         if inputCount >= 4 {
             let size = Int(Int32(bigEndian: input.loadUnaligned(as: Int32.self)))
-            if size > 0 && 4 + size > inputCapacity { grow(to: 4 + size) }
+            // Up to 8 MiB at once: a client sending only a large size prefix does not get its
+            // whole claimed size reserved (larger frames grow by doubling as bytes arrive).
+            if size > 0 && 4 + size > inputCapacity { grow(to: min(4 + size, max(8 << 20, inputCapacity))) }
         }
         if inputCount == inputCapacity { grow(to: inputCapacity * 2) }
         return UnsafeMutableRawBufferPointer(start: input + inputCount, count: inputCapacity - inputCount)

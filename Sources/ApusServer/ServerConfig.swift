@@ -51,7 +51,8 @@ public enum CPUSelection: Sendable, Equatable {
         var cpus: [Int] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let bounds = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-            guard let low = bounds.first ?? nil, let high = bounds.last ?? nil, bounds.count <= 2, low >= 0, low <= high else { return nil }
+            guard let low = bounds.first ?? nil, let high = bounds.last ?? nil, bounds.count <= 2, low >= 0, low <= high,
+                  high - low < 64 else { return nil }
             cpus += Array(low...high)
         }
         guard !cpus.isEmpty, cpus.count <= 64, Set(cpus).count == cpus.count else { return nil }
