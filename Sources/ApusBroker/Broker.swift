@@ -77,6 +77,8 @@ public final class Broker {
     /// `__consumer_offsets` log.
     var groups: GroupCoordinator<GroupToken>
     var offsetsLog: PartitionLog?
+    /// Topics unpublished whose files are not deleted yet (shard 0).
+    var deleting: Set<String> = []
     var groupCompletions: [Completion] = []
     var pendingGroupWrites: [PendingGroupWrite] = []
     /// Responses finished by jobs (other shards' answers) this turn.
@@ -275,11 +277,7 @@ public final class Broker {
                 if owned[ObjectIdentifier(log)] == nil { shard.adopt(log) }
             }
         }
-        for (id, log) in owned where stillOwned[id] == nil {
-            producerStates[log.topicPartition] = nil
-            log.takeOffline("topic deleted")  // appends staged this turn are answered with an error
-            shard.release(log)
-        }
+        for (id, log) in owned where stillOwned[id] == nil { dropLog(log) }
         owned = stillOwned
     }
 
@@ -380,13 +378,13 @@ public final class Broker {
         return topic
     }
 
-    /// Unpublishes a topic and deletes its files (shard 0); each owner drops its logs when it
-    /// next sees the catalog.
-    func deleteTopic(_ name: String) throws(StorageError) {
-        guard let topic = mesh.catalog.remove(name) else { return }
-        refreshTopics()
-        for log in topic.logs { try logs.deleteLog(log.topicPartition) }
-        logger.info("deleted topic", metadata: ["topic": "\(name)"])
+    /// Takes a log of a deleted topic offline on its owner: appends staged this turn are
+    /// answered with an error, and nothing touches it afterwards.
+    func dropLog(_ log: PartitionLog) {
+        producerStates[log.topicPartition] = nil
+        log.takeOffline("topic deleted")
+        shard.release(log)
+        owned[ObjectIdentifier(log)] = nil
     }
 
     /// The log of a partition this shard owns.

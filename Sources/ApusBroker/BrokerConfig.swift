@@ -29,6 +29,7 @@ public enum ErrorCode: Int16, Sendable {
     case offsetOutOfRange = 1
     case corruptMessage = 2
     case unknownTopicOrPartition = 3
+    case leaderNotAvailable = 5
     case messageTooLarge = 10
     case invalidTopic = 17
     case invalidRequiredAcks = 21

@@ -1,4 +1,5 @@
 import ApusBroker
+import Foundation
 import KafkaProtocol
 import KafkaWire
 import Testing
@@ -147,5 +148,38 @@ import Testing
         produceRequest(topic: "stop", batch: makeBatch(values: ["late"]), acks: 1).encode(into: &w, version: 8)
         _ = w.bytes.withUnsafeBytes { h.brokers[other].handle(frame: $0, connection: other + 2, sequence: 0, nowMs: Self.now) }
         #expect(h.broker.meshQuiescent, "the job for the stopped shard was dropped, not counted")
+    }
+
+    @Test func aTopicIsRecreatedOnlyAfterEveryOwnerHasDroppedIt() throws {
+        let h = try BrokerHarness(shards: 2)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "again", numPartitions: 4, replicationFactor: 1)]), version: 4)
+        _ = try h.call(ProduceRequest(acks: 1, timeoutMs: 1000, topicData: [.init(name: "again", partitionData: (0..<4).map {
+            .init(index: $0, records: makeBatch(values: ["old"]))
+        })]), version: 8, via: 1)
+        // DeleteTopics on shard 0 waits for the other shard to drop its partitions...
+        h.correlation += 1
+        let deleteId = h.correlation
+        var w = WireWriter()
+        RequestHeader(requestApiKey: DeleteTopicsRequest.apiKey, requestApiVersion: 3, correlationId: deleteId, clientId: "t").encode(into: &w, version: 1)
+        DeleteTopicsRequest(topicNames: ["again"]).encode(into: &w, version: 3)
+        let outcome = w.bytes.withUnsafeBytes { h.brokers[0].handle(frame: $0, connection: 2, sequence: 0, nowMs: Self.now) }
+        guard case .pending = outcome else { Issue.record("the other shard's partitions are dropped first"); return }
+        // ...and meanwhile the name cannot be created again, nor auto-created.
+        let early = try #require(try h.call(CreateTopicsRequest(topics: [.init(name: "again", numPartitions: 1, replicationFactor: 1)]), version: 4, via: 0))
+        #expect(early.topics[0].errorCode == ErrorCode.topicAlreadyExists.rawValue)
+        #expect(early.topics[0].errorMessage?.contains("marked for deletion") ?? false)
+        let metadata = try #require(try h.call(MetadataRequest(topics: [.init(name: "again")], allowAutoTopicCreation: true), version: 8, via: 1))
+        #expect(metadata.topics[0].errorCode == ErrorCode.leaderNotAvailable.rawValue, "retriable while it goes away")
+        let deleted = try h.decode(try h.waitFor(deleteId, via: 0, nowMs: Self.now), DeleteTopicsRequest.self, version: 3, correlationId: deleteId)
+        #expect(deleted.responses[0].errorCode == 0)
+        #expect(!FileManager.default.fileExists(atPath: h.path + "/again-0"), "files deleted once every owner let go")
+        // Now it is a new, empty topic.
+        let created = try #require(try h.call(CreateTopicsRequest(topics: [.init(name: "again", numPartitions: 2, replicationFactor: 1)]), version: 4, via: 1))
+        #expect(created.topics[0].errorCode == 0)
+        let listed = try #require(try h.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "again", partitions: [
+            .init(partitionIndex: 0, timestamp: -1), .init(partitionIndex: 1, timestamp: -1),
+        ])]), version: 5, via: 1))
+        #expect(listed.topics[0].partitions.map(\.offset) == [0, 0])
     }
 }

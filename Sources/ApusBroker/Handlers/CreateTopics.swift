@@ -13,6 +13,9 @@ extension Broker {
             if !Broker.isValidTopicName(topic.name) {
                 result.errorCode = ErrorCode.invalidTopic.rawValue
                 result.errorMessage = "topic names are 1–249 characters of [a-zA-Z0-9._-]"
+            } else if broker.deleting.contains(topic.name) {
+                result.errorCode = ErrorCode.topicAlreadyExists.rawValue
+                result.errorMessage = "topic '\(topic.name)' is marked for deletion"
             } else if broker.topics[topic.name] != nil {
                 result.errorCode = ErrorCode.topicAlreadyExists.rawValue
                 result.errorMessage = "topic '\(topic.name)' already exists"

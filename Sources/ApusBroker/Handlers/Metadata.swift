@@ -30,6 +30,10 @@ extension Broker {
             topic.errorCode = ErrorCode.invalidTopic.rawValue
             return topic
         }
+        if deleting.contains(name) {
+            topic.errorCode = ErrorCode.leaderNotAvailable.rawValue  // retriable: it is going away
+            return topic
+        }
         var entry = topics[name]
         if entry == nil && create {
             entry = try? createTopic(name, partitions: config.numPartitions, nowMs: nowMs)
