@@ -72,7 +72,11 @@ struct PerfHonestyTests {
         let fields = py.out.split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         #expect(fields.first.flatMap { UInt64($0) } == corrected.count)
         if let value = fields.last.flatMap({ UInt64($0) }) {
-            #expect(merged.valuesAreEquivalent(value, merged.valueAtPercentile(99.9)), "python p99.9 \(value) ns")
+            // hdrh rounds the count at a percentile to the nearest record, HdrHistogram-Swift up:
+            // in a sparse tail (the stall) one record can be a different bucket.
+            let oneRecord = 100.0 / Double(max(merged.totalCount, 1))
+            let candidates = [99.9 - oneRecord, 99.9, 99.9 + oneRecord].map { merged.valueAtPercentile($0) }
+            #expect(candidates.contains { merged.valuesAreEquivalent(value, $0) }, "python p99.9 \(value) ns, Swift \(candidates) ns")
         } else {
             Issue.record("python printed \(py.out)")
         }
