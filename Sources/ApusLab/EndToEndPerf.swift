@@ -150,11 +150,7 @@ public enum EndToEndPerf {
                 let seconds = Double(now - lastReport) / 1e9
                 let pRecords = pbox.mutex.withLock { s -> UInt64 in
                     let n = s.intervalRecords
-                    s.total.intervals.append(IntervalHistogram(
-                        startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: seconds, histogram: s.interval))
-                    s.intervalRecords = 0
-                    s.intervalErrors = 0
-                    s.interval.reset()
+                    s.closeInterval(start: start, from: lastReport, to: now)
                     return n
                 }
                 let line = cbox.mutex.withLock { s -> String in
@@ -180,13 +176,7 @@ public enum EndToEndPerf {
         while pbox.mutex.withLock({ $0.finished }) < w.producers { Sys.sleep(microseconds: 10_000) }
 
         let end = Sys.monotonicNs()
-        let (produced, pFailure) = pbox.mutex.withLock { s in
-            if s.interval.totalCount > 0 {
-                s.total.intervals.append(IntervalHistogram(
-                    startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: Double(end - lastReport) / 1e9, histogram: s.interval))
-            }
-            return (s.total, s.failure)
-        }
+        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end) }
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

@@ -69,6 +69,23 @@ public enum ProducePerf {
         var intervalErrors: UInt64 = 0
         var finished = 0
         var failure: String?
+
+        /// Ends the progress interval that began at `from` (run time counted from `start`): its
+        /// histogram joins the run's intervals and a new one begins.
+        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64) {
+            total.intervals.append(IntervalHistogram(
+                startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval))
+            interval.reset()
+            intervalRecords = 0
+            intervalErrors = 0
+        }
+
+        /// The run's totals once it is over, with the last, partial interval, so that the
+        /// intervals add up to the totals.
+        mutating func finish(start: UInt64, from: UInt64, to: UInt64) -> (ProducePerfResult, String?) {
+            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to) }
+            return (total, failure)
+        }
     }
 
     final class SharedBox: Sendable {
@@ -97,11 +114,7 @@ public enum ProducePerf {
                     let n = state.intervalRecords
                     let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
                                             histogram: state.interval, errors: state.intervalErrors)
-                    state.total.intervals.append(IntervalHistogram(
-                        startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: seconds, histogram: state.interval))
-                    state.interval.reset()
-                    state.intervalRecords = 0
-                    state.intervalErrors = 0
+                    state.closeInterval(start: start, from: lastReport, to: now)
                     return line
                 }
                 log(line)
@@ -110,14 +123,7 @@ public enum ProducePerf {
             if done { break }
         }
         let end = Sys.monotonicNs()
-        let (result, failure) = box.mutex.withLock { state in
-            // The last, partial interval, so that the intervals add up to the totals.
-            if state.interval.totalCount > 0 {
-                state.total.intervals.append(IntervalHistogram(
-                    startSeconds: Double(lastReport - start) / 1e9, lengthSeconds: Double(end - lastReport) / 1e9, histogram: state.interval))
-            }
-            return (state.total, state.failure)
-        }
+        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end) }
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize
