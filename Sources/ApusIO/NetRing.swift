@@ -23,8 +23,6 @@ public final class NetRing: @unchecked Sendable {
         public var tag: UInt64
         /// Bytes or a new descriptor, or -errno.
         public var result: Int32
-        /// A multishot operation is still armed.
-        public var more: Bool
     }
 
     public init(entries: UInt32 = 1024) throws(SystemError) {
@@ -77,13 +75,12 @@ public final class NetRing: @unchecked Sendable {
         completions.removeAll(keepingCapacity: true)
         var tag: UInt64 = 0
         var result: Int32 = 0
-        var more: Int32 = 0
-        while apus_ring_peek_completion(ring, &tag, &result, &more) == 1 {
+        while apus_ring_peek_completion(ring, &tag, &result) == 1 {
             if tag == Self.wakeTag {
                 armWake()
                 continue
             }
-            completions.append(Completion(tag: tag, result: result, more: more != 0))
+            completions.append(Completion(tag: tag, result: result))
         }
         return completions
     }

@@ -132,12 +132,11 @@ int apus_ring_submit_and_wait_ms(apus_ring *r, int timeout_ms) {
     return rc < 0 ? rc : 0;
 }
 
-int apus_ring_peek_completion(apus_ring *r, uint64_t *tag, int32_t *result, int *more) {
+int apus_ring_peek_completion(apus_ring *r, uint64_t *tag, int32_t *result) {
     struct io_uring_cqe *cqe = NULL;
     if (io_uring_peek_cqe(&r->ring, &cqe) != 0 || cqe == NULL) return 0;
     *tag = io_uring_cqe_get_data64(cqe);
     *result = cqe->res;
-    *more = (cqe->flags & IORING_CQE_F_MORE) != 0;
     io_uring_cqe_seen(&r->ring, cqe);
     return 1;
 }

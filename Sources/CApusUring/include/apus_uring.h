@@ -48,6 +48,5 @@ int apus_ring_prep_poll(apus_ring *ring, int fd, int writable, uint64_t tag);
 /// 0, or -errno (-ETIME when the time passed with none).
 int apus_ring_submit_and_wait_ms(apus_ring *ring, int timeout_ms);
 
-/// Like apus_ring_next_completion, without blocking; `more` is set when a multishot
-/// operation stays armed after this completion.
-int apus_ring_peek_completion(apus_ring *ring, uint64_t *tag, int32_t *result, int *more);
+/// Like apus_ring_next_completion, without blocking.
+int apus_ring_peek_completion(apus_ring *ring, uint64_t *tag, int32_t *result);
