@@ -90,7 +90,7 @@ let package = Package(
         ),
         // Test support shared by the test targets: a real apus serve child process, commands.
         .target(name: "ApusTestSupport", path: "Tests/ApusTestSupport"),
-        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
         .testTarget(name: "ApusLabTests", dependencies: ["ApusLab", "ApusClient", "KafkaWire", "apus", "ApusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")]),

@@ -1,3 +1,4 @@
+import ApusIO
 import ApusTestSupport
 import Foundation
 import Testing
@@ -66,5 +67,24 @@ import Testing
         let last = try run(kcat, ["-C", "-b", server.bootstrap, "-t", "meta", "-p", "2", "-o", "-1", "-e", "-f", "%o %s\\n"])
         #expect(last.out == "2 c\n", "\(last.out) \(last.err)")
         server.stop()
+    }
+
+    /// By default one shard per allowed CPU; with `cpus=1` one. Either way kcat's producer and
+    /// consumer connections (dealt to the shards in turn) read every partition back in order.
+    @Test(arguments: ["all", "1"]) func shardsServeEveryPartitionWhicheverConnectionAsks(cpus: String) throws {
+        let server = try ApusServerProcess(arguments: ["--num-partitions", "4", "--set", "cpus=\(cpus)"])
+        defer { server.removeData() }
+        let shards = cpus == "all" ? Placement.allowedCPUs().count : 1
+        #expect(server.log.contains("shards=\(shards) "), "\(server.log)")
+        for p in 0..<4 {
+            let lines = (0..<50).map { "p\(p)-\($0)" }.joined(separator: "\n") + "\n"
+            let r = try run(kcat, ["-P", "-b", server.bootstrap, "-t", "spread", "-p", "\(p)", "-X", "acks=all"], input: lines)
+            #expect(r.status == 0, "\(r.err)")
+        }
+        for p in 0..<4 {
+            let consumed = try run(kcat, ["-C", "-b", server.bootstrap, "-t", "spread", "-p", "\(p)", "-o", "beginning", "-e", "-f", "%o %s\\n"])
+            #expect(consumed.out == (0..<50).map { "\($0) p\(p)-\($0)\n" }.joined(), "partition \(p): \(consumed.err)")
+        }
+        #expect(server.stop() == 0, "\(server.log)")
     }
 }
