@@ -57,14 +57,20 @@ struct LogRecovery {
         var i = firstToScan
         while i < segments.count {
             let segment = segments[i]
+            // A scanned segment must start where the one before it ends. A turn that rolled
+            // writes the old segment's last batches and the new segment's first ones; after a
+            // crash the new file can exist (the roll created it) while the old one's writes
+            // never landed, and io_uring completes a turn's writes to different files in any
+            // order. What follows such a gap was never acknowledged: it goes, so that the log
+            // ends where its contiguous data ends.
+            if i > firstToScan, segment.baseOffset != segments[i - 1].nextOffset {
+                dropSegments(from: i, of: &segments, reason: "does not start where the segment before it ends (\(segments[i - 1].nextOffset))")
+                break
+            }
             scannedBytes += segment.size
             if try !recover(segment, truncate: true) {
                 // Everything after the damage goes: later segments cannot be trusted to follow on.
-                for later in segments[(i + 1)...] {
-                    for ext in [".log", ".index", ".timeindex"] { try? Sys.unlink(later.path + ext) }
-                    logger.warning("deleted segment after damage", metadata: ["partition": "\(topicPartition)", "segment": "\(later.baseOffset)"])
-                }
-                segments.removeSubrange((i + 1)...)
+                dropSegments(from: i + 1, of: &segments, reason: "follows a damaged segment")
                 break
             }
             i += 1
@@ -87,6 +93,18 @@ struct LogRecovery {
         }
         return PartitionLog(topicPartition: topicPartition, directory: directory, config: config,
                             segments: segments, logger: logger, nowMs: nowMs)
+    }
+
+    /// Deletes the files of `segments[from...]` and removes them from the list.
+    private func dropSegments(from first: Int, of segments: inout [Segment], reason: String) {
+        guard first < segments.count else { return }
+        for later in segments[first...] {
+            for ext in [".log", ".index", ".timeindex"] { try? Sys.unlink(later.path + ext) }
+            logger.warning("deleted segment after damage", metadata: [
+                "partition": "\(topicPartition)", "segment": "\(later.baseOffset)", "reason": "\(reason)",
+            ])
+        }
+        segments.removeSubrange(first...)
     }
 
     /// Scans and validates a whole segment, rebuilding its indexes; with `truncate`, cuts a

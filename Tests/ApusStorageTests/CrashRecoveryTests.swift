@@ -11,7 +11,8 @@ import Testing
 /// run contiguously from 0 with every batch CRC-valid, and that the log takes new appends.
 /// Rounds continue on the same data directory, so recovered logs are recovered again.
 @Suite(.serialized) struct CrashRecoveryTests {
-    static let rounds = 22
+    /// Rounds per backend; `APUS_CRASH_ROUNDS` raises it for soak runs.
+    static let rounds = Int(ProcessInfo.processInfo.environment["APUS_CRASH_ROUNDS"] ?? "") ?? 22
     static let maxLogBytes: Int64 = 96 << 20
     static let tp = TopicPartition("crash", 0)
 

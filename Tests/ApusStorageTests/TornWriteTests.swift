@@ -166,6 +166,68 @@ import Testing
         }
     }
 
+    // MARK: Writes of one turn landing out of order
+
+    /// What the new segment's file holds when the crash came.
+    enum NewSegment: String, CaseIterable, CustomTestStringConvertible {
+        /// Created by the roll, its write not landed.
+        case empty
+        /// Its batches landed (io_uring completes a turn's writes to different files in any order).
+        case written
+        var testDescription: String { rawValue }
+    }
+
+    /// The turn that rolled a segment wrote the old segment's last batches and the new
+    /// segment's first ones; the crash came after the roll created the new file and before
+    /// the old segment's writes landed (whole batches missing at its end). The log must end
+    /// where the old segment's data ends: a later segment that does not start there is dropped
+    /// (without this, the log end pointed past a gap and reads below it found nothing).
+    @Test(arguments: NewSegment.allCases, [0, 1, 3])
+    func rollWhoseOldSegmentTailNeverLanded(newSegment: NewSegment, missingBatches: Int) throws {
+        let dir = TemporaryDirectory("apus-roll-gap")
+        let data = dir.path + "/data"
+        let all = try Self.writeLog(data, clean: false)
+        let segments = Array(Set(all.map(\.segment))).sorted()
+        // The roll: a segment holding several batches and the one after it, made the newest.
+        let counts = Dictionary(grouping: all, by: \.segment).mapValues(\.count)
+        let p = try #require(segments.dropLast().lastIndex { (counts[$0] ?? 0) >= 4 })
+        let previous = segments[p], last = segments[p + 1]
+        for later in segments[(p + 2)...] {
+            for ext in [".log", ".index", ".timeindex"] { unlink(Self.segmentPath(data, later, ext)) }
+        }
+        let written = all.filter { $0.segment <= last }
+        let inPrevious = written.filter { $0.segment == previous }
+        let kept = inPrevious.count - missingBatches
+        try #require(kept > 0)
+        let cut = inPrevious[kept - 1].end
+        let oldLog = open(Self.segmentPath(data, previous, ".log"), O_RDWR)
+        #expect(ftruncate(oldLog, off_t(cut)) == 0)
+        close(oldLog)
+        if newSegment == .empty {
+            for ext in [".log", ".index", ".timeindex"] { truncate(Self.segmentPath(data, last, ext), 0) }
+        }
+        let context = "new segment \(newSegment), \(missingBatches) batches missing at the end of the old one"
+        let manager = try LogManager(dataDirectory: data, logger: testLogger())
+        let log = try manager.openLog(Self.tp, config: Self.config())
+        let keep = written.firstIndex { $0.baseOffset == inPrevious[kept - 1].baseOffset }! + 1
+        let expectedEnd = written[keep - 1].lastOffset + 1
+        if missingBatches == 0 && newSegment == .written {
+            // Nothing was lost: the whole log stays.
+            #expect(log.logEndOffset == written.last!.lastOffset + 1, "\(context)")
+            try Self.verify(log, written, keep: written.count, context)
+        } else if missingBatches == 0 {
+            // The new segment is empty but starts where the old one ends: a valid log.
+            #expect(log.logEndOffset == expectedEnd, "\(context)")
+            #expect(try Self.verify(log, written, keep: keep, context) == keep)
+        } else {
+            #expect(log.logEndOffset == expectedEnd, "\(context)")
+            #expect(log.segmentBaseOffsets.last == previous, "\(context): the segment after the gap should be gone")
+            #expect(!FileManager.default.fileExists(atPath: Self.segmentPath(data, last, ".log")), "\(context)")
+            #expect(try Self.verify(log, written, keep: keep, context) == keep)
+        }
+        try Self.appendWorks(log, context)
+    }
+
     // MARK: Flipped bytes
 
     /// Random bytes overwritten at random positions of random segments, then an unclean open
