@@ -1,3 +1,4 @@
+import CApusSys
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -196,6 +197,39 @@ public enum Sys {
 }
 
 extension Sys {
+    /// Takes an exclusive `flock` on `fd` without waiting: false when another open file
+    /// description holds it. The lock belongs to the open file description, so it lasts as
+    /// long as anything references it: descriptors, and io_uring requests still in flight.
+    public static func tryLockExclusive(_ fd: Int32) throws(SystemError) -> Bool {
+        while apus_flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EWOULDBLOCK { return false }
+            throw SystemError("flock", errno: e, "fd \(fd)")
+        }
+        return true
+    }
+
+    /// Takes an exclusive `flock` on `fd`, waiting up to `timeoutMs` (polled every 1 ms).
+    /// - Returns: how long it waited, in nanoseconds.
+    public static func lockExclusive(_ fd: Int32, timeoutMs: Int, _ context: @autoclosure () -> String) throws(SystemError) -> UInt64 {
+        if try tryLockExclusive(fd) { return 0 }
+        let start = monotonicNs()
+        while try !tryLockExclusive(fd) {
+            let waited = monotonicNs() - start
+            if waited >= UInt64(timeoutMs) * 1_000_000 {
+                throw SystemError("flock", errno: EWOULDBLOCK, "\(context()): still held after \(timeoutMs) ms")
+            }
+            usleep(1000)
+        }
+        return monotonicNs() - start
+    }
+
+    /// Releases a `flock` taken on `fd`.
+    public static func unlock(_ fd: Int32) {
+        _ = apus_flock(fd, LOCK_UN)
+    }
+
     /// Removes an empty directory; false if it could not.
     @discardableResult
     public static func removeDirectory(_ path: String) -> Bool {

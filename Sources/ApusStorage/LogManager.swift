@@ -2,6 +2,9 @@ import ApusIO
 import KafkaWire
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The data directory: finds, opens (recovering when needed), creates and deletes partition
 /// logs, and keeps the clean-shutdown marker.
@@ -19,8 +22,11 @@ public final class LogManager: @unchecked Sendable {
     let logger: Logger
     private var logs: [TopicPartition: PartitionLog] = [:]
     private var checkpointed: [TopicPartition: Int64] = [:]
+    /// The data directory's `.lock`, held for the manager's life.
+    private var lockFd: Int32
 
     static let cleanShutdownMarker = ".apus-clean-shutdown"
+    static let lockFile = ".lock"
     static let recoveryCheckpoint = "recovery-point"
 
     public init(dataDirectory: String, defaultConfig: LogConfig = LogConfig(), logger: Logger) throws(StorageError) {
@@ -29,6 +35,11 @@ public final class LogManager: @unchecked Sendable {
         self.logger = logger
         do {
             try Sys.makeDirectories(dataDirectory)
+        } catch {
+            throw .io(error)
+        }
+        lockFd = try Self.lockDataDirectory(dataDirectory)
+        do {
             let marker = dataDirectory + "/" + Self.cleanShutdownMarker
             wasCleanShutdown = Sys.exists(marker)
             if wasCleanShutdown {
@@ -36,8 +47,39 @@ public final class LogManager: @unchecked Sendable {
                 try Sys.syncDirectory(dataDirectory)
             }
         } catch {
+            Sys.close(lockFd)
             throw .io(error)
         }
+    }
+
+    deinit { if lockFd >= 0 { Sys.close(lockFd) } }
+
+    /// Takes the data directory's lock file (`.lock`, holding the owner's pid), so that two
+    /// live brokers never open one data directory.
+    private static func lockDataDirectory(_ directory: String) throws(StorageError) -> Int32 {
+        let path = directory + "/" + lockFile
+        let fd: Int32
+        do {
+            fd = try Sys.open(path, O_RDWR | O_CREAT)
+        } catch {
+            throw .io(error)
+        }
+        do {
+            guard try Sys.tryLockExclusive(fd) else {
+                let holder = String(decoding: ((try? Sys.readFile(path)) ?? []).filter { $0 != 0x0A }, as: UTF8.self)
+                Sys.close(fd)
+                throw StorageError.dataDirectoryInUse(path: directory, holder: holder.isEmpty ? "unknown" : holder)
+            }
+            let owner = Array("pid \(getpid())\n".utf8)
+            try Sys.ftruncate(fd, 0)
+            try owner.withUnsafeBytes { raw in Result { () throws(SystemError) in try Sys.pwriteAll(fd, raw, at: 0) } }.get()
+        } catch let error as StorageError {
+            throw error
+        } catch {
+            Sys.close(fd)
+            throw .io(error as! SystemError)
+        }
+        return fd
     }
 
     /// The partitions that have a directory in the data directory.
@@ -107,23 +149,34 @@ public final class LogManager: @unchecked Sendable {
     }
 
     /// Checkpoints every log and writes the clean-shutdown marker. The logs must already be
-    /// synced (``LogShard/syncAll(nowMs:)``) and no shard may touch them afterwards.
+    /// synced (``LogShard/syncAll(nowMs:)``) and no shard may touch them afterwards: the data
+    /// directory and segment locks are released, so another instance may open them.
     public func close() throws(StorageError) {
-        checkpoint()
-        for log in logs.values where log.durableOffset < log.logEndOffset {
+        let open = Array(logs.values)
+        logs.removeAll()
+        defer { releaseLocks(open) }
+        checkpoint(open)
+        for log in open where log.durableOffset < log.logEndOffset {
             logger.warning("closing with unsynced data; not marking a clean shutdown", metadata: ["partition": "\(log.topicPartition)"])
-            logs.removeAll()
             return
         }
         do {
-            for log in logs.values {
+            for log in open {
                 for segment in log.segments { try segment.finishIndexesForShutdown() }
             }
-            logs.removeAll()
             try Sys.writeFileAtomically(dataDirectory + "/" + Self.cleanShutdownMarker, Array("clean\n".utf8))
         } catch {
-            logs.removeAll()
             throw .io(error)
+        }
+    }
+
+    private func releaseLocks(_ open: [PartitionLog]) {
+        for log in open {
+            for segment in log.segments { segment.unlock() }
+        }
+        if lockFd >= 0 {
+            Sys.close(lockFd)
+            lockFd = -1
         }
     }
 }

@@ -91,8 +91,14 @@ struct LogRecovery {
         } else if rebuilt > 0 {
             logger.info("rebuilt indexes", metadata: ["partition": "\(topicPartition)", "segments": "\(rebuilt)"])
         }
-        return PartitionLog(topicPartition: topicPartition, directory: directory, config: config,
-                            segments: segments, logger: logger, nowMs: nowMs)
+        let log = PartitionLog(topicPartition: topicPartition, directory: directory, config: config,
+                               segments: segments, logger: logger, nowMs: nowMs)
+        if log.lockWaitNs >= 1_000_000 {
+            logger.warning("waited for a previous process's writes to finish before opening the log", metadata: [
+                "partition": "\(topicPartition)", "waitedMs": "\(log.lockWaitNs / 1_000_000)",
+            ])
+        }
+        return log
     }
 
     /// Deletes the files of `segments[from...]` and removes them from the list.

@@ -111,6 +111,9 @@ public final class PartitionLog {
     /// Total bytes in the log's segments.
     public var sizeInBytes: Int64 { segments.reduce(0) { $0 + $1.size } }
     public var segmentCount: Int { segments.count }
+    /// How long opening the segments waited for their file locks: a previous process killed
+    /// with writes in flight holds them until those writes finish.
+    public var lockWaitNs: UInt64 { segments.reduce(0) { $0 + $1.lockWaitNs } }
     public var segmentBaseOffsets: [Int64] { segments.map(\.baseOffset) }
     var hasStagedData: Bool { !dirtySegments.isEmpty }
 

@@ -65,6 +65,8 @@ final class Segment {
     let indexFd: Int32
     let timeIndexFd: Int32
     let createdMs: Int64
+    /// How long opening waited for the files' locks (a killed process's writes in flight).
+    let lockWaitNs: UInt64
 
     /// Bytes written and readable.
     var size: Int64
@@ -94,26 +96,39 @@ final class Segment {
     init(directory: String, baseOffset: Int64, create: Bool, nowMs: Int64) throws(SystemError) {
         self.baseOffset = baseOffset
         self.path = directory + "/" + segmentStem(baseOffset)
-        let flags = O_RDWR | (create ? O_CREAT : 0)
-        logFd = try Sys.open(path + ".log", flags)
+        var fds: [Int32] = []
+        var waited: UInt64 = 0
         do {
-            indexFd = try Sys.open(path + ".index", O_RDWR | O_CREAT)
+            fds.append(try Sys.open(path + ".log", O_RDWR | (create ? O_CREAT : 0)))
+            fds.append(try Sys.open(path + ".index", O_RDWR | O_CREAT))
+            fds.append(try Sys.open(path + ".timeindex", O_RDWR | O_CREAT))
+            // The files the append ring writes are locked through the descriptors it writes
+            // with: a process killed with writes in flight keeps its open file descriptions
+            // (and so its locks) until those writes have finished, so this waits for them
+            // instead of recovering a file that can still change. See ARCHITECTURE.md.
+            for fd in fds { waited += try Sys.lockExclusive(fd, timeoutMs: Self.lockTimeoutMs, path) }
         } catch {
-            Sys.close(logFd)
+            fds.forEach(Sys.close)
             throw error
         }
-        do {
-            timeIndexFd = try Sys.open(path + ".timeindex", O_RDWR | O_CREAT)
-        } catch {
-            Sys.close(logFd)
-            Sys.close(indexFd)
-            throw error
-        }
+        logFd = fds[0]
+        indexFd = fds[1]
+        timeIndexFd = fds[2]
+        lockWaitNs = waited
         size = create ? 0 : ((try? Sys.fileSize(logFd)) ?? 0)
         stagedSize = size
         nextOffset = baseOffset
         verifiedSize = 0
         createdMs = create ? nowMs : (Sys.modificationTimeMs(path + ".log") ?? nowMs)
+    }
+
+    /// How long a previous process's in-flight writes may keep a segment locked. Exceeded
+    /// only if something other than a dying broker holds the file.
+    static let lockTimeoutMs = 30_000
+
+    /// Releases the files' locks (clean shutdown: this instance writes no more).
+    func unlock() {
+        for fd in [logFd, indexFd, timeIndexFd] { Sys.unlock(fd) }
     }
 
     deinit {

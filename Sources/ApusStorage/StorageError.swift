@@ -13,6 +13,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible {
     case invalidBatch(String)
     /// A previous sync failed: the partition takes no more writes until restarted.
     case offline(String)
+    /// Another live process holds the data directory.
+    case dataDirectoryInUse(path: String, holder: String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible {
         case .corruptBatch(let seg, let pos, let r): "corrupt batch in segment \(seg) at byte \(pos): \(r)"
         case .invalidBatch(let r): "invalid batch: \(r)"
         case .offline(let r): "partition offline: \(r)"
+        case .dataDirectoryInUse(let path, let holder):
+            "data directory \(path) is in use by another process (\(holder)); two brokers cannot share one data directory"
         }
     }
 }

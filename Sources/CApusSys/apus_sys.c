@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -120,4 +121,8 @@ int apus_numa_prefer_node(int node) {
     if (numa_available() < 0 || node < 0 || node > numa_max_node()) return EINVAL;
     numa_set_preferred(node);
     return 0;
+}
+
+int apus_flock(int fd, int operation) {
+    return flock(fd, operation);
 }

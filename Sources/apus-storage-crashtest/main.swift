@@ -1,9 +1,9 @@
 // apus-storage-crashtest: the child process of the storage crash tests.
 //
-//   apus-storage-crashtest <data-dir> <uring|posix> <round> [max-log-bytes] [max-turns]
+//   apus-storage-crashtest <data-dir> <uring|posix> <round> [max-log-bytes] [max-turns] [kill-at-roll]
 //
 // Opens (recovering if needed) the partition `crash-0` of <data-dir> under fsync-on-ack-all
-// with 4 MiB segments and appends deterministic batches (see CrashTestBatch) with
+// with 1 MiB segments and appends deterministic batches (see CrashTestBatch) with
 // requireDurable, group-committing 1–3 batches per turn. Once the log's durableOffset has
 // passed a batch, it writes one line to stdout (unbuffered, one write(2) per line):
 //
@@ -12,6 +12,8 @@
 // It runs until killed (the test SIGKILLs it), or for max-turns turns if given. Once the log
 // holds more than max-log-bytes it appends small batches only, to bound the test's disk use.
 // Every 16 turns it writes the recovery-point checkpoint, so recovery starts from there.
+// With kill-at-roll it SIGKILLs itself in the first turn whose second or third batch rolls a
+// segment, after the roll created the new segment's file and before the turn's writes.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -40,16 +42,18 @@ func fail(_ message: String) -> Never {
 
 let args = CommandLine.arguments
 guard args.count >= 4, let kind = IOBackendKind(rawValue: args[2]), let round = Int(args[3]) else {
-    fail("usage: apus-storage-crashtest <data-dir> <uring|posix> <round> [max-log-bytes] [max-turns]")
+    fail("usage: apus-storage-crashtest <data-dir> <uring|posix> <round> [max-log-bytes] [max-turns] [kill-at-roll]")
 }
 let maxLogBytes = args.count > 4 ? Int64(args[4]) ?? .max : .max
 let maxTurns = args.count > 5 ? Int(args[5]) ?? .max : .max
+let killAtRoll = args.count > 6 && args[6] == "kill-at-roll"
+var rolledOnFirst = false
 
 var logger = Logger(label: "apus.crashtest")
 logger.logLevel = .error
 
 var config = LogConfig()
-config.segmentBytes = 4 << 20
+config.segmentBytes = 1 << 20  // batches reach ~1 MiB: a roll every few turns
 config.durability = .fsyncOnAckAll
 config.retentionMs = -1
 config.retentionBytes = -1
@@ -78,7 +82,8 @@ do {
     while turn < maxTurns {
         turn += 1
         let smallOnly = log.sizeInBytes >= maxLogBytes
-        for _ in 0..<rng.next(in: 1...3) {
+        let segmentsAtTurnStart = log.segmentCount
+        for i in 0..<rng.next(in: 1...3) {
             let batch = CrashTestBatch.make(round: round, sequence: sequence, smallOnly: smallOnly)
             let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: batch.count, alignment: 16)
             memory.copyMemory(from: batch.withUnsafeBytes { $0 })  // the array is copied before it can move
@@ -88,7 +93,15 @@ do {
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(memory))
             unacked.append(Pending(sequence: sequence, smallOnly: smallOnly, info: info, bytes: memory.count, crc: crc))
             sequence += 1
+            // kill-at-roll: die in the window between a roll (the new segment's file exists)
+            // and the turn's writes, with a batch of this turn staged for the old segment.
+            if killAtRoll && i > 0 && log.segmentCount > segmentsAtTurnStart && !rolledOnFirst {
+                emit("KILL-AT-ROLL \(round) \(log.segmentBaseOffsets.last!)")
+                kill(getpid(), SIGKILL)
+            }
+            if i == 0 && log.segmentCount > segmentsAtTurnStart { rolledOnFirst = true }
         }
+        rolledOnFirst = false
         let failures = shard.commit(nowMs: Sys.wallClockMs())
         if let (_, error) = failures.first { fail("commit failed: \(error)") }
         for memory in staged { memory.deallocate() }

@@ -56,6 +56,27 @@ import Testing
         third.stop()
     }
 
+    /// Two live brokers never share a data directory: the second exits with an error naming
+    /// the holder. A restart right after a SIGKILL (writes of the dead process possibly still
+    /// in flight on its io_uring rings) waits for them and serves every acknowledged record.
+    @Test func oneBrokerPerDataDirectory() throws {
+        let first = try ApusServerProcess(arguments: ["--set", "io.backend=uring", "--durability", "fsync-on-ack-all"])
+        defer { first.removeData() }
+        let apus = try ApusServerProcess.binary("apus")
+        let second = try run(apus, ["serve", "--data-dir", first.dataDir, "--listen", "127.0.0.1:\(ApusServerProcess.freePort())"], timeout: 20)
+        #expect(second.status != 0)
+        #expect(second.err.contains("data directory \(first.dataDir) is in use by another process (pid \(first.process.processIdentifier))"),
+                "\(second.err)")
+        let lines = (0..<200).map { "k\($0):\(String(repeating: "v", count: 2000))" }.joined(separator: "\n") + "\n"
+        let produced = try run(kcat, ["-P", "-b", first.bootstrap, "-t", "locked", "-K:", "-X", "acks=all"], input: lines)
+        #expect(produced.status == 0, "\(produced.err)")
+        first.stop(signal: SIGKILL)
+        let restarted = try ApusServerProcess(dataDir: first.dataDir, port: first.port)
+        let consumed = try run(kcat, ["-C", "-b", restarted.bootstrap, "-t", "locked", "-o", "beginning", "-e", "-f", "%o\\n"])
+        #expect(consumed.out.split(separator: "\n").count == 200, "\(consumed.err)\n\(restarted.log)")
+        restarted.stop()
+    }
+
     @Test func listOffsetsAndMetadataSeeTheLog() throws {
         let server = try ApusServerProcess(arguments: ["--num-partitions", "3"])
         defer { server.removeData() }

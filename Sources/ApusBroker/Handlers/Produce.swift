@@ -266,7 +266,7 @@ extension Broker {
         switch error {
         case .offsetOutOfRange: .offsetOutOfRange
         case .corruptBatch, .invalidBatch: .corruptMessage
-        case .io, .offline: .kafkaStorageError
+        case .io, .offline, .dataDirectoryInUse: .kafkaStorageError
         }
     }
 

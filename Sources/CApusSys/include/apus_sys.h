@@ -32,6 +32,8 @@ int apus_accept(int listen_fd, char *peer, size_t peer_len);
 int apus_socket_accepted(int fd, char *peer, size_t peer_len);
 /// shutdown(SHUT_RDWR): operations in flight on the socket complete. 0 or -errno.
 int apus_shutdown(int fd);
+/// flock(2) (Swift sees the name as struct flock). -1 with errno on failure.
+int apus_flock(int fd, int operation);
 
 /// Fills `out` with the CPUs this process may run on (ascending); returns the count or -errno.
 int apus_allowed_cpus(int32_t *out, int max);
