@@ -159,7 +159,6 @@ public final class Broker {
     /// every loop turn, before reading requests.
     public func startOfTurn() {
         refreshTopics()
-        guard mesh.count > 1 else { return }
         let jobs = mesh.take(index)
         for job in jobs { job(self) }
         jobsRun += jobs.count
@@ -229,7 +228,7 @@ public final class Broker {
     /// recovery points so that recovery after a crash scans only what came since.
     public func maintenance(nowMs: Int64) {
         for log in owned.values where log !== offsetsLog { log.enforceRetention(nowMs: nowMs) }
-        logs.checkpoint(Array(owned.values))
+        logs.checkpointInBackground(Array(owned.values))
     }
 
     /// Syncs every log this shard owns (before ``LogManager/close()`` at shutdown).

@@ -1,9 +1,16 @@
+import ApusIO
 import ApusStorage
 import Logging
 import Synchronization
 
 /// Work for one shard, run on that shard's thread with its broker.
 typealias ShardJob = (Broker) -> Void
+
+/// Carries a value that only its home shard touches across a thread that merely passes it on.
+struct UncheckedSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
 
 /// The shards of one broker process and the only ways they touch each other: the topic
 /// catalog, and inboxes of jobs. Each shard owns some partitions (``ShardMesh/owner(topic:partition:)``)
@@ -56,6 +63,18 @@ public final class ShardMesh: @unchecked Sendable {
             return empty
         }
         if wasEmpty == true { inbox.wake?() }
+    }
+
+    /// Runs `work` on the disk worker (file work that may wait on the disk), then `job` with
+    /// its result on shard `index`. Counted as a job in flight meanwhile, so shutdown waits.
+    func afterDiskWork<T: Sendable>(on index: Int, _ work: @escaping @Sendable () -> T, then job: @escaping (Broker, T) -> Void) {
+        inFlight.add(1, ordering: .sequentiallyConsistent)
+        let continuation = UncheckedSendable(job)
+        DiskWorker.shared.run { [self] in
+            let result = work()
+            post(to: index) { broker in continuation.value(broker, result) }
+            inFlight.subtract(1, ordering: .sequentiallyConsistent)
+        }
     }
 
     /// Stops shard `index`'s inbox: jobs still queued are dropped, later ones refused.

@@ -38,7 +38,8 @@ public enum Sys {
     }
 
     public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws(SystemError) -> Int32 {
-        try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        if flags & (O_CREAT | O_TRUNC) != 0 { ShardThreadContract.note("open(O_CREAT)", path) }
+        return try retrying("open", path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
     public static func close(_ fd: Int32) {
@@ -77,14 +78,17 @@ public enum Sys {
     }
 
     public static func fdatasync(_ fd: Int32) throws(SystemError) {
+        ShardThreadContract.note("fdatasync", "fd \(fd)")
         _ = try retrying("fdatasync", "fd \(fd)") { Glibc.fdatasync(fd) }
     }
 
     public static func fsync(_ fd: Int32) throws(SystemError) {
+        ShardThreadContract.note("fsync", "fd \(fd)")
         _ = try retrying("fsync", "fd \(fd)") { Glibc.fsync(fd) }
     }
 
     public static func ftruncate(_ fd: Int32, _ length: Int64) throws(SystemError) {
+        ShardThreadContract.note("ftruncate", "fd \(fd)")
         _ = try retrying("ftruncate", "fd \(fd)") { Glibc.ftruncate(fd, off_t(length)) }
     }
 
@@ -106,15 +110,18 @@ public enum Sys {
     }
 
     public static func unlink(_ path: String) throws(SystemError) {
+        ShardThreadContract.note("unlink", path)
         _ = try retrying("unlink", path) { Glibc.unlink(path) }
     }
 
     public static func rename(_ from: String, _ to: String) throws(SystemError) {
+        ShardThreadContract.note("rename", from)
         _ = try retrying("rename", "\(from) → \(to)") { Glibc.rename(from, to) }
     }
 
     /// Creates `path` and its parents; succeeds if it already exists.
     public static func makeDirectories(_ path: String) throws(SystemError) {
+        ShardThreadContract.note("mkdir", path)
         var prefix = path.hasPrefix("/") ? "/" : ""
         for part in path.split(separator: "/") {
             prefix += part
@@ -233,6 +240,7 @@ extension Sys {
     /// Removes an empty directory; false if it could not.
     @discardableResult
     public static func removeDirectory(_ path: String) -> Bool {
-        Glibc.rmdir(path) == 0
+        ShardThreadContract.note("rmdir", path)
+        return Glibc.rmdir(path) == 0
     }
 }

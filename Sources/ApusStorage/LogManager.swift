@@ -22,6 +22,8 @@ public final class LogManager: @unchecked Sendable {
     let logger: Logger
     private var logs: [TopicPartition: PartitionLog] = [:]
     private var checkpointed: [TopicPartition: Int64] = [:]
+    /// A background checkpoint is being written (at most one at a time).
+    private let checkpointsUnderway = Atomic<Bool>(false)
     /// The data directory's `.lock`, held for the manager's life.
     private var lockFd: Int32
 
@@ -133,14 +135,35 @@ public final class LogManager: @unchecked Sendable {
         Sys.removeDirectory(path)
     }
 
-    /// Writes each log's durable offset as its recovery point (crash recovery scans from there).
-    /// Only logs whose durable offset moved since their last checkpoint are written. Called by
-    /// the shard owning `logs` (every log: at shutdown, once no shard runs).
+    /// Writes each log's durable offset as its recovery point (crash recovery scans from there),
+    /// here and now. Only logs whose durable offset moved since their last checkpoint are
+    /// written. Shutdown and tools; shards use ``checkpointInBackground(_:)``.
     public func checkpoint(_ logs: [PartitionLog]? = nil) {
-        for log in logs ?? lock.withLock({ _ in Array(self.logs.values) }) {
-            let tp = log.topicPartition
-            let durable = log.durableOffset
-            guard lock.withLock({ _ in checkpointed[tp] != durable }) else { continue }
+        writeCheckpoints(due(logs ?? lock.withLock({ _ in Array(self.logs.values) })))
+    }
+
+    /// Writes the recovery points of `logs` on the disk worker: each is a file write, an
+    /// fdatasync, a rename and a directory fsync, which wait for the journal (and so for every
+    /// dirty page ahead of it). Skipped while the previous background checkpoint is unfinished.
+    /// Called by the shard owning `logs`.
+    public func checkpointInBackground(_ logs: [PartitionLog]) {
+        let points = due(logs)
+        guard !points.isEmpty, checkpointsUnderway.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        DiskWorker.shared.run { [self] in
+            writeCheckpoints(points)
+            checkpointsUnderway.store(false, ordering: .releasing)
+        }
+    }
+
+    /// The (partition, durable offset) pairs that moved since their last checkpoint.
+    private func due(_ logs: [PartitionLog]) -> [(TopicPartition, Int64)] {
+        lock.withLock { _ in
+            logs.compactMap { log in checkpointed[log.topicPartition] == log.durableOffset ? nil : (log.topicPartition, log.durableOffset) }
+        }
+    }
+
+    private func writeCheckpoints(_ points: [(TopicPartition, Int64)]) {
+        for (tp, durable) in points {
             let path = dataDirectory + "/" + tp.description + "/" + Self.recoveryCheckpoint
             if (try? Sys.writeFileAtomically(path, Array(String(durable).utf8))) != nil {
                 lock.withLock { _ in checkpointed[tp] = durable }
@@ -155,6 +178,7 @@ public final class LogManager: @unchecked Sendable {
         let open = Array(logs.values)
         logs.removeAll()
         defer { releaseLocks(open) }
+        DiskWorker.shared.waitUntilIdle()  // background checkpoints and deletions first
         checkpoint(open)
         for log in open where log.durableOffset < log.logEndOffset {
             logger.warning("closing with unsynced data; not marking a clean shutdown", metadata: ["partition": "\(log.topicPartition)"])

@@ -163,7 +163,10 @@ public final class PartitionLog {
         }
         let segment: Segment
         do {
-            segment = try Segment(directory: directory, baseOffset: nextOffset, create: true, nowMs: nowMs)
+            let base = nextOffset
+            segment = try ShardThreadContract.allowingDiskWait("segment roll: creating the new segment's files") { () throws(SystemError) in
+                try Segment(directory: directory, baseOffset: base, create: true, nowMs: nowMs)
+            }
         } catch {
             throw .io(error)
         }
@@ -352,8 +355,8 @@ public final class PartitionLog {
     // MARK: Retention
 
     /// Deletes whole segments from the start that are past `retention.ms` or beyond
-    /// `retention.bytes`, advancing the log start offset. Files are renamed at once and
-    /// unlinked on a background thread, so appends see no latency step.
+    /// `retention.bytes`, advancing the log start offset. The files are unlinked by the
+    /// disk worker, so the shard never waits for it.
     /// - Returns: the number of segments deleted.
     @discardableResult
     public func enforceRetention(nowMs: Int64) -> Int {
@@ -369,12 +372,9 @@ public final class PartitionLog {
             total -= first.size
             logStartOffset = segments[0].baseOffset
             durableOffset = max(durableOffset, logStartOffset)
-            var doomed: [String] = []
-            for ext in [".log", ".index", ".timeindex"] {
-                let from = first.path + ext
-                if (try? Sys.rename(from, from + ".deleted")) != nil { doomed.append(from + ".deleted") }
-            }
-            BackgroundUnlinker.shared.unlink(doomed)
+            // Off the shard: the log file last, so that a crash in between leaves no orphaned
+            // index (a segment that comes back is deleted again by the next pass).
+            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { first.path + $0 })
             deleted += 1
             logger.info("deleted segment by retention", metadata: [
                 "partition": "\(topicPartition)", "segment": "\(first.baseOffset)",

@@ -194,9 +194,11 @@ final class Segment {
         timeIndex.removeLast(timeIndex.count - timeIndexWritten)
         maxTimestamp = timeIndex.last?.timestamp ?? maxTimestamp
         clearStage()
-        try? Sys.ftruncate(logFd, size)
-        try? Sys.ftruncate(indexFd, Int64(offsetIndexWritten * 8))
-        try? Sys.ftruncate(timeIndexFd, Int64(timeIndexWritten * 12))
+        ShardThreadContract.allowingDiskWait("cutting files back after a failed write") {
+            try? Sys.ftruncate(logFd, size)
+            try? Sys.ftruncate(indexFd, Int64(offsetIndexWritten * 8))
+            try? Sys.ftruncate(timeIndexFd, Int64(timeIndexWritten * 12))
+        }
     }
 
     private func clearStage() {

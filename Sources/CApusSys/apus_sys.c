@@ -126,3 +126,10 @@ int apus_numa_prefer_node(int node) {
 int apus_flock(int fd, int operation) {
     return flock(fd, operation);
 }
+
+static _Thread_local int shard_thread;
+static _Thread_local int disk_wait_allowed;
+
+void apus_set_shard_thread(int on) { shard_thread = on; }
+void apus_allow_disk_wait(int delta) { disk_wait_allowed += delta; }
+int apus_disk_wait_forbidden(void) { return shard_thread && disk_wait_allowed == 0; }

@@ -19,6 +19,8 @@ final class BrokerHarness {
     var correlation: Int32 = 0
     /// The shard requests go to unless a call says otherwise.
     var via = 0
+    /// Completions for other requests that arrived while a call waited for its own.
+    var others: [Completion] = []
 
     init(config: BrokerConfig = BrokerConfig(), path: String? = nil, shards: Int = 1) throws {
         self.path = path ?? NSTemporaryDirectory() + "apus-broker-\(UUID().uuidString.prefix(8))"
@@ -90,12 +92,20 @@ final class BrokerHarness {
         }
     }
 
-    /// Runs turns until the response to `correlationId` arrives at shard `via`.
+    /// Runs turns until the response to `correlationId` arrives at shard `via`: at least
+    /// `turns` turns, and for up to 10 s while it waits for work off the shards (syncs and
+    /// file work on the disk workers).
     func waitFor(_ correlationId: Int32, via: Int = 0, nowMs: Int64, turns: Int = 100) throws -> ResponseFrame {
-        for _ in 0..<turns {
-            if let frame = turn(nowMs: nowMs, collecting: via).first(where: { $0.correlationId == correlationId })?.frame { return frame }
+        let deadline = Date().addingTimeInterval(10)
+        var turned = 0
+        while turned < turns || Date() < deadline {
+            let done = turn(nowMs: nowMs, collecting: via)
+            others += done.filter { $0.correlationId != correlationId }
+            if let frame = done.first(where: { $0.correlationId == correlationId })?.frame { return frame }
+            turned += 1
+            if turned >= turns { usleep(500) }
         }
-        throw HarnessError("no response to request \(correlationId) after \(turns) turns")
+        throw HarnessError("no response to request \(correlationId) after \(turned) turns")
     }
 
     func decode<R: KafkaRequest>(_ frame: ResponseFrame, _: R.Type, version: Int16, correlationId: Int32? = nil) throws -> R.Response {

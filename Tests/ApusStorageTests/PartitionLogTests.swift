@@ -160,7 +160,7 @@ import Testing
         #expect(log.segmentBaseOffsets == Array(before[deleted...]))
         #expect(throws: StorageError.self) { try log.read(from: 0, maxBytes: 100) }
         #expect(try records(in: log.readCopy(from: log.logStartOffset, maxBytes: 100)).first!.offset == log.logStartOffset)
-        BackgroundUnlinker.shared.waitUntilIdle()
+        DiskWorker.shared.waitUntilIdle()
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
         #expect(!files.contains { $0.hasPrefix("00000000000000000000") }, "deleted segment files are gone")
 
@@ -320,7 +320,7 @@ extension PartitionLogTests {
         let expected = try log.readCopy(from: 0, maxBytes: 1 << 20)
         #expect(log.enforceRetention(nowMs: now) > 0)
         #expect(log.logStartOffset > 0)
-        BackgroundUnlinker.shared.waitUntilIdle()
+        DiskWorker.shared.waitUntilIdle()
         // The queued response still sends the right bytes: the range keeps its segment open.
         var bytes = [UInt8](repeating: 0, count: range.length)
         let n = try bytes.withUnsafeMutableBytes { try Sys.preadFully(range.fd, $0, at: range.position) }

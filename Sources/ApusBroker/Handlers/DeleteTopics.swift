@@ -24,21 +24,27 @@ extension Broker {
         return broker.scatter(context, partitions, owner: { $0.0.owners[Int($0.1)] }, work: { owner, share in
             share.map { owner.dropLog($0.0.logs[Int($0.1)]) }
         }, gathered: { broker, _ in
-            for topic in doomed {
-                for (p, log) in topic.logs.enumerated() {
-                    do {
-                        try broker.logs.deleteLog(log.topicPartition)
-                    } catch {
+            // The files go on the disk worker; the answer comes once they are gone (until then
+            // the names stay reserved in `deleting`).
+            let partitions = doomed.map { topic in topic.logs.map(\.topicPartition) }
+            let logs = broker.logs
+            broker.mesh.afterDiskWork(on: broker.index, {
+                partitions.map { topic in topic.filter { tp in (try? logs.deleteLog(tp)) == nil } }
+            }, then: { broker, failures in
+                for (topic, failed) in zip(doomed, failures) {
+                    for tp in failed {
                         if let i = response.responses.firstIndex(where: { $0.name == topic.name }) {
                             response.responses[i].errorCode = ErrorCode.kafkaStorageError.rawValue
                         }
-                        broker.logger.error("could not delete a partition's files", metadata: ["partition": "\(topic.name)-\(p)", "error": "\(error)"])
+                        broker.logger.error("could not delete a partition's files", metadata: ["partition": "\(tp)"])
                     }
+                    broker.deleting.remove(topic.name)
+                    broker.logger.info("deleted topic", metadata: ["topic": "\(topic.name)"])
                 }
-                broker.deleting.remove(topic.name)
-                broker.logger.info("deleted topic", metadata: ["topic": "\(topic.name)"])
-            }
-            return broker.frame(response, context)
+                broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
+                                                            correlationId: context.correlationId, frame: broker.frame(response, context)))
+            })
+            return nil
         })
     }
 }

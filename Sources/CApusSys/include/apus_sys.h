@@ -39,6 +39,12 @@ int apus_flock(int fd, int operation);
 int apus_allowed_cpus(int32_t *out, int max);
 /// Pins the calling thread to one CPU; returns 0 or an errno.
 int apus_pin_current_thread(int cpu);
+/// The shard-thread contract (ShardThreadContract): marks the calling thread as a shard's.
+void apus_set_shard_thread(int on);
+/// Opens (+1) or closes (-1) a scope in which the calling shard thread may wait on the disk.
+void apus_allow_disk_wait(int delta);
+/// Whether the calling thread is a shard thread outside such a scope.
+int apus_disk_wait_forbidden(void);
 /// Names the calling thread (first 15 bytes), for top and perf.
 int apus_name_current_thread(const char *name);
 /// NUMA nodes libnuma reports, or 0 when NUMA is unavailable (call nothing else then).

@@ -1,0 +1,64 @@
+import CApusSys
+import Dispatch
+import Synchronization
+
+/// Runs file-system work that may wait on the disk — recovery-point files, directory syncs,
+/// renames and deletions, POSIX-backend syncs — on a background thread, so that no shard
+/// thread ever waits for it. Work items run one at a time, in the order given. Thread-safe.
+public final class DiskWorker: Sendable {
+    /// Housekeeping shared by every shard (checkpoints, retention, topic files).
+    public static let shared = DiskWorker(label: "apus.disk")
+    private let queue: DispatchQueue
+
+    public init(label: String) {
+        queue = DispatchQueue(label: label, qos: .utility)
+    }
+
+    public func run(_ work: @escaping @Sendable () -> Void) {
+        queue.async(execute: work)
+    }
+
+    /// Deletes files (retention, deleted topics).
+    public func unlink(_ paths: [String]) {
+        guard !paths.isEmpty else { return }
+        run { for path in paths { try? Sys.unlink(path) } }
+    }
+
+    /// Blocks until every item queued so far has run (tests, shutdown).
+    public func waitUntilIdle() {
+        queue.sync {}
+    }
+}
+
+/// The shard-thread contract, checked at run time: a thread marked as a shard's calls no
+/// `Sys` function that may wait on the disk (a sync, a directory change, a file creation or
+/// deletion, a truncation) outside a declared exception. Each such call is counted and the
+/// first few are remembered, so that tests and the shutdown report can show them.
+public enum ShardThreadContract {
+    private static let violationCount = Atomic<Int>(0)
+    private static let examples = Mutex<[String]>([])
+
+    /// Marks (or unmarks) the calling thread as a shard thread.
+    public static func markCurrentThread(_ isShard: Bool) { apus_set_shard_thread(isShard ? 1 : 0) }
+
+    /// Runs `body` with disk waits allowed on a shard thread: a documented exception.
+    public static func allowingDiskWait<T, E: Error>(_ why: StaticString, _ body: () throws(E) -> T) throws(E) -> T {
+        apus_allow_disk_wait(1)
+        defer { apus_allow_disk_wait(-1) }
+        return try body()
+    }
+
+    /// Called by each `Sys` function that may wait on the disk.
+    @inline(__always)
+    static func note(_ call: StaticString, _ context: @autoclosure () -> String) {
+        guard apus_disk_wait_forbidden() != 0 else { return }
+        violationCount.add(1, ordering: .relaxed)
+        let example = "\(call) \(context())"
+        examples.withLock { if $0.count < 8 { $0.append(example) } }
+    }
+
+    /// Calls that broke the contract so far (all threads), and the first few of them.
+    public static var violations: (count: Int, examples: [String]) {
+        (violationCount.load(ordering: .relaxed), examples.withLock { $0 })
+    }
+}
