@@ -79,6 +79,8 @@ public final class Broker {
     var offsetsLog: PartitionLog?
     /// Topics unpublished whose files are not deleted yet (shard 0).
     var deleting: Set<String> = []
+    /// Topics whose files are being created, not published yet (shard 0).
+    var creating: Set<String> = []
     var groupCompletions: [Completion] = []
     var pendingGroupWrites: [PendingGroupWrite] = []
     /// Responses finished by jobs (other shards' answers) this turn.
@@ -262,7 +264,7 @@ public final class Broker {
 
     /// Adopts the logs of topics this shard owns that appeared in the catalog, and drops those
     /// of topics deleted since.
-    private func refreshTopics() {
+    func refreshTopics() {
         let version = mesh.catalog.version.load(ordering: .acquiring)
         guard version != topicsVersion else { return }
         let snapshot = mesh.catalog.snapshot()
@@ -364,17 +366,43 @@ public final class Broker {
         }
     }
 
-    /// Creates a topic's partitions (empty logs) and publishes it (shard 0).
-    func createTopic(_ name: String, partitions: Int32, nowMs: Int64) throws(StorageError) -> CatalogTopic {
-        var created: [PartitionLog] = []
-        for p in 0..<partitions {
-            created.append(try logs.openLog(TopicPartition(name, p), config: config.log, nowMs: nowMs))
-        }
-        let topic = CatalogTopic(name: name, logs: created, shards: mesh.count)
-        mesh.catalog.publish(topic)
-        refreshTopics()
-        logger.info("created topic", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
-        return topic
+    /// Creates topics' partitions (empty logs) on the disk worker — directories and files, which
+    /// may wait on the disk — then publishes them here (shard 0) and calls `done` with each
+    /// topic's failure, if any. Until then the names are reserved in `creating`. A topic that
+    /// fails part-way (out of descriptors, out of space) leaves nothing behind: the partitions
+    /// already opened are closed and their files removed.
+    func createTopics(_ specs: [(name: String, partitions: Int32)], then done: @escaping (Broker, [String: StorageError]) -> Void) {
+        for spec in specs { creating.insert(spec.name) }
+        let logs = self.logs, config = self.config.log
+        mesh.afterDiskWork(on: index, { () -> [UncheckedSendable<Result<[PartitionLog], StorageError>>] in
+            specs.map { spec in
+                var opened: [PartitionLog] = []
+                do throws(StorageError) {
+                    for p in 0..<spec.partitions {
+                        opened.append(try logs.openLog(TopicPartition(spec.name, p), config: config))
+                    }
+                    return UncheckedSendable(.success(opened))
+                } catch {
+                    for p in 0..<spec.partitions { try? logs.deleteLog(TopicPartition(spec.name, p)) }
+                    return UncheckedSendable(.failure(error))
+                }
+            }
+        }, then: { broker, results in
+            var failures: [String: StorageError] = [:]
+            for (spec, result) in zip(specs, results) {
+                broker.creating.remove(spec.name)
+                switch result.value {
+                case .success(let created):
+                    broker.mesh.catalog.publish(CatalogTopic(name: spec.name, logs: created, shards: broker.mesh.count))
+                    broker.logger.info("created topic", metadata: ["topic": "\(spec.name)", "partitions": "\(spec.partitions)"])
+                case .failure(let error):
+                    failures[spec.name] = error
+                    broker.logger.error("could not create topic; its files were removed", metadata: ["topic": "\(spec.name)", "error": "\(error)"])
+                }
+            }
+            broker.refreshTopics()
+            done(broker, failures)
+        })
     }
 
     /// Takes a log of a deleted topic offline on its owner: appends staged this turn are

@@ -170,6 +170,21 @@ public enum Sys {
         try syncDirectory(dir.isEmpty ? "." : dir)
     }
 
+    /// Replaces a small file's contents atomically for readers (temporary file and rename),
+    /// without making it durable: for live views such as statistics files.
+    public static func writeFileReplacing(_ path: String, _ contents: [UInt8]) throws(SystemError) {
+        let temporary = path + ".tmp"
+        let fd = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try contents.withUnsafeBytes { raw in Result { () throws(SystemError) in try pwriteAll(fd, raw, at: 0) } }.get()
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        try rename(temporary, path)
+    }
+
     /// Reads a whole (small) file; nil if it does not exist.
     public static func readFile(_ path: String) throws(SystemError) -> [UInt8]? {
         let fd: Int32

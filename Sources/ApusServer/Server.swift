@@ -18,6 +18,7 @@ public final class Server {
     let logs: LogManager
     let mesh: ShardMesh
     let loops: [ShardLoop]
+    let stalls: StallReport
     let backendName: String
     /// The port actually bound (useful with port 0).
     public let port: UInt16
@@ -38,6 +39,7 @@ public final class Server {
             brokerConfig.advertisedPort = Int32(port)
         }
         logger.debug("advertising", metadata: ["address": "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"])
+        stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
         var loops: [ShardLoop] = []
         var backendName = ""
         for (index, cpu) in cpus.enumerated() {
@@ -58,7 +60,7 @@ public final class Server {
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
             let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, poller: poller, ring: ring, broker: broker,
-                                 listener: index == 0 ? listener : nil)
+                                 listener: index == 0 ? listener : nil, stalls: stalls)
             mesh.setWake(index) { loop.wake() }
             loops.append(loop)
         }
@@ -131,7 +133,29 @@ public final class Server {
             })
         }
         for thread in threads { thread.join() }
+        reportStalls()
         try logs.close()
         logger.info("stopped cleanly")
+    }
+
+    /// The shutdown summary of the shards' turns and stalls, and of the shard-thread contract.
+    private func reportStalls() {
+        let report = stalls.snapshot
+        for (index, shard) in report.shards.enumerated() {
+            logger.info("shard turns", metadata: [
+                "shard": "\(index)", "turns": "\(shard.turns)", "stalls": "\(shard.stalls)", "warnMs": "\(report.warnMs)",
+                "longestMs": "\(String(format: "%.1f", shard.longestMs))", "longestPhase": "\(shard.longestPhase)",
+            ])
+        }
+        let contract = ShardThreadContract.violations
+        if contract.count > 0 {
+            logger.error("shard threads made calls that may wait on the disk", metadata: [
+                "count": "\(contract.count)", "first": "\(contract.examples.joined(separator: "; "))",
+            ])
+        }
+        if let path = config.stallStatsFile {
+            stalls.publish(to: path)
+            DiskWorker.shared.waitUntilIdle()
+        }
     }
 }

@@ -36,6 +36,8 @@ extension ServerConfig {
         ("group.min.session.timeout.ms", "6000", "smallest session timeout a consumer may ask for"),
         ("group.max.session.timeout.ms", "1800000", "largest session timeout a consumer may ask for"),
         ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
+        ("loop.stall.warn.ms", "10", "a shard turn (the work between two waits for I/O) longer than this is a stall: counted, logged at most once per second per shard with the phase it was in, summed up at shutdown"),
+        ("loop.stall.stats.file", "none", "write every shard's turn and stall counts and the recent stalls to this file every second (JSON; the lab reads it)"),
         ("log.level", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
@@ -93,6 +95,8 @@ extension ServerConfig {
         case "group.min.session.timeout.ms": broker.groups.minSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
         case "group.max.session.timeout.ms": broker.groups.maxSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
         case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
+        case "loop.stall.warn.ms": stallWarnMs = Int(try int(1...3_600_000))
+        case "loop.stall.stats.file": stallStatsFile = value == "none" || value.isEmpty ? nil : value
         case "log.level":
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigError("log.level: unknown level '\(value)'")

@@ -16,6 +16,10 @@ public struct ServerConfig: Sendable {
     /// How long SIGTERM/SIGINT wait for in-flight requests before stopping anyway.
     public var shutdownDeadlineMs: Int64 = 10_000
     public var logLevel = "info"
+    /// `loop.stall.warn.ms`: a shard turn longer than this is a stall (counted and logged).
+    public var stallWarnMs = 10
+    /// `loop.stall.stats.file`: where the shards' stall counts are written every second (JSON).
+    public var stallStatsFile: String?
     /// `cpus`: which CPUs run a shard (one pinned thread each).
     public var cpus: CPUSelection = .all
     /// `numa`: prefer each shard's memory on its CPU's NUMA node (when there are several).

@@ -44,8 +44,15 @@ final class ShardLoop: @unchecked Sendable {
     private var acceptArmed = false
     private var acceptRetryAtMs: Int64 = 0
 
-    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, poller: Poller?, ring: NetRing?, broker: Broker, listener: Int32?) {
+    /// Times each turn and its phases (stall detection).
+    private var clock: TurnClock
+    let stalls: StallReport
+
+    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, poller: Poller?, ring: NetRing?, broker: Broker, listener: Int32?,
+         stalls: StallReport) {
         self.index = index
+        self.stalls = stalls
+        clock = TurnClock(shard: index, warnMs: config.stallWarnMs)
         self.cpu = cpu
         self.config = config
         self.logger = logger
@@ -77,7 +84,9 @@ final class ShardLoop: @unchecked Sendable {
     /// Runs until a stop is requested, then finishes in-flight requests (up to the shutdown
     /// deadline, and until no shard needs this one any more) and syncs this shard's logs.
     func run() {
+        ShardThreadContract.markCurrentThread(true)
         var nextMaintenance = Sys.wallClockMs()
+        var nextPublish = nextMaintenance
         while !stop.load(ordering: .acquiring) {
             turn(timeoutMs: nextTimeout())
             broker.finishJobs()
@@ -85,8 +94,24 @@ final class ShardLoop: @unchecked Sendable {
             if now >= nextMaintenance {
                 broker.maintenance(nowMs: now)
                 nextMaintenance = now + Self.maintenanceIntervalMs
+                clock.mark(.maintenance)
+            }
+            if let found = clock.end() {
+                stalls.record(found.stall)
+                if found.log {
+                    logger.warning("shard stalled", metadata: [
+                        "shard": "\(index)", "ms": "\(String(format: "%.1f", found.stall.ms))", "phase": "\(found.stall.phase)",
+                        "stallsNotLogged": "\(found.unlogged)",
+                    ])
+                }
+            }
+            if now >= nextPublish {
+                stalls.setTurns(clock.turns, shard: index)
+                if index == 0, let path = config.stallStatsFile { stalls.publish(to: path) }
+                nextPublish = now + 1_000
             }
         }
+        stalls.setTurns(clock.turns, shard: index)
         if let listener {
             logger.info("stopping: no new connections or requests; finishing in-flight ones")
             poller?.remove(listener)
@@ -117,6 +142,7 @@ final class ShardLoop: @unchecked Sendable {
             let until = Sys.wallClockMs() + 1_000
             while !closing.isEmpty && Sys.wallClockMs() < until { complete(ring.wait(timeoutMs: 10)) }
         }
+        ShardThreadContract.markCurrentThread(false)  // the final sync waits, by design
         broker.syncAll(nowMs: Sys.wallClockMs())
     }
 
@@ -134,8 +160,10 @@ final class ShardLoop: @unchecked Sendable {
         if let ring { return ringTurn(ring, timeoutMs: timeoutMs, accepting: accepting) }
         guard let poller else { return }
         let ready = poller.wait(timeoutMs: timeoutMs)
+        clock.begin()
         broker.startOfTurn()
         adoptHandedOff()
+        clock.mark(.jobs)
         for event in ready {
             if event.fd == listener {
                 if accepting { acceptAll() }
@@ -146,10 +174,13 @@ final class ShardLoop: @unchecked Sendable {
             // A hung-up connection that is not being read (muted) would be reported forever.
             if event.hangup && connections[event.fd] != nil && (!event.readable || connection.muted) { close(connection, reason: "") }
         }
+        clock.mark(.read)
         finishTurn()
+        clock.mark(.commit)
         for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
             write(connection)
         }
+        clock.mark(.send)
     }
 
     /// The group commit, and the responses it (or other shards) completed.
@@ -180,14 +211,19 @@ final class ShardLoop: @unchecked Sendable {
     /// the wait; then completions, jobs, requests, commit, and the next receives and sends.
     private func ringTurn(_ ring: NetRing, timeoutMs: Int32, accepting: Bool) {
         let events = ring.wait(timeoutMs: timeoutMs)
+        clock.begin()
         broker.startOfTurn()
         adoptHandedOff()
+        clock.mark(.jobs)
         complete(events, accepting: accepting)
+        clock.mark(.read)
         if let listener, !acceptArmed, !draining, Sys.wallClockMs() >= acceptRetryAtMs {
             ring.accept(listener, tag: Tag.accept)
             acceptArmed = true
         }
         finishTurn()
+        clock.mark(.commit)
+        defer { clock.mark(.send) }
         for connection in Array(connections.values) {
             flushOnRing(ring, connection)
             guard connections[connection.fd] === connection else { continue }

@@ -18,27 +18,38 @@ extension Broker {
             names = broker.topics.keys.sorted()
         }
         let mayCreate = broker.config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation)
-        for name in names {
-            response.topics.append(broker.describeTopic(name, create: mayCreate, nowMs: context.nowMs))
+        // Topics to auto-create are created off the shard first; the answer follows.
+        var missing: [String] = []
+        if mayCreate {
+            for name in names where Broker.isValidTopicName(name) && broker.topics[name] == nil && !broker.deleting.contains(name)
+                && !broker.creating.contains(name) && !missing.contains(name) {
+                missing.append(name)
+            }
         }
-        return broker.respond(response, context)
+        let answer = { (broker: Broker) -> MetadataResponse in
+            var response = response
+            for name in names { response.topics.append(broker.describeTopic(name)) }
+            return response
+        }
+        guard !missing.isEmpty else { return broker.respond(answer(broker), context) }
+        broker.createTopics(missing.map { ($0, broker.config.numPartitions) }) { broker, _ in
+            broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
+                                                        correlationId: context.correlationId, frame: broker.frame(answer(broker), context)))
+        }
+        return .pending
     }
 
-    func describeTopic(_ name: String, create: Bool, nowMs: Int64) -> MetadataResponse.MetadataResponseTopic {
+    func describeTopic(_ name: String) -> MetadataResponse.MetadataResponseTopic {
         var topic = MetadataResponse.MetadataResponseTopic(name: name)
         guard Broker.isValidTopicName(name) else {
             topic.errorCode = ErrorCode.invalidTopic.rawValue
             return topic
         }
-        if deleting.contains(name) {
-            topic.errorCode = ErrorCode.leaderNotAvailable.rawValue  // retriable: it is going away
+        if deleting.contains(name) || creating.contains(name) {
+            topic.errorCode = ErrorCode.leaderNotAvailable.rawValue  // retriable: it is coming or going
             return topic
         }
-        var entry = topics[name]
-        if entry == nil && create {
-            entry = try? createTopic(name, partitions: config.numPartitions, nowMs: nowMs)
-        }
-        guard let entry else {
+        guard let entry = topics[name] else {
             topic.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
             return topic
         }
