@@ -247,6 +247,13 @@ extension Sys {
         return monotonicNs() - start
     }
 
+    /// sync(2): starts writing back every file system's dirty data (the lab settles the
+    /// machine between runs with it).
+    public static func syncFileSystems() {
+        ShardThreadContract.note("sync", "")
+        Glibc.sync()
+    }
+
     /// Releases a `flock` taken on `fd`.
     public static func unlock(_ fd: Int32) {
         _ = apus_flock(fd, LOCK_UN)

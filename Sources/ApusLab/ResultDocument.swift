@@ -1,4 +1,5 @@
 import ApusClient
+import ApusIO
 import Foundation
 import Histogram
 
@@ -81,6 +82,61 @@ public struct HostCPU: Codable, Sendable, Equatable {
     }
 }
 
+/// The page cache's unwritten data (/proc/meminfo `Dirty` and `Writeback`): a run that starts
+/// while gigabytes wait for writeback measures the kernel's flushing as much as the broker.
+public struct PageCache: Codable, Sendable, Equatable {
+    public var dirtyBytes: UInt64
+    public var writebackBytes: UInt64
+
+    /// Below this much dirty + writeback data the machine counts as settled.
+    public static let settledBytes: UInt64 = 64 << 20
+
+    public static func sample() -> PageCache? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        var values: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 2, f[0] == "Dirty:" || f[0] == "Writeback:", let kib = UInt64(f[1]) { values[String(f[0])] = kib * 1024 }
+        }
+        guard let dirty = values["Dirty:"], let writeback = values["Writeback:"] else { return nil }
+        return PageCache(dirtyBytes: dirty, writebackBytes: writeback)
+    }
+
+    /// `sync`, then waits (up to `timeoutSeconds`) until dirty + writeback data fall below
+    /// ``settledBytes``. Returns the seconds it took.
+    public static func settle(timeoutSeconds: Double = 120) -> Double {
+        let start = Sys.monotonicNs()
+        Sys.syncFileSystems()
+        while let state = sample(), state.dirtyBytes + state.writebackBytes >= settledBytes,
+              Double(Sys.monotonicNs() - start) / 1e9 < timeoutSeconds {
+            Sys.sleep(microseconds: 100_000)
+        }
+        return Double(Sys.monotonicNs() - start) / 1e9
+    }
+}
+
+/// The page cache around a run, and how long settling before it took.
+public struct PageCacheRecord: Codable, Sendable, Equatable {
+    public var atStart: PageCache?
+    public var atEnd: PageCache?
+    /// Seconds spent settling before the run (nil: `settle: none`).
+    public var settleSeconds: Double?
+}
+
+/// What the embedded broker's stall detector saw during a run (from `loop.stall.stats.file`).
+public struct BrokerStalls: Codable, Sendable, Equatable {
+    /// The broker's `loop.stall.warn.ms`.
+    public var warnMs: Int
+    /// Shard turns during the run (all shards) and the turns longer than `warnMs`.
+    public var turns: UInt64
+    public var stalls: Int
+    /// The longest stall in the run, its shard and phase (nil when there was none).
+    public var longestMs: Double?
+    public var longestPhase: String?
+    /// Calls that may wait on the disk made on shard threads so far (should stay 0).
+    public var diskWaitsOnShards: Int
+}
+
 /// One measured run: what `apus perf` prints at the end, as data.
 public struct RunRecord: Codable, Sendable, Equatable {
     /// Records/s the open-loop schedule aimed at; -1 for as fast as possible.
@@ -95,6 +151,10 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var hostCPU: HostCPU?
     /// The producers' metrics (`--print-metrics` names).
     public var producerMetrics: [String: String]?
+    /// Dirty and writeback page-cache data at the start and end (sweeps).
+    public var pageCache: PageCacheRecord?
+    /// The embedded broker's stalls during the run (sweeps).
+    public var brokerStalls: BrokerStalls?
 
     public init(_ r: ProducePerfResult, targetRate: Double) {
         self.targetRate = targetRate

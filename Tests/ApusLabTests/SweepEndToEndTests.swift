@@ -63,6 +63,11 @@ struct SweepEndToEndTests {
                 let h = try HistogramCodec.decodeBase64(lat.histogram)
                 #expect(h.totalCount == run.produced.records)
                 #expect(Double(h.valueAtPercentile(99)) / 1e6 == lat.p99)
+                // Settled before the run; the page cache recorded around it; the broker's stalls.
+                let cache = try #require(run.pageCache)
+                #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)
+                let stalls = try #require(run.brokerStalls, "the embedded broker's stall statistics")
+                #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
             }
             let knee = try #require(r.knee)
             #expect(knee.probes.count == 2)  // two bisection steps

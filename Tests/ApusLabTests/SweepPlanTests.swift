@@ -1,4 +1,5 @@
 import ApusLab
+import Foundation
 import Testing
 
 @Suite("Sweep plans")
@@ -117,4 +118,30 @@ func packageRoot(file: String = #filePath) -> String {
     var parts = file.split(separator: "/", omittingEmptySubsequences: false)
     parts.removeLast(3)  // Tests/ApusLabTests/<file>
     return parts.joined(separator: "/")
+}
+
+/// Settling the machine between runs: `sync`, then wait for dirty and writeback data to drain.
+@Suite struct SettleTests {
+    @Test func settleDrainsDirtyPagesBelowTheThreshold() throws {
+        let path = NSTemporaryDirectory() + "apus-settle-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // 96 MiB of dirty page cache, more than the threshold.
+        let chunk = Data(repeating: 0x5A, count: 1 << 20)
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        for _ in 0..<96 { handle.write(chunk) }
+        try handle.close()
+        let before = try #require(PageCache.sample())
+        let seconds = PageCache.settle(timeoutSeconds: 60)
+        let after = try #require(PageCache.sample())
+        #expect(after.dirtyBytes + after.writebackBytes < PageCache.settledBytes,
+                "before \(before), after \(after), \(seconds) s")
+    }
+
+    @Test func plansChooseHowToSettle() throws {
+        let base = "name: s\nworkload:\n  rate: max\n"
+        #expect(try SweepPlan(yaml: base, path: "p").settle == .sync)
+        #expect(try SweepPlan(yaml: base + "settle: none\n", path: "p").settle == Settle.none)
+        #expect(throws: PlanError.self) { try SweepPlan(yaml: base + "settle: sometimes\n", path: "p") }
+    }
 }

@@ -10,8 +10,12 @@ final class EmbeddedBroker: @unchecked Sendable {
     let dataDir: String
     var bootstrap: String { "127.0.0.1:\(port)" }
 
+    /// Where the broker writes its stall statistics every second.
+    let stallsPath: String
+
     init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String) throws {
         self.dataDir = dataDir
+        stallsPath = logPath + ".stalls.json"
         try? FileManager.default.removeItem(atPath: dataDir)
         try Sys.makeDirectories(dataDir)
         let (fd, port) = try Net.listen(host: "127.0.0.1", port: 0)
@@ -20,7 +24,7 @@ final class EmbeddedBroker: @unchecked Sendable {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
-            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] }
+            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] } + ["--set", "loop.stall.stats.file=\(stallsPath)"]
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -36,6 +40,30 @@ final class EmbeddedBroker: @unchecked Sendable {
             }
             Sys.sleep(microseconds: 50_000)
         }
+    }
+
+    /// The broker's stall statistics as last written (`loop.stall.stats.file`, every second).
+    struct StallStats: Decodable {
+        struct Shard: Decodable { var turns: UInt64; var stalls: Int }
+        struct Stall: Decodable { var atMs: Int64; var ms: Double; var phase: String }
+        var warnMs: Int
+        var shards: [Shard]
+        var recent: [Stall]
+        var diskWaitsOnShards: Int
+    }
+
+    func stallStats() -> StallStats? {
+        guard let data = FileManager.default.contents(atPath: stallsPath) else { return nil }
+        return try? JSONDecoder().decode(StallStats.self, from: data)
+    }
+
+    /// What the stall detector saw between two snapshots (`fromMs`...`toMs` wall clock).
+    static func stalls(from before: StallStats?, to after: StallStats, fromMs: Int64, toMs: Int64) -> BrokerStalls {
+        let turns = after.shards.reduce(UInt64(0)) { $0 + $1.turns } - (before?.shards.reduce(UInt64(0)) { $0 + $1.turns } ?? 0)
+        let count = after.shards.reduce(0) { $0 + $1.stalls } - (before?.shards.reduce(0) { $0 + $1.stalls } ?? 0)
+        let longest = after.recent.filter { $0.atMs >= fromMs && $0.atMs <= toMs }.max { $0.ms < $1.ms }
+        return BrokerStalls(warnMs: after.warnMs, turns: turns, stalls: count, longestMs: longest?.ms, longestPhase: longest?.phase,
+                            diskWaitsOnShards: after.diskWaitsOnShards)
     }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status (0 for a clean stop).

@@ -80,13 +80,16 @@ public struct SweepPlan: Sendable {
     public var consumer: [SweepPoint.Setting] = []
     public var axes: [(key: String, values: [String])] = []
     public var knee: KneeSpec?
+    /// `settle`: before each run, `sync` and wait until the page cache's dirty and writeback
+    /// data fall below ``PageCache/settledBytes`` (default), or `none`.
+    public var settle = Settle.sync
     /// The plan file's text, kept in the bundle.
     public var source: String
 
     public static let workloadKeys = ["record.size", "partitions", "producers", "rate"]
     public static let clientKeys = ["acks", "batch.size", "linger.ms", "compression.type", "max.in.flight.requests.per.connection", "partitioner"]
     /// Broker keys a plan must not set: the sweep owns them.
-    static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable"]
+    static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable", "loop.stall.stats.file"]
 
     /// Every combination of the axes' values, in order (the first axis varies slowest).
     public var points: [SweepPoint] {
@@ -166,6 +169,9 @@ public struct SweepPlan: Sendable {
             case "repeats":
                 guard let r = Int(try scalar(value, key)), (1...100).contains(r) else { throw PlanError(path, line(value), key, "expected an integer in 1...100") }
                 repeats = r
+            case "settle":
+                guard let mode = Settle(rawValue: try scalar(value, key)) else { throw PlanError(path, line(value), key, "expected sync or none") }
+                settle = mode
             case "workload":
                 for (k, _, v) in try pairs(value, key) {
                     try Self.applyWorkload("workload.\(k)", try scalar(v, "workload.\(k)"), to: &workload, path: path, line: line(v))
@@ -236,7 +242,7 @@ public struct SweepPlan: Sendable {
                 }
                 knee = spec
             default:
-                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, workload, client, consumer, broker, axes, knee)")
+                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, settle, workload, client, consumer, broker, axes, knee)")
             }
         }
         guard sawName else { throw PlanError(path, nil, "name", "a plan needs a name (it names the result folder)") }
@@ -320,4 +326,11 @@ public struct SweepPlan: Sendable {
         return v * scale
     }
 
+}
+
+/// How a sweep settles the machine before each run.
+public enum Settle: String, Sendable, Codable {
+    /// `sync`, then wait for the kernel's dirty and writeback data to drain.
+    case sync
+    case none
 }

@@ -37,6 +37,21 @@ public enum SweepReport {
         }
     }
 
+    /// The broker's stalls over a point's runs: their number and the longest (– without data).
+    static func stallSummary(_ runs: [RunRecord]) -> String {
+        let stalls = runs.compactMap(\.brokerStalls)
+        guard !stalls.isEmpty else { return "–" }
+        let longest = stalls.compactMap(\.longestMs).max()
+        return "\(stalls.reduce(0) { $0 + $1.stalls })" + (longest.map { " (\(ms($0)))" } ?? "")
+    }
+
+    /// The largest dirty + writeback page cache at the start of a point's runs.
+    static func dirtySummary(_ runs: [RunRecord]) -> String {
+        let states = runs.compactMap { $0.pageCache?.atStart }
+        guard !states.isEmpty else { return "–" }
+        return String(states.map { ($0.dirtyBytes + $0.writebackBytes) >> 20 }.max()!)
+    }
+
     static func label(_ p: SweepPoint) -> String {
         p.settings.isEmpty ? "base" : p.settings.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
     }
@@ -108,8 +123,8 @@ public enum SweepReport {
             header += " consumed M rec/s | e2e p99 ms |"
             rule += "---|---|"
         }
-        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % |"
-        rule += "---|---|---|---|---|"
+        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % | broker stalls (longest ms) | dirty+writeback MiB at start |"
+        rule += "---|---|---|---|---|---|---|"
         if m.knee != nil {
             header += " knee M rec/s |"
             rule += "---|"
@@ -120,6 +135,7 @@ public enum SweepReport {
             var line = "| \(short(r.result.point)) | \(label(r.result.point)) | \(millions(r.produced)) (\(millions(rates.min() ?? .nan))–\(millions(rates.max() ?? .nan))) |"
             if m.mode == .e2e { line += " \(millions(r.consumed ?? .nan)) | \(ms(r.e2eP99 ?? .nan)) |" }
             line += " \(ms(r.p50)) | \(ms(r.p99)) | \(ms(r.p999)) | \(r.errors) | \(r.steal.isFinite ? String(format: "%.0f", r.steal) : "–") |"
+            line += " \(stallSummary(r.result.repeats)) | \(dirtySummary(r.result.repeats)) |"
             if m.knee != nil { line += " \(r.result.knee?.kneeRate.map(millions) ?? "none") |" }
             md += line + "\n"
         }

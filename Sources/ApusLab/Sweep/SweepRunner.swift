@@ -157,6 +157,14 @@ public final class SweepRunner: @unchecked Sendable {
             let sink: @Sendable (String) -> Void = { line in log.write(Data((line + "\n").utf8)) }
             let w = point.workload
             var record: RunRecord
+            var pageCache = PageCacheRecord()
+            if plan.settle == .sync {
+                status("\(label): settling the page cache")
+                pageCache.settleSeconds = PageCache.settle()
+            }
+            pageCache.atStart = PageCache.sample()
+            let stallsBefore = broker?.stallStats()
+            let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
             let cpuBefore = HostCPU.sample()
             let intervals: [IntervalHistogram]
             var workload = ProducePerfWorkload(topic: topic)
@@ -181,6 +189,16 @@ public final class SweepRunner: @unchecked Sendable {
                 intervals = r.produced.intervals
             }
             record.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
+            pageCache.atEnd = PageCache.sample()
+            record.pageCache = pageCache
+            if let broker {
+                // The broker rewrites its statistics every second: wait for a fresh copy.
+                let endedMs = Int64(Date().timeIntervalSince1970 * 1000)
+                Sys.sleep(microseconds: 1_100_000)
+                if let after = broker.stallStats() {
+                    record.brokerStalls = EmbeddedBroker.stalls(from: stallsBefore, to: after, fromMs: startedMs, toMs: endedMs)
+                }
+            }
             var hlog = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - w.warmupSeconds - w.durationSeconds)
             for i in intervals { hlog.append(start: i.startSeconds, length: i.lengthSeconds, histogram: i.histogram, tag: "produce.intended") }
             try hlog.text.write(toFile: "\(pointDir)/run-\(runNumber).hlog", atomically: true, encoding: .utf8)
