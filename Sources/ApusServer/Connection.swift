@@ -162,6 +162,8 @@ final class Connection {
 
     /// A receive is queued on the ring (into ``receiveBuffer()``).
     var receiving = false
+    /// Already in this turn's list of connections with something to do (ShardLoop).
+    var active = false
     /// A wait for readability is queued (after a receive found nothing).
     var pollingReadable = false
     /// A send, or a wait for writability, is queued.

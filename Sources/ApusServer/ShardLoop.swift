@@ -44,6 +44,13 @@ final class ShardLoop: @unchecked Sendable {
     private var acceptArmed = false
     private var acceptRetryAtMs: Int64 = 0
 
+    /// Connections with something to do this turn (a completion, a readiness event, a
+    /// response that became ready, new): only they are visited after the commit, so idle
+    /// connections cost a turn nothing.
+    private var active: [Connection] = []
+    /// Connections closed with a warning since the last summary line (one per second at most
+    /// per shard: a flood of bad clients must not flood the log).
+    private var closeWarnings = (logged: 0, suppressed: 0, windowStartMs: Int64(0))
     /// Times each turn and its phases (stall detection).
     private var clock: TurnClock
     let stalls: StallReport
@@ -170,6 +177,7 @@ final class ShardLoop: @unchecked Sendable {
                 continue
             }
             guard let connection = connections[event.fd] else { continue }
+            touch(connection)
             if event.readable && !connection.muted { read(connection) }
             // A hung-up connection that is not being read (muted) would be reported forever.
             if event.hangup && connections[event.fd] != nil && (!event.readable || connection.muted) { close(connection, reason: "") }
@@ -177,16 +185,32 @@ final class ShardLoop: @unchecked Sendable {
         clock.mark(.read)
         finishTurn()
         clock.mark(.commit)
-        for connection in Array(connections.values) where connection.hasWritableData || connection.watchingWritable {
+        for connection in takeActive() where connection.hasWritableData || connection.watchingWritable {
             write(connection)
         }
         clock.mark(.send)
     }
 
+    private func touch(_ connection: Connection) {
+        guard !connection.active else { return }
+        connection.active = true
+        active.append(connection)
+    }
+
+    /// This turn's active connections, cleared for the next turn.
+    private func takeActive() -> [Connection] {
+        let list = active
+        active.removeAll(keepingCapacity: true)
+        for connection in list { connection.active = false }
+        return list
+    }
+
     /// The group commit, and the responses it (or other shards) completed.
     private func finishTurn() {
         for completion in broker.endOfTurn(nowMs: Sys.wallClockMs()) {
-            byID[completion.connection]?.complete(sequence: completion.sequence, frame: completion.frame)
+            guard let connection = byID[completion.connection] else { continue }
+            connection.complete(sequence: completion.sequence, frame: completion.frame)
+            touch(connection)
         }
         if !broker.closeRequests.isEmpty {
             for (id, reason) in broker.closeRequests { if let connection = byID[id] { close(connection, reason: reason) } }
@@ -224,7 +248,7 @@ final class ShardLoop: @unchecked Sendable {
         finishTurn()
         clock.mark(.commit)
         defer { clock.mark(.send) }
-        for connection in Array(connections.values) {
+        for connection in takeActive() where connections[connection.fd] === connection {
             flushOnRing(ring, connection)
             guard connections[connection.fd] === connection else { continue }
             connection.muted = draining || connection.queuedBytes > config.connectionBacklogBytes
@@ -263,6 +287,7 @@ final class ShardLoop: @unchecked Sendable {
                 continue
             }
             guard let connection = byID[id] else { continue }
+            touch(connection)
             forget(connection, kind)
             let result = Int(event.result)
             switch kind {
@@ -362,6 +387,7 @@ final class ShardLoop: @unchecked Sendable {
         nextID += broker.mesh.count  // ids ≡ shard (mod shards): completions find their shard
         connections[fd] = connection
         byID[connection.id] = connection
+        touch(connection)
         logger.debug("connection opened", metadata: ["peer": "\(peer)", "shard": "\(index)"])
     }
 
@@ -389,7 +415,7 @@ final class ShardLoop: @unchecked Sendable {
     }
 
     private func write(_ connection: Connection) {
-        guard connections[connection.fd] != nil, let poller else { return }
+        guard connections[connection.fd] === connection, let poller else { return }
         do {
             let done = try connection.flush()
             let backlog = connection.queuedBytes > config.connectionBacklogBytes || draining
@@ -403,11 +429,31 @@ final class ShardLoop: @unchecked Sendable {
         }
     }
 
+    /// Logs why a connection was closed: the first few each second, then one summary line
+    /// for the rest (a fuzzer or a misbehaving client fleet must not flood the log).
+    private func warnClosing(_ connection: Connection, _ reason: String) {
+        let now = Sys.wallClockMs()
+        if now - closeWarnings.windowStartMs >= 1_000 {
+            if closeWarnings.suppressed > 0 {
+                logger.warning("closed more connections; their reasons were not logged", metadata: [
+                    "shard": "\(index)", "count": "\(closeWarnings.suppressed)", "seconds": "\(Double(now - closeWarnings.windowStartMs) / 1000)",
+                ])
+            }
+            closeWarnings = (0, 0, now)
+        }
+        guard closeWarnings.logged < Self.closeWarningsPerSecond else {
+            closeWarnings.suppressed += 1
+            return
+        }
+        closeWarnings.logged += 1
+        logger.warning("closing connection", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
+    }
+
+    static let closeWarningsPerSecond = 10
+
     private func close(_ connection: Connection, reason: String?) {
         guard connections[connection.fd] === connection else { return }
-        if let reason, !reason.isEmpty {
-            logger.warning("closing connection", metadata: ["peer": "\(connection.peer)", "reason": "\(reason)"])
-        }
+        if let reason, !reason.isEmpty { warnClosing(connection, reason) }
         poller?.remove(connection.fd)
         connections[connection.fd] = nil
         byID[connection.id] = nil
