@@ -137,6 +137,24 @@ public struct BrokerStalls: Codable, Sendable, Equatable {
     public var diskWaitsOnShards: Int
 }
 
+/// One reporting interval of a run's latency.
+public struct IntervalSummary: Codable, Sendable, Equatable {
+    /// Seconds from the start of the run (warm-up included).
+    public var startSeconds: Double
+    public var count: UInt64
+    public var p50Ms: Double
+    public var p99Ms: Double
+    public var maxMs: Double
+
+    public init(_ interval: IntervalHistogram) {
+        startSeconds = interval.startSeconds
+        count = interval.histogram.totalCount
+        p50Ms = Double(interval.histogram.valueAtPercentile(50)) / 1e6
+        p99Ms = Double(interval.histogram.valueAtPercentile(99)) / 1e6
+        maxMs = Double(interval.histogram.max) / 1e6
+    }
+}
+
 /// One measured run: what `apus perf` prints at the end, as data.
 public struct RunRecord: Codable, Sendable, Equatable {
     /// Records/s the open-loop schedule aimed at; -1 for as fast as possible.
@@ -155,6 +173,9 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var pageCache: PageCacheRecord?
     /// The embedded broker's stalls during the run (sweeps).
     public var brokerStalls: BrokerStalls?
+    /// Produce latency (intended) per reporting interval, so that a periodic stall shows as
+    /// spikes rather than averaged into a percentile (sweeps).
+    public var overTime: [IntervalSummary]?
 
     public init(_ r: ProducePerfResult, targetRate: Double) {
         self.targetRate = targetRate

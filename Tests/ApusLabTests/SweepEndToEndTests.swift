@@ -70,7 +70,9 @@ struct SweepEndToEndTests {
                 #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
             }
             let knee = try #require(r.knee)
-            #expect(knee.probes.count == 2)  // two bisection steps
+            #expect(knee.probes.filter { $0.confirmation != true }.count == 2)  // two bisection steps
+            // A knee found by the bisection is probed once more to confirm it.
+            #expect(knee.probes.contains { $0.confirmation == true } == knee.probes.contains { $0.withinSLO && $0.confirmation != true })
             #expect(knee.maxRate > 0)
             #expect(FileManager.default.fileExists(atPath: "\(bundle)/points/\(r.point.id)/run-1.hlog"))
             #expect(FileManager.default.fileExists(atPath: "\(bundle)/points/\(r.point.id)/broker.log"))

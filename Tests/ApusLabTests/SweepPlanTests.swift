@@ -1,4 +1,4 @@
-import ApusLab
+@testable import ApusLab
 import Foundation
 import Testing
 
@@ -143,5 +143,35 @@ func packageRoot(file: String = #filePath) -> String {
         #expect(try SweepPlan(yaml: base, path: "p").settle == .sync)
         #expect(try SweepPlan(yaml: base + "settle: none\n", path: "p").settle == Settle.none)
         #expect(throws: PlanError.self) { try SweepPlan(yaml: base + "settle: sometimes\n", path: "p") }
+    }
+}
+
+/// A knee search that does not lie: probes that contradict each other are reported.
+@Suite struct KneeReportTests {
+    func probe(_ rate: Double, _ ms: Double, confirmation: Bool? = nil) -> KneeProbe {
+        KneeProbe(targetRate: rate, recordsPerSecond: rate, latencyMs: ms, p50Ms: 1, p99Ms: ms, p999Ms: ms, withinSLO: ms <= 10,
+                  confirmation: confirmation)
+    }
+
+    @Test func aLowerRateFailingWhereAHigherPassedIsFlagged() {
+        // 418 k/s passed, 237 k/s failed: the machine was not in a steady state.
+        let knee = KneeResult(percentile: 99, sloMs: 10, maxRate: 840_000, kneeRate: 418_000,
+                              probes: [probe(237_000, 1462), probe(418_000, 3.4), probe(630_000, 249)])
+        #expect(knee.contradictions.count == 1)
+        #expect(knee.contradictions.first?.failed.targetRate == 237_000 && knee.contradictions.first?.passed.targetRate == 418_000)
+        let text = SweepReport.kneeWarnings([("p3", knee)])
+        #expect(text.contains("⚠ p3: not in a steady state"))
+        #expect(text.contains("237k records/s") && text.contains("418k records/s"), "\(text)")
+    }
+
+    @Test func aFailedConfirmationIsFlaggedAndAMonotonicSearchIsNot() {
+        let clean = KneeResult(percentile: 99, sloMs: 10, maxRate: 1e6, kneeRate: 500_000,
+                               probes: [probe(500_000, 4), probe(500_000, 5, confirmation: true), probe(750_000, 40)])
+        #expect(clean.contradictions.isEmpty)
+        #expect(SweepReport.kneeWarnings([("p0", clean)]).isEmpty)
+        let shaky = KneeResult(percentile: 99, sloMs: 10, maxRate: 1e6, kneeRate: nil,
+                               probes: [probe(500_000, 4), probe(500_000, 30, confirmation: true), probe(750_000, 40)])
+        #expect(shaky.contradictions.count == 1)
+        #expect(SweepReport.kneeWarnings([("p0", shaky)]).contains("(the confirmation)"))
     }
 }

@@ -79,8 +79,15 @@ struct SVGChart {
         return out
     }
 
+    static let legendCharacters = 48
+
     func render() -> String {
-        let left = 78.0, right = 250.0, top = 40.0, bottom = 56.0
+        // The legend's column is as wide as its longest name (about 7 px a character), and the
+        // picture grows by what the plot would otherwise lose, so no name is cut at the edge.
+        let legend = series.map { min($0.name.count, Self.legendCharacters) }.max() ?? 0
+        let right = max(60.0, 40 + Double(legend) * 7.2)
+        let left = 78.0, top = 40.0, bottom = 56.0
+        let width = self.width - 328 + left + right  // the plot keeps the width it had with a 250 px column
         let plotW = width - left - right, plotH = height - top - bottom
         let all = series.flatMap(\.points) + markers.map { (x: $0.x, y: $0.y) } + horizontalLines.map { (x: Double.nan, y: $0.y) }
         let xs = all.map(\.x).filter { $0.isFinite && (!xLog || $0 > 0) }
@@ -124,7 +131,8 @@ struct SVGChart {
         s += "<text transform=\"translate(18,\(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(Self.escape(yLabel))</text>\n"
         for line in horizontalLines where line.y >= y0 && line.y <= y1 {
             s += "<line x1=\"\(f(left))\" y1=\"\(f(sy(line.y)))\" x2=\"\(f(left + plotW))\" y2=\"\(f(sy(line.y)))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
-            s += "<text x=\"\(f(left + plotW - 4))\" y=\"\(f(sy(line.y) - 4))\" text-anchor=\"end\" fill=\"#666\">\(Self.escape(line.label))</text>\n"
+            // The label sits in the legend column, level with its line, so it never covers a curve.
+            s += "<text x=\"\(f(left + plotW + 6))\" y=\"\(f(sy(line.y) + 4))\" fill=\"#666\">\(Self.escape(line.label))</text>\n"
         }
         func visible(_ p: (x: Double, y: Double)) -> Bool {
             p.x.isFinite && p.y.isFinite && (!xLog || p.x > 0) && (!yLog || p.y > 0)
@@ -142,7 +150,7 @@ struct SVGChart {
             let ly = top + 8 + Double(i) * 17
             if ly < height - 10 {
                 s += "<rect x=\"\(f(left + plotW + 14))\" y=\"\(f(ly - 9))\" width=\"12\" height=\"12\" fill=\"\(color)\"/>\n"
-                s += "<text x=\"\(f(left + plotW + 32))\" y=\"\(f(ly + 1))\">\(Self.escape(String(serie.name.prefix(34))))</text>\n"
+                s += "<text x=\"\(f(left + plotW + 32))\" y=\"\(f(ly + 1))\">\(Self.escape(String(serie.name.prefix(Self.legendCharacters))))</text>\n"
             }
         }
         for m in markers where visible((m.x, m.y)) {

@@ -32,6 +32,8 @@ public struct KneeProbe: Codable, Sendable, Equatable {
     public var p99Ms: Double
     public var p999Ms: Double
     public var withinSLO: Bool
+    /// A confirmation of the knee after the bisection (not a bisection step).
+    public var confirmation: Bool?
 }
 
 public struct KneeResult: Codable, Sendable, Equatable {
@@ -39,9 +41,23 @@ public struct KneeResult: Codable, Sendable, Equatable {
     public var sloMs: Double
     /// Median records/s of the maximum-rate runs: the top of the search.
     public var maxRate: Double
-    /// The highest probed rate within the SLO; nil if none was.
+    /// The highest probed rate within the SLO whose confirmation also was; nil if none was.
     public var kneeRate: Double?
     public var probes: [KneeProbe]
+
+    /// Probes that contradict each other: a rate that missed the SLO at or below a rate that
+    /// met it (the knee's confirmation failing included). Bisection assumes latency grows
+    /// with the rate; where it did not, the system was not in a steady state (page-cache
+    /// writeback, a stall, a noisy neighbour) and the knee is not to be trusted.
+    public var contradictions: [(failed: KneeProbe, passed: KneeProbe)] {
+        var found: [(KneeProbe, KneeProbe)] = []
+        for failed in probes where !failed.withinSLO {
+            if let passed = probes.filter({ $0.withinSLO && $0.targetRate >= failed.targetRate }).max(by: { $0.targetRate < $1.targetRate }) {
+                found.append((failed, passed))
+            }
+        }
+        return found
+    }
 }
 
 /// Everything measured at one point (`points/<id>/result.json`; written last, so its presence

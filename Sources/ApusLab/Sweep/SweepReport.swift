@@ -37,6 +37,20 @@ public enum SweepReport {
         }
     }
 
+    /// One line per point whose probes contradict each other (a lower rate failed where a
+    /// higher one passed): that knee was measured out of a steady state.
+    static func kneeWarnings(_ knees: [(point: String, knee: KneeResult)]) -> String {
+        var md = ""
+        for (point, knee) in knees {
+            for (failed, passed) in knee.contradictions {
+                md += "\n- ⚠ \(point): not in a steady state — \(SVGChart.number(failed.targetRate)) records/s\(failed.confirmation == true ? " (the confirmation)" : "") "
+                md += "missed the SLO (p\(SVGChart.trim(knee.percentile)) \(ms(failed.latencyMs)) ms) where \(SVGChart.number(passed.targetRate)) records/s "
+                md += "met it (\(ms(passed.latencyMs)) ms); see the broker stalls and page-cache columns above."
+            }
+        }
+        return md.isEmpty ? "" : md + "\n"
+    }
+
     /// The broker's stalls over a point's runs: their number and the longest (– without data).
     static func stallSummary(_ runs: [RunRecord]) -> String {
         let stalls = runs.compactMap(\.brokerStalls)
@@ -166,9 +180,10 @@ public enum SweepReport {
             md += "| point | target rec/s | achieved rec/s | p50 ms | p99 ms | p99.9 ms | within SLO |\n|---|---|---|---|---|---|---|\n"
             for (r, k) in knees {
                 for p in k.probes {
-                    md += "| \(short(r.result.point)) | \(SVGChart.number(p.targetRate)) | \(SVGChart.number(p.recordsPerSecond)) | \(ms(p.p50Ms)) | \(ms(p.p99Ms)) | \(ms(p.p999Ms)) | \(p.withinSLO ? "yes" : "no") |\n"
+                    md += "| \(short(r.result.point))\(p.confirmation == true ? " (confirmation)" : "") | \(SVGChart.number(p.targetRate)) | \(SVGChart.number(p.recordsPerSecond)) | \(ms(p.p50Ms)) | \(ms(p.p99Ms)) | \(ms(p.p999Ms)) | \(p.withinSLO ? "yes" : "no") |\n"
                 }
             }
+            md += kneeWarnings(knees.map { (short($0.0.result.point), $0.1) })
         }
 
         // Charts: throughput vs latency, latency spectra.
@@ -214,8 +229,34 @@ public enum SweepReport {
         md += "\n## Latency spectra\n\n"
         if rows.count > SVGChart.palette.count { md += "The five points with the highest throughput and the five with the lowest p99.\n\n" }
         md += "![latency by percentile](charts/latency-spectrum.svg)\n"
+        md += try overTime(rows, charts: charts)
         try md.write(toFile: "\(dir)/report.md", atomically: true, encoding: .utf8)
         return "\(dir)/report.md"
+    }
+
+    /// One small chart per point: p50, p99 and max of produce latency in each reporting
+    /// interval of every run, so a periodic stall is a spike, not a shifted percentile.
+    static func overTime(_ rows: [Row], charts: String) throws -> String {
+        let withData = rows.filter { $0.result.repeats.contains { !($0.overTime ?? []).isEmpty } }
+        guard !withData.isEmpty else { return "" }
+        var md = "\n## Latency over time\n\nPer reporting interval of each run (produce latency from the intended send time; "
+        md += "x: seconds from the start of the run, warm-up included).\n\n"
+        for r in withData {
+            var chart = SVGChart(title: "\(short(r.result.point)) \(label(r.result.point)): latency per interval", xLabel: "seconds",
+                                 yLabel: "latency (ms, log)", yLog: true)
+            chart.height = 300
+            for (i, run) in r.result.repeats.enumerated() {
+                guard let intervals = run.overTime, !intervals.isEmpty else { continue }
+                let name = r.result.repeats.count > 1 ? " run \(i + 1)" : ""
+                chart.series.append(.init(name: "max" + name, points: intervals.map { ($0.startSeconds, $0.maxMs) }, dots: false, dashed: true))
+                chart.series.append(.init(name: "p99" + name, points: intervals.map { ($0.startSeconds, $0.p99Ms) }, dots: false))
+                chart.series.append(.init(name: "p50" + name, points: intervals.map { ($0.startSeconds, $0.p50Ms) }, dots: false))
+            }
+            let file = "over-time-\(r.result.point.id).svg"
+            try chart.render().write(toFile: "\(charts)/\(file)", atomically: true, encoding: .utf8)
+            md += "![\(short(r.result.point)) over time](charts/\(file))\n"
+        }
+        return md
     }
 
     struct AxisEffect {

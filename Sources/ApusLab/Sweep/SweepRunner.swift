@@ -191,6 +191,7 @@ public final class SweepRunner: @unchecked Sendable {
             record.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
             pageCache.atEnd = PageCache.sample()
             record.pageCache = pageCache
+            record.overTime = intervals.filter { $0.histogram.totalCount > 0 }.map(IntervalSummary.init)
             if let broker {
                 // The broker rewrites its statistics every second: wait for a fresh copy.
                 let endedMs = Int64(Date().timeIntervalSince1970 * 1000)
@@ -246,8 +247,18 @@ public final class SweepRunner: @unchecked Sendable {
             probes.append(p)
             if p.withinSLO { lo = rate } else { hi = rate }
         }
-        probes.sort { $0.targetRate < $1.targetRate }
-        let knee = probes.filter(\.withinSLO).map(\.targetRate).max()
+        // Confirm the knee with a second probe at its rate: bisection trusts every probe once.
+        var knee = probes.filter(\.withinSLO).map(\.targetRate).max()
+        if let rate = knee {
+            var confirmation = summarize(try probe(rate, spec.iterations + 1), target: rate)
+            confirmation.confirmation = true
+            probes.append(confirmation)
+            if !confirmation.withinSLO {
+                // The highest passing rate below it that nothing contradicts, if any.
+                knee = probes.filter { $0.withinSLO && $0.targetRate < rate }.map(\.targetRate).max()
+            }
+        }
+        probes.sort { ($0.targetRate, $0.confirmation ?? false ? 1 : 0) < ($1.targetRate, $1.confirmation ?? false ? 1 : 0) }
         return KneeResult(percentile: spec.percentile, sloMs: spec.sloMs, maxRate: top, kneeRate: knee, probes: probes)
     }
 
