@@ -2,6 +2,9 @@ import ApusIO
 import ApusStorage
 import Logging
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Work for one shard, run on that shard's thread with its broker.
 typealias ShardJob = (Broker) -> Void
@@ -172,8 +175,16 @@ public final class TopicCatalog: @unchecked Sendable {
     public static func load(logs: LogManager, shards: Int, logger: Logger, nowMs: Int64) throws(StorageError) -> TopicCatalog {
         let catalog = TopicCatalog()
         var found: [String: [Int32: PartitionLog]] = [:]
-        for tp in try logs.existingPartitions() where tp.topic != Broker.offsetsTopic {
-            found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, nowMs: nowMs)
+        let existing = try logs.existingPartitions()
+        for tp in existing where tp.topic != Broker.offsetsTopic {
+            do {
+                found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, nowMs: nowMs)
+            } catch .io(let error) where error.errno == EMFILE || error.errno == ENFILE {
+                // Say what to change rather than fail on some partition with a bare errno.
+                throw .io(SystemError(error.call, errno: error.errno, "opening \(tp) of \(existing.count) partitions: each open segment "
+                    + "holds 3 descriptors and the open-files limit is \(Sys.openFileLimit()); raise it (ulimit -n, or LimitNOFILE= in "
+                    + "the service file)"))
+            }
         }
         for (topic, partitions) in found {
             // A topic's partitions are 0..<n; a gap means a damaged data directory.

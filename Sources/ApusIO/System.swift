@@ -254,6 +254,25 @@ extension Sys {
         Glibc.sync()
     }
 
+    /// Raises the soft open-files limit to the hard one (a broker keeps three descriptors per
+    /// segment it has open). Returns the limits before and after.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> (before: UInt64, after: UInt64) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (0, 0) }
+        let before = UInt64(limit.rlim_cur)
+        guard limit.rlim_cur < limit.rlim_max else { return (before, before) }
+        limit.rlim_cur = limit.rlim_max
+        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (before, before) }
+        return (before, UInt64(limit.rlim_cur))
+    }
+
+    /// The soft open-files limit.
+    public static func openFileLimit() -> UInt64 {
+        var limit = rlimit()
+        return getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 ? UInt64(limit.rlim_cur) : 0
+    }
+
     /// Releases a `flock` taken on `fd`.
     public static func unlock(_ fd: Int32) {
         _ = apus_flock(fd, LOCK_UN)

@@ -26,6 +26,8 @@ public final class Server {
     public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        let files = Sys.raiseOpenFileLimit()
+        if files.after > files.before { logger.info("raised the open-files limit", metadata: ["from": "\(files.before)", "to": "\(files.after)"]) }
         let cpus = try config.cpus.resolve(allowed: Placement.allowedCPUs())
         let now = Sys.wallClockMs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
