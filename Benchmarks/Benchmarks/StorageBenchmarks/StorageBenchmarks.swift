@@ -45,7 +45,7 @@ func benchDirectory(_ name: String) -> String {
 }
 
 func removeDirectory(_ path: String) {
-    BackgroundUnlinker.shared.waitUntilIdle()
+    DiskWorker.shared.waitUntilIdle()
     try? FileManager.default.removeItem(atPath: path)
 }
 
