@@ -48,6 +48,17 @@ public protocol AppendBackend: AnyObject {
     var syncsInFlight: Int { get }
 }
 
+/// An fdatasync on the calling (shard) thread: a backend's declared exception when it has
+/// nowhere else to send the sync. Returns 0 or the errno.
+func syncHere(_ fd: Int32, _ why: StaticString) -> Int32 {
+    do {
+        try ShardThreadContract.allowingDiskWait(why) { () throws(SystemError) in try Sys.fdatasync(fd) }
+        return 0
+    } catch {
+        return error.errno
+    }
+}
+
 /// Chooses the backend. `auto` takes the faster one for the workload as measured on this
 /// machine kind (Results/2026-11-21-storage-benchmarks): POSIX when nothing is synced on the
 /// append path (buffered io_uring writes go through io-wq and cost more), io_uring when syncs

@@ -66,13 +66,7 @@ public final class PosixAppendBackend: AppendBackend {
         let copy = dup(fd)
         guard copy >= 0 else {
             // Out of descriptors: sync here rather than fail the partition.
-            let e: Int32
-            do {
-                try ShardThreadContract.allowingDiskWait("no descriptor left for a background sync") { () throws(SystemError) in try Sys.fdatasync(fd) }
-                e = 0
-            } catch {
-                e = error.errno
-            }
+            let e = syncHere(fd, "no descriptor left for a background sync")
             finished.list.withLock { $0.append(SyncCompletion(token: token, errno: e)) }
             return
         }

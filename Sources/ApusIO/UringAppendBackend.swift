@@ -138,14 +138,7 @@ public final class UringAppendBackend: AppendBackend {
         precondition(token & Self.syncBit == 0, "sync tokens use 63 bits")
         if apus_ring_prep_fdatasync(ring, fd, token | Self.syncBit) < 0 {
             // No submission slot even after submitting: sync now rather than lose it.
-            let e: Int32
-            do {
-                try ShardThreadContract.allowingDiskWait("no submission slot for a sync") { () throws(SystemError) in try Sys.fdatasync(fd) }
-                e = 0
-            } catch {
-                e = error.errno
-            }
-            completed.append(SyncCompletion(token: token, errno: e))
+            completed.append(SyncCompletion(token: token, errno: syncHere(fd, "no submission slot for a sync")))
             return
         }
         syncsInFlight += 1

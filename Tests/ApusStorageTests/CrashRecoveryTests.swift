@@ -142,34 +142,23 @@ import Testing
 
             // 3. Walk the whole log: contiguous offsets, valid CRCs, every batch re-derived bit-exact.
             var seen = Set<Int64>()
-            var next: Int64 = 0
-            while next < log.logEndOffset {
-                let chunk = try log.readCopy(from: next, maxBytes: 4 << 20)
-                try #require(!chunk.isEmpty, "round \(round): empty read at \(next) below log end \(log.logEndOffset)")
-                try chunk.withUnsafeBytes { raw in
-                    var batches = RecordBatchSequence(raw)
-                    while let view = try batches.next() {
-                        try #require(view.baseOffset == next, "round \(round): batch at \(view.baseOffset), expected \(next)")
-                        let crc = CRC32C.checksum(view.bytes)
-                        if let ack = acked[next] {
-                            #expect(ack.lastOffset == view.lastOffset && ack.bytes == view.bytes.count && ack.crc == crc,
-                                    "round \(round): acknowledged batch at \(next) differs from what was acknowledged")
-                        }
-                        if let known = verified[next] {
-                            #expect(known == crc, "round \(round): batch at \(next) changed since it was verified")
-                        } else {
-                            let id = CrashTestBatch.identity(of: view)
-                            let expected = CrashTestBatch.expected(round: id.round, sequence: id.sequence, smallOnly: id.smallOnly, baseOffset: next)
-                            #expect(expected.elementsEqual(view.bytes), "round \(round): batch at \(next) is not bit-exact")
-                            verified[next] = crc
-                        }
-                        seen.insert(next)
-                        next = view.lastOffset + 1
-                    }
-                    #expect(batches.trailingBytes == 0, "round \(round): read returned a partial batch")
+            let next = try Self.walk(log, "round \(round)") { view in
+                let next = view.baseOffset
+                let crc = CRC32C.checksum(view.bytes)
+                if let ack = acked[next] {
+                    #expect(ack.lastOffset == view.lastOffset && ack.bytes == view.bytes.count && ack.crc == crc,
+                            "round \(round): acknowledged batch at \(next) differs from what was acknowledged")
                 }
+                if let known = verified[next] {
+                    #expect(known == crc, "round \(round): batch at \(next) changed since it was verified")
+                } else {
+                    let id = CrashTestBatch.identity(of: view)
+                    let expected = CrashTestBatch.expected(round: id.round, sequence: id.sequence, smallOnly: id.smallOnly, baseOffset: next)
+                    #expect(expected.elementsEqual(view.bytes), "round \(round): batch at \(next) is not bit-exact")
+                    verified[next] = crc
+                }
+                seen.insert(next)
             }
-            #expect(next == log.logEndOffset)
             let missing = acked.keys.filter { !seen.contains($0) }.sorted()
             #expect(missing.isEmpty, "round \(round): acknowledged batches missing at offsets \(missing.prefix(10))")
             // Batches dropped by recovery (unacknowledged tails) are forgotten for later rounds.
@@ -241,25 +230,35 @@ import Testing
 
             let manager = try LogManager(dataDirectory: dir.path + "/data", logger: testLogger())
             let log = try manager.openLog(Self.tp, config: Self.config())
-            var next: Int64 = 0
-            while next < log.logEndOffset {
-                let chunk = try log.readCopy(from: next, maxBytes: 4 << 20)
-                try #require(!chunk.isEmpty, "round \(round): empty read at \(next) below log end \(log.logEndOffset)")
-                try chunk.withUnsafeBytes { raw in
-                    var batches = RecordBatchSequence(raw)
-                    while let view = try batches.next() {
-                        try #require(view.baseOffset == next, "round \(round): batch at \(view.baseOffset), expected \(next)")
-                        next = view.lastOffset + 1
-                    }
-                }
-            }
-            #expect(next == log.logEndOffset)
+            try Self.walk(log, "round \(round)") { _ in }
             let maxAcked = acked.map(\.lastOffset).max() ?? -1
             #expect(log.logEndOffset > maxAcked, "round \(round): acknowledged offset \(maxAcked) lost")
             for a in acked {
                 #expect(CRC32C.checksum(try log.readCopy(from: a.baseOffset, maxBytes: 1)) == a.crc, "round \(round): acknowledged batch at \(a.baseOffset)")
             }
         }
+    }
+
+    /// Reads the whole log batch by batch, requiring contiguous offsets from 0 to the log end
+    /// and no partial batch; calls `body` with each batch. Returns the offset it ended at.
+    @discardableResult
+    static func walk(_ log: PartitionLog, _ context: String, _ body: (RecordBatchView) throws -> Void) throws -> Int64 {
+        var next: Int64 = 0
+        while next < log.logEndOffset {
+            let chunk = try log.readCopy(from: next, maxBytes: 4 << 20)
+            try #require(!chunk.isEmpty, "\(context): empty read at \(next) below log end \(log.logEndOffset)")
+            try chunk.withUnsafeBytes { raw in
+                var batches = RecordBatchSequence(raw)
+                while let view = try batches.next() {
+                    try #require(view.baseOffset == next, "\(context): batch at \(view.baseOffset), expected \(next)")
+                    try body(view)
+                    next = view.lastOffset + 1
+                }
+                #expect(batches.trailingBytes == 0, "\(context): read returned a partial batch")
+            }
+        }
+        #expect(next == log.logEndOffset, "\(context)")
+        return next
     }
 
     static func config() -> LogConfig {
