@@ -197,6 +197,9 @@ public final class LogManager: @unchecked Sendable {
     private func releaseLocks(_ open: [PartitionLog]) {
         for log in open {
             for segment in log.segments { segment.unlock() }
+            if let spare = log.spare.discard() {
+                for ext in [".index", ".timeindex", ".log"] { try? Sys.unlink(spare.path + ext) }
+            }
         }
         if lockFd >= 0 {
             Sys.close(lockFd)

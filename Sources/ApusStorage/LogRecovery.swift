@@ -1,6 +1,9 @@
 import ApusIO
 import KafkaWire
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Opens a partition directory into a ``PartitionLog``.
 ///
@@ -23,6 +26,10 @@ struct LogRecovery {
             try? Sys.unlink(directory + "/" + name)
         }
         names = names.filter { !$0.hasSuffix(".deleted") && !$0.hasSuffix(".tmp") }
+        if names.contains(where: { $0.hasPrefix(Segment.spareStem + ".") }) {
+            try adoptSpare()
+            names = try Sys.listDirectory(directory)
+        }
         let bases = names.compactMap { name -> Int64? in
             guard name.hasSuffix(".log") else { return nil }
             return Int64(name.dropLast(4))
@@ -99,6 +106,38 @@ struct LogRecovery {
             ])
         }
         return log
+    }
+
+    /// A spare segment's files (`spare.*`) left by a crash: empty, they go; holding batches
+    /// (a roll whose renames had not run yet), the log file takes its segment's name from its
+    /// first batch and the indexes are rebuilt. Waits for the file's lock first, like any
+    /// segment, so that a killed process's writes to it have finished.
+    private func adoptSpare() throws {
+        let stem = directory + "/" + Segment.spareStem
+        var base: Int64?
+        if let fd = try? Sys.open(stem + ".log", O_RDWR) {
+            defer { Sys.close(fd) }
+            _ = try Sys.lockExclusive(fd, timeoutMs: Segment.lockTimeoutMs, stem + ".log")
+            var header = [UInt8](repeating: 0, count: RecordBatchLayout.headerSize)
+            let n = try header.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in try Sys.preadFully(fd, raw, at: 0) }
+            }.get()
+            if n == header.count {
+                let view = header.withUnsafeBytes { RecordBatchView(unchecked: $0) }
+                if view.magic == 2 && view.baseOffset >= 0 && !Sys.exists(directory + "/" + segmentStem(view.baseOffset) + ".log") {
+                    base = view.baseOffset
+                }
+            }
+        }
+        for ext in [".index", ".timeindex"] { try? Sys.unlink(stem + ext) }
+        if let base {
+            let target = directory + "/" + segmentStem(base)
+            for ext in [".index", ".timeindex"] { try? Sys.unlink(target + ext) }
+            try Sys.rename(stem + ".log", target + ".log")
+            logger.warning("adopted a spare segment written before a crash", metadata: ["partition": "\(topicPartition)", "segment": "\(base)"])
+        } else {
+            try? Sys.unlink(stem + ".log")
+        }
     }
 
     /// Deletes the files of `segments[from...]` and removes them from the list.

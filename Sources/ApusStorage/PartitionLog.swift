@@ -1,6 +1,7 @@
 import ApusIO
 import KafkaWire
 import Logging
+import Synchronization
 
 /// A topic partition's name; its directory is `<topic>-<partition>`.
 public struct TopicPartition: Hashable, Sendable, CustomStringConvertible, Comparable {
@@ -82,12 +83,16 @@ public final class PartitionLog {
     var durableRequested = false
     var unsyncedRecords: Int64 = 0
     var lastSyncMs: Int64
+    /// The next segment's files, made ahead by the disk worker once the active segment is half
+    /// full, so that rolling does not create files on the shard.
+    let spare = SpareSegment()
     /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
 
     /// Refuses further appends and drops what is staged (the topic is being deleted).
     public func takeOffline(_ reason: String) {
         failure = reason
+        _ = spare.discard()  // its files go with the partition's directory
         for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
         dirtySegments.removeAll()
         nextOffset = logEndOffset
@@ -142,6 +147,7 @@ public final class PartitionLog {
                                 || relativeEnd > Int64(Int32.max)) {
             segment = try roll(nowMs: nowMs)
         }
+        if segment.stagedSize >= config.segmentBytes / 2 || nowMs - segment.createdMs >= config.segmentMs / 2 { spare.prepare(directory, nowMs: nowMs) }
         let baseOffset = nextOffset
         RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
         if !dirtySegments.contains(where: { $0.segment === segment }) {
@@ -162,13 +168,23 @@ public final class PartitionLog {
             dirtySegments.append((old, old.nextOffset))
         }
         let segment: Segment
-        do {
-            let base = nextOffset
-            segment = try ShardThreadContract.allowingDiskWait("segment roll: creating the new segment's files") { () throws(SystemError) in
-                try Segment(directory: directory, baseOffset: base, create: true, nowMs: nowMs)
+        if let spare = spare.take() {
+            // The files exist already (made by the disk worker); they get their name there too.
+            // Until then they are `spare.*`, which recovery adopts by their first batch.
+            segment = spare
+            let (from, to) = segment.adopt(baseOffset: nextOffset, nowMs: nowMs)
+            DiskWorker.shared.run {
+                for ext in [".index", ".timeindex", ".log"] { try? Sys.rename(from + ext, to + ext) }
             }
-        } catch {
-            throw .io(error)
+        } else {
+            do {
+                let base = nextOffset
+                segment = try ShardThreadContract.allowingDiskWait("segment roll without a spare: creating the new segment's files") { () throws(SystemError) in
+                    try Segment(directory: directory, baseOffset: base, create: true, nowMs: nowMs)
+                }
+            } catch {
+                throw .io(error)
+            }
         }
         segment.nextOffset = nextOffset
         segments.append(segment)
@@ -433,5 +449,50 @@ extension PartitionLog {
             guard size >= Int64(RecordBatchLayout.headerSize) else { return }
             position += size
         }
+    }
+}
+
+/// A partition's spare segment: asked for by the owning shard, made by the disk worker, taken
+/// by the shard at its next roll. Thread-safe.
+final class SpareSegment: @unchecked Sendable {
+    /// A segment handed from the disk worker to the shard: nothing else touches it meanwhile.
+    private struct Handed: @unchecked Sendable { let segment: Segment }
+    private enum State: Sendable { case none, making, ready(Handed) }
+    private let state = Mutex<State>(.none)
+
+    /// Has the disk worker make a spare unless one is ready or on its way.
+    func prepare(_ directory: String, nowMs: Int64) {
+        let start = state.withLock { s -> Bool in
+            guard case .none = s else { return false }
+            s = .making
+            return true
+        }
+        guard start else { return }
+        DiskWorker.shared.run { [self] in
+            let made = (try? Segment.spare(directory: directory, nowMs: nowMs)).map(Handed.init)
+            state.withLock { s in
+                guard case .making = s else { return }  // dropped meanwhile
+                s = made.map(State.ready) ?? .none
+            }
+        }
+    }
+
+    /// The spare, if one is ready.
+    func take() -> Segment? {
+        state.withLock { s -> Handed? in
+            guard case .ready(let handed) = s else { return nil }
+            s = .none
+            return handed
+        }?.segment
+    }
+
+    /// Takes the spare away (shutdown, a deleted log), if one is ready; a spare still being made
+    /// is forgotten when it arrives. The caller owns its files.
+    func discard() -> Segment? {
+        state.withLock { s -> Handed? in
+            defer { s = .none }
+            if case .ready(let handed) = s { return handed }
+            return nil
+        }?.segment
     }
 }

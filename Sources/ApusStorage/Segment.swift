@@ -59,12 +59,12 @@ func segmentStem(_ baseOffset: Int64) -> String {
 /// written (readable); `stagedSize` also counts batches staged for the next group commit.
 /// Nothing here is durable until the owning shard syncs the log file.
 final class Segment {
-    let baseOffset: Int64
-    let path: String  // without extension
+    private(set) var baseOffset: Int64
+    private(set) var path: String  // without extension
     let logFd: Int32
     let indexFd: Int32
     let timeIndexFd: Int32
-    let createdMs: Int64
+    private(set) var createdMs: Int64
     /// How long opening waited for the files' locks (a killed process's writes in flight).
     let lockWaitNs: UInt64
 
@@ -93,9 +93,33 @@ final class Segment {
     /// The position of a batch found corrupt when read, if any.
     var corruptAt: (position: Int64, reason: String)?
 
-    init(directory: String, baseOffset: Int64, create: Bool, nowMs: Int64) throws(SystemError) {
+    convenience init(directory: String, baseOffset: Int64, create: Bool, nowMs: Int64) throws(SystemError) {
+        try self.init(stem: directory + "/" + segmentStem(baseOffset), baseOffset: baseOffset, create: create, nowMs: nowMs)
+    }
+
+    /// A spare segment: empty files under the temporary stem `spare`, made off the shard by the
+    /// disk worker so that a roll need not create files (see ``PartitionLog``).
+    static func spare(directory: String, nowMs: Int64) throws(SystemError) -> Segment {
+        try Segment(stem: directory + "/" + spareStem, baseOffset: -1, create: true, nowMs: nowMs)
+    }
+
+    static let spareStem = "spare"
+
+    /// A spare becomes the segment starting at `base`. Its files keep their names until
+    /// `renameFiles` (on the disk worker) gives them the segment's; recovery adopts a spare
+    /// that holds batches by its first batch's offset.
+    func adopt(baseOffset base: Int64, nowMs: Int64) -> (from: String, to: String) {
+        let from = path
+        baseOffset = base
+        nextOffset = base
+        createdMs = nowMs
+        path = String(path.dropLast(Self.spareStem.count)) + segmentStem(base)
+        return (from, path)
+    }
+
+    private init(stem: String, baseOffset: Int64, create: Bool, nowMs: Int64) throws(SystemError) {
         self.baseOffset = baseOffset
-        self.path = directory + "/" + segmentStem(baseOffset)
+        self.path = stem
         var fds: [Int32] = []
         var waited: UInt64 = 0
         do {

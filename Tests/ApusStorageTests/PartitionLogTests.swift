@@ -96,6 +96,7 @@ import Testing
         }
         shard.commit(nowMs: now)
         #expect(log.segmentCount > 5)
+        DiskWorker.shared.waitUntilIdle()  // a segment rolled onto a spare gets its name there
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
         for base in log.segmentBaseOffsets {
             let stem = String(format: "%020lld", base)
@@ -325,5 +326,95 @@ extension PartitionLogTests {
         var bytes = [UInt8](repeating: 0, count: range.length)
         let n = try bytes.withUnsafeMutableBytes { try Sys.preadFully(range.fd, $0, at: range.position) }
         #expect(n == range.length && bytes == expected)
+    }
+}
+
+/// Rolling onto a spare segment made ahead by the disk worker, and recovering spares left by a crash.
+@Suite struct SpareSegmentTests {
+    let now: Int64 = 1_700_000_000_000
+
+    func config() -> LogConfig {
+        var config = LogConfig()
+        config.segmentBytes = 8192
+        config.durability = .fsyncOnAckAll
+        return config
+    }
+
+    @Test(arguments: [IOBackendKind.posix, .uring])
+    func rollsTakeTheSpareAndNameItsFiles(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory("apus-spare")
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
+        let log = try manager.openLog(TopicPartition("s", 0), nowMs: now)
+        let shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        let before = ShardThreadContract.violations.count
+        ShardThreadContract.markCurrentThread(true)
+        var appended = 0
+        for i in 0..<60 {
+            _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 200), to: log, requireDurable: true, nowMs: now)
+            shard.commit(nowMs: now)
+            appended += 4
+            DiskWorker.shared.waitUntilIdle()  // the spare is ready before the roll that needs it
+        }
+        ShardThreadContract.markCurrentThread(false)
+        shard.syncAll(nowMs: now)
+        DiskWorker.shared.waitUntilIdle()
+        #expect(log.segmentCount > 5)
+        #expect(ShardThreadContract.violations.count == before, "every roll took a spare: \(ShardThreadContract.violations.examples)")
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/s-0"))
+        for base in log.segmentBaseOffsets {
+            #expect(names.contains(segmentStem(base) + ".log") && names.contains(segmentStem(base) + ".index"), "segment \(base) named")
+        }
+        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
+        try manager.close()
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/s-0/spare.log"), "a clean shutdown leaves no spare")
+        // Reopened cleanly: the same log.
+        let again = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
+        let reopened = try again.openLog(TopicPartition("s", 0), nowMs: now)
+        #expect(reopened.logEndOffset == Int64(appended) && reopened.segmentBaseOffsets == log.segmentBaseOffsets)
+    }
+
+    /// A crash after a roll took the spare and before its files were renamed: the spare holds
+    /// the newest batches and recovery adopts it by its first batch; an empty spare goes.
+    @Test func recoveryAdoptsAWrittenSpareAndDropsAnEmptyOne() throws {
+        let dir = TemporaryDirectory("apus-spare-crash")
+        let partition = dir.path + "/s-0/"
+        // The run that crashes: everything it opened is released when this function returns.
+        func crashedRun() throws -> (end: Int64, bases: [Int64]) {
+            let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
+            let log = try manager.openLog(TopicPartition("s", 0), nowMs: now)
+            _ = try manager.openLog(TopicPartition("s", 1), nowMs: now)
+            let shard = LogShard(backend: backend(.posix))
+            shard.adopt(log)
+            let arena = BatchArena()
+            for i in 0..<40 {
+                _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 200), to: log, requireDurable: true, nowMs: now)
+                shard.commit(nowMs: now)
+                DiskWorker.shared.waitUntilIdle()
+            }
+            shard.syncAll(nowMs: now)
+            DiskWorker.shared.waitUntilIdle()
+            return (log.logEndOffset, log.segmentBaseOffsets)
+        }
+        let (end, bases) = try crashedRun()
+        // Undo the last roll's renames (its files are the spare's again), and leave an empty
+        // spare in the other partition.
+        let last = segmentStem(bases.last!)
+        for ext in [".log", ".index", ".timeindex"] {
+            try? FileManager.default.removeItem(atPath: partition + "spare" + ext)
+            try FileManager.default.moveItem(atPath: partition + last + ext, toPath: partition + "spare" + ext)
+            FileManager.default.createFile(atPath: dir.path + "/s-1/spare" + ext, contents: nil)
+        }
+        let recovered = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
+        #expect(!recovered.wasCleanShutdown)
+        let s0 = try recovered.openLog(TopicPartition("s", 0), nowMs: now)
+        let s1 = try recovered.openLog(TopicPartition("s", 1), nowMs: now)
+        #expect(s0.logEndOffset == end, "the spare's batches were adopted")
+        #expect(s0.segmentBaseOffsets == bases)
+        #expect(try records(in: readAll(s0)).map(\.offset) == Array(0..<end))
+        #expect(s1.logEndOffset == 0)
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/s-1").filter { $0.hasPrefix("spare") }
+        #expect(left.isEmpty, "an empty spare is removed: \(left)")
     }
 }
