@@ -86,6 +86,8 @@ public final class PartitionLog {
     /// The next segment's files, made ahead by the disk worker once the active segment is half
     /// full, so that rolling does not create files on the shard.
     let spare = SpareSegment()
+    /// The active segment has asked for a spare.
+    var spareAsked = false
     /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
 
@@ -147,7 +149,10 @@ public final class PartitionLog {
                                 || relativeEnd > Int64(Int32.max)) {
             segment = try roll(nowMs: nowMs)
         }
-        if segment.stagedSize >= config.segmentBytes / 2 || nowMs - segment.createdMs >= config.segmentMs / 2 { spare.prepare(directory, nowMs: nowMs) }
+        if !spareAsked && (segment.stagedSize >= config.segmentBytes / 2 || nowMs - segment.createdMs >= config.segmentMs / 2) {
+            spareAsked = true  // once per segment: no lock on the append path after that
+            spare.prepare(directory, nowMs: nowMs)
+        }
         let baseOffset = nextOffset
         RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
         if !dirtySegments.contains(where: { $0.segment === segment }) {
@@ -188,6 +193,7 @@ public final class PartitionLog {
         }
         segment.nextOffset = nextOffset
         segments.append(segment)
+        spareAsked = false
         logger.debug("rolled segment", metadata: ["partition": "\(topicPartition)", "base": "\(nextOffset)"])
         return segment
     }

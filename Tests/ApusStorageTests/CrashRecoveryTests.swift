@@ -142,7 +142,7 @@ import Testing
 
             // 3. Walk the whole log: contiguous offsets, valid CRCs, every batch re-derived bit-exact.
             var seen = Set<Int64>()
-            let next = try Self.walk(log, "round \(round)") { view in
+            let next = try walkLog(log, "round \(round)") { view in
                 let next = view.baseOffset
                 let crc = CRC32C.checksum(view.bytes)
                 if let ack = acked[next] {
@@ -230,35 +230,13 @@ import Testing
 
             let manager = try LogManager(dataDirectory: dir.path + "/data", logger: testLogger())
             let log = try manager.openLog(Self.tp, config: Self.config())
-            try Self.walk(log, "round \(round)") { _ in }
+            try walkLog(log, "round \(round)") { _ in }
             let maxAcked = acked.map(\.lastOffset).max() ?? -1
             #expect(log.logEndOffset > maxAcked, "round \(round): acknowledged offset \(maxAcked) lost")
             for a in acked {
                 #expect(CRC32C.checksum(try log.readCopy(from: a.baseOffset, maxBytes: 1)) == a.crc, "round \(round): acknowledged batch at \(a.baseOffset)")
             }
         }
-    }
-
-    /// Reads the whole log batch by batch, requiring contiguous offsets from 0 to the log end
-    /// and no partial batch; calls `body` with each batch. Returns the offset it ended at.
-    @discardableResult
-    static func walk(_ log: PartitionLog, _ context: String, _ body: (RecordBatchView) throws -> Void) throws -> Int64 {
-        var next: Int64 = 0
-        while next < log.logEndOffset {
-            let chunk = try log.readCopy(from: next, maxBytes: 4 << 20)
-            try #require(!chunk.isEmpty, "\(context): empty read at \(next) below log end \(log.logEndOffset)")
-            try chunk.withUnsafeBytes { raw in
-                var batches = RecordBatchSequence(raw)
-                while let view = try batches.next() {
-                    try #require(view.baseOffset == next, "\(context): batch at \(view.baseOffset), expected \(next)")
-                    try body(view)
-                    next = view.lastOffset + 1
-                }
-                #expect(batches.trailingBytes == 0, "\(context): read returned a partial batch")
-            }
-        }
-        #expect(next == log.logEndOffset, "\(context)")
-        return next
     }
 
     static func config() -> LogConfig {

@@ -3,6 +3,7 @@ import ApusStorage
 import Foundation
 import KafkaWire
 import Logging
+import Testing
 
 /// A fresh directory under /tmp, removed when the value goes away.
 final class TemporaryDirectory {
@@ -79,4 +80,26 @@ func readAll(_ log: PartitionLog, from offset: Int64 = -1) throws -> [UInt8] {
         next = try records(in: chunk).last!.offset + 1
     }
     return out
+}
+
+/// Reads the whole log batch by batch, requiring contiguous offsets from 0 to the log end
+/// and no partial batch; calls `body` with each batch. Returns the offset it ended at.
+@discardableResult
+func walkLog(_ log: PartitionLog, _ context: String, _ body: (RecordBatchView) throws -> Void) throws -> Int64 {
+    var next: Int64 = 0
+    while next < log.logEndOffset {
+        let chunk = try log.readCopy(from: next, maxBytes: 4 << 20)
+        try #require(!chunk.isEmpty, "\(context): empty read at \(next) below log end \(log.logEndOffset)")
+        try chunk.withUnsafeBytes { raw in
+            var batches = RecordBatchSequence(raw)
+            while let view = try batches.next() {
+                try #require(view.baseOffset == next, "\(context): batch at \(view.baseOffset), expected \(next)")
+                try body(view)
+                next = view.lastOffset + 1
+            }
+            #expect(batches.trailingBytes == 0, "\(context): read returned a partial batch")
+        }
+    }
+    #expect(next == log.logEndOffset, "\(context)")
+    return next
 }
