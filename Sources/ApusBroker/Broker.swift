@@ -155,6 +155,13 @@ public final class Broker {
         .respond(frame(response, context))
     }
 
+    /// Answers a request that returned `.pending`, once its work (on another shard or on the
+    /// disk worker) is done: sent with this turn's completions.
+    func answerLater(_ frame: ResponseFrame, _ context: RequestContext) {
+        arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
+                                             correlationId: context.correlationId, frame: frame))
+    }
+
     // MARK: Turns
 
     /// Runs the jobs other shards sent and picks up catalog changes. Call at the start of
@@ -349,8 +356,7 @@ public final class Broker {
                     gather.fill(positions, results)
                     gather.outstanding -= 1
                     guard gather.outstanding == 0, let frame = gathered(broker, gather.results()) else { return }
-                    broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
-                                                                correlationId: context.correlationId, frame: frame))
+                    broker.answerLater(frame, context)
                 }
             }
         }

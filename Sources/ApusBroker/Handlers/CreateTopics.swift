@@ -47,8 +47,7 @@ extension Broker {
                 response.topics[i].numPartitions = -1
                 response.topics[i].replicationFactor = -1
             }
-            broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
-                                                        correlationId: context.correlationId, frame: broker.frame(response, context)))
+            broker.answerLater(broker.frame(response, context), context)
         }
         return .pending
     }

@@ -41,8 +41,7 @@ extension Broker {
                     broker.deleting.remove(topic.name)
                     broker.logger.info("deleted topic", metadata: ["topic": "\(topic.name)"])
                 }
-                broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
-                                                            correlationId: context.correlationId, frame: broker.frame(response, context)))
+                broker.answerLater(broker.frame(response, context), context)
             })
             return nil
         })

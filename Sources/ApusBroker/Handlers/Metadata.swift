@@ -33,8 +33,7 @@ extension Broker {
         }
         guard !missing.isEmpty else { return broker.respond(answer(broker), context) }
         broker.createTopics(missing.map { ($0, broker.config.numPartitions) }) { broker, _ in
-            broker.arrivedCompletions.append(Completion(connection: context.connection, sequence: context.sequence,
-                                                        correlationId: context.correlationId, frame: broker.frame(answer(broker), context)))
+            broker.answerLater(broker.frame(answer(broker), context), context)
         }
         return .pending
     }
