@@ -8,6 +8,9 @@ import Synchronization
 public final class DiskWorker: Sendable {
     /// Housekeeping shared by every shard (checkpoints, retention, topic files).
     public static let shared = DiskWorker(label: "apus.disk")
+    /// Block reservations ahead of the appends (fallocate): its own thread, so that a
+    /// reservation never queues behind a checkpoint's sync.
+    public static let preallocation = DiskWorker(label: "apus.preallocate")
     private let queue: DispatchQueue
 
     public init(label: String) {

@@ -92,6 +92,35 @@ public enum Sys {
         _ = try retrying("ftruncate", "fd \(fd)") { Glibc.ftruncate(fd, off_t(length)) }
     }
 
+    /// Reserves the blocks of `[offset, offset + length)` without changing the file's size
+    /// (fallocate, FALLOC_FL_KEEP_SIZE), so that later writes there allocate nothing: on ext4 a
+    /// buffered write into unreserved space takes the inode's block-map lock, which writeback
+    /// holds while it allocates. Returns false where the file system cannot reserve.
+    @discardableResult
+    public static func preallocate(_ fd: Int32, from offset: Int64, length: Int64) throws(SystemError) -> Bool {
+        ShardThreadContract.note("fallocate", "fd \(fd)")
+        while apus_reserve(fd, offset, length) != 0 {
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            if e == EOPNOTSUPP || e == ENOSYS { return false }
+            throw SystemError("fallocate", errno: e, "fd \(fd)")
+        }
+        return true
+    }
+
+    /// Blocks the file system has allocated to `fd` (st_blocks × 512), reservations included.
+    public static func allocatedBytes(_ fd: Int32) throws(SystemError) -> Int64 {
+        var st = stat()
+        _ = try retrying("fstat", "fd \(fd)") { Glibc.fstat(fd, &st) }
+        return Int64(st.st_blocks) * 512
+    }
+
+    /// A second descriptor for the open file behind `fd` (for work on another thread that must
+    /// not race with the owner closing `fd`).
+    public static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {
+        try retrying("fcntl(F_DUPFD_CLOEXEC)", "fd \(fd)") { Glibc.fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+    }
+
     public static func fileSize(_ fd: Int32) throws(SystemError) -> Int64 {
         var st = stat()
         _ = try retrying("fstat", "fd \(fd)") { Glibc.fstat(fd, &st) }

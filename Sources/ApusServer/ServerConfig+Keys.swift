@@ -30,6 +30,7 @@ extension ServerConfig {
         ("retention.ms", "604800000", "delete segments whose newest record is older (-1: keep)"),
         ("retention.bytes", "-1", "delete old segments while a partition is larger (-1: no limit)"),
         ("index.interval.bytes", "4096", "bytes of log between sparse index entries"),
+        ("segment.preallocate.bytes", "67108864", "blocks reserved (fallocate, file size unchanged) ahead of each active segment's writes, in windows of this size, so that a write never waits for writeback allocating blocks; 0: none"),
         ("flush.messages", "none", "sync after this many unsynced records (none: never)"),
         ("flush.ms", "none", "sync data older than this many ms (none: never)"),
         ("group.initial.rebalance.delay.ms", "3000", "how long a new group waits for more members before its first rebalance"),
@@ -89,6 +90,7 @@ extension ServerConfig {
         case "retention.ms": broker.log.retentionMs = try int(-1...Int64.max)
         case "retention.bytes": broker.log.retentionBytes = try int(-1...Int64.max)
         case "index.interval.bytes": broker.log.indexIntervalBytes = Int(try int(0...Int64(Int32.max)))
+        case "segment.preallocate.bytes": broker.log.preallocateBytes = try int(0...Int64(Int32.max))
         case "flush.messages": broker.log.flushMessages = value == "none" ? .max : try int(1...Int64.max)
         case "flush.ms": broker.log.flushMs = value == "none" ? .max : try int(0...Int64.max)
         case "group.initial.rebalance.delay.ms": broker.groups.initialRebalanceDelayMs = Int32(try int(0...Int64(Int32.max)))

@@ -159,6 +159,9 @@ public final class PartitionLog {
             dirtySegments.append((segment, segment.nextOffset))
         }
         segment.stage(UnsafeRawBufferPointer(batch), view: view, intervalBytes: config.indexIntervalBytes)
+        if config.preallocateBytes > 0 && segment.needsReservation(window: config.preallocateBytes, limit: config.segmentBytes) {
+            segment.reserveAhead(window: config.preallocateBytes, limit: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
+        }
         nextOffset = view.lastOffset + 1
         stagedRecords += Int64(view.recordCount)
         if requireDurable { durableRequested = true }
@@ -220,7 +223,10 @@ public final class PartitionLog {
             ])
             return []
         }
-        for (segment, _) in dirtySegments { segment.commitStaged() }
+        for (segment, _) in dirtySegments {
+            segment.commitStaged()
+            if segment !== activeSegment { segment.releaseReservation() }  // rolled: its last writes landed
+        }
         logEndOffset = nextOffset
         unsyncedRecords += stagedRecords
         let sync: Bool

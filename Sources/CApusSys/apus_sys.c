@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/epoll.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/file.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
@@ -125,6 +127,10 @@ int apus_numa_prefer_node(int node) {
 
 int apus_flock(int fd, int operation) {
     return flock(fd, operation);
+}
+
+int apus_reserve(int fd, int64_t offset, int64_t length) {
+    return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
 
 static _Thread_local int shard_thread;

@@ -418,3 +418,73 @@ extension PartitionLogTests {
         #expect(left.isEmpty, "an empty spare is removed: \(left)")
     }
 }
+
+/// Blocks reserved ahead of the active segment's writes (`segment.preallocate.bytes`), given
+/// back when the segment rolls.
+@Suite struct ReservationTests {
+    let now: Int64 = 1_700_000_000_000
+
+    /// Bytes the file system has allocated to a segment's log file, and its size.
+    func allocation(_ dir: TemporaryDirectory, _ base: Int64) throws -> (allocated: Int64, size: Int64) {
+        let fd = try Sys.open(dir.path + "/r-0/" + segmentStem(base) + ".log", O_RDONLY)
+        defer { Sys.close(fd) }
+        return (try Sys.allocatedBytes(fd), try Sys.fileSize(fd))
+    }
+
+    @Test(arguments: [IOBackendKind.posix, .uring])
+    func theActiveSegmentIsReservedAheadAndARolledOneGivesItBack(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory("apus-reserve")
+        var config = LogConfig()
+        config.segmentBytes = 1 << 20
+        config.preallocateBytes = 256 << 10
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
+        let log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
+        let shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        let before = ShardThreadContract.violations.count
+        ShardThreadContract.markCurrentThread(true)
+        var appended = 0
+        func appendBatches(_ n: Int) throws {
+            for _ in 0..<n {
+                _ = try shard.append(arena.batch(records: 8, first: appended, valueSize: 1000), to: log, requireDurable: false, nowMs: now)
+                appended += 8
+                shard.commit(nowMs: now)
+            }
+        }
+        try appendBatches(10)  // ~80 KiB: past half of the first window
+        DiskWorker.preallocation.waitUntilIdle()
+        let first = try allocation(dir, 0)
+        #expect(first.size < 100 << 10)
+        #expect(first.allocated >= 256 << 10, "the first window is reserved: \(first)")
+        #expect(first.allocated <= 640 << 10, "no more than two windows ahead: \(first)")
+        try appendBatches(140)  // ~1.1 MiB: the segment rolls
+        ShardThreadContract.markCurrentThread(false)
+        #expect(ShardThreadContract.violations.count == before, "reserving runs off the shard: \(ShardThreadContract.violations.examples)")
+        DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.shared.waitUntilIdle()
+        #expect(log.segmentCount >= 2)
+        let rolled = try allocation(dir, 0)
+        #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
+        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
+        try manager.close()
+    }
+
+    @Test func zeroReservesNothing() throws {
+        let dir = TemporaryDirectory("apus-reserve-off")
+        var config = LogConfig()
+        config.preallocateBytes = 0
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
+        let log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        for i in 0..<10 {
+            _ = try shard.append(arena.batch(records: 8, first: i * 8, valueSize: 1000), to: log, requireDurable: false, nowMs: now)
+            shard.commit(nowMs: now)
+        }
+        DiskWorker.preallocation.waitUntilIdle()
+        let file = try allocation(dir, 0)
+        #expect(file.allocated <= file.size + 64 << 10, "\(file)")
+        try manager.close()
+    }
+}

@@ -34,6 +34,8 @@ int apus_socket_accepted(int fd, char *peer, size_t peer_len);
 int apus_shutdown(int fd);
 /// flock(2) (Swift sees the name as struct flock). -1 with errno on failure.
 int apus_flock(int fd, int operation);
+/// fallocate(2) with FALLOC_FL_KEEP_SIZE: reserves blocks, the file's size unchanged. -1 with errno on failure.
+int apus_reserve(int fd, int64_t offset, int64_t length);
 
 /// Fills `out` with the CPUs this process may run on (ascending); returns the count or -errno.
 int apus_allowed_cpus(int32_t *out, int max);
