@@ -121,6 +121,9 @@ public struct PageCacheRecord: Codable, Sendable, Equatable {
     public var atEnd: PageCache?
     /// Seconds spent settling before the run (nil: `settle: none`).
     public var settleSeconds: Double?
+    /// The plan's `preload` before the run (after settling): its length and the rate it reached.
+    public var preloadSeconds: Double?
+    public var preloadRecordsPerSecond: Double?
 }
 
 /// What the embedded broker's stall detector saw during a run (from `loop.stall.stats.file`).

@@ -313,6 +313,7 @@ struct Sweep: ParsableCommand {
     @Argument(help: "The plan (YAML).") var plan: String
     @Option(help: "The bundle folder (default: Results/<date>-<plan name>).") var out: String?
     @Option(help: "Where embedded brokers keep their data, one folder per point, removed after it.") var dataRoot = "apus-sweep-data"
+    @Option(help: "The apus executable to start as the embedded broker (default: this one), e.g. an earlier build to compare against; its build must know the plan's broker keys.") var brokerBinary: String?
     @Flag(help: "Validate the plan, print its points and stop.") var dryRun = false
 
     func run() throws {
@@ -328,7 +329,8 @@ struct Sweep: ParsableCommand {
         }
         let bundle = out ?? Self.defaultBundle(parsed)
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var options = SweepRunner.Options(apusBinary: exe, bundleDirectory: bundle, dataRoot: dataRoot,
+        if let brokerBinary, !Sys.exists(brokerBinary) { throw ValidationError("--broker-binary \(brokerBinary): no such file") }
+        var options = SweepRunner.Options(apusBinary: brokerBinary ?? exe, bundleDirectory: bundle, dataRoot: dataRoot,
                                           command: (["apus"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
         options.interactive = Sys.isTerminal(1)
         // Unbuffered, so that progress lines arrive as they happen in a file or pipe too.

@@ -127,6 +127,40 @@ struct SweepEndToEndTests {
         #expect(other.err.contains("holds a sweep of a different plan"))
     }
 
+    /// `preload` runs before each measured run and is recorded; `--broker-binary` starts another
+    /// build, here one that (like an earlier revision) has no `loop.stall.stats.file`: the sweep
+    /// must not pass that key to it, and the runs then carry no stall statistics.
+    @Test func preloadAndABrokerBuildWithoutTheStallDetector() throws {
+        let apus = try ApusServerProcess.binary("apus")
+        let root = NSTemporaryDirectory() + "apus-sweep-preload-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let older = "\(root)/older-apus"
+        try """
+        #!/bin/sh
+        case "$*" in
+          *--print-config-keys*) "\(apus)" "$@" | grep -v 'loop.stall.stats.file'; exit 0 ;;
+          *loop.stall.stats.file*) echo "unknown configuration key 'loop.stall.stats.file'" >&2; exit 1 ;;
+        esac
+        exec "\(apus)" "$@"
+        """.write(toFile: older, atomically: true, encoding: .utf8)
+        chmod(older, 0o755)
+        let plan = "name: preload\nrepeats: 1\nsettle: none\npreload: 1s\nworkload:\n  partitions: 2\n  duration: 1s\n  warmup: 200ms\n  rate: 50k\n"
+        try plan.write(toFile: "\(root)/plan.yaml", atomically: true, encoding: .utf8)
+        let bundle = "\(root)/bundle"
+        let r = try run(apus, ["sweep", "\(root)/plan.yaml", "--out", bundle, "--data-root", "\(root)/data", "--broker-binary", older], timeout: 120)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        let b = try SweepBundle(directory: bundle)
+        let run = try #require(b.results.first?.repeats.first)
+        #expect(run.produced.errors == 0 && run.produced.records > 10_000)
+        #expect(run.pageCache?.preloadSeconds == 1)
+        #expect((run.pageCache?.preloadRecordsPerSecond ?? 0) > 10_000, "the preload produced")
+        #expect(run.brokerStalls == nil)
+        #expect(b.manifest.command.contains("--broker-binary"))
+        let report = try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8)
+        #expect(report.contains("Every run followed 1 s of maximum-rate produce"))
+    }
+
     @Test func aBadPlanFailsBeforeAnythingRuns() throws {
         let apus = try ApusServerProcess.binary("apus")
         let path = NSTemporaryDirectory() + "bad-plan-\(UUID().uuidString.prefix(8)).yaml"

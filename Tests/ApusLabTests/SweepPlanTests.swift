@@ -143,6 +143,10 @@ func packageRoot(file: String = #filePath) -> String {
         #expect(try SweepPlan(yaml: base, path: "p").settle == .sync)
         #expect(try SweepPlan(yaml: base + "settle: none\n", path: "p").settle == Settle.none)
         #expect(throws: PlanError.self) { try SweepPlan(yaml: base + "settle: sometimes\n", path: "p") }
+        #expect(try SweepPlan(yaml: base, path: "p").preloadSeconds == nil)
+        #expect(try SweepPlan(yaml: base + "preload: 16s\n", path: "p").preloadSeconds == 16)
+        #expect(throws: PlanError.self) { try SweepPlan(yaml: base + "preload: forever\n", path: "p") }
+        #expect(throws: PlanError.self) { try SweepPlan(yaml: base + "preload: 0s\n", path: "p") }
     }
 }
 

@@ -13,7 +13,7 @@ final class EmbeddedBroker: @unchecked Sendable {
     /// Where the broker writes its stall statistics every second.
     let stallsPath: String
 
-    init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String) throws {
+    init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String, writesStalls: Bool = true) throws {
         self.dataDir = dataDir
         stallsPath = logPath + ".stalls.json"
         try? FileManager.default.removeItem(atPath: dataDir)
@@ -24,7 +24,7 @@ final class EmbeddedBroker: @unchecked Sendable {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
-            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] } + ["--set", "loop.stall.stats.file=\(stallsPath)"]
+            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] } + (writesStalls ? ["--set", "loop.stall.stats.file=\(stallsPath)"] : [])
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -40,6 +40,21 @@ final class EmbeddedBroker: @unchecked Sendable {
             }
             Sys.sleep(microseconds: 50_000)
         }
+    }
+
+    /// Whether `binary`'s `apus serve` knows configuration `key`: a build from before a key
+    /// existed (an older broker given to `apus sweep --broker-binary`) refuses to start with it.
+    static func knowsKey(_ binary: String, _ key: String) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["serve", "--print-config-keys"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return text.contains("`\(key)`")
     }
 
     /// The broker's stall statistics as last written (`loop.stall.stats.file`, every second).

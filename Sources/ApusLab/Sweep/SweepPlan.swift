@@ -83,6 +83,10 @@ public struct SweepPlan: Sendable {
     /// `settle`: before each run, `sync` and wait until the page cache's dirty and writeback
     /// data fall below ``PageCache/settledBytes`` (default), or `none`.
     public var settle = Settle.sync
+    /// `preload`: seconds of maximum-rate produce (1 MiB batches, acks=1, into a topic of its
+    /// own, not measured) before each run, after settling: the run then starts on the page
+    /// cache a heavy run leaves behind. nil: none.
+    public var preloadSeconds: Double?
     /// The plan file's text, kept in the bundle.
     public var source: String
 
@@ -172,6 +176,12 @@ public struct SweepPlan: Sendable {
             case "settle":
                 guard let mode = Settle(rawValue: try scalar(value, key)) else { throw PlanError(path, line(value), key, "expected sync or none") }
                 settle = mode
+            case "preload":
+                let s = try scalar(value, key)
+                guard let seconds = Self.parseSeconds(s), seconds > 0, seconds <= 600 else {
+                    throw PlanError(path, line(value), key, "expected a duration up to 10 minutes, e.g. 16s")
+                }
+                preloadSeconds = seconds
             case "workload":
                 for (k, _, v) in try pairs(value, key) {
                     try Self.applyWorkload("workload.\(k)", try scalar(v, "workload.\(k)"), to: &workload, path: path, line: line(v))
@@ -242,7 +252,7 @@ public struct SweepPlan: Sendable {
                 }
                 knee = spec
             default:
-                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, settle, workload, client, consumer, broker, axes, knee)")
+                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, settle, preload, workload, client, consumer, broker, axes, knee)")
             }
         }
         guard sawName else { throw PlanError(path, nil, "name", "a plan needs a name (it names the result folder)") }

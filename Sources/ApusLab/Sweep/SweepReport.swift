@@ -102,6 +102,11 @@ public enum SweepReport {
         md += "\nLatency is produce-ack latency from each batch's intended send time (coordinated-omission corrected), "
         md += "per batch weighted by its records; figures are medians over the repeats. The raw runs, their HDR histograms "
         md += "(in `result.json`; per interval in `run-N.hlog`) and each broker's log and effective configuration are under `points/`. "
+        let preloads = bundle.results.flatMap(\.repeats).compactMap { run in run.pageCache?.preloadSeconds.map { ($0, run.pageCache?.preloadRecordsPerSecond ?? 0) } }
+        if let first = preloads.first {
+            md += "Every run followed \(SVGChart.trim(first.0)) s of maximum-rate produce (1 MiB batches, acks=1; the plan's `preload`, "
+            md += "reaching \(millions(preloads.map(\.1).min()!))–\(millions(preloads.map(\.1).max()!)) M records/s): it starts on the page cache a heavy run leaves. "
+        }
         md += "CPU steal is the share of the host's CPU time the hypervisor gave to other guests during the runs: "
         md += "where it is high, the numbers say more about the neighbours than about the configuration.\n\n"
 

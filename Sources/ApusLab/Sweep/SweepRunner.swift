@@ -8,7 +8,7 @@ import Synchronization
 /// finished points (an interrupted or crashed sweep) resumes with the next one.
 public final class SweepRunner: @unchecked Sendable {
     public struct Options: Sendable {
-        /// The `apus` executable started for embedded brokers.
+        /// The `apus` executable started for embedded brokers (this one unless `--broker-binary`).
         public var apusBinary: String
         public var bundleDirectory: String
         /// Parent of the embedded brokers' data directories (one per point, removed after it).
@@ -32,6 +32,8 @@ public final class SweepRunner: @unchecked Sendable {
     let options: Options
     let out: @Sendable (String) -> Void
     private let current = Mutex<EmbeddedBroker?>(nil)
+    /// The embedded broker's build has a stall detector to read (`loop.stall.stats.file`).
+    private lazy var brokerWritesStalls = EmbeddedBroker.knowsKey(options.apusBinary, "loop.stall.stats.file")
 
     public init(plan: SweepPlan, options: Options, out: @escaping @Sendable (String) -> Void) {
         self.plan = plan
@@ -48,7 +50,7 @@ public final class SweepRunner: @unchecked Sendable {
 
     /// Seconds one point should take: the runs, plus about two seconds of broker start and stop.
     func plannedSeconds(_ point: SweepPoint) -> Double {
-        let run = point.workload.warmupSeconds + point.workload.durationSeconds + 0.5
+        let run = point.workload.warmupSeconds + point.workload.durationSeconds + 0.5 + (plan.preloadSeconds ?? 0)
         var total = Double(plan.repeats) * run + 2
         if let knee = plan.knee { total += Double(knee.iterations * knee.repeats) * run }
         return total
@@ -123,7 +125,7 @@ public final class SweepRunner: @unchecked Sendable {
         case .embedded:
             status("starting apus serve")
             let b = try EmbeddedBroker(binary: options.apusBinary, dataDir: "\(options.dataRoot)/\(point.id)", settings: point.broker,
-                                       partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log")
+                                       partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log", writesStalls: brokerWritesStalls)
             current.withLock { $0 = b }
             broker = b
             bootstrap = b.bootstrap
@@ -161,6 +163,14 @@ public final class SweepRunner: @unchecked Sendable {
             if plan.settle == .sync {
                 status("\(label): settling the page cache")
                 pageCache.settleSeconds = PageCache.settle()
+            }
+            if let seconds = plan.preloadSeconds {
+                status("\(label): preloading at the maximum rate for \(Self.duration(seconds))")
+                pageCache.preloadSeconds = seconds
+                pageCache.preloadRecordsPerSecond = try preload(bootstrap: bootstrap, topic: "preload-\(runNumber)", seconds: seconds, workload: point.workload)
+                // The broker rewrites its stall statistics every second: the snapshot the run
+                // starts from must not leave the preload's last second to the run.
+                if broker != nil { Sys.sleep(microseconds: 1_100_000) }
             }
             pageCache.atStart = PageCache.sample()
             let stallsBefore = broker?.stallStats()
@@ -221,6 +231,20 @@ public final class SweepRunner: @unchecked Sendable {
             point: point, brokerConfig: brokerConfig, producerConfig: PerfDocument.describe(pconfig),
             consumerConfig: plan.mode == .e2e ? PerfDocument.describe(cconfig) : nil, repeats: repeats, knee: knee,
             brokerExitStatus: exit, seconds: Double(Sys.monotonicNs() - started) / 1e9)
+    }
+
+    /// The plan's `preload`: maximum-rate produce with 1 MiB batches and acks=1 into a topic of
+    /// its own, as the heavy run before a probe would; returns the records/s it reached.
+    func preload(bootstrap: String, topic: String, seconds: Double, workload w: SweepWorkload) throws -> Double {
+        try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: w.partitions)
+        var config = ProducerConfig(bootstrap: bootstrap)
+        for (key, value) in [("acks", "1"), ("batch.size", "1048576"), ("linger.ms", "5")] { try config.set(key, value) }
+        var workload = ProducePerfWorkload(topic: topic)
+        workload.durationSeconds = seconds
+        workload.recordSize = w.recordSize
+        workload.payload = w.payload
+        let r = try ProducePerf.run(workload: workload, config: config, reportInterval: options.reportInterval, log: { _ in })
+        return r.elapsedNanos > 0 ? Double(r.records) / (Double(r.elapsedNanos) / 1e9) : 0
     }
 
     /// Bisection between 0 and the maximum rate measured by the repeats: the highest open-loop
