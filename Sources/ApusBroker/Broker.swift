@@ -27,6 +27,14 @@ public struct Completion {
     public var frame: ResponseFrame
 }
 
+/// What a loop turn produced for the server (``Broker/endOfTurn(nowMs:)``).
+public struct TurnOutcome {
+    /// Responses now ready for this shard's connections.
+    public var completions: [Completion] = []
+    /// Connections of this shard to close, with the reason (a forwarded request was malformed).
+    public var closes: [(connection: ConnectionID, reason: String)] = []
+}
+
 /// What a handler knows about the request it serves.
 public struct RequestContext {
     public var connection: ConnectionID
@@ -85,8 +93,8 @@ public final class Broker {
     var pendingGroupWrites: [PendingGroupWrite] = []
     /// Responses finished by jobs (other shards' answers) this turn.
     var arrivedCompletions: [Completion] = []
-    /// Connections of this shard to close, with the reason (a forwarded request was malformed).
-    public var closeRequests: [(connection: ConnectionID, reason: String)] = []
+    /// Connections of this shard to close, returned with the next ``TurnOutcome``.
+    var closeRequests: [(connection: ConnectionID, reason: String)] = []
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
@@ -186,8 +194,9 @@ public final class Broker {
     }
 
     /// Commits this turn's appends and returns every response for this shard's connections
-    /// that is now ready (responses for other shards' connections are sent to them).
-    public func endOfTurn(nowMs: Int64) -> [Completion] {
+    /// that is now ready (responses for other shards' connections are sent to them) and the
+    /// connections to close.
+    public func endOfTurn(nowMs: Int64) -> TurnOutcome {
         var completions: [Completion] = []
         let failures = shard.commit(nowMs: nowMs)
         shard.poll()
@@ -205,7 +214,8 @@ public final class Broker {
                 return true
             }
         }
-        return completions
+        defer { closeRequests.removeAll() }
+        return TurnOutcome(completions: completions, closes: closeRequests)
     }
 
     /// The earliest time something parked needs attention (long-poll deadlines), if any.

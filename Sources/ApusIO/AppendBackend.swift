@@ -37,6 +37,8 @@ public enum IOBackendKind: String, Sendable, CaseIterable {
 /// io_uring the sync overlaps with the next turn's writes; the POSIX backend syncs at once.
 public protocol AppendBackend: AnyObject {
     var name: String { get }
+    /// Which backend this is (never `auto`).
+    var kind: IOBackendKind { get }
     /// Performs all writes (one submission, or one `pwritev` per write); per write, nil on
     /// success or the error that stopped it (bytes before it may have been written).
     func write(_ writes: [FileWrite]) -> [SystemError?]

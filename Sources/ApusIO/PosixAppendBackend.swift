@@ -10,6 +10,7 @@ import Synchronization
 /// shard. Syncs of one backend run one at a time, in order.
 public final class PosixAppendBackend: AppendBackend {
     public let name = "posix"
+    public let kind = IOBackendKind.posix
     private let syncer = DiskWorker(label: "apus.posix-sync")
     /// Syncs finished on the worker, not yet reaped.
     private final class Finished: Sendable {

@@ -10,6 +10,7 @@ import Glibc
 /// than `pwritev` (see SYSTEMS-NOTES.md); its gain is the overlapped fsync.
 public final class UringAppendBackend: AppendBackend {
     public let name = "uring"
+    public let kind = IOBackendKind.uring
     private let ring: OpaquePointer
     private var iovecs: UnsafeMutablePointer<apus_iovec>
     private var iovecCapacity = 256

@@ -49,20 +49,24 @@ public final class Server {
             if let reason, index == 0 { logger.info("\(reason)") }
             backendName = backend.name
             // Network I/O uses the same backend as appends: the shard's ring, or epoll.
-            var ring: NetRing?
-            if backend is UringAppendBackend {
+            let shardListener = index == 0 ? listener : nil
+            var network: ShardNetwork?
+            if backend.kind == .uring {
                 do {
-                    ring = try NetRing()
+                    network = RingNetwork(try NetRing(), listener: shardListener)
                 } catch {
                     if index == 0 { logger.warning("no io_uring ring for network I/O; using epoll", metadata: ["error": "\(error)"]) }
                 }
             }
-            let poller = ring == nil ? try Poller() : nil
-            if index == 0 { try poller?.add(listener, writable: false) }
+            if network == nil {
+                let poller = try Poller()
+                if let shardListener { try poller.add(shardListener, writable: false) }
+                network = EpollNetwork(poller, listener: shardListener)
+            }
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
-            let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, poller: poller, ring: ring, broker: broker,
-                                 listener: index == 0 ? listener : nil, stalls: stalls)
+            let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, network: network!, broker: broker,
+                                 listener: shardListener, stalls: stalls)
             mesh.setWake(index) { loop.wake() }
             loops.append(loop)
         }
@@ -110,7 +114,7 @@ public final class Server {
     public func run() throws {
         logger.info("listening", metadata: [
             "address": "\(config.listenHost):\(port)", "dataDir": "\(config.dataDirectory)",
-            "ioBackend": "\(backendName)", "network": "\(loops[0].ring != nil ? "io_uring" : "epoll")", "durability": "\(config.broker.log.durability.rawValue)",
+            "ioBackend": "\(backendName)", "network": "\(loops[0].network.name)", "durability": "\(config.broker.log.durability.rawValue)",
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
         ])
         let numaNodes = config.numa ? Placement.numaNodeCount() : 0

@@ -50,14 +50,19 @@ final class BrokerHarness {
         try broker.shutdown(nowMs: 1_700_000_000_000)
     }
 
+    /// Connections each shard's turns asked to close so far.
+    var closes: [[(connection: ConnectionID, reason: String)]] = []
+
     /// One turn of every shard; returns the completions for connections of shard `via`.
     func turn(nowMs: Int64, collecting via: Int) -> [Completion] {
         var mine: [Completion] = []
+        if closes.count < brokers.count { closes = Array(repeating: [], count: brokers.count) }
         for (index, broker) in brokers.enumerated() {
             broker.startOfTurn()
             let done = broker.endOfTurn(nowMs: nowMs)
             broker.finishJobs()
-            if index == via { mine += done }
+            closes[index] += done.closes
+            if index == via { mine += done.completions }
         }
         return mine
     }

@@ -136,7 +136,7 @@ extension ProduceTests {
         #expect(deleted.responses[0].errorCode == 0)
         // The deletion's file work runs off the shard: the produce's answer may have come
         // during the turns the call ran.
-        let completion = try #require((h.others + h.broker.endOfTurn(nowMs: 1_700_000_000_000)).first { $0.correlationId == 99 })
+        let completion = try #require((h.others + h.broker.endOfTurn(nowMs: 1_700_000_000_000).completions).first { $0.correlationId == 99 })
         let bytes = try BrokerHarness.bytes(of: completion.frame)
         let response = try bytes.withUnsafeBytes { raw in
             var r = WireReader(UnsafeRawBufferPointer(rebasing: raw[8...]))

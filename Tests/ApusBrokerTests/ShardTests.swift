@@ -121,8 +121,8 @@ import Testing
         let outcome = w.bytes.withUnsafeBytes { h.brokers[1].handle(frame: $0, connection: 3, sequence: 0, nowMs: Self.now) }
         guard case .pending = outcome else { Issue.record("forwarded to shard 0"); return }
         for _ in 0..<3 { _ = h.turn(nowMs: Self.now, collecting: 1) }
-        #expect(h.brokers[1].closeRequests.map(\.connection) == [3])
-        #expect(h.brokers[1].closeRequests.first?.reason.hasPrefix("malformed request") ?? false)
+        #expect(h.closes[1].map(\.connection) == [3])
+        #expect(h.closes[1].first?.reason.hasPrefix("malformed request") ?? false)
     }
 
     @Test func shutdownWaitsForEveryShardAndDropsJobsForAStoppedOne() throws {

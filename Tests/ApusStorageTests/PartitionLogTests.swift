@@ -250,6 +250,7 @@ import Testing
         let inner = PosixAppendBackend()
         var fullFd: Int32 = -1
         var name: String { "full-disk" }
+        var kind: IOBackendKind { .posix }
         var syncsInFlight: Int { inner.syncsInFlight }
 
         func write(_ writes: [FileWrite]) -> [SystemError?] {
