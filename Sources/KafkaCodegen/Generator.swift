@@ -10,7 +10,7 @@ public struct Generator {
     public static let apis = [
         "Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch",
         "FindCoordinator", "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "ApiVersions",
-        "CreateTopics", "DeleteTopics", "InitProducerId",
+        "CreateTopics", "DeleteTopics", "InitProducerId", "ListGroups", "DescribeGroups",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

@@ -132,9 +132,44 @@ struct MessageEmitter {
                 emitDecode(s, o)
                 o.line("")
                 emitEncode(s, o)
+                if spec.kind == "response" && (s.name == spec.name || carriesErrorCodes(s.name)) {
+                    o.line("")
+                    emitErrorCodes(s, o)
+                }
             }
         }
         return o.text
+    }
+
+    // MARK: Error codes
+
+    /// Whether struct `name` has an `ErrorCode` field, directly or in a struct it holds.
+    private func carriesErrorCodes(_ name: String, seen: Set<String> = []) -> Bool {
+        guard !seen.contains(name), let s = structs.first(where: { $0.name == name }) else { return false }
+        return s.fields.contains { f in
+            f.name == "ErrorCode" && f.type == "int16" || (structNames.contains(f.elementType) && carriesErrorCodes(f.elementType, seen: seen.union([name])))
+        }
+    }
+
+    /// `forEachErrorCode`: every error code the value carries, nested ones included (what
+    /// Kafka's `AbstractResponse.errorCounts` counts for its request error metrics).
+    private func emitErrorCodes(_ s: StructDef, _ o: Output) {
+        o.line("/// Calls `body` with every error code this value carries, nested ones included.")
+        o.block("public func forEachErrorCode(_ body: (Int16) -> Void)") {
+            for f in s.fields {
+                let n = lowerCamel(f.name)
+                if f.name == "ErrorCode" && f.type == "int16" {
+                    o.line("body(\(n))")
+                } else if structNames.contains(f.elementType) && carriesErrorCodes(f.elementType) {
+                    let visit = f.isArray ? "for item in %@ { item.forEachErrorCode(body) }" : "%@.forEachErrorCode(body)"
+                    if f.isNullableAnywhere {
+                        o.line("if let \(n) { " + visit.replacingOccurrences(of: "%@", with: n) + " }")
+                    } else {
+                        o.line(visit.replacingOccurrences(of: "%@", with: n))
+                    }
+                }
+            }
+        }
     }
 
     private func emitMembers(_ s: StructDef, _ o: Output) {

@@ -26,7 +26,11 @@ public protocol KafkaRequest: KafkaAPIMessage {
     associatedtype Response: KafkaResponse
 }
 
-public protocol KafkaResponse: KafkaAPIMessage {}
+public protocol KafkaResponse: KafkaAPIMessage {
+    /// Calls `body` with every error code the response carries, nested ones included
+    /// (generated; the broker counts them per API for its metrics, as Kafka's errorCounts).
+    func forEachErrorCode(_ body: (Int16) -> Void)
+}
 
 extension KafkaMessage {
     public static func isFlexible(_ version: Int16) -> Bool {

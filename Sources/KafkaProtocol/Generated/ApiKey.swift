@@ -13,6 +13,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case heartbeat = 12
     case leaveGroup = 13
     case syncGroup = 14
+    case describeGroups = 15
+    case listGroups = 16
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
@@ -32,6 +34,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .heartbeat: "Heartbeat"
             case .leaveGroup: "LeaveGroup"
             case .syncGroup: "SyncGroup"
+            case .describeGroups: "DescribeGroups"
+            case .listGroups: "ListGroups"
             case .apiVersions: "ApiVersions"
             case .createTopics: "CreateTopics"
             case .deleteTopics: "DeleteTopics"
@@ -53,6 +57,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .heartbeat: HeartbeatRequest.self
             case .leaveGroup: LeaveGroupRequest.self
             case .syncGroup: SyncGroupRequest.self
+            case .describeGroups: DescribeGroupsRequest.self
+            case .listGroups: ListGroupsRequest.self
             case .apiVersions: ApiVersionsRequest.self
             case .createTopics: CreateTopicsRequest.self
             case .deleteTopics: DeleteTopicsRequest.self
@@ -96,5 +102,9 @@ public enum GeneratedMessages {
         DeleteTopicsResponse.self,
         InitProducerIdRequest.self,
         InitProducerIdResponse.self,
+        ListGroupsRequest.self,
+        ListGroupsResponse.self,
+        DescribeGroupsRequest.self,
+        DescribeGroupsResponse.self,
     ]
 }

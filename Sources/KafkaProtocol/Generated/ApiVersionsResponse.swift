@@ -189,6 +189,11 @@ extension ApiVersionsResponse {
             }
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+    }
 }
 
 extension ApiVersionsResponse.ApiVersion {

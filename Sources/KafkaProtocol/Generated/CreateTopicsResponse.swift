@@ -124,6 +124,11 @@ extension CreateTopicsResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+    }
 }
 
 extension CreateTopicsResponse.CreatableTopicResult {
@@ -210,6 +215,11 @@ extension CreateTopicsResponse.CreatableTopicResult {
                 }
             }
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }
 

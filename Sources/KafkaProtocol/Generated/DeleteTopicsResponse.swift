@@ -78,6 +78,11 @@ extension DeleteTopicsResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in responses { item.forEachErrorCode(body) }
+    }
 }
 
 extension DeleteTopicsResponse.DeletableTopicResult {
@@ -131,5 +136,10 @@ extension DeleteTopicsResponse.DeletableTopicResult {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

@@ -266,6 +266,12 @@ extension FetchResponse {
             }
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+        for item in responses { item.forEachErrorCode(body) }
+    }
 }
 
 extension FetchResponse.FetchableTopicResponse {
@@ -301,6 +307,11 @@ extension FetchResponse.FetchableTopicResponse {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitions { item.forEachErrorCode(body) }
     }
 }
 
@@ -405,6 +416,11 @@ extension FetchResponse.PartitionData {
                 }
             }
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }
 

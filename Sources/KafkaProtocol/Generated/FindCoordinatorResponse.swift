@@ -149,6 +149,12 @@ extension FindCoordinatorResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+        for item in coordinators { item.forEachErrorCode(body) }
+    }
 }
 
 extension FindCoordinatorResponse.Coordinator {
@@ -182,5 +188,10 @@ extension FindCoordinatorResponse.Coordinator {
             w.writeLength(nil, compact: true, wide: false)
         }
         w.writeUnsignedVarint(0)  // no tagged fields
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

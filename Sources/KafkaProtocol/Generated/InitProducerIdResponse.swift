@@ -61,4 +61,9 @@ extension InitProducerIdResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+    }
 }

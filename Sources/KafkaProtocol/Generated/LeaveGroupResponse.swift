@@ -85,6 +85,12 @@ extension LeaveGroupResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+        for item in members { item.forEachErrorCode(body) }
+    }
 }
 
 extension LeaveGroupResponse.MemberResponse {
@@ -115,5 +121,10 @@ extension LeaveGroupResponse.MemberResponse {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

@@ -103,6 +103,11 @@ extension ListOffsetsResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+    }
 }
 
 extension ListOffsetsResponse.ListOffsetsTopicResponse {
@@ -127,6 +132,11 @@ extension ListOffsetsResponse.ListOffsetsTopicResponse {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitions { item.forEachErrorCode(body) }
     }
 }
 
@@ -180,5 +190,10 @@ extension ListOffsetsResponse.ListOffsetsPartitionResponse {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

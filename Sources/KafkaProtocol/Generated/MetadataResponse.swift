@@ -195,6 +195,11 @@ extension MetadataResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+    }
 }
 
 extension MetadataResponse.MetadataResponseBroker {
@@ -294,6 +299,12 @@ extension MetadataResponse.MetadataResponseTopic {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+        for item in partitions { item.forEachErrorCode(body) }
+    }
 }
 
 extension MetadataResponse.MetadataResponsePartition {
@@ -343,5 +354,10 @@ extension MetadataResponse.MetadataResponsePartition {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

@@ -88,6 +88,11 @@ extension OffsetCommitResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+    }
 }
 
 extension OffsetCommitResponse.OffsetCommitResponseTopic {
@@ -113,6 +118,11 @@ extension OffsetCommitResponse.OffsetCommitResponseTopic {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitions { item.forEachErrorCode(body) }
+    }
 }
 
 extension OffsetCommitResponse.OffsetCommitResponsePartition {
@@ -136,5 +146,10 @@ extension OffsetCommitResponse.OffsetCommitResponsePartition {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

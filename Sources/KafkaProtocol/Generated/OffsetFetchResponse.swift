@@ -197,6 +197,13 @@ extension OffsetFetchResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+        body(errorCode)
+        for item in groups { item.forEachErrorCode(body) }
+    }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponseTopic {
@@ -221,6 +228,11 @@ extension OffsetFetchResponse.OffsetFetchResponseTopic {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitions { item.forEachErrorCode(body) }
     }
 }
 
@@ -263,6 +275,11 @@ extension OffsetFetchResponse.OffsetFetchResponsePartition {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+    }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponseGroup {
@@ -285,6 +302,12 @@ extension OffsetFetchResponse.OffsetFetchResponseGroup {
         w.writeInt16(self.errorCode)
         w.writeUnsignedVarint(0)  // no tagged fields
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in topics { item.forEachErrorCode(body) }
+        body(errorCode)
+    }
 }
 
 extension OffsetFetchResponse.OffsetFetchResponseTopics {
@@ -303,6 +326,11 @@ extension OffsetFetchResponse.OffsetFetchResponseTopics {
         w.writeLength(self.partitions.count, compact: true, wide: true)
         for item in self.partitions { item.encode(into: &w, version: version) }
         w.writeUnsignedVarint(0)  // no tagged fields
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitions { item.forEachErrorCode(body) }
     }
 }
 
@@ -334,5 +362,10 @@ extension OffsetFetchResponse.OffsetFetchResponsePartitions {
         }
         w.writeInt16(self.errorCode)
         w.writeUnsignedVarint(0)  // no tagged fields
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }

@@ -196,6 +196,11 @@ extension ProduceResponse {
             }
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in responses { item.forEachErrorCode(body) }
+    }
 }
 
 extension ProduceResponse.TopicProduceResponse {
@@ -220,6 +225,11 @@ extension ProduceResponse.TopicProduceResponse {
         if flexible {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        for item in partitionResponses { item.forEachErrorCode(body) }
     }
 }
 
@@ -299,6 +309,11 @@ extension ProduceResponse.PartitionProduceResponse {
                 }
             }
         }
+    }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
     }
 }
 

@@ -88,4 +88,9 @@ extension SyncGroupResponse {
             w.writeUnsignedVarint(0)  // no tagged fields
         }
     }
+
+    /// Calls `body` with every error code this value carries, nested ones included.
+    public func forEachErrorCode(_ body: (Int16) -> Void) {
+        body(errorCode)
+    }
 }
