@@ -93,6 +93,10 @@ public final class Broker {
     var pendingGroupWrites: [PendingGroupWrite] = []
     /// Responses finished by jobs (other shards' answers) this turn.
     var arrivedCompletions: [Completion] = []
+    /// Requests and error codes, for the metrics endpoint (``metricsSnapshot()``).
+    var counters = BrokerCounters()
+    /// The logs this shard owns.
+    var ownedLogs: Dictionary<ObjectIdentifier, PartitionLog>.Values { owned.values }
     /// Connections of this shard to close, returned with the next ``TurnOutcome``.
     var closeRequests: [(connection: ConnectionID, reason: String)] = []
 
@@ -136,8 +140,9 @@ public final class Broker {
         }
         if entry.onCoordinator && index != 0 {
             forwardToCoordinator(frame, connection: connection, sequence: sequence, nowMs: nowMs)
-            return .pending
+            return .pending  // counted where it is handled
         }
+        counters.noteRequest(preamble.apiKey)
         let requestType = entry.api.requestType
         var r = WireReader(frame)
         do {
@@ -154,7 +159,8 @@ public final class Broker {
 
     /// Encodes `response` with the response header for `context`.
     func frame<R: KafkaResponse>(_ response: R, _ context: RequestContext) -> ResponseFrame {
-        ResponseFrame(correlationId: context.correlationId, headerVersion: context.responseHeaderVersion) {
+        response.forEachErrorCode { code in if code != 0 { counters.noteError(context.apiKey, code) } }
+        return ResponseFrame(correlationId: context.correlationId, headerVersion: context.responseHeaderVersion) {
             response.encode(into: &$0, version: context.apiVersion)
         }
     }
@@ -179,6 +185,7 @@ public final class Broker {
         let jobs = mesh.take(index)
         for job in jobs { job(self) }
         jobsRun += jobs.count
+        counters.jobs &+= UInt64(jobs.count)
     }
 
     /// Jobs run this turn whose completion is not yet counted (see ``finishJobs()``).

@@ -80,6 +80,12 @@ public final class ShardMesh: @unchecked Sendable {
         }
     }
 
+    /// Jobs waiting in shard `index`'s inbox (the metrics endpoint's queue depth).
+    public func queuedJobs(_ index: Int) -> Int {
+        let inbox = inboxes[index]
+        return inbox.lock.withLock { _ in inbox.jobs.count }
+    }
+
     /// Stops shard `index`'s inbox: jobs still queued are dropped, later ones refused.
     public func close(_ index: Int) {
         let inbox = inboxes[index]

@@ -93,6 +93,35 @@ public enum Net {
     }
 
     public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// Waits up to `timeoutMs` until `fd` is readable (or writable); false on timeout.
+    public static func wait(_ fd: Int32, writable: Bool = false, timeoutMs: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(writable ? POLLOUT : POLLIN), revents: 0)
+        while true {
+            let n = poll(&p, 1, timeoutMs)
+            if n >= 0 { return n > 0 }
+            if errno != EINTR { return false }
+        }
+    }
+
+    /// Writes all of `bytes` to a non-blocking socket, waiting for room up to `timeoutMs` at a
+    /// time; false if the peer went away or stalled.
+    public static func sendAll(_ fd: Int32, _ bytes: [UInt8], timeoutMs: Int32) -> Bool {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                guard wait(fd, writable: true, timeoutMs: timeoutMs) else { return false }
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                return false
+            }
+        }
+        return true
+    }
 }
 
 /// An epoll instance plus an eventfd to wake it from other threads. One per event loop: only

@@ -17,7 +17,7 @@ final class Connection {
     private var inputCount = 0
 
     /// Responses in request order; a pending one blocks the ones after it.
-    private var slots: [(sequence: UInt64, frame: ResponseFrame?)] = []
+    private var slots: [(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64)] = []
     /// The number the next request gets (matches completions to slots).
     private(set) var nextSequence: UInt64 = 0
     private var partIndex = 0
@@ -112,17 +112,19 @@ final class Connection {
         return nextSequence
     }
 
-    func enqueue(sequence: UInt64, frame: ResponseFrame?) {
-        slots.append((sequence, frame))
+    /// Queues the response slot of request `sequence` (`frame` nil: it comes later), with
+    /// the request's API and arrival time for its latency.
+    func enqueue(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64) {
+        slots.append((sequence, frame, apiKey, startNs))
         queuedBytes += frame?.byteCount ?? 0
     }
 
-    /// Fills the pending slot of request `sequence`.
-    func complete(sequence: UInt64, frame: ResponseFrame) {
-        if let i = slots.firstIndex(where: { $0.sequence == sequence && $0.frame == nil }) {
-            slots[i].frame = frame
-            queuedBytes += frame.byteCount
-        }
+    /// Fills the pending slot of request `sequence`; returns its API and arrival time.
+    func complete(sequence: UInt64, frame: ResponseFrame) -> (apiKey: Int16, startNs: UInt64)? {
+        guard let i = slots.firstIndex(where: { $0.sequence == sequence && $0.frame == nil }) else { return nil }
+        slots[i].frame = frame
+        queuedBytes += frame.byteCount
+        return (slots[i].apiKey, slots[i].startNs)
     }
 
     var hasWritableData: Bool { slots.first?.frame != nil }

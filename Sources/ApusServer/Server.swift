@@ -19,9 +19,16 @@ public final class Server {
     let mesh: ShardMesh
     let loops: [ShardLoop]
     let stalls: StallReport
+    let metrics: MetricsHub
+    let metricsServer: MetricsServer?
     let backendName: String
     /// The port actually bound (useful with port 0).
     public let port: UInt16
+    /// Every metric family the endpoint exports, as docs/metrics.md's table.
+    public static var metricsTable: String { MetricsCatalog.markdownTable }
+
+    /// The metrics endpoint's port (nil when `metrics.listen` is off).
+    public var metricsPort: UInt16? { metricsServer?.port }
 
     public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
@@ -30,9 +37,12 @@ public final class Server {
         if files.after > files.before { logger.info("raised the open-files limit", metadata: ["from": "\(files.before)", "to": "\(files.after)"]) }
         let cpus = try config.cpus.resolve(allowed: Placement.allowedCPUs())
         let now = Sys.wallClockMs()
+        let openStarted = Sys.monotonicNs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
         mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, logger: logger, nowMs: now))
+        metrics = MetricsHub(shards: cpus.count)
+        metrics.setRecovery(ns: Sys.monotonicNs() - openStarted)
         let (listener, port) = try Self.listen(config, logger: logger)
         self.port = port
         var brokerConfig = config.broker
@@ -42,6 +52,11 @@ public final class Server {
         }
         logger.debug("advertising", metadata: ["address": "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"])
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
+        if let (host, port) = config.metricsListen {
+            metricsServer = try MetricsServer(host: host, port: port, hub: metrics, stalls: stalls, logger: logger)
+        } else {
+            metricsServer = nil
+        }
         var loops: [ShardLoop] = []
         var backendName = ""
         for (index, cpu) in cpus.enumerated() {
@@ -66,7 +81,7 @@ public final class Server {
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
             let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, network: network!, broker: broker,
-                                 listener: shardListener, stalls: stalls)
+                                 listener: shardListener, stalls: stalls, metrics: metrics)
             mesh.setWake(index) { loop.wake() }
             loops.append(loop)
         }
@@ -116,7 +131,10 @@ public final class Server {
             "address": "\(config.listenHost):\(port)", "dataDir": "\(config.dataDirectory)",
             "ioBackend": "\(backendName)", "network": "\(loops[0].network.name)", "durability": "\(config.broker.log.durability.rawValue)",
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
+            "metrics": "\(metricsServer.map { "\(config.metricsListen!.host):\($0.port)" } ?? "off")",
         ])
+        metricsServer?.start()
+        metrics.setListening(true)
         let numaNodes = config.numa ? Placement.numaNodeCount() : 0
         var threads: [Placement.Thread] = []
         for loop in loops {
@@ -139,6 +157,8 @@ public final class Server {
             })
         }
         for thread in threads { thread.join() }
+        metrics.setListening(false)
+        metricsServer?.shutdown()
         reportStalls()
         try logs.close()
         logger.info("stopped cleanly")

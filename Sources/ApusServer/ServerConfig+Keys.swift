@@ -39,6 +39,7 @@ extension ServerConfig {
         ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
         ("loop.stall.warn.ms", "10", "a shard turn (the work between two waits for I/O) longer than this is a stall: counted, logged at most once per second per shard with the phase it was in, summed up at shutdown"),
         ("loop.stall.stats.file", "none", "write every shard's turn and stall counts and the recent stalls to this file every second (JSON; the lab reads it)"),
+        ("metrics.listen", "127.0.0.1:9644", "host:port of the HTTP endpoint serving /metrics (Prometheus text; OpenMetrics when asked), /health/live and /health/ready, off the shard threads; off: none (docs/metrics.md)"),
         ("log.level", "info", "trace, debug, info, notice, warning, error, critical"),
     ]
 
@@ -99,6 +100,7 @@ extension ServerConfig {
         case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
         case "loop.stall.warn.ms": stallWarnMs = Int(try int(1...3_600_000))
         case "loop.stall.stats.file": stallStatsFile = value == "none" || value.isEmpty ? nil : value
+        case "metrics.listen": metricsListen = value == "off" ? nil : try hostPort()
         case "log.level":
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigError("log.level: unknown level '\(value)'")

@@ -20,6 +20,8 @@ public struct ServerConfig: Sendable {
     public var stallWarnMs = 10
     /// `loop.stall.stats.file`: where the shards' stall counts are written every second (JSON).
     public var stallStatsFile: String?
+    /// `metrics.listen`: where the metrics and health endpoint listens (nil: off).
+    public var metricsListen: (host: String, port: UInt16)? = ("127.0.0.1", 9644)
     /// `cpus`: which CPUs run a shard (one pinned thread each).
     public var cpus: CPUSelection = .all
     /// `numa`: prefer each shard's memory on its CPU's NUMA node (when there are several).

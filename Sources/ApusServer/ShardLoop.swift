@@ -46,11 +46,16 @@ final class ShardLoop: @unchecked Sendable {
     /// Times each turn and its phases (stall detection).
     private var clock: TurnClock
     let stalls: StallReport
+    /// Where the shard leaves its statistics for the metrics endpoint once a second.
+    let metrics: MetricsHub
+    /// Connections and request latencies, counted on this thread.
+    private var stats = ShardStats()
 
     init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listener: Int32?,
-         stalls: StallReport) {
+         stalls: StallReport, metrics: MetricsHub) {
         self.index = index
         self.stalls = stalls
+        self.metrics = metrics
         clock = TurnClock(shard: index, warnMs: config.stallWarnMs)
         self.cpu = cpu
         self.config = config
@@ -101,6 +106,8 @@ final class ShardLoop: @unchecked Sendable {
                 }
             }
             if now >= nextPublish {
+                metrics.publish(index, .init(atMs: now, broker: broker.metricsSnapshot(), stats: stats, connectionsOpen: connections.count,
+                                             turns: clock.turns, busyNs: clock.busyNs))
                 stalls.setTurns(clock.turns, shard: index)
                 if index == 0, let path = config.stallStatsFile { stalls.publish(to: path) }
                 nextPublish = now + 1_000
@@ -157,7 +164,9 @@ final class ShardLoop: @unchecked Sendable {
         let outcome = broker.endOfTurn(nowMs: Sys.wallClockMs())
         for completion in outcome.completions {
             guard let connection = byID[completion.connection] else { continue }
-            connection.complete(sequence: completion.sequence, frame: completion.frame)
+            if let request = connection.complete(sequence: completion.sequence, frame: completion.frame) {
+                stats.requestDone(request.apiKey, ns: Sys.monotonicNs() &- request.startNs)
+            }
             touch(connection)
         }
         for (id, reason) in outcome.closes { if let connection = byID[id] { close(connection, reason: reason) } }
@@ -214,6 +223,7 @@ final class ShardLoop: @unchecked Sendable {
         nextID += broker.mesh.count  // ids ≡ shard (mod shards): completions find their shard
         connections[fd] = connection
         byID[connection.id] = connection
+        stats.accepted &+= 1
         touch(connection)
         logger.debug("connection opened", metadata: ["peer": "\(peer)", "shard": "\(index)"])
     }
@@ -221,11 +231,14 @@ final class ShardLoop: @unchecked Sendable {
     /// Hands one request frame to the broker; false once the connection is closed.
     func handle(_ frame: UnsafeRawBufferPointer, from connection: Connection, nowMs: Int64) -> Bool {
         let sequence = connection.takeSequence()
+        let startNs = Sys.monotonicNs()
+        let apiKey = frame.count >= 2 ? Int16(bigEndian: frame.loadUnaligned(as: Int16.self)) : -1
         switch broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs) {
         case .respond(let response):
-            connection.enqueue(sequence: sequence, frame: response)
+            connection.enqueue(sequence: sequence, frame: response, apiKey: apiKey, startNs: startNs)
+            stats.requestDone(apiKey, ns: Sys.monotonicNs() &- startNs)
         case .pending:
-            connection.enqueue(sequence: sequence, frame: nil)
+            connection.enqueue(sequence: sequence, frame: nil, apiKey: apiKey, startNs: startNs)
         case .noResponse:
             break
         case .close(let why):
@@ -259,7 +272,11 @@ final class ShardLoop: @unchecked Sendable {
 
     func close(_ connection: Connection, reason: String?) {
         guard connections[connection.fd] === connection else { return }
-        if let reason, !reason.isEmpty { warnClosing(connection, reason) }
+        if let reason, !reason.isEmpty {
+            warnClosing(connection, reason)
+            stats.rejected &+= 1
+        }
+        stats.closed &+= 1
         network.closed(connection)
         connections[connection.fd] = nil
         byID[connection.id] = nil

@@ -19,6 +19,8 @@ struct TurnClock {
     private var turnStart: UInt64 = 0
     private var phases = [UInt64](repeating: 0, count: TurnPhase.allCases.count)
     private(set) var turns: UInt64 = 0
+    /// Time spent in turns (not waiting for I/O), for the busy ratio.
+    private(set) var busyNs: UInt64 = 0
     private var lastLogNs: UInt64 = 0
     private var unloggedStalls = 0
 
@@ -45,6 +47,7 @@ struct TurnClock {
     mutating func end(_ now: UInt64 = Sys.monotonicNs()) -> (stall: Stall, log: Bool, unlogged: Int)? {
         turns &+= 1
         let length = now &- turnStart
+        if turnStart != 0 { busyNs &+= length }
         guard length >= warnNs, turnStart != 0 else { return nil }
         let worst = phases.indices.max { phases[$0] < phases[$1] }!
         let stall = Stall(atMs: Sys.wallClockMs(), shard: shard, ms: Double(length) / 1e6, phase: TurnPhase(rawValue: worst)!.name)

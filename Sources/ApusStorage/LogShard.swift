@@ -18,12 +18,17 @@ public final class LogShard {
     private var logs: [PartitionLog] = []
     /// Logs advanced by a poll inside `commit` (fsync-always), reported by the next `poll`.
     private var advancedInCommit: [PartitionLog] = []
+    /// How long each commit's writes took (one observation per commit that wrote).
+    public private(set) var writeLatency = LatencyBuckets()
+    /// How long each sync group took, from its start to its last fdatasync's completion.
+    public private(set) var syncLatency = LatencyBuckets()
 
     private struct SyncGroup {
         var log: PartitionLog
         var target: Int64
         var remaining: Int
         var failed: Int32 = 0
+        var startNs: UInt64
     }
 
     public init(backend: AppendBackend) {
@@ -61,7 +66,9 @@ public final class LogShard {
                 ranges.append(writes.count..<(writes.count + w.count))
                 writes += w
             }
+            let started = Sys.monotonicNs()
             let results = backend.write(writes)
+            writeLatency.record(ns: Sys.monotonicNs() &- started)
             for (log, range) in zip(dirty, ranges) {
                 let error = results[range].compactMap { $0 }.first
                 let fds = log.finishTurn(error: error, nowMs: nowMs)
@@ -99,6 +106,7 @@ public final class LogShard {
                 continue
             }
             syncGroups[groupID] = nil
+            syncLatency.record(ns: Sys.monotonicNs() &- group.startNs)
             if group.failed != 0 {
                 // Like Kafka, a failed fsync is not retried: the page cache state is unknown.
                 let error = SystemError("fdatasync", errno: group.failed)
@@ -128,7 +136,7 @@ public final class LogShard {
     private func beginSyncGroup(_ log: PartitionLog, fds: [Int32]) {
         let group = nextToken
         nextToken += 1
-        syncGroups[group] = SyncGroup(log: log, target: log.logEndOffset, remaining: fds.count)
+        syncGroups[group] = SyncGroup(log: log, target: log.logEndOffset, remaining: fds.count, startNs: Sys.monotonicNs())
         for fd in fds {
             let token = nextToken
             nextToken += 1

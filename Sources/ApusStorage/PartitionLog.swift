@@ -88,6 +88,9 @@ public final class PartitionLog {
     let spare = SpareSegment()
     /// The active segment has asked for a spare.
     var spareAsked = false
+    /// Traffic since the log was opened, for the metrics endpoint (owner shard only).
+    public private(set) var traffic = LogTraffic()
+    var stagedBytes: Int64 = 0
     /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
 
@@ -164,6 +167,7 @@ public final class PartitionLog {
         }
         nextOffset = view.lastOffset + 1
         stagedRecords += Int64(view.recordCount)
+        stagedBytes += Int64(batch.count)
         if requireDurable { durableRequested = true }
         return AppendInfo(baseOffset: baseOffset, lastOffset: view.lastOffset, logStartOffset: logStartOffset)
     }
@@ -213,6 +217,7 @@ public final class PartitionLog {
         defer {
             dirtySegments.removeAll(keepingCapacity: true)
             stagedRecords = 0
+            stagedBytes = 0
             durableRequested = false
         }
         if let error {
@@ -229,6 +234,8 @@ public final class PartitionLog {
         }
         logEndOffset = nextOffset
         unsyncedRecords += stagedRecords
+        traffic.recordsIn &+= UInt64(stagedRecords)
+        traffic.bytesIn &+= UInt64(stagedBytes)
         let sync: Bool
         switch config.durability {
         case .fsyncAlways: sync = true
@@ -277,6 +284,7 @@ public final class PartitionLog {
             if let start = try findBatch(containing: offset, in: segment) {
                 let end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
                 try verify(segment, upTo: end, from: start)
+                traffic.bytesOut &+= UInt64(end - start)
                 return FileRange(fd: segment.logFd, position: start, length: Int(end - start), owner: segment)
             }
             index += 1  // the offset lies past this segment's batches: a gap or the next segment
@@ -404,6 +412,7 @@ public final class PartitionLog {
             // index (a segment that comes back is deleted again by the next pass).
             DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { first.path + $0 })
             deleted += 1
+            traffic.segmentsDeleted &+= 1
             logger.info("deleted segment by retention", metadata: [
                 "partition": "\(topicPartition)", "segment": "\(first.baseOffset)",
                 "reason": "\(expired ? "retention.ms" : "retention.bytes")", "logStartOffset": "\(logStartOffset)",
@@ -411,6 +420,19 @@ public final class PartitionLog {
         }
         return deleted
     }
+}
+
+/// A log's traffic since it was opened: plain counters its owning shard adds to.
+public struct LogTraffic: Sendable, Equatable {
+    /// Records and bytes appended (written, not merely staged).
+    public var recordsIn: UInt64 = 0
+    public var bytesIn: UInt64 = 0
+    /// Bytes handed out for fetches (ranges read).
+    public var bytesOut: UInt64 = 0
+    /// Segments deleted by retention.
+    public var segmentsDeleted: UInt64 = 0
+
+    public init() {}
 }
 
 /// A small read-ahead buffer for walking batch headers with few `pread`s.

@@ -176,7 +176,7 @@ final class Segment {
     /// `limit`, the segment size) and the index bytes they can need, without changing any
     /// file's size. Writes into reserved blocks need no allocation, so a shard's write never
     /// waits for writeback holding the file's block map (measured: 15–27 ms waits in
-    /// `ext4_da_get_block_prep` on a dirty page cache, Results/2026-12-05-prealloc). Best
+    /// `ext4_da_get_block_prep` on a dirty page cache, Results/2026-12-05-tail-prealloc). Best
     /// effort: if the worker falls behind, writes allocate as before.
     func reserveAhead(window: Int64, limit: Int64, intervalBytes: Int) {
         let from = max(reservedTo, size)

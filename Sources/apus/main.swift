@@ -30,8 +30,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level (log.level).") var logLevel: String?
     @Option(name: .customLong("set"), help: "Any configuration key: --set key=value (repeatable).") var overrides: [String] = []
     @Flag(help: "Print every configuration key with its default and meaning, then exit.") var printConfigKeys = false
+    @Flag(help: "Print every metric the metrics endpoint exports (docs/metrics.md's table), then exit.") var printMetrics = false
 
     func run() throws {
+        if printMetrics {
+            print(Server.metricsTable, terminator: "")
+            return
+        }
         if printConfigKeys {
             print("| key | default | meaning |\n|---|---|---|")
             for k in ServerConfig.keys { print("| `\(k.key)` | `\(k.defaultValue)` | \(k.meaning) |") }

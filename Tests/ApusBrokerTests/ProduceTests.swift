@@ -162,3 +162,27 @@ extension ProduceTests {
         #expect(list.topics[0].partitions[0].offset == 0, "the first batch was not appended either")
     }
 }
+
+/// The broker's own counts for the metrics endpoint: requests per API, and every error code in
+/// the responses (Kafka's errorCounts), taken where the request is handled.
+@Suite struct BrokerCountersTests {
+    @Test(arguments: [1, 2]) func requestsAndErrorCodesAreCounted(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        h.viaOtherShard(than: "c")
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "c", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let ok = try #require(try h.call(produceRequest(topic: "c", batch: makeBatch(values: ["a", "b"])), version: 8))
+        #expect(ok.responses[0].partitionResponses[0].errorCode == 0)
+        let refused = try #require(try h.call(produceRequest(topic: "c", partition: 7, batch: makeBatch(values: ["x"])), version: 8))
+        #expect(refused.responses[0].partitionResponses[0].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+        _ = h.turn(nowMs: 1_700_000_000_000, collecting: h.via)
+        let snapshots = h.brokers.map { $0.metricsSnapshot() }
+        let requests = snapshots.map { $0.counters.requests[Int(ProduceRequest.apiKey)] }.reduce(0, +)
+        #expect(requests == 2)
+        #expect(snapshots.map { $0.counters.requests[Int(CreateTopicsRequest.apiKey)] }.reduce(0, +) == 1, "a forwarded request counts once")
+        let unknown = Int32(ProduceRequest.apiKey) << 16 | Int32(ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(snapshots.map { $0.counters.errors[unknown] ?? 0 }.reduce(0, +) == 1)
+        let partition = try #require(snapshots.flatMap(\.partitions).first { $0.topic == "c" })
+        #expect(partition.logEndOffset == 2 && partition.traffic.recordsIn == 2 && partition.traffic.bytesIn > 0)
+    }
+}

@@ -6,6 +6,8 @@ import Testing
 public final class ApusServerProcess {
     public let dataDir: String
     public let port: Int
+    /// The metrics endpoint's port (127.0.0.1).
+    public let metricsPort: Int
     public let process = Process()
     let stderrPath: String
     public var bootstrap: String { "127.0.0.1:\(port)" }
@@ -41,7 +43,10 @@ public final class ApusServerProcess {
         stderrPath = self.dataDir + ".stderr.log"
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: try Self.binary("apus"))
-        process.arguments = ["serve", "--data-dir", self.dataDir, "--listen", bootstrap] + arguments
+        // Each broker's metrics endpoint on a port of its own (the default one is shared).
+        metricsPort = Self.freePort()
+        let metrics = arguments.contains { $0.hasPrefix("metrics.listen=") } ? [] : ["--set", "metrics.listen=127.0.0.1:\(metricsPort)"]
+        process.arguments = ["serve", "--data-dir", self.dataDir, "--listen", bootstrap] + metrics + arguments
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

@@ -30,6 +30,7 @@ class Broker:
     def __init__(self, data_dir, extra_args=()):
         self.data_dir = data_dir
         self.port = free_port()
+        self.metrics_port = free_port()
         self.extra_args = list(extra_args)
         self.process = None
         self.log_path = data_dir + ".log"
@@ -46,7 +47,8 @@ class Broker:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [apus_binary(), "serve", "--data-dir", self.data_dir, "--listen", self.bootstrap,
-             "--set", "group.initial.rebalance.delay.ms=0", *self.extra_args],
+             "--set", "group.initial.rebalance.delay.ms=0",
+             "--set", f"metrics.listen=127.0.0.1:{self.metrics_port}", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -425,6 +425,13 @@ public struct GroupCoordinator<Token> {
         groups[groupId]?.offsets[topic]?[partition]
     }
 
+    /// Every committed offset of a group, sorted by topic and partition.
+    public func committedOffsets(groupId: String) -> [(topic: String, partition: Int32, offset: CommittedOffset)] {
+        guard let offsets = groups[groupId]?.offsets else { return [] }
+        return offsets.flatMap { topic, partitions in partitions.map { (topic, $0.key, $0.value) } }
+            .sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+    }
+
     /// Stores the group back unless nothing about it is worth keeping.
     private mutating func put(_ group: ConsumerGroup<Token>) {
         if !group.isCollectable { groups[group.groupId] = group }

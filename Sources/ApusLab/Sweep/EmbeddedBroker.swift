@@ -13,7 +13,7 @@ final class EmbeddedBroker: @unchecked Sendable {
     /// Where the broker writes its stall statistics every second.
     let stallsPath: String
 
-    init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String, writesStalls: Bool = true) throws {
+    init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String, knownKeys: Set<String>) throws {
         self.dataDir = dataDir
         stallsPath = logPath + ".stalls.json"
         try? FileManager.default.removeItem(atPath: dataDir)
@@ -24,7 +24,9 @@ final class EmbeddedBroker: @unchecked Sendable {
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
-            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] } + (writesStalls ? ["--set", "loop.stall.stats.file=\(stallsPath)"] : [])
+            + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] }
+            + (knownKeys.contains("loop.stall.stats.file") ? ["--set", "loop.stall.stats.file=\(stallsPath)"] : [])
+            + (knownKeys.contains("metrics.listen") ? ["--set", "metrics.listen=off"] : [])  // no fixed port shared between points
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
@@ -42,19 +44,22 @@ final class EmbeddedBroker: @unchecked Sendable {
         }
     }
 
-    /// Whether `binary`'s `apus serve` knows configuration `key`: a build from before a key
-    /// existed (an older broker given to `apus sweep --broker-binary`) refuses to start with it.
-    static func knowsKey(_ binary: String, _ key: String) -> Bool {
+    /// The configuration keys `binary`'s `apus serve` knows: a build from before a key existed
+    /// (an older broker given to `apus sweep --broker-binary`) refuses to start with it.
+    static func configKeys(_ binary: String) -> Set<String> {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--print-config-keys"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
+        guard (try? process.run()) != nil else { return [] }
         let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        return text.contains("`\(key)`")
+        // Table rows: | `key` | `default` | meaning |
+        return Set(text.split(separator: "\n").compactMap { line in
+            line.hasPrefix("| `") ? line.dropFirst(3).split(separator: "`").first.map(String.init) : nil
+        })
     }
 
     /// The broker's stall statistics as last written (`loop.stall.stats.file`, every second).

@@ -32,8 +32,8 @@ public final class SweepRunner: @unchecked Sendable {
     let options: Options
     let out: @Sendable (String) -> Void
     private let current = Mutex<EmbeddedBroker?>(nil)
-    /// The embedded broker's build has a stall detector to read (`loop.stall.stats.file`).
-    private lazy var brokerWritesStalls = EmbeddedBroker.knowsKey(options.apusBinary, "loop.stall.stats.file")
+    /// The configuration keys the embedded broker's build knows.
+    private lazy var brokerKeys = EmbeddedBroker.configKeys(options.apusBinary)
 
     public init(plan: SweepPlan, options: Options, out: @escaping @Sendable (String) -> Void) {
         self.plan = plan
@@ -125,7 +125,7 @@ public final class SweepRunner: @unchecked Sendable {
         case .embedded:
             status("starting apus serve")
             let b = try EmbeddedBroker(binary: options.apusBinary, dataDir: "\(options.dataRoot)/\(point.id)", settings: point.broker,
-                                       partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log", writesStalls: brokerWritesStalls)
+                                       partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log", knownKeys: brokerKeys)
             current.withLock { $0 = b }
             broker = b
             bootstrap = b.bootstrap
