@@ -11,7 +11,7 @@ import Logging
 struct Apus: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A Kafka-compatible broker and the lab that measures it.",
-        subcommands: [Serve.self, Perf.self, Sweep.self, Compare.self, Report.self]
+        subcommands: [Serve.self, Perf.self, Sweep.self, Compare.self, Report.self, TopicCommand.self, GroupCommand.self, BrokerCommand.self]
     )
 }
 

@@ -18,7 +18,7 @@ enum Handlers {
         Broker.produce, Broker.fetch, Broker.listOffsets, Broker.metadata,
         Broker.apiVersions, Broker.createTopics, Broker.deleteTopics, Broker.initProducerId,
         Broker.findCoordinator, Broker.joinGroup, Broker.syncGroup, Broker.heartbeat, Broker.leaveGroup,
-        Broker.offsetCommit, Broker.offsetFetch,
+        Broker.offsetCommit, Broker.offsetFetch, Broker.listGroups, Broker.describeGroups,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

@@ -1,0 +1,260 @@
+import KafkaProtocol
+import KafkaWire
+
+/// A topic as `apus topic describe` shows it.
+public struct TopicInfo: Codable, Sendable, Equatable {
+    public struct Partition: Codable, Sendable, Equatable {
+        public var partition: Int32
+        public var leader: Int32
+        public var replicas: [Int32]
+        public var isr: [Int32]
+        public var startOffset: Int64
+        public var endOffset: Int64
+    }
+    public var name: String
+    public var isInternal: Bool
+    public var partitions: [Partition]
+}
+
+/// A group as `apus group list` shows it.
+public struct GroupListing: Codable, Sendable, Equatable {
+    public var groupId: String
+    public var protocolType: String
+    /// Empty when the broker does not report states (ListGroups before v4).
+    public var state: String
+}
+
+/// A group as `apus group describe` shows it: members, what each is assigned, and per
+/// partition the committed offset, the log end offset and the lag.
+public struct GroupInfo: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var memberId: String
+        public var groupInstanceId: String?
+        public var clientId: String
+        public var host: String
+        /// Assigned partitions (decoded from the consumer protocol's assignment).
+        public var assignment: [String: [Int32]]
+    }
+    public struct Offset: Codable, Sendable, Equatable {
+        public var topic: String
+        public var partition: Int32
+        public var committed: Int64
+        public var endOffset: Int64
+        public var lag: Int64
+        /// The member assigned this partition, if any.
+        public var memberId: String?
+    }
+    public var groupId: String
+    public var state: String
+    public var protocolType: String
+    public var protocolName: String
+    public var coordinator: Int32
+    public var members: [Member]
+    public var offsets: [Offset]
+}
+
+/// Admin queries made the way Kafka's own tools make them, so that they work against any
+/// Kafka-compatible cluster: topics from Metadata, offsets from each partition's leader, group
+/// listings from every broker, a group's description and offsets from its coordinator.
+///
+/// Not thread-safe: one owner thread.
+public final class KafkaAdmin {
+    let bootstrap: KafkaConnection
+    private var brokers: [Int32: String] = [:]
+    private var connections: [Int32: KafkaConnection] = [:]
+
+    public init(bootstrap: String, clientId: String = "apus-admin") throws(ClientError) {
+        self.bootstrap = try KafkaConnection(bootstrap: bootstrap, clientId: clientId)
+    }
+
+    /// Metadata for `topics` (nil: every topic); learns the brokers' addresses.
+    public func metadata(topics: [String]?) throws(ClientError) -> MetadataResponse {
+        let version = try bootstrap.version(of: MetadataRequest.self, supported: 1...8)
+        var request = MetadataRequest()
+        request.topics = topics?.map { MetadataRequest.MetadataRequestTopic(name: $0) }
+        request.allowAutoTopicCreation = false
+        let response = try bootstrap.roundTrip(request, version: version)
+        for b in response.brokers { brokers[b.nodeId] = "\(b.host):\(b.port)" }
+        return response
+    }
+
+    /// A connection to broker `node` (the bootstrap connection's broker included).
+    func connection(to node: Int32) throws(ClientError) -> KafkaConnection {
+        if let c = connections[node] { return c }
+        if brokers.isEmpty { _ = try metadata(topics: []) }
+        guard let address = brokers[node] else { throw ClientError("broker \(node) is not in the cluster's metadata") }
+        let c = try KafkaConnection(bootstrap: address, clientId: bootstrap.clientId)
+        connections[node] = c
+        return c
+    }
+
+    /// Every topic's name, sorted (internal ones last).
+    public func listTopics(includeInternal: Bool = false) throws(ClientError) -> [String] {
+        try metadata(topics: nil).topics.filter { $0.errorCode == 0 && (includeInternal || !$0.isInternal) }.map { $0.name ?? "" }.sorted()
+    }
+
+    /// Topics with their partitions' leaders, replicas and start/end offsets (nil: every topic).
+    public func describeTopics(_ names: [String]?) throws(ClientError) -> [TopicInfo] {
+        let response = try metadata(topics: names)
+        var out: [TopicInfo] = []
+        for t in response.topics.sorted(by: { $0.name ?? "" < $1.name ?? "" }) {
+            let name = t.name ?? ""
+            if t.errorCode != 0 {
+                throw ClientError("topic \(name): \(Self.errorName(t.errorCode))", kafkaErrorCode: t.errorCode)
+            }
+            var partitions: [TopicInfo.Partition] = t.partitions.sorted { $0.partitionIndex < $1.partitionIndex }.map {
+                TopicInfo.Partition(partition: $0.partitionIndex, leader: $0.leaderId, replicas: $0.replicaNodes, isr: $0.isrNodes, startOffset: -1, endOffset: -1)
+            }
+            let byLeader = Dictionary(grouping: partitions.indices, by: { partitions[$0].leader })
+            for (leader, indices) in byLeader where leader >= 0 {
+                let ids = indices.map { partitions[$0].partition }
+                let start = try offsets(at: leader, topic: name, partitions: ids, timestamp: -2)
+                let end = try offsets(at: leader, topic: name, partitions: ids, timestamp: -1)
+                for i in indices {
+                    partitions[i].startOffset = start[partitions[i].partition] ?? -1
+                    partitions[i].endOffset = end[partitions[i].partition] ?? -1
+                }
+            }
+            out.append(TopicInfo(name: name, isInternal: t.isInternal, partitions: partitions))
+        }
+        return out
+    }
+
+    /// ListOffsets on broker `node` for `partitions` of `topic` (-1 latest, -2 earliest).
+    func offsets(at node: Int32, topic: String, partitions: [Int32], timestamp: Int64) throws(ClientError) -> [Int32: Int64] {
+        let c = try connection(to: node)
+        let version = try c.version(of: ListOffsetsRequest.self, supported: 1...7)
+        var request = ListOffsetsRequest()
+        request.replicaId = -1
+        request.topics = [.init(name: topic, partitions: partitions.map { .init(partitionIndex: $0, timestamp: timestamp) })]
+        var out: [Int32: Int64] = [:]
+        for t in try c.roundTrip(request, version: version).topics {
+            for p in t.partitions where p.errorCode == 0 { out[p.partitionIndex] = p.offset }
+        }
+        return out
+    }
+
+    /// Creates a topic (replication factor 1 on a single broker's terms: CreateTopics).
+    public func createTopic(_ name: String, partitions: Int) throws(ClientError) {
+        try bootstrap.createTopic(name, partitions: partitions)
+    }
+
+    /// Deletes topics (DeleteTopics); an error names the first topic that failed.
+    public func deleteTopics(_ names: [String]) throws(ClientError) {
+        let version = try bootstrap.version(of: DeleteTopicsRequest.self, supported: 0...5)
+        var request = DeleteTopicsRequest()
+        request.topicNames = names
+        request.timeoutMs = 30_000
+        for result in try bootstrap.roundTrip(request, version: version).responses where result.errorCode != 0 {
+            throw ClientError("DeleteTopics \(result.name ?? "?"): \(Self.errorName(result.errorCode))", kafkaErrorCode: result.errorCode)
+        }
+    }
+
+    /// Every group of every broker (ListGroups goes to each broker, as Kafka's tools do).
+    public func listGroups() throws(ClientError) -> [GroupListing] {
+        let nodes = try metadata(topics: []).brokers.map(\.nodeId)
+        var out: [GroupListing] = []
+        for node in nodes.sorted() {
+            let c = try connection(to: node)
+            let version = try c.version(of: ListGroupsRequest.self, supported: 0...5)
+            let response = try c.roundTrip(ListGroupsRequest(), version: version)
+            guard response.errorCode == 0 else {
+                throw ClientError("ListGroups on broker \(node): \(Self.errorName(response.errorCode))", kafkaErrorCode: response.errorCode)
+            }
+            out += response.groups.map { GroupListing(groupId: $0.groupId, protocolType: $0.protocolType, state: $0.groupState) }
+        }
+        return out.sorted { $0.groupId < $1.groupId }
+    }
+
+    /// The group's state, members and assignments, and its committed offsets with the lag.
+    public func describeGroup(_ groupId: String) throws(ClientError) -> GroupInfo {
+        let coordinator = try findCoordinator(groupId)
+        let c = try connection(to: coordinator)
+        let version = try c.version(of: DescribeGroupsRequest.self, supported: 0...5)
+        guard let g = try c.roundTrip(DescribeGroupsRequest(groups: [groupId]), version: version).groups.first else {
+            throw ClientError("DescribeGroups \(groupId): no answer for the group")
+        }
+        guard g.errorCode == 0 else { throw ClientError("DescribeGroups \(groupId): \(Self.errorName(g.errorCode))", kafkaErrorCode: g.errorCode) }
+        let members = g.members.map { m in
+            GroupInfo.Member(memberId: m.memberId, groupInstanceId: m.groupInstanceId, clientId: m.clientId, host: m.clientHost,
+                             assignment: g.protocolType == "consumer" ? Self.decodeAssignment(m.memberAssignment) : [:])
+        }
+        var owner: [String: String] = [:]
+        for m in members { for (topic, ps) in m.assignment { for p in ps { owner["\(topic)/\(p)"] = m.memberId } } }
+
+        let fetchVersion = try c.version(of: OffsetFetchRequest.self, supported: 2...7)
+        var fetch = OffsetFetchRequest()
+        fetch.groupId = groupId
+        fetch.topics = nil  // every partition with a committed offset
+        let committed = try c.roundTrip(fetch, version: fetchVersion)
+        guard committed.errorCode == 0 else {
+            throw ClientError("OffsetFetch \(groupId): \(Self.errorName(committed.errorCode))", kafkaErrorCode: committed.errorCode)
+        }
+        var offsets: [GroupInfo.Offset] = []
+        let topics = committed.topics.map(\.name)
+        let leaders: [String: [Int32: Int32]] = topics.isEmpty ? [:] : Dictionary(uniqueKeysWithValues: try metadata(topics: topics).topics.map { t in
+            (t.name ?? "", Dictionary(uniqueKeysWithValues: t.partitions.map { ($0.partitionIndex, $0.leaderId) }))
+        })
+        for t in committed.topics {
+            let parts = t.partitions.filter { $0.errorCode == 0 && $0.committedOffset >= 0 }
+            var ends: [Int32: Int64] = [:]
+            for (leader, ps) in Dictionary(grouping: parts.map(\.partitionIndex), by: { leaders[t.name]?[$0] ?? -1 }) where leader >= 0 {
+                ends.merge(try self.offsets(at: leader, topic: t.name, partitions: ps, timestamp: -1)) { a, _ in a }
+            }
+            for p in parts {
+                let end = ends[p.partitionIndex] ?? -1
+                offsets.append(GroupInfo.Offset(topic: t.name, partition: p.partitionIndex, committed: p.committedOffset, endOffset: end,
+                                                lag: end >= 0 ? max(0, end - p.committedOffset) : -1, memberId: owner["\(t.name)/\(p.partitionIndex)"]))
+            }
+        }
+        offsets.sort { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+        return GroupInfo(groupId: groupId, state: g.groupState, protocolType: g.protocolType, protocolName: g.protocolData,
+                         coordinator: coordinator, members: members, offsets: offsets)
+    }
+
+    /// The group's coordinator (FindCoordinator), whose address joins the known brokers.
+    func findCoordinator(_ groupId: String) throws(ClientError) -> Int32 {
+        let version = try bootstrap.version(of: FindCoordinatorRequest.self, supported: 0...3)
+        let response = try bootstrap.roundTrip(FindCoordinatorRequest(key: groupId, keyType: 0), version: version)
+        guard response.errorCode == 0 else {
+            throw ClientError("FindCoordinator \(groupId): \(Self.errorName(response.errorCode))", kafkaErrorCode: response.errorCode)
+        }
+        brokers[response.nodeId] = "\(response.host):\(response.port)"
+        return response.nodeId
+    }
+
+    /// The consumer protocol's assignment (ConsumerProtocolAssignment v0–3): topic → partitions.
+    /// Bytes that do not parse give an empty assignment.
+    public static func decodeAssignment(_ bytes: [UInt8]) -> [String: [Int32]] {
+        guard !bytes.isEmpty else { return [:] }
+        return bytes.withUnsafeBytes { raw -> [String: [Int32]] in
+            var r = WireReader(raw)
+            var out: [String: [Int32]] = [:]
+            do {
+                _ = try r.readInt16()  // version
+                let topics = try r.readInt32()
+                guard topics >= 0 && topics < 100_000 else { return [:] }
+                for _ in 0..<topics {
+                    let topic = try r.readString(compact: false)
+                    let count = try r.readInt32()
+                    guard count >= 0 && count < 1_000_000 else { return [:] }
+                    var partitions: [Int32] = []
+                    for _ in 0..<count { partitions.append(try r.readInt32()) }
+                    out[topic, default: []] += partitions.sorted()
+                }
+            } catch {
+                return [:]
+            }
+            return out
+        }
+    }
+
+    /// Kafka's name for an error code, for messages.
+    static func errorName(_ code: Int16) -> String {
+        let names: [Int16: String] = [
+            3: "UNKNOWN_TOPIC_OR_PARTITION", 14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE",
+            16: "NOT_COORDINATOR", 24: "INVALID_GROUP_ID", 30: "GROUP_AUTHORIZATION_FAILED", 69: "GROUP_ID_NOT_FOUND",
+        ]
+        return names[code].map { "\($0) (\(code))" } ?? "error \(code)"
+    }
+}

@@ -1,0 +1,175 @@
+import ApusClient
+import ArgumentParser
+import Foundation
+import KafkaProtocol
+
+/// Options every admin command takes: the cluster to ask, and the output form.
+struct AdminOptions: ParsableArguments {
+    @Option(help: "host:port of any broker of the cluster (Apus or any Kafka-compatible one).") var bootstrap = "127.0.0.1:9092"
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func admin() throws -> KafkaAdmin {
+        do { return try KafkaAdmin(bootstrap: bootstrap) } catch { throw ValidationError("\(bootstrap): \(error)") }
+    }
+
+    /// Prints `value` as JSON, or `text()` (tables made with ``columns(_:)``).
+    func output<T: Encodable>(_ value: T, text: () -> String) throws {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        } else {
+            print(text(), terminator: "")
+        }
+    }
+
+    /// Rows padded into columns (the first row is the header).
+    static func columns(_ rows: [[String]]) -> String {
+        guard let width = rows.map(\.count).max() else { return "" }
+        var widths = [Int](repeating: 0, count: width)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+struct TopicCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "topic",
+        abstract: "List, describe, create and delete topics (a Kafka client of any broker).",
+        subcommands: [List.self, Describe.self, Create.self, Delete.self]
+    )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Topic names.")
+        @OptionGroup var options: AdminOptions
+        @Flag(help: "Include internal topics (__consumer_offsets).") var includeInternal = false
+
+        func run() throws {
+            let names = try options.admin().listTopics(includeInternal: includeInternal)
+            try options.output(names) { AdminOptions.columns([["TOPIC"]] + names.map { [$0] }) }
+        }
+    }
+
+    struct Describe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Partitions with their leader, replicas, in-sync replicas and start/end offsets.")
+        @OptionGroup var options: AdminOptions
+        @Argument(help: "Topics (default: every topic).") var topics: [String] = []
+
+        func run() throws {
+            let described = try options.admin().describeTopics(topics.isEmpty ? nil : topics)
+            try options.output(described) {
+                var rows = [["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "START", "END", "RECORDS"]]
+                for t in described {
+                    for p in t.partitions {
+                        rows.append([t.name, String(p.partition), String(p.leader), p.replicas.map(String.init).joined(separator: ","),
+                                     p.isr.map(String.init).joined(separator: ","), String(p.startOffset), String(p.endOffset),
+                                     String(max(0, p.endOffset - p.startOffset))])
+                    }
+                }
+                return AdminOptions.columns(rows)
+            }
+        }
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a topic.")
+        @OptionGroup var options: AdminOptions
+        @Argument var topic: String
+        @Option(help: "Partitions.") var partitions = 1
+
+        func run() throws {
+            let admin = try options.admin()
+            try admin.createTopic(topic, partitions: partitions)
+            try options.output(["created": topic]) { "created \(topic) with \(partitions) partition(s)\n" }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete topics.")
+        @OptionGroup var options: AdminOptions
+        @Argument var topics: [String]
+
+        func run() throws {
+            try options.admin().deleteTopics(topics)
+            try options.output(["deleted": topics]) { "deleted \(topics.joined(separator: ", "))\n" }
+        }
+    }
+}
+
+struct GroupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "group",
+        abstract: "List and describe consumer groups: members, assignments, committed offsets and lag (a Kafka client of any broker).",
+        subcommands: [List.self, Describe.self]
+    )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every group of every broker.")
+        @OptionGroup var options: AdminOptions
+
+        func run() throws {
+            let groups = try options.admin().listGroups()
+            try options.output(groups) { AdminOptions.columns([["GROUP", "TYPE", "STATE"]] + groups.map { [$0.groupId, $0.protocolType, $0.state] }) }
+        }
+    }
+
+    struct Describe: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A group's state, members and, per partition, committed offset, log end offset and lag.")
+        @OptionGroup var options: AdminOptions
+        @Argument var group: String
+
+        func run() throws {
+            let info = try options.admin().describeGroup(group)
+            try options.output(info) {
+                var rows = [["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"]]
+                for o in info.offsets {
+                    rows.append([info.groupId, o.topic, String(o.partition), String(o.committed), String(o.endOffset), String(o.lag), o.memberId ?? "-"])
+                }
+                let members = info.members.map { m in
+                    "  \(m.memberId) (client \(m.clientId)\(m.groupInstanceId.map { ", instance \($0)" } ?? "")): "
+                        + (m.assignment.isEmpty ? "nothing assigned" : m.assignment.sorted { $0.key < $1.key }
+                            .map { "\($0.key) \($0.value.map(String.init).joined(separator: ","))" }.joined(separator: "; "))
+                }
+                let summary = "group \(info.groupId): \(info.state), \(info.members.count) member(s), protocol \(info.protocolName.isEmpty ? "-" : info.protocolName), coordinator \(info.coordinator)"
+                return ([summary] + members).joined(separator: "\n") + "\n\n" + AdminOptions.columns(rows)
+            }
+        }
+    }
+}
+
+struct BrokerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "broker", abstract: "The cluster's brokers and controller.", subcommands: [Status.self])
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cluster id, controller, brokers and their topic counts.")
+        @OptionGroup var options: AdminOptions
+
+        struct Report: Encodable {
+            struct Broker: Encodable { var nodeId: Int32; var host: String; var port: Int32; var leaderOf: Int }
+            var clusterId: String?
+            var controllerId: Int32
+            var brokers: [Broker]
+            var topics: Int
+            var partitions: Int
+        }
+
+        func run() throws {
+            let metadata = try options.admin().metadata(topics: nil)
+            let partitions = metadata.topics.flatMap(\.partitions)
+            let report = Report(
+                clusterId: metadata.clusterId, controllerId: metadata.controllerId,
+                brokers: metadata.brokers.sorted { $0.nodeId < $1.nodeId }.map { b in
+                    Report.Broker(nodeId: b.nodeId, host: b.host, port: b.port, leaderOf: partitions.filter { $0.leaderId == b.nodeId }.count)
+                },
+                topics: metadata.topics.count, partitions: partitions.count)
+            try options.output(report) {
+                "cluster \(report.clusterId ?? "-"), controller \(report.controllerId), \(report.topics) topic(s), \(report.partitions) partition(s)\n\n"
+                    + AdminOptions.columns([["BROKER", "HOST", "PORT", "LEADER OF"]]
+                        + report.brokers.map { [String($0.nodeId), $0.host, String($0.port), String($0.leaderOf)] })
+            }
+        }
+    }
+}
