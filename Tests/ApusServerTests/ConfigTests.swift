@@ -17,6 +17,16 @@ import Testing
         }
     }
 
+    @Test func theDeployedConfigFileLoads() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("tools/deploy/apus.yaml").path
+        var config = ServerConfig()
+        try config.load(yaml: try String(contentsOfFile: path, encoding: .utf8), path: path)
+        #expect(config.dataDirectory == "/var/lib/apus")
+        #expect(config.metricsListen?.host == "0.0.0.0" && config.metricsListen?.port == 9644)
+        #expect(config.broker.log.durability == .fsyncOnAckAll)
+    }
+
     @Test func unknownKeysAndBadValuesNameTheKey() {
         var config = ServerConfig()
         #expect(throws: ConfigError.self) { try config.set("retention.hours", "1") }
