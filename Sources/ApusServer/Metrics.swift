@@ -343,3 +343,47 @@ extension MetricsExposition {
         return out
     }
 }
+
+extension MetricsCatalog {
+    /// A Grafana dashboard with one panel per family (`apus serve --print-grafana-dashboard`,
+    /// committed as tools/deploy/grafana-dashboard.json): rates of counters, gauges as they are,
+    /// the p99 of histograms — grouped by each family's labels except `shard`.
+    static var grafanaDashboard: String {
+        let datasource: [String: Any] = ["type": "prometheus", "uid": "${datasource}"]
+        var panels: [[String: Any]] = []
+        for (i, m) in all.enumerated() {
+            let by = m.labels.filter { $0 != "shard" }
+            let group = by.isEmpty ? "" : " by (\(by.joined(separator: ", ")))"
+            let legend = by.isEmpty ? m.name : by.map { "{{\($0)}}" }.joined(separator: " ")
+            let expr: String
+            let unit: String
+            switch m.kind {
+            case .counter:
+                expr = "sum\(group) (rate(\(m.name)_total[1m]))"
+                unit = m.name.hasSuffix("_seconds") ? "percentunit" : (m.name.contains("bytes") ? "Bps" : "ops")
+            case .gauge:
+                expr = m.labels.contains("shard") ? "sum\(group) (\(m.name))" : m.name
+                unit = m.name.hasSuffix("_seconds") ? "s" : (m.name.hasSuffix("_bytes") ? "bytes" : "short")
+            case .histogram:
+                expr = "histogram_quantile(0.99, sum by (\((by + ["le"]).joined(separator: ", "))) (rate(\(m.name)_bucket[1m])))"
+                unit = "s"
+            }
+            panels.append([
+                "id": i + 1, "type": "timeseries", "title": m.kind == .histogram ? "\(m.name) p99" : m.name,
+                "description": m.help + (m.kafka.isEmpty ? "" : " Kafka: \(m.kafka)"),
+                "datasource": datasource,
+                "gridPos": ["x": (i % 2) * 12, "y": (i / 2) * 8, "w": 12, "h": 8],
+                "fieldConfig": ["defaults": ["unit": unit], "overrides": [Any]()],
+                "targets": [["refId": "A", "datasource": datasource, "expr": expr, "legendFormat": legend]],
+            ])
+        }
+        let dashboard: [String: Any] = [
+            "title": "Apus", "uid": "apus-broker", "schemaVersion": 39, "version": 1, "editable": true,
+            "time": ["from": "now-1h", "to": "now"], "refresh": "10s", "tags": ["apus", "kafka"],
+            "templating": ["list": [["name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"]]],
+            "panels": panels,
+        ]
+        let data = try! JSONSerialization.data(withJSONObject: dashboard, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}

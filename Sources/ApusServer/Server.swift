@@ -26,6 +26,8 @@ public final class Server {
     public let port: UInt16
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
     public static var metricsTable: String { MetricsCatalog.markdownTable }
+    /// tools/deploy/grafana-dashboard.json, generated from the same list.
+    public static var grafanaDashboard: String { MetricsCatalog.grafanaDashboard }
 
     /// The metrics endpoint's port (nil when `metrics.listen` is off).
     public var metricsPort: UInt16? { metricsServer?.port }

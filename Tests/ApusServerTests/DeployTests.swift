@@ -2,8 +2,18 @@ import ApusTestSupport
 import Foundation
 import Testing
 
+import ApusServer
+
 /// The files an operator deploys with.
 @Suite struct DeployTests {
+    @Test func theGrafanaDashboardIsGeneratedFromTheMetrics() throws {
+        let committed = try String(contentsOf: Self.root.appendingPathComponent("tools/deploy/grafana-dashboard.json"), encoding: .utf8)
+        #expect(committed == Server.grafanaDashboard, "regenerate it: apus serve --print-grafana-dashboard > tools/deploy/grafana-dashboard.json")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(committed.utf8)) as? [String: Any])
+        let panels = try #require(json["panels"] as? [[String: Any]])
+        #expect(panels.count == Server.metricsTable.split(separator: "\n").count - 2, "one panel per metric family")
+    }
+
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// `systemd-analyze verify` on the unit, its ExecStart pointed at the built binary (the unit
