@@ -176,6 +176,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var pageCache: PageCacheRecord?
     /// The embedded broker's stalls during the run (sweeps).
     public var brokerStalls: BrokerStalls?
+    /// The embedded broker's own view of the run (its metrics endpoint, scraped at start and end).
+    public var broker: BrokerView?
     /// Produce latency (intended) per reporting interval, so that a periodic stall shows as
     /// spikes rather than averaged into a percentile (sweeps).
     public var overTime: [IntervalSummary]?

@@ -68,6 +68,10 @@ struct SweepEndToEndTests {
                 #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)
                 let stalls = try #require(run.brokerStalls, "the embedded broker's stall statistics")
                 #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
+                // The broker's own view, from its metrics endpoint.
+                let view = try #require(run.broker, "the embedded broker's metrics")
+                #expect(view.produceRequests > 0 && view.writes > 0 && (view.produceP99Ms ?? 0) > 0)
+                #expect(view.shardBusy.count == 2 && view.shardBusy.allSatisfy { $0 > 0 && $0 <= 1 })
             }
             let knee = try #require(r.knee)
             #expect(knee.probes.filter { $0.confirmation != true }.count == 2)  // two bisection steps
@@ -86,6 +90,7 @@ struct SweepEndToEndTests {
         #expect(report.contains("| p0 | acks=1 |"))
         #expect(report.contains("| p1 | acks=all |"))
         #expect(report.contains("## Knee search"))
+        #expect(report.contains("## Inside the broker"))
         for chart in ["throughput-latency", "axis-effects", "latency-spectrum"] {
             let svg = try String(contentsOfFile: "\(bundle)/charts/\(chart).svg", encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), "\(chart)")

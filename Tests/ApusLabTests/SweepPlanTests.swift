@@ -179,3 +179,41 @@ func packageRoot(file: String = #filePath) -> String {
         #expect(SweepReport.kneeWarnings([("p0", shaky)]).contains("(the confirmation)"))
     }
 }
+
+/// Reading the broker's metrics: the exposition parsed, histogram quantiles as Prometheus
+/// computes them, and the difference between two scrapes.
+@Suite struct BrokerViewTests {
+    static let before = """
+    # TYPE apus_request_duration_seconds histogram
+    apus_request_duration_seconds_bucket{request="Produce",le="0.001"} 10
+    apus_request_duration_seconds_bucket{request="Produce",le="0.01"} 10
+    apus_request_duration_seconds_bucket{request="Produce",le="+Inf"} 10
+    apus_request_duration_seconds_sum{request="Produce"} 0.005
+    apus_request_duration_seconds_count{request="Produce"} 10
+    apus_shard_busy_seconds_total{shard="0"} 1
+    apus_shard_busy_seconds_total{shard="1"} 2
+    """
+    static let after = """
+    apus_request_duration_seconds_bucket{request="Produce",le="0.001"} 60
+    apus_request_duration_seconds_bucket{request="Produce",le="0.01"} 110
+    apus_request_duration_seconds_bucket{request="Produce",le="+Inf"} 110
+    apus_request_duration_seconds_sum{request="Produce"} 0.305
+    apus_request_duration_seconds_count{request="Produce"} 110
+    apus_request_duration_seconds_bucket{request="Fetch",le="+Inf"} 7
+    apus_shard_busy_seconds_total{shard="0"} 2
+    apus_shard_busy_seconds_total{shard="1"} 2.5
+    """
+
+    @Test func twoScrapesGiveTheRunsFigures() throws {
+        let a = MetricsScrape.parse(Self.before)
+        let b = MetricsScrape.parse(Self.after)
+        #expect(a["apus_shard_busy_seconds_total{shard=\"1\"}"] == 2)
+        let view = MetricsScrape.view(from: a, to: b, seconds: 2)
+        #expect(view.produceRequests == 100)
+        #expect(abs((view.produceMeanMs ?? 0) - 3.0) < 1e-9, "0.3 s over 100 requests")
+        // 50 under 1 ms, 50 between 1 and 10 ms: the 99th is 98% of the way into the second bucket.
+        #expect(abs((view.produceP99Ms ?? 0) - (1 + 9 * 0.98)) < 1e-9)
+        #expect(view.shardBusy == [0.5, 0.25])
+        #expect(view.writes == 0 && view.writeP99Ms == nil)
+    }
+}

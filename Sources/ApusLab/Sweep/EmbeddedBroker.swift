@@ -12,6 +12,8 @@ final class EmbeddedBroker: @unchecked Sendable {
 
     /// Where the broker writes its stall statistics every second.
     let stallsPath: String
+    /// The broker's metrics endpoint (nil for a build without one).
+    let metricsPort: UInt16?
 
     init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String, knownKeys: Set<String>) throws {
         self.dataDir = dataDir
@@ -19,14 +21,17 @@ final class EmbeddedBroker: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: dataDir)
         try Sys.makeDirectories(dataDir)
         let (fd, port) = try Net.listen(host: "127.0.0.1", port: 0)
+        let (metricsFd, metricsPort) = try Net.listen(host: "127.0.0.1", port: 0)
         Net.close(fd)
+        Net.close(metricsFd)
         self.port = port
+        self.metricsPort = knownKeys.contains("metrics.listen") ? metricsPort : nil
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
             + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] }
             + (knownKeys.contains("loop.stall.stats.file") ? ["--set", "loop.stall.stats.file=\(stallsPath)"] : [])
-            + (knownKeys.contains("metrics.listen") ? ["--set", "metrics.listen=off"] : [])  // no fixed port shared between points
+            + (self.metricsPort.map { ["--set", "metrics.listen=127.0.0.1:\($0)"] } ?? [])
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()

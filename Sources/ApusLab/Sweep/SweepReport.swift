@@ -159,6 +159,29 @@ public enum SweepReport {
             md += line + "\n"
         }
 
+        // Inside the broker.
+        let views = rows.filter { !$0.result.repeats.compactMap(\.broker).isEmpty }
+        if !views.isEmpty {
+            md += "\n## Inside the broker\n\n"
+            md += "The embedded broker's own figures for the same runs (its metrics endpoint scraped at each run's start and end; medians over the repeats): "
+            md += "produce requests from arrival to response ready, the group commits' writes and syncs, and the share of each shard's time spent working. "
+            md += "Client-side p99 is from the intended send time, so it also holds queueing in the client and the network.\n\n"
+            md += "| point | client p99 ms | broker produce mean / p99 ms | write mean / p99 ms | syncs, p99 ms | shard busy % |\n|---|---|---|---|---|---|\n"
+            func pair(_ a: [Double?], _ b: [Double?]) -> String {
+                let x = a.compactMap { $0 }, y = b.compactMap { $0 }
+                return x.isEmpty ? "–" : "\(ms(median(x))) / \(y.isEmpty ? "–" : ms(median(y)))"
+            }
+            for r in views {
+                let v = r.result.repeats.compactMap(\.broker)
+                let syncs = median(v.map(\.syncs))
+                let busy = (0..<(v.map(\.shardBusy.count).max() ?? 0)).map { i in
+                    String(format: "%.0f", 100 * median(v.compactMap { $0.shardBusy.count > i ? $0.shardBusy[i] : nil }))
+                }.joined(separator: ", ")
+                md += "| \(r.result.point.id.split(separator: "-").first ?? "") | \(ms(r.p99)) | \(pair(v.map(\.produceMeanMs), v.map(\.produceP99Ms))) | "
+                md += "\(pair(v.map(\.writeMeanMs), v.map(\.writeP99Ms))) | \(syncs > 0 ? "\(Int(syncs)), \(v.compactMap(\.syncP99Ms).isEmpty ? "–" : ms(median(v.compactMap(\.syncP99Ms))))" : "0") | \(busy) |\n"
+            }
+        }
+
         // Axis effects.
         let effects = axisEffects(m, rows)
         if !effects.isEmpty {

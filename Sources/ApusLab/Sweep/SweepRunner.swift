@@ -174,6 +174,8 @@ public final class SweepRunner: @unchecked Sendable {
             }
             pageCache.atStart = PageCache.sample()
             let stallsBefore = broker?.stallStats()
+            let scrapeBefore = broker?.metricsPort.flatMap { MetricsScrape.fetch(port: $0) }
+            let scrapeStarted = Sys.monotonicNs()
             let startedMs = Int64(Date().timeIntervalSince1970 * 1000)
             let cpuBefore = HostCPU.sample()
             let intervals: [IntervalHistogram]
@@ -208,6 +210,9 @@ public final class SweepRunner: @unchecked Sendable {
                 Sys.sleep(microseconds: 1_100_000)
                 if let after = broker.stallStats() {
                     record.brokerStalls = EmbeddedBroker.stalls(from: stallsBefore, to: after, fromMs: startedMs, toMs: endedMs)
+                }
+                if let before = scrapeBefore, let port = broker.metricsPort, let after = MetricsScrape.fetch(port: port) {
+                    record.broker = MetricsScrape.view(from: before, to: after, seconds: Double(Sys.monotonicNs() - scrapeStarted) / 1e9)
                 }
             }
             var hlog = HistogramLogWriter(startTimeEpochSeconds: Date().timeIntervalSince1970 - w.warmupSeconds - w.durationSeconds)
