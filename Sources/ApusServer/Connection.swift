@@ -11,6 +11,8 @@ final class Connection {
     let id: ConnectionID
     let fd: Int32
     let peer: String
+    /// The client id of the connection's first request (for log lines about it).
+    var clientId: String?
 
     private var input: UnsafeMutableRawPointer
     private var inputCapacity = 64 << 10

@@ -41,6 +41,7 @@ extension ServerConfig {
         ("loop.stall.stats.file", "none", "write every shard's turn and stall counts and the recent stalls to this file every second (JSON; the lab reads it)"),
         ("metrics.listen", "127.0.0.1:9644", "host:port of the HTTP endpoint serving /metrics (Prometheus text; OpenMetrics when asked), /health/live and /health/ready, off the shard threads; off: none (docs/metrics.md)"),
         ("log.level", "info", "trace, debug, info, notice, warning, error, critical"),
+        ("log.format", "text", "text: one readable line per event; json: one JSON object per line (ts, level, logger, msg, source and every metadata field) for log shippers"),
     ]
 
     /// Sets one key from its text form; throws naming the key on an unknown key or bad value.
@@ -101,6 +102,9 @@ extension ServerConfig {
         case "loop.stall.warn.ms": stallWarnMs = Int(try int(1...3_600_000))
         case "loop.stall.stats.file": stallStatsFile = value == "none" || value.isEmpty ? nil : value
         case "metrics.listen": metricsListen = value == "off" ? nil : try hostPort()
+        case "log.format":
+            guard value == "text" || value == "json" else { throw ConfigError("log.format: expected text or json, got '\(value)'") }
+            logJSON = value == "json"
         case "log.level":
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigError("log.level: unknown level '\(value)'")

@@ -16,6 +16,8 @@ public struct ServerConfig: Sendable {
     /// How long SIGTERM/SIGINT wait for in-flight requests before stopping anyway.
     public var shutdownDeadlineMs: Int64 = 10_000
     public var logLevel = "info"
+    /// `log.format`: text lines, or one JSON object per line.
+    public var logJSON = false
     /// `loop.stall.warn.ms`: a shard turn longer than this is a stall (counted and logged).
     public var stallWarnMs = 10
     /// `loop.stall.stats.file`: where the shards' stall counts are written every second (JSON).

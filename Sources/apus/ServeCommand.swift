@@ -58,7 +58,13 @@ struct Serve: ParsableCommand {
             throw ValidationError(error.description)
         }
         let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+        let json = settings.logJSON
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -1,0 +1,41 @@
+import Foundation
+import Logging
+
+/// `log.format = json`: one JSON object per line on stderr, for log shippers — `ts` (ISO 8601,
+/// UTC, milliseconds), `level`, `logger`, `msg`, the source module, and every metadata key as
+/// a string field.
+public struct JSONLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    let label: String
+
+    public init(label: String) { self.label = label }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
+                    file: String, function: String, line: UInt) {
+        var fields: [String: String] = [:]
+        for (k, v) in metadata.merging(explicit ?? [:], uniquingKeysWith: { _, new in new }) { fields[k] = "\(v)" }
+        fields["ts"] = Self.timestamp()
+        fields["level"] = level.rawValue
+        fields["logger"] = label
+        fields["msg"] = message.description
+        fields["source"] = source
+        guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        FileHandle.standardError.write(data + Data([0x0A]))  // one write per line: lines from threads do not interleave
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var t = time_t(now.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+                      Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(now.tv_nsec / 1_000_000))
+    }
+}
