@@ -52,21 +52,25 @@ let package = Package(
         // The Kafka broker's logic: one handler file per API, no sockets, no syscalls.
         .target(name: "ApusBroker", dependencies: ["ApusStorage", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
 
-        // apus serve: the event loop, connections, configuration, lifecycle.
+        // apus serve's settings: the one table of configuration keys (the lab checks plans with it).
+        .target(name: "ApusConfig", dependencies: [
+            "ApusBroker", "ApusIO", "ApusStorage", .product(name: "Yams", package: "Yams"),
+        ]),
+        // apus serve: the event loop, connections, lifecycle, the metrics endpoint.
         .target(name: "ApusServer", dependencies: [
-            "ApusBroker", "ApusIO", "ApusStorage",
+            "ApusBroker", "ApusConfig", "ApusIO", "ApusStorage",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
         // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.
         .target(name: "ApusClient", dependencies: ["ApusIO", "KafkaWire", "KafkaProtocol"]),
         // The lab: open-loop load, latency histograms (and their .hlog encoding), sweeps, reports.
         .target(name: "ApusLab", dependencies: [
-            "ApusClient", "ApusIO", "ApusServer", "KafkaProtocol", "KafkaWire", "CZlib", .product(name: "Histogram", package: "hdrhistogram-swift"),
+            "ApusClient", "ApusConfig", "ApusIO", "KafkaProtocol", "KafkaWire", "CZlib", .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "Yams", package: "Yams"),
         ]),
 
         .executableTarget(name: "apus", dependencies: [
-            "ApusServer", "ApusStorage", "ApusIO", "ApusLab", "ApusClient",
+            "ApusServer", "ApusConfig", "ApusStorage", "ApusIO", "ApusLab", "ApusClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -90,7 +94,7 @@ let package = Package(
         ),
         // Test support shared by the test targets: a real apus serve child process, commands.
         .target(name: "ApusTestSupport", path: "Tests/ApusTestSupport"),
-        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
+        .testTarget(name: "ApusServerTests", dependencies: ["apus", "ApusServer", "ApusConfig", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", "ApusTestSupport"]),
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
         .testTarget(name: "ApusLabTests", dependencies: ["ApusLab", "ApusClient", "KafkaWire", "apus", "ApusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")]),

@@ -10,6 +10,11 @@ public struct BrokerView: Codable, Sendable, Equatable {
     public var produceRequests: Double
     public var produceMeanMs: Double?
     public var produceP99Ms: Double?
+    /// Its parts' p99: in the handler, waiting after it (commit, sync, other shards), and
+    /// from ready to sent.
+    public var produceHandlerP99Ms: Double?
+    public var produceWaitP99Ms: Double?
+    public var produceSendP99Ms: Double?
     /// Group commits' writes during the run.
     public var writes: Double
     public var writeMeanMs: Double?
@@ -105,6 +110,9 @@ public enum MetricsScrape {
             b.keys.filter { $0.hasPrefix(name + "{" + labels) || (labels.isEmpty && $0 == name) }.reduce(0) { $0 + delta($1) }
         }
         let produce = summary("apus_request_duration_seconds", labels: "request=\"Produce\"") { sumOver($0, "request=\"Produce\"") }
+        let parts = ["apus_request_handler_seconds", "apus_request_wait_seconds", "apus_request_send_seconds"].map {
+            quantile(0.99, deltaBuckets($0, labels: "request=\"Produce\"")).map { $0 * 1e3 }
+        }
         let write = summary("apus_append_write_duration_seconds", labels: "") { sumOver($0, "") }
         let sync = summary("apus_append_sync_duration_seconds", labels: "") { sumOver($0, "") }
         var busy: [Double] = []
@@ -114,6 +122,7 @@ public enum MetricsScrape {
             busy.append(seconds > 0 ? min(1, delta(key) / seconds) : 0)
         }
         return BrokerView(produceRequests: produce.count, produceMeanMs: produce.meanMs, produceP99Ms: produce.p99Ms,
+                          produceHandlerP99Ms: parts[0], produceWaitP99Ms: parts[1], produceSendP99Ms: parts[2],
                           writes: write.count, writeMeanMs: write.meanMs, writeP99Ms: write.p99Ms,
                           syncs: sync.count, syncMeanMs: sync.meanMs, syncP99Ms: sync.p99Ms, shardBusy: busy)
     }

@@ -19,7 +19,11 @@ final class Connection {
     private var inputCount = 0
 
     /// Responses in request order; a pending one blocks the ones after it.
-    private var slots: [(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64)] = []
+    /// Responses in request order; each with its request's API, arrival, end of handling and
+    /// the time its response became ready (for the request latency metrics).
+    private var slots: [(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64, handledNs: UInt64, readyNs: UInt64)] = []
+    /// The shard's counters (same thread).
+    let counters: ShardCounters
     /// The number the next request gets (matches completions to slots).
     private(set) var nextSequence: UInt64 = 0
     private var partIndex = 0
@@ -28,7 +32,8 @@ final class Connection {
     var watchingWritable = false
     var muted = false
 
-    init(id: ConnectionID, fd: Int32, peer: String) {
+    init(id: ConnectionID, fd: Int32, peer: String, counters: ShardCounters) {
+        self.counters = counters
         self.id = id
         self.fd = fd
         self.peer = peer
@@ -114,19 +119,30 @@ final class Connection {
         return nextSequence
     }
 
-    /// Queues the response slot of request `sequence` (`frame` nil: it comes later), with
-    /// the request's API and arrival time for its latency.
-    func enqueue(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64) {
-        slots.append((sequence, frame, apiKey, startNs))
+    /// Queues the response slot of request `sequence` (`frame` nil: it comes later), with the
+    /// request's API, its arrival and the end of its handler.
+    func enqueue(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64, handledNs: UInt64) {
+        slots.append((sequence, frame, apiKey, startNs, handledNs, handledNs))
         queuedBytes += frame?.byteCount ?? 0
+        if frame != nil { counters.stats.requestReady(apiKey, handlerNs: handledNs &- startNs, waitNs: 0) }
     }
 
-    /// Fills the pending slot of request `sequence`; returns its API and arrival time.
-    func complete(sequence: UInt64, frame: ResponseFrame) -> (apiKey: Int16, startNs: UInt64)? {
-        guard let i = slots.firstIndex(where: { $0.sequence == sequence && $0.frame == nil }) else { return nil }
+    /// Fills the pending slot of request `sequence`.
+    func complete(sequence: UInt64, frame: ResponseFrame) {
+        guard let i = slots.firstIndex(where: { $0.sequence == sequence && $0.frame == nil }) else { return }
+        let now = Sys.monotonicNs()
         slots[i].frame = frame
+        slots[i].readyNs = now
         queuedBytes += frame.byteCount
-        return (slots[i].apiKey, slots[i].startNs)
+        counters.stats.requestReady(slots[i].apiKey, handlerNs: slots[i].handledNs &- slots[i].startNs, waitNs: now &- slots[i].handledNs)
+    }
+
+    /// The first response is out: drop its slot and count its send time.
+    private func finishFirst() {
+        let done = slots.removeFirst()
+        counters.stats.responseSent(done.apiKey, ns: Sys.monotonicNs() &- done.readyNs)
+        partIndex = 0
+        partOffset = 0
     }
 
     var hasWritableData: Bool { slots.first?.frame != nil }
@@ -155,9 +171,7 @@ final class Connection {
                 partIndex += 1
                 partOffset = 0
             }
-            slots.removeFirst()
-            partIndex = 0
-            partOffset = 0
+            finishFirst()
         }
         return true
     }
@@ -224,9 +238,7 @@ final class Connection {
         queuedBytes -= count
         while let frame = slots.first?.frame {
             if partIndex == frame.parts.count {
-                slots.removeFirst()
-                partIndex = 0
-                partOffset = 0
+                finishFirst()
                 continue
             }
             let size: Int

@@ -1,4 +1,5 @@
 import ApusBroker
+import ApusConfig
 import ApusIO
 import ApusStorage
 import Foundation
@@ -29,6 +30,15 @@ enum MetricsCatalog {
         .init(name: "apus_request_duration_seconds", kind: .histogram, labels: ["request"],
               help: "From a request's arrival in a loop turn until its response is ready to send: handling, forwarding to other shards, the group commit and any sync it waits for (sending excluded).",
               kafka: "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=*"),
+        .init(name: "apus_request_handler_seconds", kind: .histogram, labels: ["request"],
+              help: "The part of a request's time spent in its handler on the shard that read it (decoding, validating, staging; for forwarded requests, handing them on).",
+              kafka: "kafka.network:type=RequestMetrics,name=LocalTimeMs,request=*"),
+        .init(name: "apus_request_wait_seconds", kind: .histogram, labels: ["request"],
+              help: "The part spent after the handler until the response was ready: the group commit, a sync (acks=all under a syncing durability), other shards, a long poll.",
+              kafka: "kafka.network:type=RequestMetrics,name=RemoteTimeMs,request=*"),
+        .init(name: "apus_request_send_seconds", kind: .histogram, labels: ["request"],
+              help: "From the response being ready until its last byte was written to the socket (behind earlier responses on the connection, then the socket's room).",
+              kafka: "kafka.network:type=RequestMetrics,name=ResponseQueueTimeMs + ResponseSendTimeMs,request=*"),
         .init(name: "apus_topic_bytes_in", kind: .counter, labels: ["topic"], help: "Bytes appended to the topic's logs.",
               kafka: "kafka.server:type=BrokerTopicMetrics,name=BytesInPerSec,topic=*"),
         .init(name: "apus_topic_bytes_out", kind: .counter, labels: ["topic"], help: "Bytes of the topic's logs handed out to fetches.",
@@ -99,19 +109,40 @@ enum MetricsCatalog {
     }
 }
 
-/// What a shard's loop counts for the metrics endpoint: plain integers on its own thread.
+/// What a shard's loop and connections count for the metrics endpoint: plain integers on
+/// its own thread.
 struct ShardStats: Sendable {
     var accepted: UInt64 = 0
     var closed: UInt64 = 0
     var rejected: UInt64 = 0
-    /// Request latency per API key.
-    var requestLatency = [LatencyBuckets](repeating: LatencyBuckets(), count: BrokerCounters.apiKeyLimit)
+    /// Request latency per API key: in all (arrival → response ready), and its parts.
+    var requestLatency = Self.perAPI
+    var handlerLatency = Self.perAPI
+    var waitLatency = Self.perAPI
+    var sendLatency = Self.perAPI
 
+    static let perAPI = [LatencyBuckets](repeating: LatencyBuckets(), count: BrokerCounters.apiKeyLimit)
+
+    /// A response became ready: `handlerNs` in the handler, `waitNs` after it.
     @inline(__always)
-    mutating func requestDone(_ apiKey: Int16, ns: UInt64) {
+    mutating func requestReady(_ apiKey: Int16, handlerNs: UInt64, waitNs: UInt64) {
         guard apiKey >= 0 && Int(apiKey) < requestLatency.count else { return }
-        requestLatency[Int(apiKey)].record(ns: ns)
+        requestLatency[Int(apiKey)].record(ns: handlerNs &+ waitNs)
+        handlerLatency[Int(apiKey)].record(ns: handlerNs)
+        waitLatency[Int(apiKey)].record(ns: waitNs)
     }
+
+    /// A response's last byte went out `ns` after it was ready.
+    @inline(__always)
+    mutating func responseSent(_ apiKey: Int16, ns: UInt64) {
+        guard apiKey >= 0 && Int(apiKey) < sendLatency.count else { return }
+        sendLatency[Int(apiKey)].record(ns: ns)
+    }
+}
+
+/// A shard's ``ShardStats``, shared by its loop and its connections (one thread).
+final class ShardCounters {
+    var stats = ShardStats()
 }
 
 /// Where shards leave their statistics once a second and the metrics endpoint reads them:
@@ -219,11 +250,14 @@ extension MetricsExposition {
         // Requests.
         var requests = [UInt64](repeating: 0, count: BrokerCounters.apiKeyLimit)
         var errors: [Int32: UInt64] = [:]
-        var latency = [LatencyBuckets](repeating: LatencyBuckets(), count: BrokerCounters.apiKeyLimit)
+        var latency = ShardStats.perAPI, handler = ShardStats.perAPI, wait = ShardStats.perAPI, send = ShardStats.perAPI
         for s in samples {
             for i in requests.indices {
                 requests[i] &+= s.broker.counters.requests[i]
                 latency[i].add(s.stats.requestLatency[i])
+                handler[i].add(s.stats.handlerLatency[i])
+                wait[i].add(s.stats.waitLatency[i])
+                send[i].add(s.stats.sendLatency[i])
             }
             for (k, v) in s.broker.counters.errors { errors[k, default: 0] &+= v }
         }
@@ -235,6 +269,10 @@ extension MetricsExposition {
         }
         e.family("apus_request_duration_seconds")
         for (key, h) in latency.enumerated() where h.count > 0 { e.histogram("apus_request_duration_seconds", [("request", apiName(key))], h) }
+        for (name, parts) in [("apus_request_handler_seconds", handler), ("apus_request_wait_seconds", wait), ("apus_request_send_seconds", send)] {
+            e.family(name)
+            for (key, h) in parts.enumerated() where h.count > 0 { e.histogram(name, [("request", apiName(key))], h) }
+        }
 
         // Topics and partitions.
         let partitions = samples.flatMap(\.broker.partitions).sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }

@@ -1,3 +1,4 @@
+import ApusConfig
 import ApusIO
 import Foundation
 import Logging

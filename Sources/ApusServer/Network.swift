@@ -1,4 +1,5 @@
 import ApusBroker
+import ApusConfig
 import ApusIO
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,5 @@
 import ApusBroker
+import ApusConfig
 import ApusIO
 import ApusStorage
 import Logging
@@ -48,8 +49,8 @@ final class ShardLoop: @unchecked Sendable {
     let stalls: StallReport
     /// Where the shard leaves its statistics for the metrics endpoint once a second.
     let metrics: MetricsHub
-    /// Connections and request latencies, counted on this thread.
-    private var stats = ShardStats()
+    /// Connections and request latencies, counted on this thread (and by its connections).
+    private let counters = ShardCounters()
 
     init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listener: Int32?,
          stalls: StallReport, metrics: MetricsHub) {
@@ -106,7 +107,7 @@ final class ShardLoop: @unchecked Sendable {
                 }
             }
             if now >= nextPublish {
-                metrics.publish(index, .init(atMs: now, broker: broker.metricsSnapshot(), stats: stats, connectionsOpen: connections.count,
+                metrics.publish(index, .init(atMs: now, broker: broker.metricsSnapshot(), stats: counters.stats, connectionsOpen: connections.count,
                                              turns: clock.turns, busyNs: clock.busyNs))
                 stalls.setTurns(clock.turns, shard: index)
                 if index == 0, let path = config.stallStatsFile { stalls.publish(to: path) }
@@ -164,9 +165,7 @@ final class ShardLoop: @unchecked Sendable {
         let outcome = broker.endOfTurn(nowMs: Sys.wallClockMs())
         for completion in outcome.completions {
             guard let connection = byID[completion.connection] else { continue }
-            if let request = connection.complete(sequence: completion.sequence, frame: completion.frame) {
-                stats.requestDone(request.apiKey, ns: Sys.monotonicNs() &- request.startNs)
-            }
+            connection.complete(sequence: completion.sequence, frame: completion.frame)
             touch(connection)
         }
         for (id, reason) in outcome.closes { if let connection = byID[id] { close(connection, reason: reason) } }
@@ -213,7 +212,7 @@ final class ShardLoop: @unchecked Sendable {
 
     /// Starts serving an accepted connection on this shard.
     func add(fd: Int32, peer: String) {
-        let connection = Connection(id: nextID, fd: fd, peer: peer)
+        let connection = Connection(id: nextID, fd: fd, peer: peer, counters: counters)
         do {
             try network.add(connection)
         } catch {
@@ -223,7 +222,7 @@ final class ShardLoop: @unchecked Sendable {
         nextID += broker.mesh.count  // ids ≡ shard (mod shards): completions find their shard
         connections[fd] = connection
         byID[connection.id] = connection
-        stats.accepted &+= 1
+        counters.stats.accepted &+= 1
         touch(connection)
         logger.debug("connection opened", metadata: ["peer": "\(peer)", "shard": "\(index)"])
     }
@@ -234,12 +233,13 @@ final class ShardLoop: @unchecked Sendable {
         if connection.clientId == nil { connection.clientId = Self.clientId(of: frame) }
         let startNs = Sys.monotonicNs()
         let apiKey = frame.count >= 2 ? Int16(bigEndian: frame.loadUnaligned(as: Int16.self)) : -1
-        switch broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs) {
+        let outcome = broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs)
+        let handledNs = Sys.monotonicNs()
+        switch outcome {
         case .respond(let response):
-            connection.enqueue(sequence: sequence, frame: response, apiKey: apiKey, startNs: startNs)
-            stats.requestDone(apiKey, ns: Sys.monotonicNs() &- startNs)
+            connection.enqueue(sequence: sequence, frame: response, apiKey: apiKey, startNs: startNs, handledNs: handledNs)
         case .pending:
-            connection.enqueue(sequence: sequence, frame: nil, apiKey: apiKey, startNs: startNs)
+            connection.enqueue(sequence: sequence, frame: nil, apiKey: apiKey, startNs: startNs, handledNs: handledNs)
         case .noResponse:
             break
         case .close(let why):
@@ -284,9 +284,9 @@ final class ShardLoop: @unchecked Sendable {
         guard connections[connection.fd] === connection else { return }
         if let reason, !reason.isEmpty {
             warnClosing(connection, reason)
-            stats.rejected &+= 1
+            counters.stats.rejected &+= 1
         }
-        stats.closed &+= 1
+        counters.stats.closed &+= 1
         network.closed(connection)
         connections[connection.fd] = nil
         byID[connection.id] = nil

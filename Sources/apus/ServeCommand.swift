@@ -1,3 +1,4 @@
+import ApusConfig
 import ApusClient
 import ApusIO
 import ApusLab

@@ -1,3 +1,4 @@
+import ApusConfig
 import ApusTestSupport
 import ApusServer
 import ApusStorage

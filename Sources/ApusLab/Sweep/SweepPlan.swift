@@ -1,5 +1,5 @@
 import ApusClient
-import ApusServer
+import ApusConfig
 import Yams
 
 /// A plan that cannot run, with the place in the plan file that says why.

@@ -166,7 +166,7 @@ public enum SweepReport {
             md += "The embedded broker's own figures for the same runs (its metrics endpoint scraped at each run's start and end; medians over the repeats): "
             md += "produce requests from arrival to response ready, the group commits' writes and syncs, and the share of each shard's time spent working. "
             md += "Client-side p99 is from the intended send time, so it also holds queueing in the client and the network.\n\n"
-            md += "| point | client p99 ms | broker produce mean / p99 ms | write mean / p99 ms | syncs, p99 ms | shard busy % |\n|---|---|---|---|---|---|\n"
+            md += "| point | client p99 ms | broker produce mean / p99 ms | p99 in handler / waiting / sending ms | write mean / p99 ms | syncs, p99 ms | shard busy % |\n|---|---|---|---|---|---|---|\n"
             func pair(_ a: [Double?], _ b: [Double?]) -> String {
                 let x = a.compactMap { $0 }, y = b.compactMap { $0 }
                 return x.isEmpty ? "–" : "\(ms(median(x))) / \(y.isEmpty ? "–" : ms(median(y)))"
@@ -177,7 +177,9 @@ public enum SweepReport {
                 let busy = (0..<(v.map(\.shardBusy.count).max() ?? 0)).map { i in
                     String(format: "%.0f", 100 * median(v.compactMap { $0.shardBusy.count > i ? $0.shardBusy[i] : nil }))
                 }.joined(separator: ", ")
-                md += "| \(r.result.point.id.split(separator: "-").first ?? "") | \(ms(r.p99)) | \(pair(v.map(\.produceMeanMs), v.map(\.produceP99Ms))) | "
+                let parts = [v.compactMap(\.produceHandlerP99Ms), v.compactMap(\.produceWaitP99Ms), v.compactMap(\.produceSendP99Ms)]
+                    .map { $0.isEmpty ? "–" : ms(median($0)) }.joined(separator: " / ")
+                md += "| \(r.result.point.id.split(separator: "-").first ?? "") | \(ms(r.p99)) | \(pair(v.map(\.produceMeanMs), v.map(\.produceP99Ms))) | \(parts) | "
                 md += "\(pair(v.map(\.writeMeanMs), v.map(\.writeP99Ms))) | \(syncs > 0 ? "\(Int(syncs)), \(v.compactMap(\.syncP99Ms).isEmpty ? "–" : ms(median(v.compactMap(\.syncP99Ms))))" : "0") | \(busy) |\n"
             }
         }

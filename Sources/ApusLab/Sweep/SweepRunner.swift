@@ -1,6 +1,6 @@
 import ApusClient
 import ApusIO
-import ApusServer
+import ApusConfig
 import Foundation
 import Synchronization
 
