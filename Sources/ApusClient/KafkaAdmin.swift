@@ -14,6 +14,17 @@ public struct TopicInfo: Codable, Sendable, Equatable {
     public var name: String
     public var isInternal: Bool
     public var partitions: [Partition]
+    /// The topic's configuration (DescribeConfigs), when asked for.
+    public var configs: [ConfigValue]?
+}
+
+/// One configuration value of a topic, as DescribeConfigs reports it.
+public struct ConfigValue: Codable, Sendable, Equatable {
+    public var name: String
+    public var value: String?
+    /// Kafka's config source: DEFAULT_CONFIG, STATIC_BROKER_CONFIG, DYNAMIC_TOPIC_CONFIG, …
+    public var source: String
+    public var readOnly: Bool
 }
 
 /// A group as `apus group list` shows it.
@@ -148,6 +159,22 @@ public final class KafkaAdmin {
         for result in try bootstrap.roundTrip(request, version: version).responses where result.errorCode != 0 {
             throw ClientError("DeleteTopics \(result.name ?? "?"): \(Self.errorName(result.errorCode))", kafkaErrorCode: result.errorCode)
         }
+    }
+
+    /// A topic's configuration (DescribeConfigs), sorted by name.
+    public func describeConfigs(topic: String) throws(ClientError) -> [ConfigValue] {
+        let version = try bootstrap.version(of: DescribeConfigsRequest.self, supported: 1...4)
+        let request = DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: topic, configurationKeys: nil)])
+        guard let result = try bootstrap.roundTrip(request, version: version).results.first else {
+            throw ClientError("DescribeConfigs \(topic): no result")
+        }
+        guard result.errorCode == 0 else {
+            throw ClientError("DescribeConfigs \(topic): \(Self.errorName(result.errorCode))", kafkaErrorCode: result.errorCode)
+        }
+        let sources: [Int8: String] = [1: "DYNAMIC_TOPIC_CONFIG", 2: "DYNAMIC_BROKER_CONFIG", 3: "DYNAMIC_DEFAULT_BROKER_CONFIG",
+                                       4: "STATIC_BROKER_CONFIG", 5: "DEFAULT_CONFIG", 6: "DYNAMIC_BROKER_LOGGER_CONFIG"]
+        return result.configs.map { ConfigValue(name: $0.name, value: $0.value, source: sources[$0.configSource] ?? "UNKNOWN", readOnly: $0.readOnly) }
+            .sorted { $0.name < $1.name }
     }
 
     /// Every group of every broker (ListGroups goes to each broker, as Kafka's tools do).

@@ -11,6 +11,7 @@ public struct Generator {
         "Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch",
         "FindCoordinator", "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "ApiVersions",
         "CreateTopics", "DeleteTopics", "InitProducerId", "ListGroups", "DescribeGroups",
+        "DescribeConfigs",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

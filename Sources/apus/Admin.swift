@@ -57,9 +57,14 @@ struct TopicCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Partitions with their leader, replicas, in-sync replicas and start/end offsets.")
         @OptionGroup var options: AdminOptions
         @Argument(help: "Topics (default: every topic).") var topics: [String] = []
+        @Flag(help: "Also show each topic's configuration (DescribeConfigs) with its source.") var configs = false
 
         func run() throws {
-            let described = try options.admin().describeTopics(topics.isEmpty ? nil : topics)
+            let admin = try options.admin()
+            var described = try admin.describeTopics(topics.isEmpty ? nil : topics)
+            if configs {
+                for i in described.indices { described[i].configs = try admin.describeConfigs(topic: described[i].name) }
+            }
             try options.output(described) {
                 var rows = [["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "START", "END", "RECORDS"]]
                 for t in described {
@@ -69,7 +74,12 @@ struct TopicCommand: ParsableCommand {
                                      String(max(0, p.endOffset - p.startOffset))])
                     }
                 }
-                return AdminOptions.columns(rows)
+                var text = AdminOptions.columns(rows)
+                for t in described {
+                    guard let configs = t.configs else { continue }
+                    text += "\n" + AdminOptions.columns([["TOPIC", "CONFIG", "VALUE", "SOURCE"]] + configs.map { [t.name, $0.name, $0.value ?? "-", $0.source] })
+                }
+                return text
             }
         }
     }

@@ -186,3 +186,24 @@ extension ProduceTests {
         #expect(partition.logEndOffset == 2 && partition.traffic.recordsIn == 2 && partition.traffic.bytesIn > 0)
     }
 }
+
+/// DescribeConfigs: a topic's settings with their sources, a filter by key, an unknown topic.
+@Suite struct DescribeConfigsTests {
+    @Test func topicsAndTheBrokerDescribeTheirSettings() throws {
+        let h = try BrokerHarness(shards: 1)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "cfg", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let response = try #require(try h.call(DescribeConfigsRequest(resources: [
+            .init(resourceType: 2, resourceName: "cfg", configurationKeys: nil),
+            .init(resourceType: 2, resourceName: "cfg", configurationKeys: ["retention.ms", "segment.bytes"]),
+            .init(resourceType: 2, resourceName: "missing", configurationKeys: nil),
+            .init(resourceType: 4, resourceName: "0", configurationKeys: ["num.partitions"]),
+        ]), version: 4))
+        #expect(response.results.map(\.errorCode) == [0, 0, ErrorCode.unknownTopicOrPartition.rawValue, 0])
+        let all = Dictionary(uniqueKeysWithValues: response.results[0].configs.map { ($0.name, $0) })
+        #expect(all["retention.ms"]?.value == "604800000" && all["retention.ms"]?.configSource == 5)
+        #expect(all["cleanup.policy"]?.value == "delete")
+        #expect(response.results[1].configs.map(\.name).sorted() == ["retention.ms", "segment.bytes"])
+        #expect(response.results[3].configs.map(\.value) == ["1"] && response.results[3].configs.first?.readOnly == true)
+    }
+}

@@ -47,6 +47,13 @@ def test_admin_client_lists_and_describes_groups(broker):
         member = description.members[0]
         assert member.client_id == "admin-test"
         assert [(tp.topic, tp.partition) for tp in member.assignment.topic_partitions] == [("admin-groups", 0)]
+        from confluent_kafka.admin import ConfigResource, ConfigSource
+        configs = admin.describe_configs([ConfigResource("topic", "admin-groups")])
+        entries = list(configs.values())[0].result(10)
+        assert entries["retention.ms"].value == "604800000" and entries["cleanup.policy"].value == "delete"
+        assert entries["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+        broker_configs = list(admin.describe_configs([ConfigResource("broker", "0")]).values())[0].result(10)
+        assert broker_configs["num.partitions"].value == "1"
         unknown = admin.describe_consumer_groups(["nobody"])["nobody"].result(10)
         assert str(unknown.state).endswith("DEAD") and unknown.members == []
     finally:
@@ -71,6 +78,10 @@ def test_apus_admin_commands(broker):
         described = json.loads(apus("topic", "describe", "admin-cli", "made-by-cli", *b, "--json"))
         assert [(t["name"], len(t["partitions"])) for t in described] == [("admin-cli", 1), ("made-by-cli", 3)]
         assert described[0]["partitions"][0]["endOffset"] == 30 and described[0]["partitions"][0]["startOffset"] == 0
+        with_configs = json.loads(apus("topic", "describe", "admin-cli", "--configs", *b, "--json"))
+        by_name = {c["name"]: c for c in with_configs[0]["configs"]}
+        assert by_name["retention.ms"]["value"] == "604800000" and by_name["retention.ms"]["source"] == "DEFAULT_CONFIG"
+        assert "CONFIG" in apus("topic", "describe", "admin-cli", "--configs", *b)
         apus("topic", "delete", "made-by-cli", *b)
         assert "made-by-cli" not in json.loads(apus("topic", "list", *b, "--json"))
 

@@ -19,6 +19,7 @@ enum Handlers {
         Broker.apiVersions, Broker.createTopics, Broker.deleteTopics, Broker.initProducerId,
         Broker.findCoordinator, Broker.joinGroup, Broker.syncGroup, Broker.heartbeat, Broker.leaveGroup,
         Broker.offsetCommit, Broker.offsetFetch, Broker.listGroups, Broker.describeGroups,
+        Broker.describeConfigs,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

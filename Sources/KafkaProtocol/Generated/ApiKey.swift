@@ -19,6 +19,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case createTopics = 19
     case deleteTopics = 20
     case initProducerId = 22
+    case describeConfigs = 32
 
     /// The API's name as Kafka spells it ("Produce").
     public var name: String {
@@ -40,6 +41,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .createTopics: "CreateTopics"
             case .deleteTopics: "DeleteTopics"
             case .initProducerId: "InitProducerId"
+            case .describeConfigs: "DescribeConfigs"
         }
     }
 
@@ -63,6 +65,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .createTopics: CreateTopicsRequest.self
             case .deleteTopics: DeleteTopicsRequest.self
             case .initProducerId: InitProducerIdRequest.self
+            case .describeConfigs: DescribeConfigsRequest.self
         }
     }
 }
@@ -106,5 +109,7 @@ public enum GeneratedMessages {
         ListGroupsResponse.self,
         DescribeGroupsRequest.self,
         DescribeGroupsResponse.self,
+        DescribeConfigsRequest.self,
+        DescribeConfigsResponse.self,
     ]
 }
