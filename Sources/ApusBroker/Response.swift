@@ -58,4 +58,13 @@ public struct RequestPreamble: Sendable {
         apiVersion = Int16(bigEndian: frame.loadUnaligned(fromByteOffset: 2, as: Int16.self))
         correlationId = Int32(bigEndian: frame.loadUnaligned(fromByteOffset: 4, as: Int32.self))
     }
+
+    /// The client id after the first 8 bytes: a nullable int16-length string in every header
+    /// version that has one; "" if absent or malformed.
+    public static func clientId(_ frame: UnsafeRawBufferPointer) -> String {
+        guard frame.count >= 10 else { return "" }
+        let length = Int(Int16(bigEndian: frame.loadUnaligned(fromByteOffset: 8, as: Int16.self)))
+        guard length > 0, frame.count >= 10 + length else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: frame[10..<(10 + length)]), as: UTF8.self)
+    }
 }

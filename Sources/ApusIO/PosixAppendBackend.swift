@@ -64,8 +64,7 @@ public final class PosixAppendBackend: AppendBackend {
         syncsInFlight += 1
         // The worker syncs a duplicate: the segment may close its descriptor (retention, a
         // deleted topic) before the sync runs, and the number could then name another file.
-        let copy = dup(fd)
-        guard copy >= 0 else {
+        guard let copy = try? Sys.duplicate(fd) else {
             // Out of descriptors: sync here rather than fail the partition.
             let e = syncHere(fd, "no descriptor left for a background sync")
             finished.list.withLock { $0.append(SyncCompletion(token: token, errno: e)) }

@@ -1,7 +1,6 @@
 import ApusConfig
 import ApusIO
 import Foundation
-import Logging
 import Synchronization
 
 /// The metrics listener (`metrics.listen`): a small HTTP/1.1 server on its own thread, never on
@@ -13,23 +12,21 @@ final class MetricsServer: @unchecked Sendable {
     private let listener: Int32
     private let hub: MetricsHub
     private let stalls: StallReport
-    private let logger: Logger
     private let stop = Atomic<Bool>(false)
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    init(host: String, port: UInt16, hub: MetricsHub, stalls: StallReport, logger: Logger) throws(SystemError) {
+    init(host: String, port: UInt16, hub: MetricsHub, stalls: StallReport) throws(SystemError) {
         (listener, self.port) = try Net.listen(host: host, port: port, backlog: 64)
         self.hub = hub
         self.stalls = stalls
-        self.logger = logger
     }
 
     func start() {
         let thread = Thread { [self] in
             while !stop.load(ordering: .acquiring) {
                 guard Net.wait(listener, timeoutMs: 200) else { continue }
-                while let (fd, _) = (try? Net.accept(listener)) ?? nil {
+                while let (fd, _) = try? Net.accept(listener) {  // nil: none waiting, or an error
                     serve(fd)
                     Net.close(fd)
                 }

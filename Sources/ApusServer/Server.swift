@@ -56,7 +56,7 @@ public final class Server {
         logger.debug("advertising", metadata: ["address": "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"])
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
         if let (host, port) = config.metricsListen {
-            metricsServer = try MetricsServer(host: host, port: port, hub: metrics, stalls: stalls, logger: logger)
+            metricsServer = try MetricsServer(host: host, port: port, hub: metrics, stalls: stalls)
         } else {
             metricsServer = nil
         }

@@ -230,9 +230,9 @@ final class ShardLoop: @unchecked Sendable {
     /// Hands one request frame to the broker; false once the connection is closed.
     func handle(_ frame: UnsafeRawBufferPointer, from connection: Connection, nowMs: Int64) -> Bool {
         let sequence = connection.takeSequence()
-        if connection.clientId == nil { connection.clientId = Self.clientId(of: frame) }
+        if connection.clientId == nil { connection.clientId = RequestPreamble.clientId(frame) }
         let startNs = Sys.monotonicNs()
-        let apiKey = frame.count >= 2 ? Int16(bigEndian: frame.loadUnaligned(as: Int16.self)) : -1
+        let apiKey = RequestPreamble(frame)?.apiKey ?? -1
         let outcome = broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs)
         let handledNs = Sys.monotonicNs()
         switch outcome {
@@ -247,15 +247,6 @@ final class ShardLoop: @unchecked Sendable {
             return false
         }
         return true
-    }
-
-    /// The client id in a request header (api key, version, correlation id, then a nullable
-    /// int16-length string in every header version that has one); "" if absent or malformed.
-    static func clientId(of frame: UnsafeRawBufferPointer) -> String {
-        guard frame.count >= 10 else { return "" }
-        let length = Int(Int16(bigEndian: frame.loadUnaligned(fromByteOffset: 8, as: Int16.self)))
-        guard length > 0, frame.count >= 10 + length else { return "" }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: frame[10..<(10 + length)]), as: UTF8.self)
     }
 
     /// Logs why a connection was closed: the first few each second, then one summary line
