@@ -100,21 +100,20 @@ public enum MetricsScrape {
             let before = Dictionary(buckets(a, name, labels: labels).map { ($0.le, $0.count) }, uniquingKeysWith: +)
             return buckets(b, name, labels: labels).map { ($0.le, max(0, $0.count - (before[$0.le] ?? 0))) }
         }
-        func summary(_ name: String, labels: String, sum: (String) -> Double) -> (count: Double, meanMs: Double?, p99Ms: Double?) {
+        /// A histogram's observations between the scrapes (series whose labels start with
+        /// `labels`, summed): how many, their mean and their p99, in milliseconds.
+        func summary(_ name: String, labels: String) -> (count: Double, meanMs: Double?, p99Ms: Double?) {
             let h = deltaBuckets(name, labels: labels)
             let count = h.last?.count ?? 0
-            let total = sum(name + "_sum")
+            let total = b.keys.filter { $0.hasPrefix(name + "_sum{" + labels) }.reduce(0) { $0 + delta($1) }
             return (count, count > 0 ? total / count * 1e3 : nil, quantile(0.99, h).map { $0 * 1e3 })
         }
-        let sumOver: (String, String) -> Double = { name, labels in
-            b.keys.filter { $0.hasPrefix(name + "{" + labels) || (labels.isEmpty && $0 == name) }.reduce(0) { $0 + delta($1) }
-        }
-        let produce = summary("apus_request_duration_seconds", labels: "request=\"Produce\"") { sumOver($0, "request=\"Produce\"") }
+        let produce = summary("apus_request_duration_seconds", labels: "request=\"Produce\"")
         let parts = ["apus_request_handler_seconds", "apus_request_wait_seconds", "apus_request_send_seconds"].map {
-            quantile(0.99, deltaBuckets($0, labels: "request=\"Produce\"")).map { $0 * 1e3 }
+            summary($0, labels: "request=\"Produce\"").p99Ms
         }
-        let write = summary("apus_append_write_duration_seconds", labels: "") { sumOver($0, "") }
-        let sync = summary("apus_append_sync_duration_seconds", labels: "") { sumOver($0, "") }
+        let write = summary("apus_append_write_duration_seconds", labels: "")
+        let sync = summary("apus_append_sync_duration_seconds", labels: "")
         var busy: [Double] = []
         for shard in 0..<256 {
             let key = "apus_shard_busy_seconds_total{shard=\"\(shard)\"}"

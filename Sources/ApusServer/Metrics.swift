@@ -277,21 +277,14 @@ extension MetricsExposition {
         // Topics and partitions.
         let partitions = samples.flatMap(\.broker.partitions).sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
         var byTopic: [String: LogTraffic] = [:]
-        for p in partitions {
-            var t = byTopic[p.topic] ?? LogTraffic()
-            t.bytesIn &+= p.traffic.bytesIn
-            t.bytesOut &+= p.traffic.bytesOut
-            t.recordsIn &+= p.traffic.recordsIn
-            t.segmentsDeleted &+= p.traffic.segmentsDeleted
-            byTopic[p.topic] = t
-        }
+        for p in partitions { byTopic[p.topic, default: LogTraffic()].add(p.traffic) }
         let topics = byTopic.sorted { $0.key < $1.key }
         for (name, value) in [("apus_topic_bytes_in", \LogTraffic.bytesIn), ("apus_topic_bytes_out", \.bytesOut),
                               ("apus_topic_messages_in", \.recordsIn), ("apus_log_retention_deleted_segments", \.segmentsDeleted)] {
             e.family(name)
             for (topic, t) in topics { e.counter(name, [("topic", topic)], t[keyPath: value]) }
         }
-        let endOffsets = Dictionary(partitions.map { ("\($0.topic)\u{0}\($0.partition)", $0) }, uniquingKeysWith: { a, _ in a })
+        let endOffsets = Dictionary(partitions.map { (TopicPartition($0.topic, $0.partition), $0.logEndOffset) }, uniquingKeysWith: { a, _ in a })
         for (name, value) in [("apus_log_start_offset", { (p: PartitionStats) in Double(p.logStartOffset) }),
                               ("apus_log_end_offset", { Double($0.logEndOffset) }),
                               ("apus_log_size_bytes", { Double($0.sizeBytes) }),
@@ -309,8 +302,8 @@ extension MetricsExposition {
         e.family("apus_consumer_group_lag")
         for g in groups {
             for o in g.offsets {
-                guard let p = endOffsets["\(o.topic)\u{0}\(o.partition)"] else { continue }
-                e.sample("apus_consumer_group_lag", [("group", g.groupId), ("topic", o.topic), ("partition", String(o.partition))], Double(max(0, p.logEndOffset - o.committed)))
+                guard let end = endOffsets[TopicPartition(o.topic, o.partition)] else { continue }
+                e.sample("apus_consumer_group_lag", [("group", g.groupId), ("topic", o.topic), ("partition", String(o.partition))], Double(max(0, end - o.committed)))
             }
         }
         e.family("apus_consumer_group_members")

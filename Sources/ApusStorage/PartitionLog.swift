@@ -88,9 +88,14 @@ public final class PartitionLog {
     let spare = SpareSegment()
     /// The active segment has asked for a spare.
     var spareAsked = false
+    /// Counts `bytes` of this log sent to a consumer (the Fetch handler, once per range it sends;
+    /// other reads, such as rebuilding producer state, are not traffic).
+    public func countFetched(_ bytes: Int) {
+        traffic.bytesOut &+= UInt64(bytes)
+    }
+
     /// Traffic since the log was opened, for the metrics endpoint (owner shard only).
     public private(set) var traffic = LogTraffic()
-    var stagedBytes: Int64 = 0
     /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
 
@@ -167,7 +172,6 @@ public final class PartitionLog {
         }
         nextOffset = view.lastOffset + 1
         stagedRecords += Int64(view.recordCount)
-        stagedBytes += Int64(batch.count)
         if requireDurable { durableRequested = true }
         return AppendInfo(baseOffset: baseOffset, lastOffset: view.lastOffset, logStartOffset: logStartOffset)
     }
@@ -217,7 +221,6 @@ public final class PartitionLog {
         defer {
             dirtySegments.removeAll(keepingCapacity: true)
             stagedRecords = 0
-            stagedBytes = 0
             durableRequested = false
         }
         if let error {
@@ -228,6 +231,7 @@ public final class PartitionLog {
             ])
             return []
         }
+        traffic.bytesIn &+= UInt64(dirtySegments.reduce(0) { $0 + $1.segment.stagedSize - $1.segment.size })
         for (segment, _) in dirtySegments {
             segment.commitStaged()
             if segment !== activeSegment { segment.releaseReservation() }  // rolled: its last writes landed
@@ -235,7 +239,6 @@ public final class PartitionLog {
         logEndOffset = nextOffset
         unsyncedRecords += stagedRecords
         traffic.recordsIn &+= UInt64(stagedRecords)
-        traffic.bytesIn &+= UInt64(stagedBytes)
         let sync: Bool
         switch config.durability {
         case .fsyncAlways: sync = true
@@ -284,7 +287,6 @@ public final class PartitionLog {
             if let start = try findBatch(containing: offset, in: segment) {
                 let end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
                 try verify(segment, upTo: end, from: start)
-                traffic.bytesOut &+= UInt64(end - start)
                 return FileRange(fd: segment.logFd, position: start, length: Int(end - start), owner: segment)
             }
             index += 1  // the offset lies past this segment's batches: a gap or the next segment
@@ -427,12 +429,20 @@ public struct LogTraffic: Sendable, Equatable {
     /// Records and bytes appended (written, not merely staged).
     public var recordsIn: UInt64 = 0
     public var bytesIn: UInt64 = 0
-    /// Bytes handed out for fetches (ranges read).
+    /// Bytes sent to consumers (the ranges Fetch responses carried).
     public var bytesOut: UInt64 = 0
     /// Segments deleted by retention.
     public var segmentsDeleted: UInt64 = 0
 
     public init() {}
+
+    /// Adds another log's traffic (a topic's partitions, summed when scraped).
+    public mutating func add(_ other: LogTraffic) {
+        recordsIn &+= other.recordsIn
+        bytesIn &+= other.bytesIn
+        bytesOut &+= other.bytesOut
+        segmentsDeleted &+= other.segmentsDeleted
+    }
 }
 
 /// A small read-ahead buffer for walking batch headers with few `pread`s.

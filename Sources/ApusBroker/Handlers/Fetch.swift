@@ -115,6 +115,7 @@ extension Broker {
                 }
             }
             if let range = read.range {
+                log.countFetched(range.length)
                 anyData = true
                 budget = max(0, budget - range.length)
             }
