@@ -18,13 +18,7 @@ import Glibc
         int16(7777); int16(0); frame += withUnsafeBytes(of: Int32(1).bigEndian, Array.init)
         int16(9); frame += Array("json-test".utf8)
         let sized = withUnsafeBytes(of: Int32(frame.count).bigEndian, Array.init) + frame
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(server.port).bigEndian
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        #expect(connected == 0)
+        let fd = try #require(connectLoopback(server.port))
         _ = sized.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var byte: UInt8 = 0
         #expect(recv(fd, &byte, 1, 0) == 0, "the broker closed the connection")

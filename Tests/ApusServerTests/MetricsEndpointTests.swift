@@ -10,14 +10,8 @@ import Glibc
 @Suite(.serialized) struct MetricsEndpointTests {
     /// One request; the status line's code, the headers (lower-cased names) and the body.
     func http(_ port: Int, _ path: String, method: String = "GET", accept: String? = nil) throws -> (status: Int, headers: [String: String], body: String) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let fd = connectLoopback(port) else { throw HarnessError("connect to metrics port \(port): errno \(errno)") }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard connected == 0 else { throw HarnessError("connect to metrics port \(port): errno \(errno)") }
         let request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (accept.map { "Accept: \($0)\r\n" } ?? "") + "\r\n"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
         var response = [UInt8]()

@@ -57,17 +57,13 @@ public final class ApusServerProcess {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if !process.isRunning { throw HarnessError("apus serve exited early:\n\(log)") }
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             // Ready once it answers ApiVersions: right after a SIGKILL the previous process's
             // listener can still accept for a moment (its io_uring teardown holds the socket).
-            let answered = ok == 0 && Self.answersApiVersions(fd)
-            close(fd)
-            if answered { return }
+            if let fd = connectLoopback(port) {
+                let answered = Self.answersApiVersions(fd)
+                close(fd)
+                if answered { return }
+            }
             usleep(50_000)
         }
         throw HarnessError("apus serve did not start listening:\n\(log)")
@@ -104,6 +100,25 @@ public final class ApusServerProcess {
         try? FileManager.default.removeItem(atPath: dataDir)
         try? FileManager.default.removeItem(atPath: stderrPath)
     }
+}
+
+/// A blocking TCP socket connected to 127.0.0.1:`port`, or nil (errno says why) if nothing
+/// accepted; the caller closes it.
+public func connectLoopback(_ port: Int) -> Int32? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard ok == 0 else {
+        let saved = errno
+        close(fd)
+        errno = saved
+        return nil
+    }
+    return fd
 }
 
 public struct HarnessError: Error, CustomStringConvertible {
