@@ -79,7 +79,7 @@ let package = Package(
         .target(name: "KafkaProtocol", dependencies: ["KafkaWire"]),
 
         // The code generator: a library (so tests can regenerate) and its command.
-        .target(name: "KafkaCodegen"),
+        .target(name: "KafkaCodegen", exclude: ["Specs"]),
         .executableTarget(name: "apus-codegen", dependencies: ["KafkaCodegen"]),
 
         // The child process of the storage crash tests (Tests/ApusStorageTests/CrashRecoveryTests.swift).

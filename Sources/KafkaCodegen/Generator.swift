@@ -11,7 +11,9 @@ public struct Generator {
         "Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch",
         "FindCoordinator", "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "ApiVersions",
         "CreateTopics", "DeleteTopics", "InitProducerId", "ListGroups", "DescribeGroups",
-        "DescribeConfigs",
+        "DescribeConfigs", "AlterConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteRecords",
+        "DescribeCluster", "DeleteGroups", "OffsetDelete", "OffsetForLeaderEpoch", "DescribeLogDirs",
+        "DescribeProducers",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

@@ -2,9 +2,10 @@ import Foundation
 import KafkaCodegen
 
 // apus-codegen [--specs DIR] [--root DIR] [--check]
-// Regenerates KafkaProtocol's message types (and their test helpers) from Kafka's JSON specs.
+// Regenerates KafkaProtocol's message types (and their test helpers) from Kafka's JSON specs
+// (the copies in Sources/KafkaCodegen/Specs, taken from Apache Kafka; see README.md there).
 // --check writes nothing and exits 1 if the committed files differ from what would be generated.
-var specs = "../shared/kafka-protocol"
+var specs = "Sources/KafkaCodegen/Specs"
 var root = "."
 var check = false
 var args = CommandLine.arguments.dropFirst()

@@ -18,8 +18,18 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
+    case deleteRecords = 21
     case initProducerId = 22
+    case offsetForLeaderEpoch = 23
     case describeConfigs = 32
+    case alterConfigs = 33
+    case describeLogDirs = 35
+    case createPartitions = 37
+    case deleteGroups = 42
+    case incrementalAlterConfigs = 44
+    case offsetDelete = 47
+    case describeCluster = 60
+    case describeProducers = 61
 
     /// The API's name as Kafka spells it ("Produce").
     public var name: String {
@@ -40,8 +50,18 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .apiVersions: "ApiVersions"
             case .createTopics: "CreateTopics"
             case .deleteTopics: "DeleteTopics"
+            case .deleteRecords: "DeleteRecords"
             case .initProducerId: "InitProducerId"
+            case .offsetForLeaderEpoch: "OffsetForLeaderEpoch"
             case .describeConfigs: "DescribeConfigs"
+            case .alterConfigs: "AlterConfigs"
+            case .describeLogDirs: "DescribeLogDirs"
+            case .createPartitions: "CreatePartitions"
+            case .deleteGroups: "DeleteGroups"
+            case .incrementalAlterConfigs: "IncrementalAlterConfigs"
+            case .offsetDelete: "OffsetDelete"
+            case .describeCluster: "DescribeCluster"
+            case .describeProducers: "DescribeProducers"
         }
     }
 
@@ -64,8 +84,18 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .apiVersions: ApiVersionsRequest.self
             case .createTopics: CreateTopicsRequest.self
             case .deleteTopics: DeleteTopicsRequest.self
+            case .deleteRecords: DeleteRecordsRequest.self
             case .initProducerId: InitProducerIdRequest.self
+            case .offsetForLeaderEpoch: OffsetForLeaderEpochRequest.self
             case .describeConfigs: DescribeConfigsRequest.self
+            case .alterConfigs: AlterConfigsRequest.self
+            case .describeLogDirs: DescribeLogDirsRequest.self
+            case .createPartitions: CreatePartitionsRequest.self
+            case .deleteGroups: DeleteGroupsRequest.self
+            case .incrementalAlterConfigs: IncrementalAlterConfigsRequest.self
+            case .offsetDelete: OffsetDeleteRequest.self
+            case .describeCluster: DescribeClusterRequest.self
+            case .describeProducers: DescribeProducersRequest.self
         }
     }
 }
@@ -111,5 +141,25 @@ public enum GeneratedMessages {
         DescribeGroupsResponse.self,
         DescribeConfigsRequest.self,
         DescribeConfigsResponse.self,
+        AlterConfigsRequest.self,
+        AlterConfigsResponse.self,
+        IncrementalAlterConfigsRequest.self,
+        IncrementalAlterConfigsResponse.self,
+        CreatePartitionsRequest.self,
+        CreatePartitionsResponse.self,
+        DeleteRecordsRequest.self,
+        DeleteRecordsResponse.self,
+        DescribeClusterRequest.self,
+        DescribeClusterResponse.self,
+        DeleteGroupsRequest.self,
+        DeleteGroupsResponse.self,
+        OffsetDeleteRequest.self,
+        OffsetDeleteResponse.self,
+        OffsetForLeaderEpochRequest.self,
+        OffsetForLeaderEpochResponse.self,
+        DescribeLogDirsRequest.self,
+        DescribeLogDirsResponse.self,
+        DescribeProducersRequest.self,
+        DescribeProducersResponse.self,
     ]
 }
