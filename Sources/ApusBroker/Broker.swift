@@ -102,11 +102,11 @@ public final class Broker {
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
-        let catalog = try TopicCatalog.load(logs: logs, shards: 1, logger: logger, nowMs: nowMs)
+        let catalog = try TopicCatalog.load(logs: logs, shards: 1, broker: config, logger: logger, nowMs: nowMs)
         try self.init(config: config, logs: logs, shard: shard, logger: logger, nowMs: nowMs, mesh: ShardMesh(count: 1, catalog: catalog), index: 0)
     }
 
-    /// Shard `index` of `mesh`, whose catalog is loaded (``TopicCatalog/load(logs:shards:logger:nowMs:)``).
+    /// Shard `index` of `mesh`, whose catalog is loaded (``TopicCatalog/load(logs:shards:broker:logger:nowMs:)``).
     public init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64,
                 mesh: ShardMesh, index: Int) throws(StorageError) {
         self.config = config
@@ -300,6 +300,7 @@ public final class Broker {
             for (p, log) in topic.logs.enumerated() where topic.owners[p] == index {
                 stillOwned[ObjectIdentifier(log)] = log
                 if owned[ObjectIdentifier(log)] == nil { shard.adopt(log) }
+                if log.config != topic.settings.log { log.config = topic.settings.log }  // altered, or adopted
             }
         }
         for (id, log) in owned where stillOwned[id] == nil { dropLog(log) }
@@ -389,24 +390,34 @@ public final class Broker {
         }
     }
 
-    /// Creates topics' partitions (empty logs) on the disk worker — directories and files, which
-    /// may wait on the disk — then publishes them here (shard 0) and calls `done` with each
-    /// topic's failure, if any. Until then the names are reserved in `creating`. A topic that
-    /// fails part-way (out of descriptors, out of space) leaves nothing behind: the partitions
-    /// already opened are closed and their files removed.
-    func createTopics(_ specs: [(name: String, partitions: Int32)], then done: @escaping (Broker, [String: StorageError]) -> Void) {
+    /// A topic to create: its name, partition count and configuration overrides (validated).
+    struct TopicSpec {
+        var name: String
+        var partitions: Int32
+        var overrides: [String: String] = [:]
+    }
+
+    /// Creates topics' partitions (empty logs) and stores their configuration on the disk
+    /// worker — directories and files, which may wait on the disk — then publishes them here
+    /// (shard 0) and calls `done` with each topic's failure, if any. Until then the names are
+    /// reserved in `creating`. A topic that fails part-way (out of descriptors, out of space)
+    /// leaves nothing behind: the partitions already opened are closed and their files removed.
+    func createTopics(_ specs: [TopicSpec], then done: @escaping (Broker, [String: StorageError]) -> Void) {
         for spec in specs { creating.insert(spec.name) }
-        let logs = self.logs, config = self.config.log
+        let logs = self.logs, broker = self.config
         mesh.afterDiskWork(on: index, { () -> [UncheckedSendable<Result<[PartitionLog], StorageError>>] in
             specs.map { spec in
+                let settings = TopicConfig.settings(spec.overrides, broker: broker)
                 var opened: [PartitionLog] = []
                 do throws(StorageError) {
+                    try logs.writeTopicConfig(spec.name, spec.overrides)
                     for p in 0..<spec.partitions {
-                        opened.append(try logs.openLog(TopicPartition(spec.name, p), config: config))
+                        opened.append(try logs.openLog(TopicPartition(spec.name, p), config: settings.log))
                     }
                     return UncheckedSendable(.success(opened))
                 } catch {
                     for p in 0..<spec.partitions { try? logs.deleteLog(TopicPartition(spec.name, p)) }
+                    try? logs.writeTopicConfig(spec.name, [:])
                     return UncheckedSendable(.failure(error))
                 }
             }
@@ -416,11 +427,43 @@ public final class Broker {
                 broker.creating.remove(spec.name)
                 switch result.value {
                 case .success(let created):
-                    broker.mesh.catalog.publish(CatalogTopic(name: spec.name, logs: created, shards: broker.mesh.count))
+                    broker.mesh.catalog.publish(CatalogTopic(
+                        name: spec.name, logs: created, shards: broker.mesh.count, overrides: spec.overrides,
+                        settings: TopicConfig.settings(spec.overrides, broker: broker.config)))
                     broker.logger.info("created topic", metadata: ["topic": "\(spec.name)", "partitions": "\(spec.partitions)"])
                 case .failure(let error):
                     failures[spec.name] = error
                     broker.logger.error("could not create topic; its files were removed", metadata: ["topic": "\(spec.name)", "error": "\(error)"])
+                }
+            }
+            broker.refreshTopics()
+            done(broker, failures)
+        })
+    }
+
+    /// Stores `overrides` as the configuration of the topics named (on the disk worker), then
+    /// publishes them (shard 0): each owner applies the new log settings at its next turn.
+    /// Calls `done` with each topic's failure, if any (the topic then keeps its configuration).
+    func reconfigureTopics(_ changes: [(name: String, overrides: [String: String])], then done: @escaping (Broker, [String: StorageError]) -> Void) {
+        let logs = self.logs
+        mesh.afterDiskWork(on: index, { () -> [UncheckedSendable<StorageError?>] in
+            changes.map { change in
+                do throws(StorageError) {
+                    try logs.writeTopicConfig(change.name, change.overrides)
+                    return UncheckedSendable(nil)
+                } catch {
+                    return UncheckedSendable(error)
+                }
+            }
+        }, then: { broker, results in
+            var failures: [String: StorageError] = [:]
+            for (change, result) in zip(changes, results) {
+                if let error = result.value {
+                    failures[change.name] = error
+                    broker.logger.error("could not store a topic's configuration", metadata: ["topic": "\(change.name)", "error": "\(error)"])
+                } else if let topic = broker.mesh.catalog.snapshot().topics[change.name] {  // not deleted meanwhile
+                    broker.mesh.catalog.publish(topic.reconfigured(change.overrides, settings: TopicConfig.settings(change.overrides, broker: broker.config)))
+                    broker.logger.info("changed topic configuration", metadata: ["topic": "\(change.name)", "overrides": "\(change.overrides.keys.sorted().map { "\($0)=\(change.overrides[$0]!)" })"])
                 }
             }
             broker.refreshTopics()

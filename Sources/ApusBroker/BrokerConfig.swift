@@ -30,18 +30,30 @@ public enum ErrorCode: Int16, Sendable {
     case corruptMessage = 2
     case unknownTopicOrPartition = 3
     case leaderNotAvailable = 5
+    case notLeaderOrFollower = 6
     case messageTooLarge = 10
     case invalidTopic = 17
+    case notEnoughReplicas = 19
     case invalidRequiredAcks = 21
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
     case invalidReplicationFactor = 38
+    case invalidReplicaAssignment = 39
+    case invalidConfig = 40
     case invalidRequest = 42
     case unsupportedForMessageFormat = 43
     case outOfOrderSequenceNumber = 45
     case duplicateSequenceNumber = 46
     case invalidProducerEpoch = 47
     case kafkaStorageError = 56
+    case mismatchedEndpointType = 114
+    case policyViolation = 44
+    case groupIdNotFound = 69
+    case nonEmptyGroup = 68
+    case groupSubscribedToTopic = 86
     case unknownServerError = -1
 }
+
+/// An error code can travel as a failure (`Result<_, ErrorCode>`) between shards.
+extension ErrorCode: Error {}

@@ -150,19 +150,48 @@ final class PartitionSignal: Sendable {
 }
 
 /// A topic as published in the catalog: immutable; its logs are touched only by their owners.
+/// A configuration change or new partitions publish a new entry sharing the logs and signals.
 public final class CatalogTopic: @unchecked Sendable {
     public let name: String
     let logs: [PartitionLog]
     let owners: [Int]
     let signals: [PartitionSignal]
+    /// The topic's own configuration (dynamic topic configs), persisted by the coordinator.
+    let overrides: [String: String]
+    /// What the topic runs with: the broker's defaults with `overrides` applied.
+    let settings: TopicSettings
 
     var partitionCount: Int { logs.count }
 
-    init(name: String, logs: [PartitionLog], shards: Int) {
+    init(name: String, logs: [PartitionLog], shards: Int, overrides: [String: String], settings: TopicSettings) {
         self.name = name
         self.logs = logs
         owners = logs.indices.map { ShardMesh.owner(topic: name, partition: Int32($0), shards: shards) }
         signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark) }
+        self.overrides = overrides
+        self.settings = settings
+    }
+
+    private init(_ topic: CatalogTopic, logs: [PartitionLog], signals: [PartitionSignal], owners: [Int],
+                 overrides: [String: String], settings: TopicSettings) {
+        name = topic.name
+        self.logs = logs
+        self.signals = signals
+        self.owners = owners
+        self.overrides = overrides
+        self.settings = settings
+    }
+
+    /// This topic with another configuration.
+    func reconfigured(_ overrides: [String: String], settings: TopicSettings) -> CatalogTopic {
+        CatalogTopic(self, logs: logs, signals: signals, owners: owners, overrides: overrides, settings: settings)
+    }
+
+    /// This topic with `added` partitions after its own.
+    func extended(_ added: [PartitionLog], shards: Int) -> CatalogTopic {
+        let owners = self.owners + added.indices.map { ShardMesh.owner(topic: name, partition: Int32(logs.count + $0), shards: shards) }
+        return CatalogTopic(self, logs: logs + added, signals: signals + added.map { PartitionSignal(highWatermark: $0.highWatermark) },
+                            owners: owners, overrides: overrides, settings: settings)
     }
 }
 
@@ -176,15 +205,17 @@ public final class TopicCatalog: @unchecked Sendable {
     public init() {}
 
     /// Opens every partition log found in the data directory (recovering them if the last
-    /// shutdown was not clean) and publishes their topics; the internal offsets topic is left
-    /// to the coordinator shard.
-    public static func load(logs: LogManager, shards: Int, logger: Logger, nowMs: Int64) throws(StorageError) -> TopicCatalog {
+    /// shutdown was not clean) with its topic's configuration and publishes their topics; the
+    /// internal offsets topic is left to the coordinator shard.
+    public static func load(logs: LogManager, shards: Int, broker: BrokerConfig, logger: Logger, nowMs: Int64) throws(StorageError) -> TopicCatalog {
         let catalog = TopicCatalog()
         var found: [String: [Int32: PartitionLog]] = [:]
         let existing = try logs.existingPartitions()
+        let overrides = try logs.topicConfigs()
         for tp in existing where tp.topic != Broker.offsetsTopic {
+            let settings = TopicConfig.settings(overrides[tp.topic] ?? [:], broker: broker)
             do {
-                found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, nowMs: nowMs)
+                found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, config: settings.log, nowMs: nowMs)
             } catch .io(let error) where error.errno == EMFILE || error.errno == ENFILE {
                 // Say what to change rather than fail on some partition with a bare errno.
                 throw .io(SystemError(error.call, errno: error.errno, "opening \(tp) of \(existing.count) partitions: each open segment "
@@ -199,7 +230,9 @@ public final class TopicCatalog: @unchecked Sendable {
                 logger.error("topic has missing partitions; ignoring it", metadata: ["topic": "\(topic)", "partitions": "\(ordered)"])
                 continue
             }
-            catalog.publish(CatalogTopic(name: topic, logs: ordered.map { partitions[$0]! }, shards: shards))
+            let own = overrides[topic] ?? [:]
+            catalog.publish(CatalogTopic(name: topic, logs: ordered.map { partitions[$0]! }, shards: shards,
+                                         overrides: own, settings: TopicConfig.settings(own, broker: broker)))
         }
         if !found.isEmpty {
             logger.info("loaded topics", metadata: ["count": "\(found.count)", "partitions": "\(found.values.reduce(0) { $0 + $1.count })"])

@@ -43,7 +43,7 @@ public final class Server {
         let openStarted = Sys.monotonicNs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
-        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, logger: logger, nowMs: now))
+        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, broker: config.broker, logger: logger, nowMs: now))
         metrics = MetricsHub(shards: cpus.count)
         metrics.setRecovery(ns: Sys.monotonicNs() - openStarted)
         let (listener, port) = try Self.listen(config, logger: logger)

@@ -100,6 +100,11 @@ struct LogRecovery {
         }
         let log = PartitionLog(topicPartition: topicPartition, directory: directory, config: config,
                                segments: segments, logger: logger, nowMs: nowMs)
+        // Records deleted by DeleteRecords inside the first segment stay deleted.
+        if let bytes = try? Sys.readFile(directory + "/" + PartitionLog.logStartOffsetFile),
+           let start = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
+            log.restoreLogStartOffset(start)
+        }
         if log.lockWaitNs >= 1_000_000 {
             logger.warning("waited for a previous process's writes to finish before opening the log", metadata: [
                 "partition": "\(topicPartition)", "waitedMs": "\(log.lockWaitNs / 1_000_000)",

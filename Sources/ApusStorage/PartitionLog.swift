@@ -41,7 +41,7 @@ public struct FileRange: Equatable {
     public var length: Int
     /// The segment the descriptor belongs to: holding it keeps the descriptor open even if
     /// retention or a topic deletion drops the segment before the range is sent.
-    let owner: AnyObject?
+    public let owner: AnyObject?
 
     public init(fd: Int32, position: Int64, length: Int, owner: AnyObject? = nil) {
         self.fd = fd
@@ -372,9 +372,10 @@ public final class PartitionLog {
         }
     }
 
-    /// The first offset whose batch has a timestamp at or after `timestamp` (ListOffsets by
-    /// time), nil if none. Batch-level: the batch's base offset.
-    public func offset(forTimestamp timestamp: Int64) throws(StorageError) -> Int64? {
+    /// The first record (in offset order) whose timestamp is at or after `timestamp`, with that
+    /// timestamp (ListOffsets by time), nil if none. The time index and batch headers find the
+    /// batch; its records are read to find the record.
+    public func record(atOrAfter timestamp: Int64) throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
         for segment in segments where segment.size > 0 && segment.maxTimestamp >= timestamp {
             var position: Int64 = 0
             if let entry = segment.timeIndex.last(where: { $0.timestamp < timestamp }) {
@@ -383,11 +384,47 @@ public final class PartitionLog {
             let buffer = HeaderBuffer()
             while position < segment.size {
                 let h = try header(segment, at: position, buffer)
-                if h.maxTimestamp >= timestamp { return max(h.baseOffset, logStartOffset) }
+                if h.maxTimestamp >= timestamp, h.lastOffset >= logStartOffset,
+                   let found = try firstRecord(in: segment, at: position, size: h.size, where: { $0 >= timestamp }) {
+                    return found
+                }
                 position += Int64(h.size)
             }
         }
         return nil
+    }
+
+    /// The first record with the log's largest timestamp, with that timestamp (ListOffsets
+    /// -3, KIP-734), nil for an empty log.
+    public func recordWithMaxTimestamp() throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+        guard let newest = segments.filter({ $0.size > 0 }).map(\.maxTimestamp).max(), newest >= 0 else { return nil }
+        return try record(atOrAfter: newest)
+    }
+
+    /// Reads the batch at `position` of `segment` and returns its first record at or after the
+    /// log start whose timestamp satisfies `matches` (a LogAppendTime batch's records all carry
+    /// its max timestamp).
+    private func firstRecord(in segment: Segment, at position: Int64, size: Int, where matches: (Int64) -> Bool) throws(StorageError) -> (offset: Int64, timestamp: Int64)? {
+        var bytes = [UInt8](repeating: 0, count: size)
+        let n = try bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in try Sys.preadFully(segment.logFd, raw, at: position) }
+        }.mapError(StorageError.io).get()
+        guard n == size else { throw .corruptBatch(segment: segment.baseOffset, position: position, reason: "short batch") }
+        return try bytes.withUnsafeBytes { raw -> Result<(offset: Int64, timestamp: Int64)?, StorageError> in
+            let view = RecordBatchView(unchecked: raw)
+            if view.attributes.contains(.logAppendTime) {
+                return .success(matches(view.maxTimestamp) ? (max(view.baseOffset, logStartOffset), view.maxTimestamp) : nil)
+            }
+            guard let batch = try? RecordBatch(view) else {
+                return .failure(.corruptBatch(segment: segment.baseOffset, position: position, reason: "records do not decode"))
+            }
+            for record in batch.records {
+                let offset = view.baseOffset + Int64(record.offsetDelta)
+                let time = view.baseTimestamp + record.timestampDelta
+                if offset >= logStartOffset && matches(time) { return .success((offset, time)) }
+            }
+            return .success(nil)
+        }.get()
     }
 
     // MARK: Retention
@@ -408,7 +445,7 @@ public final class PartitionLog {
             guard expired || oversized else { break }
             segments.removeFirst()
             total -= first.size
-            logStartOffset = segments[0].baseOffset
+            logStartOffset = max(logStartOffset, segments[0].baseOffset)
             durableOffset = max(durableOffset, logStartOffset)
             // Off the shard: the log file last, so that a crash in between leaves no orphaned
             // index (a segment that comes back is deleted again by the next pass).
@@ -421,6 +458,43 @@ public final class PartitionLog {
             ])
         }
         return deleted
+    }
+}
+
+extension PartitionLog {
+    /// Where a log start offset moved by ``deleteRecords(before:)`` is kept (the segments
+    /// alone say only where the first one starts).
+    static let logStartOffsetFile = "log-start-offset"
+
+    /// DeleteRecords: makes `offset` (-1: the high watermark) the log start offset. Reads below
+    /// it get OFFSET_OUT_OF_RANGE at once; segments wholly below it are deleted (the active one
+    /// stays), and the new start is stored by the disk worker. An offset past the high
+    /// watermark is refused; one at or below the current start changes nothing.
+    /// - Returns: the log start offset after the call (Kafka's low watermark).
+    public func deleteRecords(before offset: Int64) throws(StorageError) -> Int64 {
+        let target = offset == -1 ? highWatermark : offset
+        guard target >= 0, target <= highWatermark else {
+            throw .offsetOutOfRange(requested: offset, logStart: logStartOffset, logEnd: highWatermark)
+        }
+        guard target > logStartOffset else { return logStartOffset }
+        logStartOffset = target
+        while segments.count > 1, segments[1].baseOffset <= target, !dirtySegments.contains(where: { $0.segment === segments[0] }) {
+            let first = segments.removeFirst()
+            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { first.path + $0 })
+            traffic.segmentsDeleted &+= 1
+        }
+        let path = directory + "/" + Self.logStartOffsetFile
+        let text = Array(String(target).utf8)
+        DiskWorker.shared.run { try? Sys.writeFileAtomically(path, text) }
+        logger.info("deleted records", metadata: ["partition": "\(topicPartition)", "logStartOffset": "\(target)"])
+        return target
+    }
+
+    /// Sets the log start offset stored by ``deleteRecords(before:)`` when the log opens (an
+    /// offset outside the log's segments is ignored).
+    func restoreLogStartOffset(_ offset: Int64) {
+        guard offset > logStartOffset, offset <= logEndOffset else { return }
+        logStartOffset = offset
     }
 }
 

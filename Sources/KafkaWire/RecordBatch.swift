@@ -156,6 +156,19 @@ public struct RecordBatchView {
         batch.storeBytes(of: offset.bigEndian, toByteOffset: RecordBatchLayout.baseOffset, as: Int64.self)
     }
 
+    /// Stamps the batch in `batch` with the broker's append time, as Kafka does for a topic with
+    /// `message.timestamp.type=LogAppendTime`: sets the timestamp-type attribute and the max
+    /// timestamp (which consumers then report for every record) and recomputes the CRC.
+    public static func stampLogAppendTime(_ timestampMs: Int64, batch: UnsafeMutableRawBufferPointer) {
+        let base = batch.baseAddress!
+        let attributes = Int16(bigEndian: base.loadUnaligned(fromByteOffset: RecordBatchLayout.attributes, as: Int16.self))
+            | RecordBatchAttributes.logAppendTime.rawValue
+        base.storeBytes(of: attributes.bigEndian, toByteOffset: RecordBatchLayout.attributes, as: Int16.self)
+        base.storeBytes(of: timestampMs.bigEndian, toByteOffset: RecordBatchLayout.maxTimestamp, as: Int64.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: batch[RecordBatchLayout.attributes...]))
+        base.storeBytes(of: crc.bigEndian, toByteOffset: RecordBatchLayout.crc, as: UInt32.self)
+    }
+
     /// Rewrites the partition leader epoch in place (also outside the CRC).
     @inlinable
     public static func setPartitionLeaderEpoch(_ epoch: Int32, inBatchAt batch: UnsafeMutableRawPointer) {

@@ -30,7 +30,7 @@ final class BrokerHarness {
         if shards == 1 {
             brokers = [try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)]
         } else {
-            let mesh = ShardMesh(count: shards, catalog: try TopicCatalog.load(logs: logs, shards: shards, logger: logger, nowMs: 1_700_000_000_000))
+            let mesh = ShardMesh(count: shards, catalog: try TopicCatalog.load(logs: logs, shards: shards, broker: config, logger: logger, nowMs: 1_700_000_000_000))
             brokers = try (0..<shards).map { index in
                 try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger,
                            nowMs: 1_700_000_000_000, mesh: mesh, index: index)

@@ -120,7 +120,7 @@ import Testing
         #expect(seen == 600)
     }
 
-    @Test func offsetForTimestampFindsTheFirstBatchAtOrAfterIt() throws {
+    @Test func recordAtOrAfterATimestampIsTheExactRecord() throws {
         let dir = TemporaryDirectory()
         var config = LogConfig()
         config.indexIntervalBytes = 100
@@ -133,12 +133,17 @@ import Testing
         }
         shard.commit(nowMs: now)
         // Batch i holds timestamps 1000+10i ... 1000+10i+2.
-        #expect(try log.offset(forTimestamp: 0) == 0)
-        #expect(try log.offset(forTimestamp: 1000) == 0)
-        #expect(try log.offset(forTimestamp: 1003) == 3)
-        #expect(try log.offset(forTimestamp: 1150) == 45)
-        #expect(try log.offset(forTimestamp: 1292) == 87)
-        #expect(try log.offset(forTimestamp: 1293) == nil)
+        #expect(try log.record(atOrAfter: 0)?.offset == 0)
+        #expect(try log.record(atOrAfter: 1000)?.offset == 0)
+        // Inside a batch: the record itself, not its batch (librdkafka's 0054_offset_time).
+        #expect(try log.record(atOrAfter: 1001)?.offset == 1)
+        #expect(try log.record(atOrAfter: 1001)?.timestamp == 1001)
+        #expect(try log.record(atOrAfter: 1003)?.offset == 3)
+        #expect(try log.record(atOrAfter: 1003)?.timestamp == 1010)
+        #expect(try log.record(atOrAfter: 1150)?.offset == 45)
+        #expect(try log.record(atOrAfter: 1292)?.offset == 89)
+        #expect(try log.record(atOrAfter: 1293)?.offset == nil)
+        #expect(try log.recordWithMaxTimestamp()?.offset == 89)
     }
 
     @Test func retentionDeletesWholeSegmentsFromTheStart() throws {

@@ -370,10 +370,12 @@ import Testing
                         "\(context): read from \(offset) does not start at batch \(w.baseOffset)")
             }
         }
-        // ListOffsets by time: the first batch whose max timestamp reaches it.
+        // ListOffsets by time: a record of the first batch whose max timestamp reaches it.
         for w in written {
-            let expected = written.first { $0.maxTimestamp >= w.maxTimestamp }!.baseOffset
-            #expect(try log.offset(forTimestamp: w.maxTimestamp) == expected, "\(context): by time \(w.maxTimestamp)")
+            let batch = written.first { $0.maxTimestamp >= w.maxTimestamp }!
+            let found = try log.record(atOrAfter: w.maxTimestamp)
+            #expect(found.map { (batch.baseOffset...batch.lastOffset).contains($0.offset) && $0.timestamp >= w.maxTimestamp } == true,
+                    "\(context): by time \(w.maxTimestamp)")
         }
         try Self.appendWorks(log, context)
     }

@@ -249,7 +249,12 @@ public struct GroupCoordinator<Token> {
     /// carries the records to persist before the response is sent.
     ///
     /// Topic/partition existence is the broker's check (UNKNOWN_TOPIC_OR_PARTITION) before this.
-    public mutating func handleOffsetCommit(_ request: OffsetCommitRequest, version: Int16, token: Token, nowMs: Int64) -> [Output] {
+    /// `exists` tells whether a partition exists: a commit for one that does not is answered
+    /// UNKNOWN_TOPIC_OR_PARTITION, as Kafka does, and not stored.
+    public mutating func handleOffsetCommit(
+        _ request: OffsetCommitRequest, version: Int16, token: Token, nowMs: Int64,
+        exists: (String, Int32) -> Bool = { _, _ in true }
+    ) -> [Output] {
         let generation = request.generationIdOrMemberEpoch
         var group = groups.removeValue(forKey: request.groupId)
         let rejection: GroupErrorCode?
@@ -291,7 +296,9 @@ public struct GroupCoordinator<Token> {
                 var code = rejection ?? .none
                 let metadata = p.committedMetadata ?? ""
                 if rejection == nil {
-                    if metadata.utf8.count > config.offsetMetadataMaxBytes {
+                    if !exists(topic.name, p.partitionIndex) {
+                        code = .unknownTopicOrPartition
+                    } else if metadata.utf8.count > config.offsetMetadataMaxBytes {
                         code = .offsetMetadataTooLarge
                     } else {
                         let committed = CommittedOffset(
@@ -544,6 +551,7 @@ public struct GroupSummary: Hashable, Sendable {
 /// The Kafka error codes the coordinator returns.
 enum GroupErrorCode: Int16, Sendable {
     case none = 0
+    case unknownTopicOrPartition = 3
     case offsetMetadataTooLarge = 12
     case illegalGeneration = 22
     case inconsistentGroupProtocol = 23

@@ -2,39 +2,52 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// CreateTopics v0–4: validates names, partition counts and replication factor (only 1
-    /// replica exists on a single broker).
+    /// CreateTopics v0–4: validates names, partition counts, replication factor (one replica
+    /// on a single broker), manual assignments (each partition's one replica must be this
+    /// broker) and configuration overrides (Kafka's topic-level keys, stored with the topic).
     static let createTopics = HandlerEntry(api: .createTopics, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try CreateTopicsRequest.decode(from: &r, version: context.apiVersion)
         var response = CreateTopicsResponse()
-        var toCreate: [(name: String, partitions: Int32)] = []
+        var toCreate: [TopicSpec] = []
         for topic in request.topics {
             var result = CreateTopicsResponse.CreatableTopicResult(name: topic.name)
-            let partitions = topic.numPartitions == -1 ? broker.config.numPartitions : topic.numPartitions
+            let partitions = !topic.assignments.isEmpty ? Int32(topic.assignments.count)
+                : topic.numPartitions == -1 ? broker.config.numPartitions : topic.numPartitions
+            var overrides: [String: String] = [:]
+            func refuse(_ code: ErrorCode, _ message: String) {
+                result.errorCode = code.rawValue
+                result.errorMessage = message
+            }
             if !Broker.isValidTopicName(topic.name) {
-                result.errorCode = ErrorCode.invalidTopic.rawValue
-                result.errorMessage = "topic names are 1–249 characters of [a-zA-Z0-9._-]"
+                refuse(.invalidTopic, "topic names are 1–249 characters of [a-zA-Z0-9._-]")
             } else if broker.deleting.contains(topic.name) || broker.creating.contains(topic.name) || toCreate.contains(where: { $0.name == topic.name }) {
-                result.errorCode = ErrorCode.topicAlreadyExists.rawValue
-                result.errorMessage = broker.deleting.contains(topic.name) ? "topic '\(topic.name)' is marked for deletion" : "topic '\(topic.name)' is being created"
+                refuse(.topicAlreadyExists, broker.deleting.contains(topic.name) ? "topic '\(topic.name)' is marked for deletion" : "topic '\(topic.name)' is being created")
             } else if broker.topics[topic.name] != nil {
-                result.errorCode = ErrorCode.topicAlreadyExists.rawValue
-                result.errorMessage = "topic '\(topic.name)' already exists"
-            } else if !topic.assignments.isEmpty {
-                result.errorCode = ErrorCode.invalidRequest.rawValue
-                result.errorMessage = "manual replica assignment is not supported"
+                refuse(.topicAlreadyExists, "topic '\(topic.name)' already exists")
+            } else if !topic.assignments.isEmpty && (topic.numPartitions != -1 || topic.replicationFactor != -1) {
+                refuse(.invalidRequest, "a manual replica assignment comes with numPartitions and replicationFactor -1")
+            } else if let problem = broker.assignmentProblem(topic.assignments.map { ($0.partitionIndex, $0.brokerIds) }, firstPartition: 0) {
+                refuse(.invalidReplicaAssignment, problem)
             } else if partitions <= 0 || partitions > 10_000 {
-                result.errorCode = ErrorCode.invalidPartitions.rawValue
-                result.errorMessage = "number of partitions must be between 1 and 10000"
-            } else if topic.replicationFactor != -1 && topic.replicationFactor != 1 {
-                result.errorCode = ErrorCode.invalidReplicationFactor.rawValue
-                result.errorMessage = "replication factor must be 1 on a single broker"
-            } else if !request.validateOnly {
-                toCreate.append((topic.name, partitions))
+                refuse(.invalidPartitions, "number of partitions must be between 1 and 10000")
+            } else if topic.assignments.isEmpty && topic.replicationFactor != -1 && topic.replicationFactor != 1 {
+                refuse(.invalidReplicationFactor, "replication factor must be 1 on a single broker")
+            } else {
+                for config in topic.configs {
+                    guard let value = config.value else {
+                        refuse(.invalidConfig, "null value for topic config \(config.name)")
+                        break
+                    }
+                    overrides[config.name] = value
+                }
+                if result.errorCode == 0, let (name, problem) = TopicConfig.problem(in: overrides) {
+                    refuse(.invalidConfig, "\(name): \(problem)")
+                }
             }
             if result.errorCode == 0 {
                 result.numPartitions = partitions
                 result.replicationFactor = 1
+                if !request.validateOnly { toCreate.append(TopicSpec(name: topic.name, partitions: partitions, overrides: overrides)) }
             }
             response.topics.append(result)
         }
@@ -50,5 +63,22 @@ extension Broker {
             broker.answerLater(broker.frame(response, context), context)
         }
         return .pending
+    }
+
+    /// Why a manual assignment of partitions `firstPartition...` is refused, or nil: the
+    /// partitions are consecutive from `firstPartition` and each has exactly one replica, this
+    /// broker (INVALID_REPLICA_ASSIGNMENT otherwise, as Kafka answers).
+    func assignmentProblem(_ assignments: [(partition: Int32, brokers: [Int32])], firstPartition: Int32) -> String? {
+        guard !assignments.isEmpty else { return nil }
+        let indexes = assignments.map(\.partition).sorted()
+        guard indexes == Array(firstPartition..<(firstPartition + Int32(indexes.count))) else {
+            return "the assigned partitions must be consecutive from \(firstPartition)"
+        }
+        for (partition, brokers) in assignments {
+            if brokers.isEmpty { return "partition \(partition) has no replica" }
+            if Set(brokers).count != brokers.count { return "partition \(partition) names a broker twice" }
+            if let unknown = brokers.first(where: { $0 != config.nodeId }) { return "broker \(unknown) is not registered (this cluster is broker \(config.nodeId))" }
+        }
+        return nil
     }
 }

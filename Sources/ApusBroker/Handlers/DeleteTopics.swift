@@ -27,9 +27,13 @@ extension Broker {
             // The files go on the disk worker; the answer comes once they are gone (until then
             // the names stay reserved in `deleting`).
             let partitions = doomed.map { topic in topic.logs.map(\.topicPartition) }
+            let names = doomed.map(\.name)
             let logs = broker.logs
             broker.mesh.afterDiskWork(on: broker.index, {
-                partitions.map { topic in topic.filter { tp in (try? logs.deleteLog(tp)) == nil } }
+                zip(names, partitions).map { name, topic in
+                    try? logs.writeTopicConfig(name, [:])
+                    return topic.filter { tp in (try? logs.deleteLog(tp)) == nil }
+                }
             }, then: { broker, failures in
                 for (topic, failed) in zip(doomed, failures) {
                     for tp in failed {

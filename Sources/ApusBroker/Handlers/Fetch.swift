@@ -131,7 +131,7 @@ extension Broker {
         let now = fetch.context.nowMs
         if bytes >= Int(fetch.request.minBytes) || fetch.expired || fetchesExpire || fetch.deadlineMs <= now
             || fetch.reads.contains(where: { $0.error != .none }) {
-            return encodeFetch(fetch.reads, fetch.context)
+            return encodeFetch(Broker.limit(fetch.reads, to: min(Int(max(fetch.request.maxBytes, 0)), config.fetchMaxBytes)), fetch.context)
         }
         // Ask the owners of other shards' partitions for a wake-up when they advance, then
         // check once more so that an advance in between is not missed.
@@ -143,6 +143,27 @@ extension Broker {
         parkedFetches.append(fetch)
         if advanced(fetch) { mesh.wake(index) }  // read again next turn
         return nil
+    }
+
+    /// Kafka's response limit across every partition and shard: the record data of `reads` is
+    /// at most `maxBytes`, except that the first partition with data keeps what its owner read
+    /// (at least one whole batch, so that a consumer always progresses). A later partition that
+    /// does not fit is cut where the budget ends — a partial batch at the end, as Kafka's own
+    /// responses have, which clients skip — or left empty.
+    static func limit(_ reads: [PartitionRead], to maxBytes: Int) -> [PartitionRead] {
+        var reads = reads
+        var remaining = maxBytes
+        var first = true
+        for i in reads.indices {
+            guard let range = reads[i].range, range.length > 0 else { continue }
+            if first {
+                first = false
+            } else if range.length > remaining {
+                reads[i].range = remaining > 0 ? FileRange(fd: range.fd, position: range.position, length: remaining, owner: range.owner) : nil
+            }
+            remaining = max(0, remaining - range.length)
+        }
+        return reads
     }
 
     /// Whether a partition the fetch reads has advanced since it was read.

@@ -19,7 +19,8 @@ enum Handlers {
         Broker.apiVersions, Broker.createTopics, Broker.deleteTopics, Broker.initProducerId,
         Broker.findCoordinator, Broker.joinGroup, Broker.syncGroup, Broker.heartbeat, Broker.leaveGroup,
         Broker.offsetCommit, Broker.offsetFetch, Broker.listGroups, Broker.describeGroups,
-        Broker.describeConfigs,
+        Broker.describeConfigs, Broker.alterConfigs, Broker.incrementalAlterConfigs,
+        Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

@@ -2,8 +2,11 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// ListOffsets v0–5: latest (-1), earliest (-2), or the first offset at/after a timestamp.
-    static let listOffsets = HandlerEntry(api: .listOffsets, versions: 0...5) { broker, context, r throws(WireError) in
+    /// ListOffsets v0–10: latest (-1), earliest (-2), the record with the largest timestamp
+    /// (-3, v7+), the earliest local offset (-4, v8+: the earliest, all data being local), the
+    /// latest tiered offset (-5, v9+: none, nothing is tiered), or the first record at or after
+    /// a timestamp, with its timestamp.
+    static let listOffsets = HandlerEntry(api: .listOffsets, versions: 0...10) { broker, context, r throws(WireError) in
         let request = try ListOffsetsRequest.decode(from: &r, version: context.apiVersion)
         // Each partition is looked up by the shard owning it; unknown ones are answered here.
         // `slots` keeps, per requested partition, its item (nil: unknown), fixed now.
@@ -18,12 +21,20 @@ extension Broker {
             })
         }
         return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
-            share.map { item -> Int64? in
-                guard let log = owner.log(item.topic, item.partition) else { return nil }
-                switch item.timestamp {
-                case -1: return log.highWatermark
-                case -2: return log.logStartOffset
-                default: return (try? log.offset(forTimestamp: item.timestamp)) ?? nil
+            share.map { item -> ListedOffset in
+                guard let log = owner.log(item.topic, item.partition) else { return .failed(.unknownTopicOrPartition) }
+                do {
+                    switch item.timestamp {
+                    case -1: return .found(log.highWatermark, -1)
+                    case -2, -4: return .found(log.logStartOffset, -1)
+                    case -3: return try log.recordWithMaxTimestamp().map { .found($0.offset, $0.timestamp) } ?? .found(-1, -1)
+                    case -5: return .found(-1, -1)
+                    case ..<0: return .failed(.invalidRequest)
+                    default: return try log.record(atOrAfter: item.timestamp).map { .found($0.offset, $0.timestamp) } ?? .found(-1, -1)
+                    }
+                } catch {
+                    owner.logger.error("ListOffsets could not read the log", metadata: ["partition": "\(log.topicPartition)", "error": "\(error)"])
+                    return .failed(.kafkaStorageError)
                 }
             }
         }, gathered: { broker, offsets in
@@ -32,15 +43,14 @@ extension Broker {
                 var out = ListOffsetsResponse.ListOffsetsTopicResponse(name: topic.name)
                 for (p, slot) in zip(topic.partitions, topicSlots) {
                     var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
-                    guard let slot else {
-                        result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
-                        out.partitions.append(result)
-                        continue
+                    switch slot.map({ offsets[$0] }) ?? .failed(.unknownTopicOrPartition) {
+                    case .failed(let code):
+                        result.errorCode = code.rawValue
+                    case .found(let offset, let timestamp):
+                        result.timestamp = timestamp
+                        result.offset = offset
+                        if context.apiVersion == 0 { result.oldStyleOffsets = offset >= 0 ? [offset] : [] }
                     }
-                    let offset = offsets[slot]
-                    result.timestamp = -1
-                    result.offset = offset ?? -1
-                    if context.apiVersion == 0 { result.oldStyleOffsets = offset.map { [$0] } ?? [] }
                     out.partitions.append(result)
                 }
                 response.topics.append(out)
@@ -48,4 +58,10 @@ extension Broker {
             return broker.frame(response, context)
         })
     }
+}
+
+/// One partition's ListOffsets answer.
+enum ListedOffset {
+    case found(Int64, Int64)
+    case failed(ErrorCode)
 }

@@ -32,7 +32,7 @@ extension Broker {
             return response
         }
         guard !missing.isEmpty else { return broker.respond(answer(broker), context) }
-        broker.createTopics(missing.map { ($0, broker.config.numPartitions) }) { broker, _ in
+        broker.createTopics(missing.map { TopicSpec(name: $0, partitions: broker.config.numPartitions) }) { broker, _ in
             broker.answerLater(broker.frame(answer(broker), context), context)
         }
         return .pending

@@ -173,9 +173,12 @@ extension Broker {
         into pending: PendingProduce, at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse
     ) -> ErrorCode {
         guard let log = log(topic, partition) else { return .unknownTopicOrPartition }
+        let settings = topic.settings
+        // One replica is in sync here: acks=all cannot meet a topic's min.insync.replicas above 1.
+        if acks == -1 && settings.minInsyncReplicas > 1 { return .notEnoughReplicas }
         // Every batch is validated before any is staged.
         var batches: [UnsafeMutableRawBufferPointer] = []
-        var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: config.messageMaxBytes)
+        var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: settings.maxMessageBytes)
         do {
             while let view = try sequence.next() {
                 let start = view.bytes.baseAddress! - UnsafeRawPointer(owned.baseAddress!)
@@ -207,6 +210,7 @@ extension Broker {
                     break
                 }
             }
+            if settings.logAppendTime { RecordBatchView.stampLogAppendTime(pending.context.nowMs, batch: batch) }
             do {
                 let info = try shard.append(batch, to: log, requireDurable: acks == -1, nowMs: pending.context.nowMs)
                 if first < 0 { first = info.baseOffset }
@@ -222,7 +226,7 @@ extension Broker {
         }
         if !appended.contains(where: { $0.log === log }) { appended.append((log, topic.signals[Int(partition)])) }
         result.baseOffset = first
-        result.logAppendTimeMs = -1
+        result.logAppendTimeMs = settings.logAppendTime ? pending.context.nowMs : -1
         result.logStartOffset = log.logStartOffset
         pending.waits.append((position.0, position.1, log, last))
         return .none

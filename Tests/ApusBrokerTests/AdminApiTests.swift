@@ -1,0 +1,130 @@
+import ApusBroker
+import KafkaProtocol
+import KafkaWire
+import Testing
+
+/// The admin APIs and per-topic configuration through the broker's handlers, with real logs
+/// and no socket (the real clients' view is in Tests/clients/test_admin_apis.py).
+@Suite struct AdminApiTests {
+    /// ApiVersions advertises exactly what is served: every advertised key has a handler that
+    /// decodes and answers a request of every advertised version (an empty request of each).
+    @Test func everyAdvertisedVersionIsDecodedAndAnswered() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        let advertised = try #require(try h.call(ApiVersionsRequest(), version: 3)).apiKeys
+        #expect(advertised.count >= 23)
+        for api in advertised {
+            let key = try #require(ApiKey(rawValue: api.apiKey), "advertised key \(api.apiKey) has no generated type")
+            #expect(key.requestType.validVersions.contains(api.minVersion) && key.requestType.validVersions.contains(api.maxVersion),
+                    "\(key.name) advertises \(api.minVersion)...\(api.maxVersion) beyond its spec")
+            for version in api.minVersion...api.maxVersion {
+                do {
+                    _ = try sendEmpty(key.requestType, version: version, to: h)
+                } catch {
+                    Issue.record("\(key.name) v\(version): \(error)")
+                }
+            }
+        }
+    }
+
+    /// One record of `size` bytes, timestamped 1_700_000_000_000.
+    private func batch(of size: Int) -> [UInt8] {
+        var builder = RecordBatchBuilder(capacity: size + 4096)
+        builder.reset(baseTimestamp: 1_700_000_000_000)
+        _ = [UInt8](repeating: 0x72, count: size).withUnsafeBytes { builder.append(key: nil, value: $0) }
+        return Array(try! builder.finish())
+    }
+
+    private func sendEmpty<R: KafkaRequest>(_: R.Type, version: Int16, to h: BrokerHarness) throws -> ResponseFrame? {
+        try h.send(R(), version: version)
+    }
+
+    /// A Fetch's max_bytes holds across partitions and shards: only the first partition with
+    /// data may go beyond it (one whole batch); later ones are cut where the budget ends.
+    @Test func fetchResponseLimitHoldsAcrossShards() throws {
+        let h = try BrokerHarness(shards: 2)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "big", numPartitions: 4, replicationFactor: 1)]), version: 4)
+        for p in 0..<Int32(4) {
+            for _ in 0..<3 {
+                let r = try #require(try h.call(produceRequest(topic: "big", partition: p, batch: batch(of: 300_000), acks: 1), version: 8))
+                #expect(r.responses[0].partitionResponses[0].errorCode == 0)
+            }
+        }
+        for maxBytes: Int32 in [1_000_000, 500_000, 100_000] {
+            let request = FetchRequest(replicaId: -1, maxWaitMs: 0, minBytes: 0, maxBytes: maxBytes, isolationLevel: 0,
+                                       topics: [.init(topic: "big", partitions: (0..<4).map { .init(partition: $0, fetchOffset: 0, partitionMaxBytes: 1_000_000) })])
+            let response = try #require(try h.call(request, version: 11))
+            let sizes = response.responses[0].partitions.map { $0.records?.count ?? 0 }
+            let firstWithData = try #require(sizes.first { $0 > 0 })
+            #expect(sizes.reduce(0, +) <= max(Int(maxBytes), firstWithData), "max_bytes \(maxBytes): \(sizes)")
+            #expect(firstWithData >= 300_000, "the first partition with data gets a whole batch")
+        }
+    }
+
+    /// A per-topic retention.ms set by IncrementalAlterConfigs deletes that topic's old segments
+    /// and no other's, and is still set after a restart.
+    @Test(arguments: [1, 2]) func perTopicRetentionTakesEffectAndPersists(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        defer { h.remove() }
+        let small = [CreateTopicsRequest.CreatableTopicConfig(name: "segment.bytes", value: "1048576")]
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "short", numPartitions: 1, replicationFactor: 1, configs: small),
+                                                   .init(name: "long", numPartitions: 1, replicationFactor: 1, configs: small)]), version: 4)
+        for topic in ["short", "long"] {
+            for _ in 0..<16 { _ = try h.call(produceRequest(topic: topic, batch: batch(of: 200_000), acks: 1), version: 8) }
+        }
+        let set = IncrementalAlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: "short", configs: [
+            .init(name: "retention.ms", configOperation: 0, value: "3600000"),
+        ])])
+        let altered = try #require(try h.call(set, version: 1))
+        #expect(altered.responses.map(\.errorCode) == [0])
+        // A day after the records' timestamps, maintenance applies each topic's retention.
+        let later: Int64 = 1_700_000_000_000 + 86_400_000
+        for _ in 0..<3 { _ = h.turn(nowMs: later, collecting: 0) }
+        for broker in h.brokers { broker.maintenance(nowMs: later) }
+        func earliest(_ harness: BrokerHarness, _ topic: String) throws -> Int64 {
+            let r = try harness.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: topic, partitions: [.init(partitionIndex: 0, timestamp: -2)])]), version: 5)
+            return try #require(r).topics[0].partitions[0].offset
+        }
+        #expect(try earliest(h, "short") > 0, "the altered topic's old segments are deleted")
+        #expect(try earliest(h, "long") == 0, "the other topic keeps its 7 days")
+        try h.shutdown()
+        let again = try BrokerHarness(path: h.path, shards: shards)
+        let described = try #require(try again.call(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "short", configurationKeys: ["retention.ms", "segment.bytes", "retention.bytes"])], includeSynonyms: true), version: 4))
+        let configs = Dictionary(uniqueKeysWithValues: described.results[0].configs.map { ($0.name, $0) })
+        #expect(configs["retention.ms"]?.value == "3600000" && configs["retention.ms"]?.configSource == 1)
+        #expect(configs["segment.bytes"]?.value == "1048576" && configs["segment.bytes"]?.configSource == 1)
+        #expect(configs["retention.bytes"]?.configSource == 5)
+        #expect(configs["retention.ms"]?.synonyms.map(\.source) == [1, 5], "dynamic topic, then the default")
+        #expect(try earliest(again, "short") > 0 && earliest(again, "long") == 0)
+    }
+
+    /// Refusals with Kafka's codes: unknown keys, compaction, values out of range, unknown topics,
+    /// the static broker configuration; validate_only changes nothing.
+    @Test func alterConfigsRefusesWithKafkasCodes() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "t", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        func alter(_ resource: (Int8, String), _ name: String, _ value: String?, op: Int8 = 0, validateOnly: Bool = false) throws -> Int16 {
+            let request = IncrementalAlterConfigsRequest(resources: [.init(resourceType: resource.0, resourceName: resource.1, configs: [
+                .init(name: name, configOperation: op, value: value),
+            ])], validateOnly: validateOnly)
+            return try #require(try h.call(request, version: 1)).responses[0].errorCode
+        }
+        #expect(try alter((2, "t"), "no.such.key", "1") == ErrorCode.invalidConfig.rawValue)
+        #expect(try alter((2, "t"), "cleanup.policy", "compact") == ErrorCode.invalidConfig.rawValue)
+        #expect(try alter((2, "t"), "cleanup.policy", "delete", op: 2) == 0, "APPEND of an item already there")
+        #expect(try alter((2, "t"), "retention.ms", "soon") == ErrorCode.invalidConfig.rawValue)
+        #expect(try alter((2, "t"), "segment.bytes", "1000") == ErrorCode.invalidConfig.rawValue)
+        #expect(try alter((2, "t"), "retention.ms", "5", op: 2) == ErrorCode.invalidConfig.rawValue, "APPEND to a number")
+        #expect(try alter((2, "missing"), "retention.ms", "5") == ErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(try alter((4, ""), "log.retention.ms", "5") == ErrorCode.invalidRequest.rawValue)
+        #expect(try alter((2, "t"), "retention.ms", "5", validateOnly: true) == 0)
+        let legacy = AlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: "t", configs: [.init(name: "segment.ms", value: "60000")])])
+        #expect(try #require(try h.call(legacy, version: 2)).responses[0].errorCode == 0)
+        let described = try #require(try h.call(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "t", configurationKeys: nil)]), version: 4))
+        let dynamic = described.results[0].configs.filter { $0.configSource == 1 }.map(\.name)
+        #expect(dynamic == ["cleanup.policy", "segment.ms"] || dynamic == ["segment.ms"],
+                "validate_only stored nothing; AlterConfigs replaced the whole set: \(dynamic)")
+    }
+}
