@@ -90,3 +90,15 @@ def broker(request):
         finally:
             code = b.stop(signal.SIGTERM)
             assert code == 0, "apus serve did not stop cleanly:\n" + b.log()[-3000:]
+
+
+@pytest.fixture
+def single_broker():
+    """One broker with the default I/O backend, for tests of logic that does not depend on it."""
+    with tempfile.TemporaryDirectory(prefix="apus-clients-") as tmp:
+        b = Broker(os.path.join(tmp, "data"))
+        try:
+            yield b
+        finally:
+            code = b.stop(signal.SIGTERM)
+            assert code == 0, "apus serve did not stop cleanly:\n" + b.log()[-3000:]

@@ -1,0 +1,194 @@
+"""Kafka's admin APIs and per-topic configuration with confluent-kafka's AdminClient (and its
+consumer and producer) against a real `apus serve`: each API with its error paths."""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   ConfigSource, NewPartitions, NewTopic)
+
+from test_confluent_kafka import produce
+
+
+def admin_for(broker):
+    return AdminClient({"bootstrap.servers": broker.bootstrap})
+
+
+def create(admin, *topics):
+    for topic, future in admin.create_topics(list(topics), operation_timeout=10).items():
+        future.result(timeout=20)
+
+
+def error_of(future):
+    with pytest.raises(KafkaException) as raised:
+        future.result(timeout=20)
+    return raised.value.args[0].code()
+
+
+def describe(admin, topic):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return admin.describe_configs([resource])[resource].result(timeout=20)
+
+
+def incremental(admin, topic, *changes):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=op) for name, value, op in changes])
+    return admin.incremental_alter_configs([resource])[resource]
+
+
+def low_watermark(bootstrap, topic, partition=0):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[0]
+    finally:
+        consumer.close()
+
+
+def test_topic_configs_are_set_described_altered_and_kept_across_a_restart(single_broker):
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("configured", 2, 1, config={"retention.ms": "86400000", "max.message.bytes": "200000"}))
+    configs = describe(admin, "configured")
+    assert configs["retention.ms"].value == "86400000"
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    # Refusals: unknown key, compaction, a bad value; nothing changes.
+    for key, value in [("no.such.config", "1"), ("cleanup.policy", "compact"), ("retention.ms", "soon")]:
+        assert error_of(incremental(admin, "configured", (key, value, AlterConfigOpType.SET))) == KafkaError.INVALID_CONFIG
+    assert error_of(incremental(admin, "nope", ("retention.ms", "1", AlterConfigOpType.SET))) == KafkaError.UNKNOWN_TOPIC_OR_PART
+    incremental(admin, "configured", ("segment.ms", "3600000", AlterConfigOpType.SET),
+                ("max.message.bytes", None, AlterConfigOpType.DELETE)).result(timeout=20)
+    single_broker.restart()
+    configs = describe(admin_for(single_broker), "configured")
+    assert configs["segment.ms"].value == "3600000" and configs["retention.ms"].value == "86400000"
+    assert configs["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    with pytest.raises(KafkaException) as bad:
+        create(admin_for(single_broker), NewTopic("compacted", 1, 1, config={"cleanup.policy": "compact"}))
+    assert bad.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def test_per_topic_retention_deletes_only_that_topics_old_segments(single_broker):
+    admin = admin_for(single_broker)
+    small = {"segment.bytes": str(1 << 20)}
+    create(admin, NewTopic("expiring", 1, 1, config=small), NewTopic("kept", 1, 1, config=small))
+    hour_ago = int(time.time() * 1000) - 3_600_000
+    for topic in ["expiring", "kept"]:
+        producer = Producer({"bootstrap.servers": single_broker.bootstrap, "linger.ms": 5})
+        for i in range(300):
+            producer.produce(topic, value=b"v" * 10_000, timestamp=hour_ago)
+        assert producer.flush(30) == 0
+    incremental(admin, "expiring", ("retention.ms", "60000", AlterConfigOpType.SET)).result(timeout=20)
+    deadline = time.time() + 20  # maintenance runs every 5 s
+    while low_watermark(single_broker.bootstrap, "expiring") == 0 and time.time() < deadline:
+        time.sleep(0.5)
+    assert low_watermark(single_broker.bootstrap, "expiring") > 0
+    assert low_watermark(single_broker.bootstrap, "kept") == 0
+    single_broker.restart()
+    assert low_watermark(single_broker.bootstrap, "expiring") > 0
+    assert low_watermark(single_broker.bootstrap, "kept") == 0
+    assert describe(admin_for(single_broker), "expiring")["retention.ms"].value == "60000"
+
+
+def test_topic_level_rules_apply_to_produce(single_broker):
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("stamped", 1, 1, config={"message.timestamp.type": "LogAppendTime"}),
+           NewTopic("strict", 1, 1, config={"min.insync.replicas": "2", "max.message.bytes": "2000"}))
+    before = int(time.time() * 1000)
+    produce(single_broker.bootstrap, "stamped", [(None, b"a")], **{"message.timeout.ms": 10000})
+    consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "stamped", "auto.offset.reset": "earliest"})
+    consumer.subscribe(["stamped"])
+    msg = None
+    deadline = time.time() + 20
+    while msg is None and time.time() < deadline:
+        msg = consumer.poll(0.5)
+    consumer.close()
+    kind, stamp = msg.timestamp()
+    assert kind == 2 and stamp >= before - 1000, "LogAppendTime: the broker's time"
+    def outcome(acks, value):
+        errors = []
+        producer = Producer({"bootstrap.servers": single_broker.bootstrap, "acks": acks, "message.timeout.ms": 3000, "retries": 0})
+        producer.produce("strict", value=value, on_delivery=lambda err, m: errors.append(err))
+        producer.flush(20)
+        return errors[0].code() if errors[0] is not None else None
+    # One replica is in sync: acks=all cannot meet min.insync.replicas=2; acks=1 can.
+    assert outcome("all", b"x") == KafkaError.NOT_ENOUGH_REPLICAS
+    assert outcome("1", b"x") is None
+    assert outcome("1", b"y" * 5000) == KafkaError.MSG_SIZE_TOO_LARGE
+
+
+def test_create_partitions_and_their_errors(single_broker):
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("growing", 1, 1))
+    admin.create_partitions([NewPartitions("growing", 3)])["growing"].result(timeout=20)
+    assert len(admin.list_topics(timeout=10).topics["growing"].partitions) == 3
+    produce(single_broker.bootstrap, "growing", [(None, b"in-2")], **{"partitioner": "random"})
+    producer = Producer({"bootstrap.servers": single_broker.bootstrap})
+    producer.produce("growing", value=b"p2", partition=2)
+    assert producer.flush(20) == 0
+    assert error_of(admin.create_partitions([NewPartitions("growing", 2)])["growing"]) == KafkaError.INVALID_PARTITIONS
+    assert error_of(admin.create_partitions([NewPartitions("growing", 3)])["growing"]) == KafkaError.INVALID_PARTITIONS
+    assert error_of(admin.create_partitions([NewPartitions("absent", 3)])["absent"]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+    single_broker.restart()
+    assert len(admin_for(single_broker).list_topics(timeout=10).topics["growing"].partitions) == 3
+
+
+def test_delete_records_moves_the_log_start(single_broker):
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("trimmed", 1, 1))
+    produce(single_broker.bootstrap, "trimmed", [(None, f"r{i}".encode()) for i in range(10)])
+    deleted = admin.delete_records([TopicPartition("trimmed", 0, 6)])
+    assert list(deleted.values())[0].result(timeout=20).low_watermark == 6
+    assert low_watermark(single_broker.bootstrap, "trimmed") == 6
+    past = admin.delete_records([TopicPartition("trimmed", 0, 99)])
+    assert error_of(list(past.values())[0]) == KafkaError.OFFSET_OUT_OF_RANGE
+    # A consumer positioned below the start is told so (and with reset=earliest starts at 6).
+    consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "trim", "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("trimmed", 0, 2)])
+    values = []
+    deadline = time.time() + 20
+    while len(values) < 4 and time.time() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is not None and not msg.error():
+            values.append(msg.value())
+    consumer.close()
+    assert values == [b"r6", b"r7", b"r8", b"r9"]
+    single_broker.restart()
+    assert low_watermark(single_broker.bootstrap, "trimmed") == 6
+
+
+def test_describe_cluster_and_manual_assignment(single_broker):
+    admin = admin_for(single_broker)
+    cluster = admin.describe_cluster().result(timeout=20)
+    assert cluster.cluster_id and len(cluster.nodes) == 1
+    node = cluster.nodes[0].id
+    assert cluster.controller.id == node and cluster.nodes[0].port == single_broker.port
+    create(admin, NewTopic("manual", 2, replica_assignment=[[node], [node]]))
+    assert len(admin.list_topics(timeout=10).topics["manual"].partitions) == 2
+    with pytest.raises(KafkaException) as bad:
+        create(admin, NewTopic("elsewhere", 1, replica_assignment=[[node + 7]]))
+    assert bad.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
+
+
+def test_offsets_for_times_finds_the_record_inside_a_batch(single_broker):
+    create(admin_for(single_broker), NewTopic("timed", 1, 1))
+    producer = Producer({"bootstrap.servers": single_broker.bootstrap, "linger.ms": 100})
+    for i, stamp in enumerate([1_000_000, 2_000_000, 3_000_000]):
+        producer.produce("timed", value=f"t{i}".encode(), timestamp=stamp)
+    assert producer.flush(20) == 0  # one batch: the lookup must look inside it
+    consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "times"})
+    found = [consumer.offsets_for_times([TopicPartition("timed", 0, stamp)], timeout=10)[0].offset
+             for stamp in [1_500_000, 2_000_000, 2_500_000, 4_000_000]]
+    consumer.close()
+    assert found == [1, 1, 2, -1]
+
+
+def test_commit_to_an_unknown_topic_is_refused(single_broker):
+    create(admin_for(single_broker), NewTopic("known", 1, 1))
+    consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "committer", "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as refused:
+            consumer.commit(offsets=[TopicPartition("unknown-topic", 0, 5)], asynchronous=False)
+        assert refused.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+        committed = consumer.commit(offsets=[TopicPartition("known", 0, 0)], asynchronous=False)
+        assert committed[0].error is None
+    finally:
+        consumer.close()
