@@ -2,7 +2,8 @@ import ApusStorage
 
 /// What the broker needs to know about itself and its defaults (Kafka's names where they exist).
 public struct BrokerConfig: Sendable {
-    public var nodeId: Int32 = 0
+    /// `node.id`: 1 as in Kafka's quick start; some clients (kafka-go) reject a node id of 0.
+    public var nodeId: Int32 = 1
     /// The host and port clients are told to connect to (Metadata, FindCoordinator).
     public var advertisedHost = "127.0.0.1"
     public var advertisedPort: Int32 = 9092

@@ -145,9 +145,31 @@ public final class KafkaAdmin {
         return out
     }
 
-    /// Creates a topic (replication factor 1 on a single broker's terms: CreateTopics).
-    public func createTopic(_ name: String, partitions: Int) throws(ClientError) {
-        try bootstrap.createTopic(name, partitions: partitions)
+    /// Creates a topic with configuration overrides (replication factor 1 on a single broker's
+    /// terms: CreateTopics).
+    public func createTopic(_ name: String, partitions: Int, configs: [String: String] = [:]) throws(ClientError) {
+        try bootstrap.createTopic(name, partitions: partitions, configs: configs)
+    }
+
+    /// Changes a topic's configuration (IncrementalAlterConfigs): overrides `set`, returns the
+    /// keys of `delete` to the broker's values, and keeps every other key.
+    public func alterTopicConfigs(_ topic: String, set: [String: String], delete: [String]) throws(ClientError) {
+        let version = try bootstrap.version(of: IncrementalAlterConfigsRequest.self, supported: 0...1)
+        let changes = set.keys.sorted().map { IncrementalAlterConfigsRequest.AlterableConfig(name: $0, configOperation: 0, value: set[$0]) }
+            + delete.map { IncrementalAlterConfigsRequest.AlterableConfig(name: $0, configOperation: 1, value: nil) }
+        let request = IncrementalAlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: topic, configs: changes)])
+        for result in try bootstrap.roundTrip(request, version: version).responses where result.errorCode != 0 {
+            throw ClientError("IncrementalAlterConfigs \(topic): \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+    }
+
+    /// Grows a topic to `total` partitions (CreatePartitions).
+    public func addPartitions(_ topic: String, total: Int) throws(ClientError) {
+        let version = try bootstrap.version(of: CreatePartitionsRequest.self, supported: 0...3)
+        let request = CreatePartitionsRequest(topics: [.init(name: topic, count: Int32(total), assignments: nil)], timeoutMs: 30_000)
+        for result in try bootstrap.roundTrip(request, version: version).results where result.errorCode != 0 {
+            throw ClientError("CreatePartitions \(topic): \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
     }
 
     /// Deletes topics (DeleteTopics); an error names the first topic that failed.
@@ -278,10 +300,6 @@ public final class KafkaAdmin {
 
     /// Kafka's name for an error code, for messages.
     static func errorName(_ code: Int16) -> String {
-        let names: [Int16: String] = [
-            3: "UNKNOWN_TOPIC_OR_PARTITION", 14: "COORDINATOR_LOAD_IN_PROGRESS", 15: "COORDINATOR_NOT_AVAILABLE",
-            16: "NOT_COORDINATOR", 24: "INVALID_GROUP_ID", 30: "GROUP_AUTHORIZATION_FAILED", 69: "GROUP_ID_NOT_FOUND",
-        ]
-        return names[code].map { "\($0) (\(code))" } ?? "error \(code)"
+        KafkaErrorNames.name(code) + " (\(code))"
     }
 }

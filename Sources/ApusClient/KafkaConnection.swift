@@ -135,13 +135,14 @@ public final class KafkaConnection {
 
     /// Creates `topic` with `partitions` partitions and replication factor 1 (CreateTopics);
     /// an existing topic is an error unless `existingIsFine`.
-    public func createTopic(_ topic: String, partitions: Int, existingIsFine: Bool = false) throws(ClientError) {
+    public func createTopic(_ topic: String, partitions: Int, configs: [String: String] = [:], existingIsFine: Bool = false) throws(ClientError) {
         let version = try version(of: CreateTopicsRequest.self, supported: 0...4)
         var request = CreateTopicsRequest()
         var t = CreateTopicsRequest.CreatableTopic()
         t.name = topic
         t.numPartitions = Int32(partitions)
         t.replicationFactor = 1
+        t.configs = configs.keys.sorted().map { .init(name: $0, value: configs[$0]) }
         request.topics = [t]
         request.timeoutMs = 30_000
         let response = try roundTrip(request, version: version)

@@ -19,7 +19,7 @@ extension ServerConfig {
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
         ("cpus", "all", "CPUs that each run one shard (a pinned thread with its own event loop and partitions): all, a count N (the first N allowed), or a list such as 0,2-3"),
         ("numa", "auto", "auto: each shard prefers memory on its CPU's NUMA node when libnuma reports several nodes; off: no NUMA placement"),
-        ("node.id", "0", "this broker's id"),
+        ("node.id", "1", "this broker's id (1, not 0: some clients, such as kafka-go, reject node id 0)"),
         ("cluster.id", "apus-cluster", "cluster id reported in Metadata"),
         ("auto.create.topics.enable", "true", "create a topic when Metadata asks for an unknown one"),
         ("num.partitions", "1", "partitions of an auto-created topic"),

@@ -364,15 +364,7 @@ extension MetricsExposition {
     }
 
     /// Kafka's name for an error code (UNKNOWN_TOPIC_OR_PARTITION), or its number.
-    static func errorName(_ code: Int16) -> String {
-        guard let known = ErrorCode(rawValue: code) else { return String(code) }
-        var out = ""
-        for c in "\(known)" {
-            if c.isUppercase && !out.isEmpty { out += "_" }
-            out += c.uppercased()
-        }
-        return out
-    }
+    static func errorName(_ code: Int16) -> String { KafkaErrorNames.name(code) }
 }
 
 extension MetricsCatalog {

@@ -39,7 +39,7 @@ struct TopicCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "topic",
         abstract: "List, describe, create and delete topics (a Kafka client of any broker).",
-        subcommands: [List.self, Describe.self, Create.self, Delete.self]
+        subcommands: [List.self, Describe.self, Create.self, Alter.self, Delete.self]
     )
 
     struct List: ParsableCommand {
@@ -89,11 +89,38 @@ struct TopicCommand: ParsableCommand {
         @OptionGroup var options: AdminOptions
         @Argument var topic: String
         @Option(help: "Partitions.") var partitions = 1
+        @Option(name: .customLong("config"), help: "A topic configuration key=value (repeatable), e.g. retention.ms=86400000.")
+        var configs: [String] = []
 
         func run() throws {
             let admin = try options.admin()
-            try admin.createTopic(topic, partitions: partitions)
+            try admin.createTopic(topic, partitions: partitions, configs: try keyValues(configs))
             try options.output(["created": topic]) { "created \(topic) with \(partitions) partition(s)\n" }
+        }
+    }
+
+    struct Alter: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a topic's configuration or add partitions.",
+            discussion: "Keys not named keep their values (IncrementalAlterConfigs); --partitions grows the topic (CreatePartitions).")
+        @OptionGroup var options: AdminOptions
+        @Argument var topic: String
+        @Option(name: .customLong("set"), help: "Override a configuration key=value (repeatable).") var sets: [String] = []
+        @Option(name: .customLong("delete"), help: "Return a key to the broker's value (repeatable).") var deletes: [String] = []
+        @Option(help: "Grow the topic to this many partitions.") var partitions: Int?
+
+        func validate() throws {
+            guard !sets.isEmpty || !deletes.isEmpty || partitions != nil else {
+                throw ValidationError("nothing to change: give --set, --delete or --partitions")
+            }
+        }
+
+        func run() throws {
+            let admin = try options.admin()
+            let set = try keyValues(sets)
+            if !set.isEmpty || !deletes.isEmpty { try admin.alterTopicConfigs(topic, set: set, delete: deletes) }
+            if let partitions { try admin.addPartitions(topic, total: partitions) }
+            try options.output(["altered": topic]) { "altered \(topic)\n" }
         }
     }
 
@@ -182,4 +209,16 @@ struct BrokerCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// Parses `key=value` arguments.
+func keyValues(_ pairs: [String]) throws -> [String: String] {
+    var out: [String: String] = [:]
+    for pair in pairs {
+        guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+            throw ValidationError("expected key=value, got '\(pair)'")
+        }
+        out[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+    }
+    return out
 }

@@ -197,7 +197,7 @@ extension ProduceTests {
             .init(resourceType: 2, resourceName: "cfg", configurationKeys: nil),
             .init(resourceType: 2, resourceName: "cfg", configurationKeys: ["retention.ms", "segment.bytes"]),
             .init(resourceType: 2, resourceName: "missing", configurationKeys: nil),
-            .init(resourceType: 4, resourceName: "0", configurationKeys: ["num.partitions"]),
+            .init(resourceType: 4, resourceName: "1", configurationKeys: ["num.partitions"]),
         ]), version: 4))
         #expect(response.results.map(\.errorCode) == [0, 0, ErrorCode.unknownTopicOrPartition.rawValue, 0])
         let all = Dictionary(uniqueKeysWithValues: response.results[0].configs.map { ($0.name, $0) })

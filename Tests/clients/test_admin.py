@@ -52,7 +52,7 @@ def test_admin_client_lists_and_describes_groups(broker):
         entries = list(configs.values())[0].result(10)
         assert entries["retention.ms"].value == "604800000" and entries["cleanup.policy"].value == "delete"
         assert entries["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
-        broker_configs = list(admin.describe_configs([ConfigResource("broker", "0")]).values())[0].result(10)
+        broker_configs = list(admin.describe_configs([ConfigResource("broker", "1")]).values())[0].result(10)
         assert broker_configs["num.partitions"].value == "1"
         unknown = admin.describe_consumer_groups(["nobody"])["nobody"].result(10)
         assert str(unknown.state).endswith("DEAD") and unknown.members == []
@@ -73,10 +73,17 @@ def test_apus_admin_commands(broker):
         table = apus("group", "describe", "cli-group", *b)
         assert "cli-group  admin-cli  0          20         30   10" in table
 
-        apus("topic", "create", "made-by-cli", "--partitions", "3", *b)
+        apus("topic", "create", "made-by-cli", "--partitions", "3", "--config", "retention.ms=3600000", *b)
+        apus("topic", "alter", "made-by-cli", "--set", "segment.ms=600000", "--delete", "retention.ms", "--partitions", "4", *b)
+        altered = {c["name"]: c for c in json.loads(apus("topic", "describe", "made-by-cli", "--configs", *b, "--json"))[0]["configs"]}
+        assert altered["segment.ms"]["value"] == "600000" and altered["segment.ms"]["source"] == "DYNAMIC_TOPIC_CONFIG"
+        assert altered["retention.ms"]["source"] == "DEFAULT_CONFIG"
+        refused = subprocess.run([apus_binary(), "topic", "alter", "made-by-cli", "--set", "cleanup.policy=compact", *b],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "INVALID_CONFIG" in refused.stderr
         assert "made-by-cli" in json.loads(apus("topic", "list", *b, "--json"))
         described = json.loads(apus("topic", "describe", "admin-cli", "made-by-cli", *b, "--json"))
-        assert [(t["name"], len(t["partitions"])) for t in described] == [("admin-cli", 1), ("made-by-cli", 3)]
+        assert [(t["name"], len(t["partitions"])) for t in described] == [("admin-cli", 1), ("made-by-cli", 4)]
         assert described[0]["partitions"][0]["endOffset"] == 30 and described[0]["partitions"][0]["startOffset"] == 0
         with_configs = json.loads(apus("topic", "describe", "admin-cli", "--configs", *b, "--json"))
         by_name = {c["name"]: c for c in with_configs[0]["configs"]}
