@@ -131,16 +131,28 @@ extension Broker {
         }
     }
 
-    /// The same OffsetCommit answer with COORDINATOR_NOT_AVAILABLE (retriable) on every partition
-    /// (the caller has reverted the commit in the coordinator).
+    /// The same answer with COORDINATOR_NOT_AVAILABLE (retriable) wherever it said success: an
+    /// OffsetCommit, DeleteGroups or OffsetDelete whose records the offsets log refused (the
+    /// caller has reverted the change in the coordinator).
     static func failedCommit(_ output: GroupOutput<GroupToken>) -> GroupOutput<GroupToken> {
-        guard case .offsetCommit(var response) = output.response else { return output }
-        for t in response.topics.indices {
-            for p in response.topics[t].partitions.indices { response.topics[t].partitions[p].errorCode = 15 }
-        }
+        let unavailable: Int16 = 15
         var failed = output
-        failed.response = .offsetCommit(response)
         failed.recordsToPersist = []
+        switch output.response {
+        case .offsetCommit(var response):
+            for t in response.topics.indices {
+                for p in response.topics[t].partitions.indices { response.topics[t].partitions[p].errorCode = unavailable }
+            }
+            failed.response = .offsetCommit(response)
+        case .deleteGroups(var response):
+            for i in response.results.indices where response.results[i].errorCode == 0 { response.results[i].errorCode = unavailable }
+            failed.response = .deleteGroups(response)
+        case .offsetDelete(var response):
+            response.errorCode = unavailable
+            failed.response = .offsetDelete(response)
+        default:
+            break
+        }
         return failed
     }
 

@@ -18,6 +18,9 @@ private enum GroupCode {
     static let invalidSessionTimeout: Int16 = 26
     static let rebalanceInProgress: Int16 = 27
     static let memberIdRequired: Int16 = 79
+    static let nonEmptyGroup: Int16 = 68
+    static let groupIdNotFound: Int16 = 69
+    static let groupSubscribedToTopic: Int16 = 86
 }
 
 private typealias GroupProtocols = [(name: String, metadata: [UInt8])]
@@ -140,11 +143,13 @@ private struct GroupHarness {
 
     /// Three consumers join with the v5 MEMBER_ID_REQUIRED flow inside the initial delay, then
     /// sync; returns their ids in join order (the first is the leader) and the generation.
-    mutating func stableGroupOfThree(session: Int32 = 10_000, rebalance: Int32 = 30_000) -> (ids: [String], generation: Int32) {
+    mutating func stableGroupOfThree(
+        session: Int32 = 10_000, rebalance: Int32 = 30_000, metadata: (String) -> [UInt8] = { Array($0.utf8) }
+    ) -> (ids: [String], generation: Int32) {
         var ids: [String] = []
         var tokens: [String] = []
         for client in ["a", "b", "c"] {
-            let j = joinWithMemberIdRequired(client, protocols: [("range", Array(client.utf8))], session: session, rebalance: rebalance)
+            let j = joinWithMemberIdRequired(client, protocols: [("range", metadata(client))], session: session, rebalance: rebalance)
             #expect(j.outputs.isEmpty)
             ids.append(j.memberId)
             tokens.append(j.token)
@@ -628,6 +633,57 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
         #expect(replayed.commitCodes([("orders", 0, 1, nil)], memberId: ids[0], generation: generation) == [GroupCode.unknownMemberId])
     }
 
+    @Test func deleteGroupsAndOffsetDeleteForgetOffsetsDurably() throws {
+        var h = GroupHarness(initialDelayMs: 3_000)
+        // Members subscribed to "orders" (ConsumerProtocolSubscription v0: version, topics, user data).
+        var subscription = WireWriter()
+        subscription.writeInt16(0)
+        subscription.writeInt32(1)
+        subscription.writeString("orders", compact: false)
+        subscription.writeInt32(-1)
+        let (ids, generation) = h.stableGroupOfThree(metadata: { _ in subscription.bytes })
+        var log = h.commit([("orders", 0, 10, nil), ("payments", 0, 20, nil)], memberId: ids[0], generation: generation).recordsToPersist
+        log += h.commit([("solo", 0, 42, nil), ("other", 0, 1, nil)], group: "simple").recordsToPersist
+
+        func offsetDelete(_ group: String, _ topics: [(String, Int32)]) -> GroupOut {
+            let request = OffsetDeleteRequest(groupId: group, topics: topics.map { .init(name: $0.0, partitions: [.init(partitionIndex: $0.1)]) })
+            return h.coordinator.handleOffsetDelete(request, version: 0, token: "delete")[0]
+        }
+        let active = offsetDelete("g", [("orders", 0), ("payments", 0)])
+        guard case .offsetDelete(let activeResponse) = active.response else { Issue.record("not OffsetDelete"); return }
+        #expect(activeResponse.errorCode == 0)
+        #expect(activeResponse.topics.map { $0.partitions[0].errorCode } == [GroupCode.groupSubscribedToTopic, 0])
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "payments", partition: 0) == nil)
+        #expect(h.coordinator.committedOffset(groupId: "g", topic: "orders", partition: 0)?.offset == 10)
+        log += active.recordsToPersist
+        let simple = offsetDelete("simple", [("solo", 0)])
+        #expect(simple.recordsToPersist.map(\.isDeletion) == [true])
+        log += simple.recordsToPersist
+        guard case .offsetDelete(let missing) = offsetDelete("nobody", [("solo", 0)]).response else { return }
+        #expect(missing.errorCode == GroupCode.groupIdNotFound)
+
+        let deleted = h.coordinator.handleDeleteGroups(DeleteGroupsRequest(groupsNames: ["simple", "g", "nobody", ""]), version: 2, token: "dg")[0]
+        guard case .deleteGroups(let response) = deleted.response else { Issue.record("not DeleteGroups"); return }
+        #expect(response.results.map(\.errorCode) == [0, GroupCode.nonEmptyGroup, GroupCode.groupIdNotFound, GroupCode.invalidGroupId])
+        #expect(deleted.recordsToPersist.map { "\($0.topic)/\($0.partition)" } == ["other/0"])
+        #expect(!h.coordinator.groupIds.contains("simple"))
+        log += deleted.recordsToPersist
+
+        // A restart replays the deletions too.
+        var restarted = GroupCoordinator<String>(config: GroupCoordinatorConfig())
+        for record in log { try restarted.replay(encoded: record.encoded()) }
+        #expect(restarted.groupIds == ["g"])
+        #expect(restarted.committedOffset(groupId: "g", topic: "orders", partition: 0)?.offset == 10)
+        #expect(restarted.committedOffset(groupId: "g", topic: "payments", partition: 0) == nil)
+
+        // A deletion the log refused is undone.
+        var reverting = GroupHarness()
+        _ = reverting.commit([("t", 0, 5, nil)], group: "r")
+        let refused = reverting.coordinator.handleDeleteGroups(DeleteGroupsRequest(groupsNames: ["r"]), version: 2, token: "x")[0]
+        reverting.coordinator.revert(refused)
+        #expect(reverting.coordinator.committedOffset(groupId: "r", topic: "t", partition: 0)?.offset == 5)
+    }
+
     @Test func recordEncodingRoundTrips() throws {
         let records = [
             OffsetCommitRecord(groupId: "", topic: "t", partition: 0, offset: CommittedOffset(offset: 0, commitTimestampMs: 0)),
@@ -637,9 +693,12 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
         for record in records {
             #expect(try OffsetCommitRecord.decode(record.encoded()) == record)
         }
+        let deletion = OffsetCommitRecord.deletion(groupId: "g", topic: "t", partition: 3)
+        #expect(try OffsetCommitRecord.decode(deletion.encoded()) == deletion)
+        #expect(throws: OffsetCommitRecordError.trailingBytes(1)) { try OffsetCommitRecord.decode(deletion.encoded() + [0]) }
         var bytes = records[0].encoded()
-        bytes[1] = 2
-        #expect(throws: OffsetCommitRecordError.unsupportedVersion(2)) { try OffsetCommitRecord.decode(bytes) }
+        bytes[1] = 3
+        #expect(throws: OffsetCommitRecordError.unsupportedVersion(3)) { try OffsetCommitRecord.decode(bytes) }
         #expect(throws: OffsetCommitRecordError.trailingBytes(1)) { try OffsetCommitRecord.decode(records[0].encoded() + [0]) }
     }
 

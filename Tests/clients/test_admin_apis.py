@@ -192,3 +192,32 @@ def test_commit_to_an_unknown_topic_is_refused(single_broker):
         assert committed[0].error is None
     finally:
         consumer.close()
+
+
+def test_delete_consumer_groups(single_broker):
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("grouped", 1, 1))
+    produce(single_broker.bootstrap, "grouped", [(None, b"a"), (None, b"b")])
+    members = {}
+    for group in ["finished", "active"]:
+        consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False})
+        consumer.subscribe(["grouped"])
+        msg = None
+        deadline = time.time() + 20
+        while (msg is None or msg.error()) and time.time() < deadline:
+            msg = consumer.poll(0.5)
+        consumer.commit(message=msg, asynchronous=False)
+        members[group] = consumer
+    members.pop("finished").close()
+    try:
+        results = admin.delete_consumer_groups(["finished", "active", "never-was"], request_timeout=20)
+        results["finished"].result(timeout=20)
+        assert error_of(results["active"]) == KafkaError.NON_EMPTY_GROUP
+        assert error_of(results["never-was"]) == KafkaError.GROUP_ID_NOT_FOUND
+    finally:
+        members.pop("active").close()
+    single_broker.restart()
+    admin = admin_for(single_broker)  # kept alive until the future completes
+    listed = admin.list_consumer_groups(request_timeout=20).result(timeout=20)
+    assert {g.group_id for g in listed.valid} == {"active"}, f"the deletion was persisted: {listed.valid} {listed.errors}"

@@ -1,4 +1,5 @@
 import KafkaProtocol
+import KafkaWire
 
 /// A classic group's state, as Kafka's `GroupMetadata` names them.
 ///
@@ -96,6 +97,30 @@ struct ConsumerGroup<Token> {
 
     init(groupId: String) {
         self.groupId = groupId
+    }
+
+    /// Sets (or, with nil, forgets) a partition's committed offset.
+    mutating func setOffset(_ offset: CommittedOffset?, topic: String, partition: Int32) {
+        offsets[topic, default: [:]][partition] = offset
+        if offsets[topic]!.isEmpty { offsets[topic] = nil }
+    }
+
+    /// The topics the members subscribe to, from their consumer-protocol metadata for the
+    /// group's protocol (`ConsumerProtocolSubscription`: version, then the topic names).
+    var subscribedTopics: Set<String> {
+        var topics = Set<String>()
+        for member in members.values {
+            let metadata = member.metadata(for: protocolName)
+            metadata.withUnsafeBytes { raw in
+                var r = WireReader(raw)
+                guard (try? r.readInt16()) != nil, let count = try? r.readInt32(), count >= 0 else { return }
+                for _ in 0..<count {
+                    guard let name = try? r.readString(compact: false) else { return }
+                    topics.insert(name)
+                }
+            }
+        }
+        return topics
     }
 
     /// Nothing left worth keeping: the coordinator drops the group.

@@ -319,6 +319,84 @@ public struct GroupCoordinator<Token> {
         return [output]
     }
 
+    // MARK: DeleteGroups, OffsetDelete
+
+    /// DeleteGroups: a group with no members loses its committed offsets (deletion records to
+    /// persist) and is forgotten; one with members gets NON_EMPTY_GROUP, an unknown one
+    /// GROUP_ID_NOT_FOUND.
+    public mutating func handleDeleteGroups(_ request: DeleteGroupsRequest, version: Int16, token: Token) -> [Output] {
+        var response = DeleteGroupsResponse()
+        var records: [OffsetCommitRecord] = []
+        var previous: [CommittedOffset?] = []
+        for id in request.groupsNames {
+            var code = GroupErrorCode.none
+            if id.isEmpty {
+                code = .invalidGroupId
+            } else if let group = groups[id] {
+                if !group.members.isEmpty || !group.pendingMembers.isEmpty || group.state != .empty {
+                    code = .nonEmptyGroup
+                } else {
+                    for (topic, partitions) in group.offsets.sorted(by: { $0.key < $1.key }) {
+                        for (partition, offset) in partitions.sorted(by: { $0.key < $1.key }) {
+                            records.append(.deletion(groupId: id, topic: topic, partition: partition))
+                            previous.append(offset)
+                        }
+                    }
+                    groups[id] = nil
+                }
+            } else {
+                code = .groupIdNotFound
+            }
+            response.results.append(.init(groupId: id, errorCode: code.rawValue))
+        }
+        var output = Output(token: token, version: version, response: .deleteGroups(response), recordsToPersist: records)
+        output.replacedOffsets = previous
+        return [output]
+    }
+
+    /// OffsetDelete: deletes committed offsets of a group, except for topics its members are
+    /// subscribed to (GROUP_SUBSCRIBED_TO_TOPIC), as Kafka does; a group with members that is
+    /// not a consumer group gets NON_EMPTY_GROUP.
+    public mutating func handleOffsetDelete(_ request: OffsetDeleteRequest, version: Int16, token: Token) -> [Output] {
+        var response = OffsetDeleteResponse()
+        guard !request.groupId.isEmpty else {
+            response.errorCode = GroupErrorCode.invalidGroupId.rawValue
+            return [Output(token: token, version: version, response: .offsetDelete(response))]
+        }
+        guard var group = groups.removeValue(forKey: request.groupId) else {
+            response.errorCode = GroupErrorCode.groupIdNotFound.rawValue
+            return [Output(token: token, version: version, response: .offsetDelete(response))]
+        }
+        let active = !group.members.isEmpty
+        guard !active || group.protocolType == "consumer" else {
+            put(group)
+            response.errorCode = GroupErrorCode.nonEmptyGroup.rawValue
+            return [Output(token: token, version: version, response: .offsetDelete(response))]
+        }
+        let subscribed = active ? group.subscribedTopics : []
+        var records: [OffsetCommitRecord] = []
+        var previous: [CommittedOffset?] = []
+        for topic in request.topics {
+            var partitions: [OffsetDeleteResponse.OffsetDeleteResponsePartition] = []
+            for p in topic.partitions {
+                var code = GroupErrorCode.none
+                if subscribed.contains(topic.name) {
+                    code = .groupSubscribedToTopic
+                } else if let offset = group.offsets[topic.name]?[p.partitionIndex] {
+                    records.append(.deletion(groupId: request.groupId, topic: topic.name, partition: p.partitionIndex))
+                    previous.append(offset)
+                    group.setOffset(nil, topic: topic.name, partition: p.partitionIndex)
+                }
+                partitions.append(.init(partitionIndex: p.partitionIndex, errorCode: code.rawValue))
+            }
+            response.topics.append(.init(name: topic.name, partitions: partitions))
+        }
+        put(group)
+        var output = Output(token: token, version: version, response: .offsetDelete(response), recordsToPersist: records)
+        output.replacedOffsets = previous
+        return [output]
+    }
+
     // MARK: OffsetFetch
 
     /// OffsetFetch v0–v9 (advertised 0–5): committed offsets, -1 (and "" metadata) for
@@ -386,7 +464,7 @@ public struct GroupCoordinator<Token> {
     /// Restores one committed offset from the offsets log (start-up; records in log order).
     public mutating func replay(_ record: OffsetCommitRecord) {
         var group = groups.removeValue(forKey: record.groupId) ?? ConsumerGroup(groupId: record.groupId)
-        group.offsets[record.topic, default: [:]][record.partition] = record.offset
+        group.setOffset(record.isDeletion ? nil : record.offset, topic: record.topic, partition: record.partition)
         put(group)
     }
 
@@ -394,10 +472,10 @@ public struct GroupCoordinator<Token> {
     /// the offset the commit replaced, unless a later commit has replaced it since.
     public mutating func revert(_ output: Output) {
         for (record, previous) in zip(output.recordsToPersist, output.replacedOffsets) {
-            guard var group = groups.removeValue(forKey: record.groupId) else { continue }
-            if group.offsets[record.topic]?[record.partition] == record.offset {
-                group.offsets[record.topic]![record.partition] = previous
-                if group.offsets[record.topic]!.isEmpty { group.offsets[record.topic] = nil }
+            var group = groups.removeValue(forKey: record.groupId) ?? ConsumerGroup(groupId: record.groupId)
+            let current = group.offsets[record.topic]?[record.partition]
+            if record.isDeletion ? current == nil : current == record.offset {
+                group.setOffset(previous, topic: record.topic, partition: record.partition)
             }
             put(group)
         }
@@ -502,6 +580,8 @@ public enum GroupResponse: Hashable, Sendable {
     case leaveGroup(LeaveGroupResponse)
     case offsetCommit(OffsetCommitResponse)
     case offsetFetch(OffsetFetchResponse)
+    case deleteGroups(DeleteGroupsResponse)
+    case offsetDelete(OffsetDeleteResponse)
 
     public var apiKey: Int16 {
         switch self {
@@ -511,6 +591,8 @@ public enum GroupResponse: Hashable, Sendable {
         case .leaveGroup: LeaveGroupResponse.apiKey
         case .offsetCommit: OffsetCommitResponse.apiKey
         case .offsetFetch: OffsetFetchResponse.apiKey
+        case .deleteGroups: DeleteGroupsResponse.apiKey
+        case .offsetDelete: OffsetDeleteResponse.apiKey
         }
     }
 
@@ -523,6 +605,8 @@ public enum GroupResponse: Hashable, Sendable {
         case .leaveGroup(let r): r.encode(into: &w, version: version)
         case .offsetCommit(let r): r.encode(into: &w, version: version)
         case .offsetFetch(let r): r.encode(into: &w, version: version)
+        case .deleteGroups(let r): r.encode(into: &w, version: version)
+        case .offsetDelete(let r): r.encode(into: &w, version: version)
         }
     }
 }
@@ -559,7 +643,10 @@ enum GroupErrorCode: Int16, Sendable {
     case unknownMemberId = 25
     case invalidSessionTimeout = 26
     case rebalanceInProgress = 27
+    case nonEmptyGroup = 68
+    case groupIdNotFound = 69
     case memberIdRequired = 79
+    case groupSubscribedToTopic = 86
 }
 
 /// A version-4-shaped UUID string from a seed and a sequence number (SplitMix64), like Java's

@@ -21,16 +21,24 @@ import KafkaWire
 /// metadata           compact string
 /// ```
 ///
+/// A deletion (DeleteGroups, OffsetDelete) is written as version 2: `version int16 (2) |
+/// groupId | topic | partition` — replaying it forgets that partition's committed offset.
+///
 /// Decoding never traps: truncated, oversized or trailing bytes and unknown versions come back
 /// as ``OffsetCommitRecordError``.
 public struct OffsetCommitRecord: Hashable, Sendable {
     /// The only version written; decoding accepts exactly this one.
     public static let currentVersion: Int16 = 1
 
+    /// The version of a deletion record.
+    public static let deletionVersion: Int16 = 2
+
     public var groupId: String
     public var topic: String
     public var partition: Int32
     public var offset: CommittedOffset
+    /// The record deletes the partition's committed offset (`offset` is then meaningless).
+    public var isDeletion = false
 
     public init(groupId: String, topic: String, partition: Int32, offset: CommittedOffset) {
         self.groupId = groupId
@@ -39,13 +47,22 @@ public struct OffsetCommitRecord: Hashable, Sendable {
         self.offset = offset
     }
 
+    /// A record that deletes `groupId`'s committed offset for `topic`/`partition`.
+    public static func deletion(groupId: String, topic: String, partition: Int32) -> OffsetCommitRecord {
+        var record = OffsetCommitRecord(groupId: groupId, topic: topic, partition: partition,
+                                        offset: CommittedOffset(offset: -1, commitTimestampMs: -1))
+        record.isDeletion = true
+        return record
+    }
+
     /// The record's bytes (a record value in the offsets log).
     public func encoded() -> [UInt8] {
         var w = WireWriter(capacity: 48 + groupId.utf8.count + topic.utf8.count + offset.metadata.utf8.count)
-        w.writeInt16(Self.currentVersion)
+        w.writeInt16(isDeletion ? Self.deletionVersion : Self.currentVersion)
         w.writeString(groupId, compact: true)
         w.writeString(topic, compact: true)
         w.writeInt32(partition)
+        if isDeletion { return w.bytes }
         w.writeInt64(offset.offset)
         w.writeInt32(offset.leaderEpoch)
         w.writeInt64(offset.commitTimestampMs)
@@ -65,12 +82,21 @@ public struct OffsetCommitRecord: Hashable, Sendable {
         r.field = "version"
         let version: Int16
         do throws(WireError) { version = try r.readInt16() } catch { throw .malformed(error) }
-        guard version == currentVersion else { throw .unsupportedVersion(version) }
+        guard version == currentVersion || version == deletionVersion else { throw .unsupportedVersion(version) }
         r.version = version
         let record: OffsetCommitRecord
-        do throws(WireError) { record = try readVersion1(&r) } catch { throw .malformed(error) }
+        do throws(WireError) { record = try version == deletionVersion ? readDeletion(&r) : readVersion1(&r) } catch { throw .malformed(error) }
         guard r.isAtEnd else { throw .trailingBytes(r.remaining) }
         return record
+    }
+
+    private static func readDeletion(_ r: inout WireReader) throws(WireError) -> OffsetCommitRecord {
+        r.field = "groupId"
+        let groupId = try r.readString(compact: true)
+        r.field = "topic"
+        let topic = try r.readString(compact: true)
+        r.field = "partition"
+        return deletion(groupId: groupId, topic: topic, partition: try r.readInt32())
     }
 
     private static func readVersion1(_ r: inout WireReader) throws(WireError) -> OffsetCommitRecord {

@@ -20,7 +20,7 @@ enum Handlers {
         Broker.findCoordinator, Broker.joinGroup, Broker.syncGroup, Broker.heartbeat, Broker.leaveGroup,
         Broker.offsetCommit, Broker.offsetFetch, Broker.listGroups, Broker.describeGroups,
         Broker.describeConfigs, Broker.alterConfigs, Broker.incrementalAlterConfigs,
-        Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster,
+        Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster, Broker.deleteGroups, Broker.offsetDelete,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })
