@@ -132,7 +132,7 @@ public final class Broker {
         guard let entry = Handlers.byKey[preamble.apiKey] else {
             return .close("unknown API key \(preamble.apiKey)")
         }
-        guard entry.versions.contains(preamble.apiVersion) else {
+        guard entry.versions.contains(preamble.apiVersion) || entry.legacy?.contains(preamble.apiVersion) == true else {
             if preamble.apiKey == ApiVersionsRequest.apiKey {
                 return .respond(Handlers.unsupportedApiVersions(correlationId: preamble.correlationId))
             }

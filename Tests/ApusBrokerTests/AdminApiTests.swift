@@ -1,5 +1,6 @@
 import ApusBroker
 import KafkaProtocol
+import ApusTestSupport
 import KafkaWire
 import Testing
 
@@ -33,6 +34,27 @@ import Testing
         builder.reset(baseTimestamp: 1_700_000_000_000)
         _ = [UInt8](repeating: 0x72, count: size).withUnsafeBytes { builder.append(key: nil, value: $0) }
         return Array(try! builder.finish())
+    }
+
+    /// The legacy tier (KIP-896, as Kafka 4.0): Produce v0–2 and Fetch v0–3 are not advertised,
+    /// and are answered with UNSUPPORTED_VERSION in every partition; a version past the newest
+    /// closes the connection.
+    @Test func legacyVersionsAreRefusedInTheResponse() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        let advertised = try #require(try h.call(ApiVersionsRequest(), version: 3)).apiKeys
+        #expect(advertised.first { $0.apiKey == ProduceRequest.apiKey }?.minVersion == 3)
+        #expect(advertised.first { $0.apiKey == FetchRequest.apiKey }?.minVersion == 4)
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "old", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let produced = try #require(try h.call(produceRequest(topic: "old", batch: makeBatch(values: ["a"])), version: 2))
+        #expect(produced.responses[0].partitionResponses[0].errorCode == ErrorCode.unsupportedVersion.rawValue)
+        for version: Int16 in 0...3 {
+            let request = FetchRequest(replicaId: -1, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0,
+                                       topics: [.init(topic: "old", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])])
+            let fetched = try #require(try h.call(request, version: version))
+            #expect(fetched.responses[0].partitions[0].errorCode == ErrorCode.unsupportedVersion.rawValue, "Fetch v\(version)")
+        }
+        #expect(throws: HarnessError.self) { try h.send(MetadataRequest(), version: 99) }
     }
 
     private func sendEmpty<R: KafkaRequest>(_: R.Type, version: Int16, to h: BrokerHarness) throws -> ResponseFrame? {

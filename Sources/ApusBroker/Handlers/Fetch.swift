@@ -26,13 +26,23 @@ extension Broker {
     /// The longest a fetch may be parked, whatever its max_wait_ms says.
     static let maxFetchWaitMs: Int64 = 30_000
 
-    /// Fetch v4–11, sessionless (session id 0), read_uncommitted. Record data goes from the
+    /// Fetch v4–11 (v0–3, not advertised, get UNSUPPORTED_VERSION in every partition),
+    /// sessionless (session id 0), read_uncommitted. Record data goes from the
     /// segment files to the socket zero-copy: the response carries file ranges between its
     /// encoded parts. Partitions are read by the shards owning them, each with an even share
     /// of the response's byte budget. min bytes / max wait long polls are parked and read again
     /// when a partition they read advances.
-    static let fetch = HandlerEntry(api: .fetch, versions: 4...11) { broker, context, r throws(WireError) in
+    static let fetch = HandlerEntry(api: .fetch, versions: 4...11, legacy: 0...3) { broker, context, r throws(WireError) in
         let request = try FetchRequest.decode(from: &r, version: context.apiVersion)
+        guard context.apiVersion >= 4 else {
+            // Message formats v0/v1 (Kafka 4.0 dropped them too): every partition is refused.
+            let refused = FetchResponse(responses: request.topics.map { topic in
+                .init(topic: topic.topic, partitions: topic.partitions.map {
+                    .init(partitionIndex: $0.partition, errorCode: ErrorCode.unsupportedVersion.rawValue, highWatermark: -1)
+                })
+            })
+            return broker.respond(refused, context)
+        }
         let wait = min(Int64(max(request.maxWaitMs, 0)), Broker.maxFetchWaitMs)
         let fetch = FetchInFlight(context: context, request: request, deadlineMs: context.nowMs + wait)
         for topic in request.topics {

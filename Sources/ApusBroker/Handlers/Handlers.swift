@@ -5,6 +5,10 @@ import KafkaWire
 struct HandlerEntry: Sendable {
     let api: ApiKey
     let versions: ClosedRange<Int16>
+    /// Older versions that are not advertised but still answered — with UNSUPPORTED_VERSION in
+    /// each partition (Produce v0–2 and Fetch v0–3: message formats v0/v1, gone in Kafka 4.0,
+    /// KIP-896) — rather than by closing the connection.
+    var legacy: ClosedRange<Int16>? = nil
     /// Runs on shard 0 whichever shard received it: it touches topics, groups or producer
     /// ids, which shard 0 keeps.
     var onCoordinator = false
