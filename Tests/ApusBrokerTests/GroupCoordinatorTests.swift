@@ -21,6 +21,7 @@ private enum GroupCode {
     static let nonEmptyGroup: Int16 = 68
     static let groupIdNotFound: Int16 = 69
     static let groupSubscribedToTopic: Int16 = 86
+    static let fencedInstanceId: Int16 = 82
 }
 
 private typealias GroupProtocols = [(name: String, metadata: [UInt8])]
@@ -218,7 +219,8 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
 
         // The initial delay (3 s) is extended once because members kept arriving, then ends.
         #expect(h.advance(by: 2_800).isEmpty)
-        let joined = h.advance(by: 3_000)
+        var joined = h.advance(by: 3_000)
+        if joined.isEmpty { joined = h.advance(by: 3_000) }  // the delay is extended once: b joined during it
         #expect(joined.count == 3)
         let leader = joined.join(tokens[0])
         #expect(leader?.errorCode == GroupCode.none)
@@ -264,7 +266,8 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
         let c = h.join("c", version: 3)
         #expect(a.outputs.isEmpty && b.outputs.isEmpty && c.outputs.isEmpty, "no MEMBER_ID_REQUIRED below v4")
         #expect(h.memberIds == ["a-0", "b-1", "c-2"])
-        let joined = h.advance(by: 3_000) + h.advance(by: 3_000)
+        var joined = h.advance(by: 3_000)
+        if joined.isEmpty { joined = h.advance(by: 3_000) }  // the delay is extended once: b joined during it + h.advance(by: 3_000)
         #expect(joined.count == 3)
         #expect(joined.join(a.token)?.memberId == "a-0")
         #expect(joined.join(a.token)?.members.count == 3)
@@ -482,7 +485,8 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
     @Test func leaderThatNeverSyncsIsDroppedAndFollowersRejoin() {
         var h = GroupHarness(initialDelayMs: 3_000)
         let ids = ["a", "b"].map { h.joinWithMemberIdRequired($0, session: 30_000, rebalance: 20_000).memberId }
-        let joined = h.advance(by: 3_000) + h.advance(by: 3_000)
+        var joined = h.advance(by: 3_000)
+        if joined.isEmpty { joined = h.advance(by: 3_000) }  // the delay is extended once: b joined during it + h.advance(by: 3_000)
         #expect(joined.count == 2)
         let syncB = h.sync(ids[1], generation: 1)
         #expect(syncB.outputs.isEmpty)
@@ -631,6 +635,45 @@ private func flattenFetch(_ r: OffsetFetchResponse?) -> [String] {
         // Members of the old generation learn of the restart and rejoin.
         #expect(replayed.heartbeat(ids[0], generation: generation) == GroupCode.unknownMemberId)
         #expect(replayed.commitCodes([("orders", 0, 1, nil)], memberId: ids[0], generation: generation) == [GroupCode.unknownMemberId])
+    }
+
+    /// KIP-345: a static member that restarts within its session timeout takes its place back
+    /// without a rebalance; its old member id is fenced.
+    @Test func staticMemberRestartsWithoutARebalance() {
+        var h = GroupHarness(initialDelayMs: 3_000)
+        func joinStatic(_ client: String, memberId: String = "") -> (token: String, outputs: [GroupOut]) {
+            let token = h.token("join-\(client)")
+            let request = JoinGroupRequest(groupId: h.group, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 30_000, memberId: memberId,
+                                           groupInstanceId: "instance-\(client)", protocolType: "consumer", protocols: [.init(name: "range", metadata: [1])])
+            return (token, h.coordinator.handleJoinGroup(request, version: 5, clientId: client, token: token, nowMs: h.now))
+        }
+        // Static members join without MEMBER_ID_REQUIRED.
+        let a = joinStatic("a")
+        #expect(a.outputs.isEmpty, "parked until the join phase ends, not MEMBER_ID_REQUIRED")
+        let b = joinStatic("b")
+        var joined = h.advance(by: 3_000)
+        if joined.isEmpty { joined = h.advance(by: 3_000) }  // the delay is extended once: b joined during it
+        let leader = try! #require(joined.join(a.token))
+        let follower = try! #require(joined.join(b.token))
+        let generation = leader.generationId
+        _ = h.sync(follower.memberId, generation: generation)
+        _ = h.sync(leader.memberId, generation: generation, assignments: [leader.memberId: [0xA], follower.memberId: [0xB]])
+        #expect(h.state == .stable)
+
+        // "b" restarts: no member id, same instance id.
+        let back = joinStatic("b")
+        let rejoined = try! #require(back.outputs.join(back.token), "answered at once")
+        #expect(rejoined.errorCode == 0 && rejoined.generationId == generation && rejoined.memberId != follower.memberId)
+        #expect(h.state == .stable, "no rebalance")
+        #expect(h.heartbeat(leader.memberId, generation: generation) == 0, "the other member is not told to rejoin")
+        let sync = h.sync(rejoined.memberId, generation: generation)
+        #expect(sync.outputs.first.flatMap { if case .syncGroup(let r) = $0.response { r.assignment } else { nil } } == [UInt8(0xB)])
+        // The old incarnation is fenced wherever it names the instance.
+        let stale = HeartbeatRequest(groupId: h.group, generationId: generation, memberId: follower.memberId, groupInstanceId: "instance-b")
+        let fenced = h.coordinator.handleHeartbeat(stale, version: 3, token: "stale", nowMs: h.now)
+        #expect(fenced.heartbeat("stale")?.errorCode == GroupCode.fencedInstanceId)
+        #expect(joinStatic("b", memberId: follower.memberId).outputs.first.flatMap {
+            if case .joinGroup(let r) = $0.response { r.errorCode } else { nil } } == GroupCode.fencedInstanceId)
     }
 
     @Test func deleteGroupsAndOffsetDeleteForgetOffsetsDurably() throws {

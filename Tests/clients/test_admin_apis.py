@@ -221,3 +221,39 @@ def test_delete_consumer_groups(single_broker):
     admin = admin_for(single_broker)  # kept alive until the future completes
     listed = admin.list_consumer_groups(request_timeout=20).result(timeout=20)
     assert {g.group_id for g in listed.valid} == {"active"}, f"the deletion was persisted: {listed.valid} {listed.errors}"
+
+
+def test_static_member_restarts_without_a_rebalance(single_broker):
+    create(admin_for(single_broker), NewTopic("static", 4, 1))
+    events = {"a": [], "b": []}
+
+    def member(name):
+        consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "static-group",
+                             "group.instance.id": f"instance-{name}", "session.timeout.ms": 10000,
+                             "auto.offset.reset": "earliest", "partition.assignment.strategy": "range"})
+        consumer.subscribe(["static"], on_assign=lambda c, ps: events[name].append(("assign", sorted(p.partition for p in ps))),
+                           on_revoke=lambda c, ps: events[name].append(("revoke", sorted(p.partition for p in ps))))
+        return consumer
+
+    def poll_until(consumers, done, timeout=30):
+        deadline = time.time() + timeout
+        while not done() and time.time() < deadline:
+            for c in consumers:
+                c.poll(0.1)
+
+    a, b = member("a"), member("b")
+    poll_until([a, b], lambda: any(e[0] == "assign" and len(e[1]) == 2 for e in events["a"])
+               and any(e[0] == "assign" and len(e[1]) == 2 for e in events["b"]))
+    b_partitions = [e for e in events["b"] if e[0] == "assign"][-1][1]
+    b.close()  # a static member leaves no LeaveGroup behind
+    events["a"].clear()
+    b = member("b")
+    events["b"].clear()
+    poll_until([a, b], lambda: any(e[0] == "assign" for e in events["b"]))
+    poll_until([a, b], lambda: False, timeout=3)  # would a rebalance reach a?
+    try:
+        assert [e for e in events["b"] if e[0] == "assign"][0][1] == b_partitions, "b gets its partitions back"
+        assert not any(e[0] == "revoke" for e in events["a"]), f"a was not disturbed: {events['a']}"
+    finally:
+        a.close()
+        b.close()

@@ -24,8 +24,8 @@ struct ParkedGroupRequest<Token> {
 
 /// One member of a classic group.
 struct GroupMember<Token> {
-    let memberId: String
-    let clientId: String
+    var memberId: String
+    var clientId: String
     var groupInstanceId: String?
     var protocolType: String
     /// The member's protocols in its order of preference.
@@ -209,6 +209,39 @@ struct ConsumerGroup<Token> {
         memberOrder.append(member.memberId)
         if state == .preparingRebalance, initialDelay != nil { initialDelay!.newMemberAdded = true }
         maybePrepareRebalance(nowMs: nowMs, config: config, out: &out)
+    }
+
+    /// The member id a static member (KIP-345 `group.instance.id`) has now, if it is in the group.
+    func memberId(ofInstance instanceId: String) -> String? {
+        members.values.first { $0.groupInstanceId == instanceId }?.memberId
+    }
+
+    /// A static member came back with a new member id: it takes over the old member's place
+    /// (assignment, leadership, join order) and the old id is fenced — requests it has parked
+    /// are answered FENCED_INSTANCE_ID.
+    mutating func replaceStaticMember(_ oldId: String, with newId: String, clientId: String, out: inout [Output]) {
+        guard var member = members.removeValue(forKey: oldId) else { return }
+        if let parked = member.awaitingJoin {
+            out.append(Output(parked, .joinGroup(Self.joinError(.fencedInstanceId, memberId: oldId, version: parked.version))))
+        }
+        if let parked = member.awaitingSync {
+            out.append(Output(parked, .syncGroup(Self.syncError(.fencedInstanceId))))
+        }
+        member.memberId = newId
+        member.clientId = clientId
+        member.awaitingJoin = nil
+        member.awaitingSync = nil
+        members[newId] = member
+        memberOrder = memberOrder.map { $0 == oldId ? newId : $0 }
+        if leaderId == oldId { leaderId = newId }
+        if pendingSyncMembers.remove(oldId) != nil { pendingSyncMembers.insert(newId) }
+    }
+
+    /// Why a request naming `memberId` and `instanceId` is refused for static membership, if
+    /// it is: another member id now holds the instance (FENCED_INSTANCE_ID).
+    func fencing(memberId: String, instanceId: String?) -> GroupErrorCode? {
+        guard let instanceId, !instanceId.isEmpty, let holder = self.memberId(ofInstance: instanceId) else { return nil }
+        return holder == memberId ? nil : .fencedInstanceId
     }
 
     /// A known member rejoins: new protocols/timeouts, its JoinGroup parked, a rebalance if none is on.

@@ -24,9 +24,13 @@ import KafkaWire
 /// persisted: after a restart groups exist only through their offsets (Empty, generation 0),
 /// and members find out by UNKNOWN_MEMBER_ID on their next heartbeat and rejoin.
 ///
-/// **Left out:** static membership (KIP-345: `groupInstanceId` is echoed but the member is
-/// treated as dynamic), `group.max.size`, offset retention/expiry, DeleteGroups/OffsetDelete,
-/// transactional commits, the consumer protocol (KIP-848), and the 5-minute join timeout Kafka
+/// **Static membership** (KIP-345): a member with a `group.instance.id` joins without the
+/// MEMBER_ID_REQUIRED round trip; when it comes back with no member id (a restart) within its
+/// session timeout it takes over its old place — same assignment, no rebalance if the group
+/// is Stable and its protocols are unchanged — and the old member id is fenced
+/// (FENCED_INSTANCE_ID on its requests).
+///
+/// **Left out:** `group.max.size`, offset retention/expiry, transactional commits, the consumer protocol (KIP-848), and the 5-minute join timeout Kafka
 /// gives new members (the rebalance timeout bounds their wait here).
 public struct GroupCoordinator<Token> {
     public typealias Output = GroupOutput<Token>
@@ -100,10 +104,36 @@ public struct GroupCoordinator<Token> {
                 sessionDeadlineMs: nowMs + Int64(request.sessionTimeoutMs), awaitingJoin: caller)
         }
 
+        let instanceId = version >= 5 ? request.groupInstanceId.flatMap { $0.isEmpty ? nil : $0 } : nil
+        if let instanceId, let holder = group.memberId(ofInstance: instanceId) {
+            // Static membership (KIP-345): the instance keeps its place across restarts.
+            if !request.memberId.isEmpty && request.memberId != holder {
+                return fail(.fencedInstanceId, memberId: request.memberId)
+            }
+            if request.memberId.isEmpty {
+                let memberId = memberIdGenerator(clientId, memberIdSequence)
+                memberIdSequence &+= 1
+                group.replaceStaticMember(holder, with: memberId, clientId: clientId, out: &out)
+                let member = group.members[memberId]!
+                if group.state == .stable && member.matches(request.protocols) {
+                    // A restart within the session timeout: no rebalance, the same assignment.
+                    group.members[memberId]!.sessionTimeoutMs = Int64(request.sessionTimeoutMs)
+                    group.members[memberId]!.rebalanceTimeoutMs = rebalanceTimeoutMs
+                    group.members[memberId]!.sessionDeadlineMs = nowMs + Int64(request.sessionTimeoutMs)
+                    respond(group.joinResponse(for: memberId))
+                } else {
+                    group.updateMember(memberId, with: request, rebalanceTimeoutMs: rebalanceTimeoutMs, parked: caller, nowMs: nowMs, config: config, out: &out)
+                }
+                group.maybeCompleteJoin(nowMs: nowMs, out: &out)
+                return
+            }
+        }
         if request.memberId.isEmpty {
             let memberId = memberIdGenerator(clientId, memberIdSequence)
             memberIdSequence &+= 1
-            if version >= 4 {
+            // A static member skips the MEMBER_ID_REQUIRED round trip (KIP-345): its instance
+            // id names it.
+            if version >= 4 && instanceId == nil {
                 group.pendingMembers[memberId] = nowMs + Int64(request.sessionTimeoutMs)
                 return fail(.memberIdRequired, memberId: memberId)
             }
@@ -148,6 +178,7 @@ public struct GroupCoordinator<Token> {
         guard !request.groupId.isEmpty else { return fail(.invalidGroupId) }
         guard var group = groups.removeValue(forKey: request.groupId) else { return fail(.unknownMemberId) }
         defer { put(group) }
+        if let fenced = group.fencing(memberId: request.memberId, instanceId: request.groupInstanceId) { return fail(fenced) }
         guard group.members[request.memberId] != nil else { return fail(.unknownMemberId) }
         guard request.generationId == group.generationId else { return fail(.illegalGeneration) }
         if let type = request.protocolType, type != group.protocolType { return fail(.inconsistentGroupProtocol) }
@@ -189,6 +220,7 @@ public struct GroupCoordinator<Token> {
         guard !request.groupId.isEmpty else { return .invalidGroupId }
         guard var group = groups.removeValue(forKey: request.groupId) else { return .unknownMemberId }
         defer { put(group) }
+        if let fenced = group.fencing(memberId: request.memberId, instanceId: request.groupInstanceId) { return fenced }
         guard let member = group.members[request.memberId] else { return .unknownMemberId }
         guard request.generationId == group.generationId else { return .illegalGeneration }
         switch group.state {
@@ -217,7 +249,19 @@ public struct GroupCoordinator<Token> {
         } else if var group = groups.removeValue(forKey: request.groupId) {
             for identity in leaving {
                 let code: GroupErrorCode
-                if group.pendingMembers[identity.memberId] != nil {
+                if let instanceId = identity.groupInstanceId, !instanceId.isEmpty {
+                    // A static member leaves by its instance id (its member id, if given, must match).
+                    if let holder = group.memberId(ofInstance: instanceId) {
+                        if !identity.memberId.isEmpty && identity.memberId != holder {
+                            code = .fencedInstanceId
+                        } else {
+                            group.removeMember(holder, nowMs: nowMs, config: config, out: &out)
+                            code = .none
+                        }
+                    } else {
+                        code = .unknownMemberId
+                    }
+                } else if group.pendingMembers[identity.memberId] != nil {
                     group.removePendingMember(identity.memberId, nowMs: nowMs, out: &out)
                     code = .none
                 } else if group.members[identity.memberId] != nil {
@@ -265,6 +309,8 @@ public struct GroupCoordinator<Token> {
             } else {
                 rejection = .illegalGeneration
             }
+        } else if let fenced = group!.fencing(memberId: request.memberId, instanceId: request.groupInstanceId) {
+            rejection = fenced
         } else if generation < 0 && group!.state == .empty {
             rejection = nil
         } else if let member = group!.members[request.memberId] {
@@ -646,6 +692,7 @@ enum GroupErrorCode: Int16, Sendable {
     case nonEmptyGroup = 68
     case groupIdNotFound = 69
     case memberIdRequired = 79
+    case fencedInstanceId = 82
     case groupSubscribedToTopic = 86
 }
 
