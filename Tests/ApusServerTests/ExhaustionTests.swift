@@ -10,7 +10,7 @@ import Testing
     static func serve(dataDir: String, port: Int) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "ulimit -n 512 && exec \"$0\" serve --data-dir \"$1\" --listen 127.0.0.1:\"$2\" 2>\"$1.log\"",
+        process.arguments = ["-c", "ulimit -n 512 && exec \"$0\" serve --data-dir \"$1\" --listen 127.0.0.1:\"$2\" --set metrics.listen=off 2>\"$1.log\"",
                              try ApusServerProcess.binary("apus"), dataDir, String(port)]
         try process.run()
         let deadline = Date().addingTimeInterval(20)
@@ -67,7 +67,7 @@ import Testing
         defer { first.removeData() }
         try KafkaConnection(bootstrap: first.bootstrap).createTopic("many", partitions: 200)
         #expect(first.stop() == 0)
-        let result = try run("/bin/bash", ["-c", "ulimit -n 512 && exec \"$0\" serve --data-dir \"$1\" --listen 127.0.0.1:0",
+        let result = try run("/bin/bash", ["-c", "ulimit -n 512 && exec \"$0\" serve --data-dir \"$1\" --listen 127.0.0.1:0 --set metrics.listen=off",
                                            try ApusServerProcess.binary("apus"), first.dataDir], timeout: 30)
         #expect(result.status != 0)
         #expect(result.err.contains("the open-files limit is 512; raise it"), "\(result.err)")
