@@ -31,7 +31,6 @@ public enum ErrorCode: Int16, Sendable {
     case corruptMessage = 2
     case unknownTopicOrPartition = 3
     case leaderNotAvailable = 5
-    case notLeaderOrFollower = 6
     case messageTooLarge = 10
     case invalidTopic = 17
     case notEnoughReplicas = 19
@@ -48,11 +47,8 @@ public enum ErrorCode: Int16, Sendable {
     case duplicateSequenceNumber = 46
     case invalidProducerEpoch = 47
     case kafkaStorageError = 56
+    case unknownLeaderEpoch = 75
     case mismatchedEndpointType = 114
-    case policyViolation = 44
-    case groupIdNotFound = 69
-    case nonEmptyGroup = 68
-    case groupSubscribedToTopic = 86
     case unknownServerError = -1
 }
 

@@ -28,6 +28,35 @@ import Testing
         }
     }
 
+    /// OffsetForLeaderEpoch, DescribeLogDirs and DescribeProducers read each partition where it lives.
+    @Test(arguments: [1, 2]) func partitionStateAPIs(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "s", numPartitions: 2, replicationFactor: 1)]), version: 4)
+        _ = try h.call(produceRequest(topic: "s", partition: 1, batch: makeBatch(values: ["a", "b", "c"], producerId: 42, epoch: 3, sequence: 0)), version: 8)
+
+        let epochs = try #require(try h.call(OffsetForLeaderEpochRequest(topics: [
+            .init(topic: "s", partitions: [.init(partition: 1, currentLeaderEpoch: 0, leaderEpoch: 0), .init(partition: 1, currentLeaderEpoch: -1, leaderEpoch: 7),
+                                           .init(partition: 0, currentLeaderEpoch: 4, leaderEpoch: 0), .init(partition: 9, leaderEpoch: 0)]),
+        ]), version: 4))
+        let results = epochs.topics[0].partitions
+        #expect(results[0].errorCode == 0 && results[0].leaderEpoch == 0 && results[0].endOffset == 3)
+        #expect(results[1].errorCode == 0 && results[1].leaderEpoch == -1 && results[1].endOffset == -1, "an epoch this broker never had")
+        #expect(results[2].errorCode == ErrorCode.unknownLeaderEpoch.rawValue)
+        #expect(results[3].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+
+        let dirs = try #require(try h.call(DescribeLogDirsRequest(topics: nil), version: 4))
+        #expect(dirs.results.count == 1 && dirs.results[0].logDir == h.path)
+        let sizes = dirs.results[0].topics.first { $0.name == "s" }?.partitions.map(\.partitionSize)
+        #expect(sizes?.count == 2 && sizes![0] == 0 && sizes![1] > 0)
+
+        let producers = try #require(try h.call(DescribeProducersRequest(topics: [.init(name: "s", partitionIndexes: [1, 0, 5])]), version: 0))
+        let partitions = producers.topics[0].partitions
+        #expect(partitions[0].activeProducers.map { [$0.producerId, Int64($0.producerEpoch), Int64($0.lastSequence)] } == [[42, 3, 2]])
+        #expect(partitions[1].errorCode == 0 && partitions[1].activeProducers.isEmpty)
+        #expect(partitions[2].errorCode == ErrorCode.unknownTopicOrPartition.rawValue)
+    }
+
     /// One record of `size` bytes, timestamped 1_700_000_000_000.
     private func batch(of size: Int) -> [UInt8] {
         var builder = RecordBatchBuilder(capacity: size + 4096)

@@ -257,3 +257,39 @@ def test_static_member_restarts_without_a_rebalance(single_broker):
     finally:
         a.close()
         b.close()
+
+
+def test_kafka_python_admin_log_dirs_producers_and_offset_delete(single_broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.admin import KafkaAdminClient
+    from kafka.admin import NewTopic as KpNewTopic
+    from kafka.structs import OffsetAndMetadata
+    from kafka.structs import TopicPartition as KpTopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=single_broker.bootstrap)
+    try:
+        admin.create_topics([KpNewTopic("kp-admin", 2, 1)])
+        producer = KafkaProducer(bootstrap_servers=single_broker.bootstrap, enable_idempotence=True)
+        for _ in range(5):
+            producer.send("kp-admin", b"x", partition=1)
+        producer.flush()
+        producer.close()
+
+        dirs = admin.describe_log_dirs()[0]["log_dirs"][0]
+        assert dirs["log_dir"] == single_broker.data_dir
+        sizes = {p["partition_index"]: p["partition_size"] for t in dirs["topics"] if t["name"] == "kp-admin" for p in t["partitions"]}
+        assert sizes[0] == 0 and sizes[1] > 0
+
+        states = admin.describe_producers([KpTopicPartition("kp-admin", 1)])
+        active = list(states.values())[0].active_producers
+        assert len(active) == 1 and active[0].last_sequence == 4
+
+        consumer = KafkaConsumer(bootstrap_servers=single_broker.bootstrap, group_id="kp-offsets", enable_auto_commit=False)
+        consumer.commit({KpTopicPartition("kp-admin", 0): OffsetAndMetadata(1, "", -1),
+                         KpTopicPartition("kp-admin", 1): OffsetAndMetadata(2, "", -1)})
+        consumer.close()
+        admin.delete_group_offsets("kp-offsets", [KpTopicPartition("kp-admin", 0)])
+        left = admin.list_group_offsets("kp-offsets")["kp-offsets"]
+        assert {tp.partition: om.offset for tp, om in left.items()} == {1: 2}
+    finally:
+        admin.close()

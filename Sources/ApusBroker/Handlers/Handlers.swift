@@ -25,6 +25,7 @@ enum Handlers {
         Broker.offsetCommit, Broker.offsetFetch, Broker.listGroups, Broker.describeGroups,
         Broker.describeConfigs, Broker.alterConfigs, Broker.incrementalAlterConfigs,
         Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster, Broker.deleteGroups, Broker.offsetDelete,
+        Broker.offsetForLeaderEpoch, Broker.describeLogDirs, Broker.describeProducers,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

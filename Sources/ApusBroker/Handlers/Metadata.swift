@@ -54,7 +54,7 @@ extension Broker {
         }
         topic.partitions = (0..<entry.partitionCount).map { p in
             MetadataResponse.MetadataResponsePartition(
-                errorCode: 0, partitionIndex: Int32(p), leaderId: config.nodeId, leaderEpoch: 0,
+                errorCode: 0, partitionIndex: Int32(p), leaderId: config.nodeId, leaderEpoch: Broker.leaderEpoch,
                 replicaNodes: [config.nodeId], isrNodes: [config.nodeId], offlineReplicas: [])
         }
         return topic
