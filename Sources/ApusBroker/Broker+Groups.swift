@@ -121,6 +121,7 @@ extension Broker {
             pendingGroupWrites = still
         }
         _ = route(groups.tick(nowMs: nowMs), caller: nil, nowMs: nowMs)
+        if index == 0 { consumerGroups.tick(nowMs: nowMs) }
         completions += groupCompletions
         groupCompletions.removeAll()
     }

@@ -84,6 +84,9 @@ public final class Broker {
     /// Classic consumer groups (used on shard 0); committed offsets live in the internal
     /// `__consumer_offsets` log.
     var groups: GroupCoordinator<GroupToken>
+    /// Groups of the consumer group protocol (KIP-848; shard 0). Their committed offsets live in
+    /// `groups`' offset store like any other.
+    var consumerGroups: ConsumerProtocolGroups
     var offsetsLog: PartitionLog?
     /// Topics unpublished whose files are not deleted yet (shard 0).
     var deleting: Set<String> = []
@@ -117,6 +120,12 @@ public final class Broker {
         self.index = index
         self.producerIds = ProducerIdAllocator(seed: nowMs)
         self.groups = GroupCoordinator(config: config.groups)
+        let seed = UInt64(bitPattern: nowMs) ^ UInt64.random(in: .min ... .max)
+        var sequence: UInt64 = 0
+        self.consumerGroups = ConsumerProtocolGroups(config: config.consumerGroups, newMemberId: {
+            sequence &+= 1
+            return groupMemberUUID(seed: seed, sequence: sequence)
+        })
         refreshTopics()
         if index == 0 {
             try loadGroupOffsets(nowMs: nowMs)
@@ -395,6 +404,7 @@ public final class Broker {
         var name: String
         var partitions: Int32
         var overrides: [String: String] = [:]
+        var id = KafkaUUID.random()
     }
 
     /// Creates topics' partitions (empty logs) and stores their configuration on the disk
@@ -413,6 +423,7 @@ public final class Broker {
                     try logs.writeTopicConfig(spec.name, spec.overrides)
                     for p in 0..<spec.partitions {
                         opened.append(try logs.openLog(TopicPartition(spec.name, p), config: settings.log))
+                        try logs.writeTopicId(spec.id, of: TopicPartition(spec.name, p))
                     }
                     return UncheckedSendable(.success(opened))
                 } catch {
@@ -428,7 +439,7 @@ public final class Broker {
                 switch result.value {
                 case .success(let created):
                     broker.mesh.catalog.publish(CatalogTopic(
-                        name: spec.name, logs: created, shards: broker.mesh.count, overrides: spec.overrides,
+                        name: spec.name, id: spec.id, logs: created, shards: broker.mesh.count, overrides: spec.overrides,
                         settings: TopicConfig.settings(spec.overrides, broker: broker.config)))
                     broker.logger.info("created topic", metadata: ["topic": "\(spec.name)", "partitions": "\(spec.partitions)"])
                 case .failure(let error):

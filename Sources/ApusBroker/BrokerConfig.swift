@@ -20,6 +20,8 @@ public struct BrokerConfig: Sendable {
     public var log = LogConfig()
     /// Consumer group settings (session timeout bounds, initial rebalance delay).
     public var groups = GroupCoordinatorConfig()
+    /// Settings of the consumer group protocol (KIP-848, `group.protocol=consumer`).
+    public var consumerGroups = ConsumerProtocolConfig()
 
     public init() {}
 }

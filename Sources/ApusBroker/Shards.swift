@@ -1,5 +1,6 @@
 import ApusIO
 import ApusStorage
+import KafkaWire
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -153,6 +154,8 @@ final class PartitionSignal: Sendable {
 /// A configuration change or new partitions publish a new entry sharing the logs and signals.
 public final class CatalogTopic: @unchecked Sendable {
     public let name: String
+    /// The topic id (persisted in each partition's `partition.metadata`).
+    let id: KafkaUUID
     let logs: [PartitionLog]
     let owners: [Int]
     let signals: [PartitionSignal]
@@ -163,8 +166,9 @@ public final class CatalogTopic: @unchecked Sendable {
 
     var partitionCount: Int { logs.count }
 
-    init(name: String, logs: [PartitionLog], shards: Int, overrides: [String: String], settings: TopicSettings) {
+    init(name: String, id: KafkaUUID, logs: [PartitionLog], shards: Int, overrides: [String: String], settings: TopicSettings) {
         self.name = name
+        self.id = id
         self.logs = logs
         owners = logs.indices.map { ShardMesh.owner(topic: name, partition: Int32($0), shards: shards) }
         signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark) }
@@ -175,6 +179,7 @@ public final class CatalogTopic: @unchecked Sendable {
     private init(_ topic: CatalogTopic, logs: [PartitionLog], signals: [PartitionSignal], owners: [Int],
                  overrides: [String: String], settings: TopicSettings) {
         name = topic.name
+        id = topic.id
         self.logs = logs
         self.signals = signals
         self.owners = owners
@@ -231,7 +236,17 @@ public final class TopicCatalog: @unchecked Sendable {
                 continue
             }
             let own = overrides[topic] ?? [:]
-            catalog.publish(CatalogTopic(name: topic, logs: ordered.map { partitions[$0]! }, shards: shards,
+            // Topics from before topic ids (or a lost file) get one now, written to every partition.
+            let tps = ordered.map { TopicPartition(topic, $0) }
+            let id: KafkaUUID
+            if let stored = tps.lazy.compactMap({ logs.topicId(of: $0) }).first {
+                id = stored
+            } else {
+                id = KafkaUUID.random()
+                logger.info("gave the topic an id", metadata: ["topic": "\(topic)", "id": "\(id.base64URL)"])
+            }
+            for tp in tps where logs.topicId(of: tp) != id { try logs.writeTopicId(id, of: tp) }
+            catalog.publish(CatalogTopic(name: topic, id: id, logs: ordered.map { partitions[$0]! }, shards: shards,
                                          overrides: own, settings: TopicConfig.settings(own, broker: broker)))
         }
         if !found.isEmpty {

@@ -35,6 +35,8 @@ extension ServerConfig {
         ("flush.ms", "none", "sync data older than this many ms (none: never)"),
         ("group.initial.rebalance.delay.ms", "3000", "how long a new group waits for more members before its first rebalance"),
         ("group.min.session.timeout.ms", "6000", "smallest session timeout a consumer may ask for"),
+        ("group.consumer.heartbeat.interval.ms", "5000", "how often members of consumer-protocol groups (group.protocol=consumer) heartbeat"),
+        ("group.consumer.session.timeout.ms", "45000", "a consumer-protocol member is removed after this long without a heartbeat"),
         ("group.max.session.timeout.ms", "1800000", "largest session timeout a consumer may ask for"),
         ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
         ("loop.stall.warn.ms", "10", "a shard turn (the work between two waits for I/O) longer than this is a stall: counted, logged at most once per second per shard with the phase it was in, summed up at shutdown"),
@@ -97,6 +99,8 @@ extension ServerConfig {
         case "flush.ms": broker.log.flushMs = value == "none" ? .max : try int(0...Int64.max)
         case "group.initial.rebalance.delay.ms": broker.groups.initialRebalanceDelayMs = Int32(try int(0...Int64(Int32.max)))
         case "group.min.session.timeout.ms": broker.groups.minSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
+        case "group.consumer.heartbeat.interval.ms": broker.consumerGroups.heartbeatIntervalMs = Int32(try int(1...Int64(Int32.max)))
+        case "group.consumer.session.timeout.ms": broker.consumerGroups.sessionTimeoutMs = try int(1...Int64(Int32.max))
         case "group.max.session.timeout.ms": broker.groups.maxSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
         case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
         case "loop.stall.warn.ms": stallWarnMs = Int(try int(1...3_600_000))

@@ -1,4 +1,5 @@
 import ApusIO
+import KafkaWire
 
 /// Per-topic configuration overrides on disk: one small file per topic that has any,
 /// `<data dir>/.topic-configs/<topic>.properties`, `key=value` lines sorted by key, written
@@ -51,6 +52,32 @@ extension LogManager {
             }
             let text = overrides.keys.sorted().map { "\($0)=\(overrides[$0]!)\n" }.joined()
             try Sys.writeFileAtomically(path, Array(text.utf8))
+        } catch {
+            throw .io(error)
+        }
+    }
+}
+
+/// Each partition directory's `partition.metadata`, as Kafka writes it: the format version and
+/// the topic's id (`topic_id: <base64url>`), so that a topic deleted and created again under the
+/// same name is a different topic to clients.
+extension LogManager {
+    static let partitionMetadataFile = "partition.metadata"
+
+    /// The topic id stored in `tp`'s directory, if any.
+    public func topicId(of tp: TopicPartition) -> KafkaUUID? {
+        guard let bytes = try? Sys.readFile(dataDirectory + "/" + tp.description + "/" + Self.partitionMetadataFile) else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("topic_id:") {
+            return KafkaUUID(base64URL: String(line.dropFirst("topic_id:".count).drop { $0 == " " }))
+        }
+        return nil
+    }
+
+    /// Writes `tp`'s `partition.metadata` (atomically: the disk worker's or start-up's job).
+    public func writeTopicId(_ id: KafkaUUID, of tp: TopicPartition) throws(StorageError) {
+        do {
+            try Sys.writeFileAtomically(dataDirectory + "/" + tp.description + "/" + Self.partitionMetadataFile,
+                                        Array("version: 0\ntopic_id: \(id.base64URL)\n".utf8))
         } catch {
             throw .io(error)
         }

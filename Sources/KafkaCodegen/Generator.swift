@@ -13,7 +13,7 @@ public struct Generator {
         "CreateTopics", "DeleteTopics", "InitProducerId", "ListGroups", "DescribeGroups",
         "DescribeConfigs", "AlterConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteRecords",
         "DescribeCluster", "DeleteGroups", "OffsetDelete", "OffsetForLeaderEpoch", "DescribeLogDirs",
-        "DescribeProducers",
+        "DescribeProducers", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

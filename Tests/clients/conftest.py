@@ -70,6 +70,12 @@ class Broker:
             self.process.wait(timeout=30)
         return self.process.returncode
 
+    def restart_with(self, extra_args, sig=signal.SIGTERM):
+        """Restarts with more command-line arguments."""
+        self.stop(sig)
+        self.extra_args += list(extra_args)
+        self.start()
+
     def restart(self, sig=signal.SIGTERM):
         code = self.stop(sig)
         self.start()

@@ -293,3 +293,41 @@ def test_kafka_python_admin_log_dirs_producers_and_offset_delete(single_broker):
         assert {tp.partition: om.offset for tp, om in left.items()} == {1: 2}
     finally:
         admin.close()
+
+
+def test_consumer_group_protocol_consumes_every_record_once(single_broker):
+    """KIP-848 (group.protocol=consumer): members join and leave, the broker assigns and moves
+    partitions, and every record is consumed exactly once."""
+    single_broker.restart_with(["--set", "group.consumer.heartbeat.interval.ms=300"])
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("kip848", 6, 1))
+    produce(single_broker.bootstrap, "kip848", [(None, f"a{i}".encode()) for i in range(300)], **{"partitioner": "random"})
+    seen = []
+
+    def member(name):
+        consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "kip848-group", "group.protocol": "consumer",
+                             "client.id": name, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe(["kip848"])
+        return consumer
+
+    def consume(consumers, until, timeout=60):
+        deadline = time.time() + timeout
+        while len(seen) < until and time.time() < deadline:
+            for c in consumers:
+                msg = c.poll(0.05)
+                if msg is not None and not msg.error():
+                    seen.append(msg.value())
+                    c.commit(message=msg, asynchronous=False)
+
+    c1 = member("c1")
+    consume([c1], 100)
+    c2, c3 = member("c2"), member("c3")
+    consume([c1, c2, c3], 200)
+    described = admin.describe_consumer_groups(["kip848-group"])["kip848-group"].result(timeout=20)
+    assert len(described.members) == 3
+    c1.close()
+    produce(single_broker.bootstrap, "kip848", [(None, f"b{i}".encode()) for i in range(100)], **{"partitioner": "random"})
+    consume([c2, c3], 400)
+    c2.close()
+    c3.close()
+    assert len(seen) == 400 and len(set(seen)) == 400, f"{len(seen)} consumed, {len(set(seen))} distinct"

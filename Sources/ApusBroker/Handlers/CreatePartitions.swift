@@ -63,12 +63,15 @@ extension Broker {
     func addPartitions(_ growing: [(topic: CatalogTopic, count: Int32)], then done: @escaping (Broker, [String: StorageError]) -> Void) {
         for (topic, _) in growing { creating.insert(topic.name) }
         let logs = self.logs
-        let work = growing.map { (name: $0.topic.name, from: Int32($0.topic.partitionCount), to: $0.count, config: $0.topic.settings.log) }
+        let work = growing.map { (name: $0.topic.name, id: $0.topic.id, from: Int32($0.topic.partitionCount), to: $0.count, config: $0.topic.settings.log) }
         mesh.afterDiskWork(on: index, { () -> [UncheckedSendable<Result<[PartitionLog], StorageError>>] in
             work.map { topic in
                 var opened: [PartitionLog] = []
                 do throws(StorageError) {
-                    for p in topic.from..<topic.to { opened.append(try logs.openLog(TopicPartition(topic.name, p), config: topic.config)) }
+                    for p in topic.from..<topic.to {
+                        opened.append(try logs.openLog(TopicPartition(topic.name, p), config: topic.config))
+                        try logs.writeTopicId(topic.id, of: TopicPartition(topic.name, p))
+                    }
                     return UncheckedSendable(.success(opened))
                 } catch {
                     for p in topic.from..<topic.to { try? logs.deleteLog(TopicPartition(topic.name, p)) }

@@ -26,6 +26,7 @@ enum Handlers {
         Broker.describeConfigs, Broker.alterConfigs, Broker.incrementalAlterConfigs,
         Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster, Broker.deleteGroups, Broker.offsetDelete,
         Broker.offsetForLeaderEpoch, Broker.describeLogDirs, Broker.describeProducers,
+        Broker.consumerGroupHeartbeat, Broker.consumerGroupDescribe,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

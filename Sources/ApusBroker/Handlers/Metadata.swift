@@ -2,9 +2,10 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// Metadata v0–8: this broker as the only one, leader of every partition; topics are
+    /// Metadata v0–12: this broker as the only one, leader of every partition, with topic ids
+    /// (v10+; a topic may be asked for by id, UNKNOWN_TOPIC_ID if there is none); topics are
     /// auto-created when asked for by name and `auto.create.topics.enable` allows it.
-    static let metadata = HandlerEntry(api: .metadata, versions: 0...8, onCoordinator: true) { broker, context, r throws(WireError) in
+    static let metadata = HandlerEntry(api: .metadata, versions: 0...12, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try MetadataRequest.decode(from: &r, version: context.apiVersion)
         var response = MetadataResponse()
         response.brokers = [.init(nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort)]
@@ -12,8 +13,14 @@ extension Broker {
         response.controllerId = broker.config.nodeId
         // v0: an empty list means all topics; v1+: null means all, empty means none.
         let names: [String]
+        var unknownIds: [KafkaUUID] = []
         if let topics = request.topics, !(context.apiVersion == 0 && topics.isEmpty) {
-            names = topics.map { $0.name ?? "" }
+            names = topics.compactMap { requested in
+                if let name = requested.name { return name }
+                if let entry = broker.topics.values.first(where: { $0.id == requested.topicId }) { return entry.name }
+                unknownIds.append(requested.topicId)
+                return nil
+            }
         } else {
             names = broker.topics.keys.sorted()
         }
@@ -29,6 +36,9 @@ extension Broker {
         let answer = { (broker: Broker) -> MetadataResponse in
             var response = response
             for name in names { response.topics.append(broker.describeTopic(name)) }
+            for id in unknownIds {
+                response.topics.append(.init(errorCode: 100 /* UNKNOWN_TOPIC_ID */, name: nil, topicId: id))
+            }
             return response
         }
         guard !missing.isEmpty else { return broker.respond(answer(broker), context) }
@@ -52,6 +62,7 @@ extension Broker {
             topic.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
             return topic
         }
+        topic.topicId = entry.id
         topic.partitions = (0..<entry.partitionCount).map { p in
             MetadataResponse.MetadataResponsePartition(
                 errorCode: 0, partitionIndex: Int32(p), leaderId: config.nodeId, leaderEpoch: Broker.leaderEpoch,

@@ -5,7 +5,20 @@ extension Broker {
     /// OffsetCommit v0...7, answered by the group coordinator (parked responses come later);
     /// commits for partitions that do not exist are refused per partition.
     static let offsetCommit = HandlerEntry(api: .offsetCommit, versions: 0...7, onCoordinator: true) { broker, context, r throws(WireError) in
-        let request = try OffsetCommitRequest.decode(from: &r, version: context.apiVersion)
+        var request = try OffsetCommitRequest.decode(from: &r, version: context.apiVersion)
+        if broker.consumerGroups.groups[request.groupId] != nil {
+            // A consumer-protocol group: the member and its epoch are checked there; the offsets
+            // go to the same store as a simple (memberless) commit.
+            if let refusal = broker.consumerGroups.commitRefusal(groupId: request.groupId, memberId: request.memberId, epoch: request.generationIdOrMemberEpoch) {
+                let refused = OffsetCommitResponse(topics: request.topics.map { topic in
+                    .init(name: topic.name, partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: refusal) })
+                })
+                return broker.respond(refused, context)
+            }
+            request.memberId = ""
+            request.generationIdOrMemberEpoch = -1
+            request.groupInstanceId = nil
+        }
         let outputs = broker.groups.handleOffsetCommit(request, version: context.apiVersion, token: broker.groupToken(context), nowMs: context.nowMs) { topic, partition in
             guard let entry = broker.topic(topic) else { return false }
             return partition >= 0 && Int(partition) < entry.partitionCount

@@ -30,6 +30,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case offsetDelete = 47
     case describeCluster = 60
     case describeProducers = 61
+    case consumerGroupHeartbeat = 68
+    case consumerGroupDescribe = 69
 
     /// The API's name as Kafka spells it ("Produce").
     public var name: String {
@@ -62,6 +64,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .offsetDelete: "OffsetDelete"
             case .describeCluster: "DescribeCluster"
             case .describeProducers: "DescribeProducers"
+            case .consumerGroupHeartbeat: "ConsumerGroupHeartbeat"
+            case .consumerGroupDescribe: "ConsumerGroupDescribe"
         }
     }
 
@@ -96,6 +100,8 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .offsetDelete: OffsetDeleteRequest.self
             case .describeCluster: DescribeClusterRequest.self
             case .describeProducers: DescribeProducersRequest.self
+            case .consumerGroupHeartbeat: ConsumerGroupHeartbeatRequest.self
+            case .consumerGroupDescribe: ConsumerGroupDescribeRequest.self
         }
     }
 }
@@ -161,5 +167,9 @@ public enum GeneratedMessages {
         DescribeLogDirsResponse.self,
         DescribeProducersRequest.self,
         DescribeProducersResponse.self,
+        ConsumerGroupHeartbeatRequest.self,
+        ConsumerGroupHeartbeatResponse.self,
+        ConsumerGroupDescribeRequest.self,
+        ConsumerGroupDescribeResponse.self,
     ]
 }

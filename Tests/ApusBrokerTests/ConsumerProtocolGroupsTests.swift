@@ -1,0 +1,118 @@
+@testable import ApusBroker
+import Testing
+
+/// The consumer group protocol's coordinator (KIP-848) driven by hand: assignments converge,
+/// no partition is ever held by two members, epochs fence stale members.
+@Suite struct ConsumerProtocolGroupsTests {
+    struct Driver {
+        var groups: ConsumerProtocolGroups
+        var now: Int64 = 1_000
+        var counts: [String: Int] = ["t": 6]
+        var ids = 0
+
+        init(sessionTimeoutMs: Int64 = 45_000) {
+            var config = ConsumerProtocolConfig()
+            config.sessionTimeoutMs = sessionTimeoutMs
+            var next = 0
+            groups = ConsumerProtocolGroups(config: config, newMemberId: { next += 1; return "m\(next)" })
+        }
+
+        mutating func beat(_ memberId: String, epoch: Int32, topics: [String]? = nil, owned: Set<GroupPartition>? = nil,
+                           instance: String? = nil, assignor: String? = nil) -> ConsumerHeartbeatResult {
+            let counts = self.counts
+            return groups.heartbeat(ConsumerHeartbeat(
+                groupId: "g", memberId: memberId, memberEpoch: epoch, instanceId: instance, rackId: nil, rebalanceTimeoutMs: 30_000,
+                subscribedTopicNames: topics, serverAssignor: assignor, owned: owned, clientId: "c"), nowMs: now) { counts[$0] }
+        }
+
+        /// Heartbeats every member (reporting what it was last given as owned) until nothing changes.
+        mutating func settle(_ members: inout [String: (epoch: Int32, owned: Set<GroupPartition>)]) {
+            for _ in 0..<10 {
+                var changed = false
+                for id in members.keys.sorted() {
+                    let r = beat(id, epoch: members[id]!.epoch, owned: members[id]!.owned)
+                    #expect(r.error == 0, "\(id): \(r.message ?? "")")
+                    let next = (r.memberEpoch, r.assignment ?? members[id]!.owned)
+                    if next.0 != members[id]!.epoch || next.1 != members[id]!.owned { changed = true }
+                    members[id] = next
+                    assertExclusive()
+                }
+                if !changed { return }
+            }
+        }
+
+        /// No partition is assigned to (or still being revoked from) two members.
+        func assertExclusive() {
+            var seen = Set<GroupPartition>()
+            for member in groups.groups["g"]?.members.values ?? [:].values {
+                for tp in member.assigned.union(member.revoking) {
+                    #expect(seen.insert(tp).inserted, "\(tp) held twice")
+                }
+            }
+        }
+    }
+
+    @Test func membersJoiningAndLeavingConvergeWithoutSharingAPartition() {
+        var d = Driver()
+        let first = d.beat("", epoch: 0, topics: ["t"])
+        let a = first.memberId!
+        #expect(first.memberEpoch > 0 && first.assignment?.count == 6, "alone: every partition at once")
+        var members: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [a: (first.memberEpoch, first.assignment!)]
+        // b joins: a must give up half before b gets it.
+        let joined = d.beat("", epoch: 0, topics: ["t"])
+        let b = joined.memberId!
+        #expect(joined.assignment == [], "nothing until a releases")
+        members[b] = (joined.memberEpoch, [])
+        d.settle(&members)
+        #expect(members[a]!.owned.count == 3 && members[b]!.owned.count == 3)
+        #expect(members[a]!.owned.isDisjoint(with: members[b]!.owned))
+        #expect(d.groups.groups["g"]?.state == "Stable")
+        let epoch = members[a]!.epoch
+        #expect(members[b]!.epoch == epoch)
+        // A stale epoch is fenced.
+        #expect(d.beat(a, epoch: epoch + 7).error == ConsumerProtocolGroups.fencedMemberEpoch)
+        #expect(d.beat("nobody", epoch: 3).error == ConsumerProtocolGroups.unknownMemberId)
+        // a leaves: b gets everything.
+        #expect(d.beat(a, epoch: -1).memberEpoch == -1)
+        members[a] = nil
+        d.settle(&members)
+        #expect(members[b]!.owned.count == 6)
+        // New partitions are picked up.
+        d.counts["t"] = 8
+        d.settle(&members)
+        #expect(members[b]!.owned.count == 8)
+    }
+
+    @Test func sessionExpiryAndStaticRejoin() {
+        var d = Driver(sessionTimeoutMs: 10_000)
+        let a = d.beat("", epoch: 0, topics: ["t"], instance: "ia")
+        let b = d.beat("", epoch: 0, topics: ["t"])
+        var members: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [a.memberId!: (a.memberEpoch, a.assignment!), b.memberId!: (b.memberEpoch, [])]
+        d.settle(&members)
+        let aOwned = members[a.memberId!]!.owned
+        // The static member restarts: -2, then a join with the same instance id gets the same partitions.
+        #expect(d.beat(a.memberId!, epoch: -2).error == 0)
+        let back = d.beat("", epoch: 0, topics: ["t"], instance: "ia")
+        #expect(back.assignment == aOwned && back.memberEpoch == members[a.memberId!]!.epoch, "no reassignment")
+        // b stops heartbeating: after the session timeout its partitions move.
+        d.now += 6_000
+        #expect(d.beat(back.memberId!, epoch: back.memberEpoch).error == 0)
+        d.now += 6_000
+        d.groups.tick(nowMs: d.now)
+        #expect(d.groups.groups["g"]?.members[b.memberId!] == nil)
+        var left: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [back.memberId!: (back.memberEpoch, back.assignment!)]
+        d.settle(&left)
+        #expect(left[back.memberId!]!.owned.count == 6)
+    }
+
+    @Test func rangeAssignorGivesConsecutivePartitions() {
+        var d = Driver()
+        let a = d.beat("", epoch: 0, topics: ["t"], assignor: "range")
+        let b = d.beat("", epoch: 0, topics: ["t"], assignor: "range")
+        var members: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [a.memberId!: (a.memberEpoch, a.assignment!), b.memberId!: (b.memberEpoch, [])]
+        d.settle(&members)
+        let ranges = members.keys.sorted().map { members[$0]!.owned.map(\.partition).sorted() }
+        #expect(ranges == [[0, 1, 2], [3, 4, 5]])
+        #expect(d.beat("", epoch: 0, topics: ["t"], assignor: "sticky").error == ConsumerProtocolGroups.unsupportedAssignor)
+    }
+}
