@@ -58,7 +58,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: JoinGroup
 
-    /// JoinGroup v0–v9 (the broker advertises 0–5). On v4+ a member without an id is given one
+    /// JoinGroup v0–v9. On v4+ a member without an id is given one
     /// with MEMBER_ID_REQUIRED and must join again with it (KIP-394); below v4 it is added at once.
     /// The answer is parked until the join phase ends: when every member has rejoined, at the
     /// rebalance timeout, or after the initial delay when the group was empty.
@@ -167,7 +167,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: SyncGroup
 
-    /// SyncGroup v0–v5 (advertised 0–3). Followers' requests wait for the leader's, which carries
+    /// SyncGroup v0–v5. Followers' requests wait for the leader's, which carries
     /// everyone's assignment; then each member gets its own. In Stable the current assignment is
     /// returned at once.
     public mutating func handleSyncGroup(_ request: SyncGroupRequest, version: Int16, token: Token, nowMs: Int64) -> [Output] {
@@ -210,7 +210,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: Heartbeat
 
-    /// Heartbeat v0–v4 (advertised 0–3): keeps a member's session alive. REBALANCE_IN_PROGRESS
+    /// Heartbeat v0–v4: keeps a member's session alive. REBALANCE_IN_PROGRESS
     /// tells a member of the current generation to rejoin.
     public mutating func handleHeartbeat(_ request: HeartbeatRequest, version: Int16, token: Token, nowMs: Int64) -> [Output] {
         [Output(token: token, version: version, response: .heartbeat(HeartbeatResponse(errorCode: heartbeat(request, nowMs: nowMs).rawValue)))]
@@ -237,7 +237,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: LeaveGroup
 
-    /// LeaveGroup v0–v5 (advertised 0–1): v0–v2 name one member at the top level, v3+ a batch.
+    /// LeaveGroup v0–v5: v0–v2 name one member at the top level, v3+ a batch.
     /// Each leaving member is removed and the rest rebalance.
     public mutating func handleLeaveGroup(_ request: LeaveGroupRequest, version: Int16, token: Token, nowMs: Int64) -> [Output] {
         var out: [Output] = []
@@ -287,7 +287,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: OffsetCommit
 
-    /// OffsetCommit v0–v9 (advertised 0–7). Members of the current generation may commit (not
+    /// OffsetCommit v0–v9. Members of the current generation may commit (not
     /// while it waits for assignments: REBALANCE_IN_PROGRESS); so may "simple" consumers
     /// (generation < 0, no member id — v0 always) when the group has no members. The output
     /// carries the records to persist before the response is sent.
@@ -445,7 +445,7 @@ public struct GroupCoordinator<Token> {
 
     // MARK: OffsetFetch
 
-    /// OffsetFetch v0–v9 (advertised 0–5): committed offsets, -1 (and "" metadata) for
+    /// OffsetFetch v0–v9 (advertised 0–8): committed offsets, -1 (and "" metadata) for
     /// partitions without one; null topics (v2+) means every partition the group has committed.
     /// v8+ answers per group. Group state is not checked, as in Kafka.
     public func handleOffsetFetch(_ request: OffsetFetchRequest, version: Int16, token: Token) -> [Output] {

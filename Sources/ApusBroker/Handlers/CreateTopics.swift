@@ -2,10 +2,11 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// CreateTopics v0–4: validates names, partition counts, replication factor (one replica
+    /// CreateTopics v0–7: validates names, partition counts, replication factor (one replica
     /// on a single broker), manual assignments (each partition's one replica must be this
-    /// broker) and configuration overrides (Kafka's topic-level keys, stored with the topic).
-    static let createTopics = HandlerEntry(api: .createTopics, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
+    /// broker) and configuration overrides (Kafka's topic-level keys, stored with the topic);
+    /// v5+ answers with the topic's configuration, v7+ with its id.
+    static let createTopics = HandlerEntry(api: .createTopics, versions: 0...7, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try CreateTopicsRequest.decode(from: &r, version: context.apiVersion)
         var response = CreateTopicsResponse()
         var toCreate: [TopicSpec] = []
@@ -47,7 +48,14 @@ extension Broker {
             if result.errorCode == 0 {
                 result.numPartitions = partitions
                 result.replicationFactor = 1
-                if !request.validateOnly { toCreate.append(TopicSpec(name: topic.name, partitions: partitions, overrides: overrides)) }
+                result.configs = TopicConfig.entries(overrides, broker: broker.config).map {
+                    .init(name: $0.name, value: $0.value, readOnly: $0.readOnly, configSource: $0.source, isSensitive: false)
+                }
+                if !request.validateOnly {
+                    let spec = TopicSpec(name: topic.name, partitions: partitions, overrides: overrides)
+                    result.topicId = spec.id
+                    toCreate.append(spec)
+                }
             }
             response.topics.append(result)
         }
@@ -59,6 +67,8 @@ extension Broker {
                 response.topics[i].errorMessage = "\(error)"
                 response.topics[i].numPartitions = -1
                 response.topics[i].replicationFactor = -1
+                response.topics[i].configs = []
+                response.topics[i].topicId = .zero
             }
             broker.answerLater(broker.frame(response, context), context)
         }

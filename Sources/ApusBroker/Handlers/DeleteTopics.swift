@@ -2,21 +2,29 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// DeleteTopics v0–3 (on shard 0): unpublishes the topics at once, has every owning shard
+    /// DeleteTopics v0–6 (on shard 0; v6 by name or id): unpublishes the topics at once, has every owning shard
     /// take its logs offline, then deletes their files and answers. Until then the names are
     /// "marked for deletion": creating them again is refused, so a new topic never shares a
     /// directory with a log an owner still holds.
-    static let deleteTopics = HandlerEntry(api: .deleteTopics, versions: 0...3, onCoordinator: true) { broker, context, r throws(WireError) in
+    static let deleteTopics = HandlerEntry(api: .deleteTopics, versions: 0...6, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try DeleteTopicsRequest.decode(from: &r, version: context.apiVersion)
         var response = DeleteTopicsResponse()
         var doomed: [CatalogTopic] = []
-        for name in request.topicNames {
-            var result = DeleteTopicsResponse.DeletableTopicResult(name: name)
-            if !broker.deleting.contains(name), let topic = broker.mesh.catalog.remove(name) {
+        // v6 names topics by name or by id.
+        let named: [(name: String?, id: KafkaUUID)] = context.apiVersion >= 6 ? request.topics.map { ($0.name, $0.topicId) } : request.topicNames.map { ($0, .zero) }
+        for (requestedName, id) in named {
+            let name = requestedName ?? broker.topics.values.first { $0.id == id }?.name
+            var result = DeleteTopicsResponse.DeletableTopicResult(name: name, topicId: id)
+            if let name, !broker.deleting.contains(name), let topic = broker.mesh.catalog.remove(name) {
                 broker.deleting.insert(name)
                 doomed.append(topic)
+                result.topicId = topic.id
+            } else if name == nil {
+                result.errorCode = 100  // UNKNOWN_TOPIC_ID
+                result.errorMessage = "no topic has id \(id.base64URL)"
             } else {
                 result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                result.errorMessage = "unknown topic \(name!)"
             }
             response.responses.append(result)
         }

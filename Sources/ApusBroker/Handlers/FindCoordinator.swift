@@ -2,11 +2,18 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// FindCoordinator v0–2: this (single) broker coordinates every group.
-    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...2) { broker, context, r throws(WireError) in
+    /// FindCoordinator v0–4 (v4: several keys at once): this (single) broker coordinates every
+    /// group; transaction coordinators do not exist (no transactions).
+    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...4) { broker, context, r throws(WireError) in
         let request = try FindCoordinatorRequest.decode(from: &r, version: context.apiVersion)
         var response = FindCoordinatorResponse()
-        if request.keyType != 0 {
+        if context.apiVersion >= 4 {
+            response.coordinators = request.coordinatorKeys.map { key in
+                request.keyType != 0
+                    ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: "only group coordinators are supported")
+                    : .init(key: key, nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort, errorCode: 0, errorMessage: nil)
+            }
+        } else if request.keyType != 0 {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transaction coordinators: not supported
             response.errorMessage = "only group coordinators are supported"
         } else {

@@ -2,8 +2,8 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// Heartbeat v0...3, answered by the group coordinator (parked responses come later).
-    static let heartbeat = HandlerEntry(api: .heartbeat, versions: 0...3, onCoordinator: true) { broker, context, r throws(WireError) in
+    /// Heartbeat v0...4, answered by the group coordinator (parked responses come later).
+    static let heartbeat = HandlerEntry(api: .heartbeat, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try HeartbeatRequest.decode(from: &r, version: context.apiVersion)
         let outputs = broker.groups.handleHeartbeat(request, version: context.apiVersion, token: broker.groupToken(context), nowMs: context.nowMs)
         return broker.route(outputs, caller: context, nowMs: context.nowMs)

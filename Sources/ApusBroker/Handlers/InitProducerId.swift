@@ -2,13 +2,17 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// InitProducerId v0–1 for idempotent (non-transactional) producers: a fresh producer id
-    /// with epoch 0.
-    static let initProducerId = HandlerEntry(api: .initProducerId, versions: 0...1, onCoordinator: true) { broker, context, r throws(WireError) in
+    /// InitProducerId v0–4 for idempotent (non-transactional) producers: a fresh producer id
+    /// with epoch 0, or (v3+, KIP-360) the same id with the next epoch for a producer that names
+    /// its id and epoch to recover from a sequence error.
+    static let initProducerId = HandlerEntry(api: .initProducerId, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try InitProducerIdRequest.decode(from: &r, version: context.apiVersion)
         var response = InitProducerIdResponse()
         if request.transactionalId != nil {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transactions are not supported
+        } else if request.producerId >= 0 && request.producerEpoch >= 0 && request.producerEpoch < Int16.max - 1 {
+            response.producerId = request.producerId
+            response.producerEpoch = request.producerEpoch + 1
         } else {
             response.producerId = broker.producerIds.allocate()
             response.producerEpoch = 0

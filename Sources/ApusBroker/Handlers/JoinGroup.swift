@@ -2,8 +2,8 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// JoinGroup v0...5, answered by the group coordinator (parked responses come later).
-    static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...5, onCoordinator: true) { broker, context, r throws(WireError) in
+    /// JoinGroup v0...9, answered by the group coordinator (parked responses come later).
+    static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try JoinGroupRequest.decode(from: &r, version: context.apiVersion)
         if broker.consumerGroups.groups[request.groupId] != nil {
             // The group id belongs to a consumer-protocol group (KIP-848) with members.

@@ -2,9 +2,9 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// OffsetCommit v0...7, answered by the group coordinator (parked responses come later);
+    /// OffsetCommit v0...9, answered by the group coordinator (parked responses come later);
     /// commits for partitions that do not exist are refused per partition.
-    static let offsetCommit = HandlerEntry(api: .offsetCommit, versions: 0...7, onCoordinator: true) { broker, context, r throws(WireError) in
+    static let offsetCommit = HandlerEntry(api: .offsetCommit, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         var request = try OffsetCommitRequest.decode(from: &r, version: context.apiVersion)
         if broker.consumerGroups.groups[request.groupId] != nil {
             // A consumer-protocol group: the member and its epoch are checked there; the offsets
