@@ -136,7 +136,7 @@ extension Broker {
     /// OffsetCommit, DeleteGroups or OffsetDelete whose records the offsets log refused (the
     /// caller has reverted the change in the coordinator).
     static func failedCommit(_ output: GroupOutput<GroupToken>) -> GroupOutput<GroupToken> {
-        let unavailable: Int16 = 15
+        let unavailable = ErrorCode.coordinatorNotAvailable.rawValue
         var failed = output
         failed.recordsToPersist = []
         switch output.response {

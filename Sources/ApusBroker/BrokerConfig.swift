@@ -26,7 +26,8 @@ public struct BrokerConfig: Sendable {
     public init() {}
 }
 
-/// Kafka error codes the broker returns.
+/// Kafka error codes the broker returns (Kafka's names: `KafkaErrorNames`). The one enum for
+/// every handler and both group coordinators.
 public enum ErrorCode: Int16, Sendable {
     case none = 0
     case offsetOutOfRange = 1
@@ -34,9 +35,17 @@ public enum ErrorCode: Int16, Sendable {
     case unknownTopicOrPartition = 3
     case leaderNotAvailable = 5
     case messageTooLarge = 10
+    case offsetMetadataTooLarge = 12
+    case coordinatorNotAvailable = 15
     case invalidTopic = 17
     case notEnoughReplicas = 19
     case invalidRequiredAcks = 21
+    case illegalGeneration = 22
+    case inconsistentGroupProtocol = 23
+    case invalidGroupId = 24
+    case unknownMemberId = 25
+    case invalidSessionTimeout = 26
+    case rebalanceInProgress = 27
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
@@ -49,7 +58,16 @@ public enum ErrorCode: Int16, Sendable {
     case duplicateSequenceNumber = 46
     case invalidProducerEpoch = 47
     case kafkaStorageError = 56
+    case nonEmptyGroup = 68
+    case groupIdNotFound = 69
     case unknownLeaderEpoch = 75
+    case memberIdRequired = 79
+    case fencedInstanceId = 82
+    case groupSubscribedToTopic = 86
+    case unknownTopicId = 100
+    case fencedMemberEpoch = 110
+    case unsupportedAssignor = 112
+    case staleMemberEpoch = 113
     case mismatchedEndpointType = 114
     case unknownServerError = -1
 }

@@ -70,8 +70,8 @@ import Testing
         let epoch = members[a]!.epoch
         #expect(members[b]!.epoch == epoch)
         // A stale epoch is fenced.
-        #expect(d.beat(a, epoch: epoch + 7).error == ConsumerProtocolGroups.fencedMemberEpoch)
-        #expect(d.beat("nobody", epoch: 3).error == ConsumerProtocolGroups.unknownMemberId)
+        #expect(d.beat(a, epoch: epoch + 7).error == ErrorCode.fencedMemberEpoch.rawValue)
+        #expect(d.beat("nobody", epoch: 3).error == ErrorCode.unknownMemberId.rawValue)
         // a leaves: b gets everything.
         #expect(d.beat(a, epoch: -1).memberEpoch == -1)
         members[a] = nil
@@ -113,6 +113,6 @@ import Testing
         d.settle(&members)
         let ranges = members.keys.sorted().map { members[$0]!.owned.map(\.partition).sorted() }
         #expect(ranges == [[0, 1, 2], [3, 4, 5]])
-        #expect(d.beat("", epoch: 0, topics: ["t"], assignor: "sticky").error == ConsumerProtocolGroups.unsupportedAssignor)
+        #expect(d.beat("", epoch: 0, topics: ["t"], assignor: "sticky").error == ErrorCode.unsupportedAssignor.rawValue)
     }
 }

@@ -186,7 +186,7 @@ struct ConsumerGroup<Token> {
         return response
     }
 
-    static func joinError(_ code: GroupErrorCode, memberId: String, version: Int16) -> JoinGroupResponse {
+    static func joinError(_ code: ErrorCode, memberId: String, version: Int16) -> JoinGroupResponse {
         JoinGroupResponse(
             errorCode: code.rawValue, generationId: -1, protocolType: nil,
             protocolName: version >= 7 ? nil : "", leader: "", memberId: memberId)
@@ -196,7 +196,7 @@ struct ConsumerGroup<Token> {
         SyncGroupResponse(protocolType: protocolType, protocolName: protocolName, assignment: assignment)
     }
 
-    static func syncError(_ code: GroupErrorCode) -> SyncGroupResponse {
+    static func syncError(_ code: ErrorCode) -> SyncGroupResponse {
         SyncGroupResponse(errorCode: code.rawValue)
     }
 
@@ -239,7 +239,7 @@ struct ConsumerGroup<Token> {
 
     /// Why a request naming `memberId` and `instanceId` is refused for static membership, if
     /// it is: another member id now holds the instance (FENCED_INSTANCE_ID).
-    func fencing(memberId: String, instanceId: String?) -> GroupErrorCode? {
+    func fencing(memberId: String, instanceId: String?) -> ErrorCode? {
         guard let instanceId, !instanceId.isEmpty, let holder = self.memberId(ofInstance: instanceId) else { return nil }
         return holder == memberId ? nil : .fencedInstanceId
     }

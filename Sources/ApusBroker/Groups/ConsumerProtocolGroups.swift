@@ -178,17 +178,15 @@ struct ConsumerProtocolGroups {
     var groups: [String: ConsumerProtocolGroup] = [:]
     let newMemberId: () -> String
 
-    static let unknownMemberId: Int16 = 25, invalidRequest: Int16 = 42, unsupportedAssignor: Int16 = 112
-    static let fencedMemberEpoch: Int16 = 110, staleMemberEpoch: Int16 = 113
 
     /// Handles one heartbeat. `partitions` gives a topic's partition count (nil: no such topic).
     mutating func heartbeat(_ hb: ConsumerHeartbeat, nowMs: Int64, partitions: (String) -> Int?) -> ConsumerHeartbeatResult {
         func fail(_ code: Int16, _ message: String) -> ConsumerHeartbeatResult {
             ConsumerHeartbeatResult(error: code, message: message, memberId: hb.memberId, memberEpoch: hb.memberEpoch)
         }
-        guard !hb.groupId.isEmpty else { return fail(Self.invalidRequest, "the group id is empty") }
+        guard !hb.groupId.isEmpty else { return fail(ErrorCode.invalidRequest.rawValue, "the group id is empty") }
         if let assignor = hb.serverAssignor, !["uniform", "range"].contains(assignor) {
-            return fail(Self.unsupportedAssignor, "server assignors: uniform, range")
+            return fail(ErrorCode.unsupportedAssignor.rawValue, "server assignors: uniform, range")
         }
         var group = groups[hb.groupId] ?? ConsumerProtocolGroup(groupId: hb.groupId)
         defer { groups[hb.groupId] = group.members.isEmpty ? nil : group }
@@ -197,7 +195,7 @@ struct ConsumerProtocolGroups {
         case -1, -2:
             // -1 leaves; -2 is a static member going away for a restart: its place is kept
             // until its session times out, so that it comes back to the same partitions.
-            guard group.members[hb.memberId] != nil else { return fail(Self.unknownMemberId, "unknown member") }
+            guard group.members[hb.memberId] != nil else { return fail(ErrorCode.unknownMemberId.rawValue, "unknown member") }
             if hb.memberEpoch == -1 {
                 group.members[hb.memberId] = nil
                 group.groupEpoch += 1
@@ -229,11 +227,11 @@ struct ConsumerProtocolGroups {
             group.members[memberId] = member
             return advance(&group, memberId, nowMs: nowMs, partitions: partitions)
         default:
-            guard var member = group.members[hb.memberId] else { return fail(Self.unknownMemberId, "unknown member") }
+            guard var member = group.members[hb.memberId] else { return fail(ErrorCode.unknownMemberId.rawValue, "unknown member") }
             if hb.memberEpoch != member.epoch {
                 // A member whose last answer was lost may still speak for the previous epoch.
                 let lostAnswer = hb.memberEpoch == member.previousEpoch && (hb.owned ?? []).isSubset(of: member.assigned)
-                guard lostAnswer else { return fail(Self.fencedMemberEpoch, "member epoch \(hb.memberEpoch), expected \(member.epoch)") }
+                guard lostAnswer else { return fail(ErrorCode.fencedMemberEpoch.rawValue, "member epoch \(hb.memberEpoch), expected \(member.epoch)") }
             }
             member.sessionDeadlineMs = nowMs + config.sessionTimeoutMs
             if let subscribed = hb.subscribedTopicNames?.sorted(), subscribed != member.subscribed {
@@ -278,7 +276,7 @@ struct ConsumerProtocolGroups {
     /// group; nil to let the commit through (a "simple" commit with no member is allowed too).
     func commitRefusal(groupId: String, memberId: String, epoch: Int32) -> Int16? {
         guard let group = groups[groupId], !memberId.isEmpty || epoch >= 0 else { return nil }
-        guard let member = group.members[memberId] else { return Self.unknownMemberId }
-        return epoch == member.epoch || epoch == member.previousEpoch ? nil : Self.staleMemberEpoch
+        guard let member = group.members[memberId] else { return ErrorCode.unknownMemberId.rawValue }
+        return epoch == member.epoch || epoch == member.previousEpoch ? nil : ErrorCode.staleMemberEpoch.rawValue
     }
 }

@@ -66,7 +66,7 @@ public struct GroupCoordinator<Token> {
         _ request: JoinGroupRequest, version: Int16, clientId: String, token: Token, nowMs: Int64
     ) -> [Output] {
         let caller = ParkedGroupRequest(token: token, version: version)
-        func fail(_ code: GroupErrorCode, memberId: String) -> [Output] {
+        func fail(_ code: ErrorCode, memberId: String) -> [Output] {
             [Output(caller, .joinGroup(ConsumerGroup<Token>.joinError(code, memberId: memberId, version: version)))]
         }
         guard !request.groupId.isEmpty else { return fail(.invalidGroupId, memberId: request.memberId) }
@@ -88,7 +88,7 @@ public struct GroupCoordinator<Token> {
         caller: ParkedGroupRequest<Token>, nowMs: Int64, out: inout [Output]
     ) {
         func respond(_ response: JoinGroupResponse) { out.append(Output(caller, .joinGroup(response))) }
-        func fail(_ code: GroupErrorCode, memberId: String) {
+        func fail(_ code: ErrorCode, memberId: String) {
             respond(ConsumerGroup<Token>.joinError(code, memberId: memberId, version: version))
         }
         guard group.supportsProtocols(type: request.protocolType, names: request.protocols.map(\.name), excluding: request.memberId) else {
@@ -172,7 +172,7 @@ public struct GroupCoordinator<Token> {
     /// returned at once.
     public mutating func handleSyncGroup(_ request: SyncGroupRequest, version: Int16, token: Token, nowMs: Int64) -> [Output] {
         let caller = ParkedGroupRequest(token: token, version: version)
-        func fail(_ code: GroupErrorCode) -> [Output] {
+        func fail(_ code: ErrorCode) -> [Output] {
             [Output(caller, .syncGroup(ConsumerGroup<Token>.syncError(code)))]
         }
         guard !request.groupId.isEmpty else { return fail(.invalidGroupId) }
@@ -216,7 +216,7 @@ public struct GroupCoordinator<Token> {
         [Output(token: token, version: version, response: .heartbeat(HeartbeatResponse(errorCode: heartbeat(request, nowMs: nowMs).rawValue)))]
     }
 
-    private mutating func heartbeat(_ request: HeartbeatRequest, nowMs: Int64) -> GroupErrorCode {
+    private mutating func heartbeat(_ request: HeartbeatRequest, nowMs: Int64) -> ErrorCode {
         guard !request.groupId.isEmpty else { return .invalidGroupId }
         guard var group = groups.removeValue(forKey: request.groupId) else { return .unknownMemberId }
         defer { put(group) }
@@ -245,10 +245,10 @@ public struct GroupCoordinator<Token> {
         var response = LeaveGroupResponse()
         var results: [LeaveGroupResponse.MemberResponse] = []
         if request.groupId.isEmpty {
-            response.errorCode = GroupErrorCode.invalidGroupId.rawValue
+            response.errorCode = ErrorCode.invalidGroupId.rawValue
         } else if var group = groups.removeValue(forKey: request.groupId) {
             for identity in leaving {
-                let code: GroupErrorCode
+                let code: ErrorCode
                 if let instanceId = identity.groupInstanceId, !instanceId.isEmpty {
                     // A static member leaves by its instance id (its member id, if given, must match).
                     if let holder = group.memberId(ofInstance: instanceId) {
@@ -274,7 +274,7 @@ public struct GroupCoordinator<Token> {
             }
             put(group)
         } else {
-            results = leaving.map { .init(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId, errorCode: GroupErrorCode.unknownMemberId.rawValue) }
+            results = leaving.map { .init(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId, errorCode: ErrorCode.unknownMemberId.rawValue) }
         }
         if version >= 3 {
             response.members = results
@@ -301,7 +301,7 @@ public struct GroupCoordinator<Token> {
     ) -> [Output] {
         let generation = request.generationIdOrMemberEpoch
         var group = groups.removeValue(forKey: request.groupId)
-        let rejection: GroupErrorCode?
+        let rejection: ErrorCode?
         if group == nil {
             if generation < 0 {
                 group = ConsumerGroup(groupId: request.groupId)
@@ -375,7 +375,7 @@ public struct GroupCoordinator<Token> {
         var records: [OffsetCommitRecord] = []
         var previous: [CommittedOffset?] = []
         for id in request.groupsNames {
-            var code = GroupErrorCode.none
+            var code = ErrorCode.none
             if id.isEmpty {
                 code = .invalidGroupId
             } else if let group = groups[id] {
@@ -406,17 +406,17 @@ public struct GroupCoordinator<Token> {
     public mutating func handleOffsetDelete(_ request: OffsetDeleteRequest, version: Int16, token: Token) -> [Output] {
         var response = OffsetDeleteResponse()
         guard !request.groupId.isEmpty else {
-            response.errorCode = GroupErrorCode.invalidGroupId.rawValue
+            response.errorCode = ErrorCode.invalidGroupId.rawValue
             return [Output(token: token, version: version, response: .offsetDelete(response))]
         }
         guard var group = groups.removeValue(forKey: request.groupId) else {
-            response.errorCode = GroupErrorCode.groupIdNotFound.rawValue
+            response.errorCode = ErrorCode.groupIdNotFound.rawValue
             return [Output(token: token, version: version, response: .offsetDelete(response))]
         }
         let active = !group.members.isEmpty
         guard !active || group.protocolType == "consumer" else {
             put(group)
-            response.errorCode = GroupErrorCode.nonEmptyGroup.rawValue
+            response.errorCode = ErrorCode.nonEmptyGroup.rawValue
             return [Output(token: token, version: version, response: .offsetDelete(response))]
         }
         let subscribed = active ? group.subscribedTopics : []
@@ -425,7 +425,7 @@ public struct GroupCoordinator<Token> {
         for topic in request.topics {
             var partitions: [OffsetDeleteResponse.OffsetDeleteResponsePartition] = []
             for p in topic.partitions {
-                var code = GroupErrorCode.none
+                var code = ErrorCode.none
                 if subscribed.contains(topic.name) {
                     code = .groupSubscribedToTopic
                 } else if let offset = group.offsets[topic.name]?[p.partitionIndex] {
@@ -678,23 +678,6 @@ public struct GroupSummary: Hashable, Sendable {
     public var members: [Member]
 }
 
-/// The Kafka error codes the coordinator returns.
-enum GroupErrorCode: Int16, Sendable {
-    case none = 0
-    case unknownTopicOrPartition = 3
-    case offsetMetadataTooLarge = 12
-    case illegalGeneration = 22
-    case inconsistentGroupProtocol = 23
-    case invalidGroupId = 24
-    case unknownMemberId = 25
-    case invalidSessionTimeout = 26
-    case rebalanceInProgress = 27
-    case nonEmptyGroup = 68
-    case groupIdNotFound = 69
-    case memberIdRequired = 79
-    case fencedInstanceId = 82
-    case groupSubscribedToTopic = 86
-}
 
 /// A version-4-shaped UUID string from a seed and a sequence number (SplitMix64), like Java's
 /// `UUID.randomUUID().toString()`.

@@ -15,7 +15,7 @@ extension Broker {
         }
         for id in request.groupIds {
             guard let group = broker.consumerGroups.groups[id] else {
-                response.groups.append(.init(errorCode: 69, errorMessage: "no consumer-protocol group \(id)", groupId: id))
+                response.groups.append(.init(errorCode: ErrorCode.groupIdNotFound.rawValue, errorMessage: "no consumer-protocol group \(id)", groupId: id))
                 continue
             }
             var described = ConsumerGroupDescribeResponse.DescribedGroup(

@@ -10,7 +10,7 @@ extension Broker {
         let request = try ConsumerGroupHeartbeatRequest.decode(from: &r, version: context.apiVersion)
         var response = ConsumerGroupHeartbeatResponse(heartbeatIntervalMs: broker.config.consumerGroups.heartbeatIntervalMs)
         if let classic = broker.groups.describeGroup(request.groupId), !classic.members.isEmpty {
-            response.errorCode = 23
+            response.errorCode = ErrorCode.inconsistentGroupProtocol.rawValue
             response.errorMessage = "the group is a classic group with members"
             return broker.respond(response, context)
         }

@@ -20,7 +20,7 @@ extension Broker {
                 doomed.append(topic)
                 result.topicId = topic.id
             } else if name == nil {
-                result.errorCode = 100  // UNKNOWN_TOPIC_ID
+                result.errorCode = ErrorCode.unknownTopicId.rawValue
                 result.errorMessage = "no topic has id \(id.base64URL)"
             } else {
                 result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue

@@ -7,7 +7,7 @@ extension Broker {
         let request = try JoinGroupRequest.decode(from: &r, version: context.apiVersion)
         if broker.consumerGroups.groups[request.groupId] != nil {
             // The group id belongs to a consumer-protocol group (KIP-848) with members.
-            return broker.respond(JoinGroupResponse(errorCode: 23, generationId: -1, protocolName: context.apiVersion >= 7 ? nil : "",
+            return broker.respond(JoinGroupResponse(errorCode: ErrorCode.inconsistentGroupProtocol.rawValue, generationId: -1, protocolName: context.apiVersion >= 7 ? nil : "",
                                                     leader: "", memberId: request.memberId), context)
         }
         let outputs = broker.groups.handleJoinGroup(request, version: context.apiVersion, clientId: context.clientId ?? "", token: broker.groupToken(context), nowMs: context.nowMs)

@@ -37,7 +37,7 @@ extension Broker {
             var response = response
             for name in names { response.topics.append(broker.describeTopic(name)) }
             for id in unknownIds {
-                response.topics.append(.init(errorCode: 100 /* UNKNOWN_TOPIC_ID */, name: nil, topicId: id))
+                response.topics.append(.init(errorCode: ErrorCode.unknownTopicId.rawValue, name: nil, topicId: id))
             }
             return response
         }
