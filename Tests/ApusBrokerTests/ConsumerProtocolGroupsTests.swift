@@ -105,6 +105,26 @@ import Testing
         #expect(left[back.memberId!]!.owned.count == 6)
     }
 
+    /// A member that never releases what it was told to give up is removed after its rebalance
+    /// timeout, so the others are not blocked for ever.
+    @Test func aMemberThatKeepsRevokedPartitionsIsRemoved() {
+        var d = Driver()
+        let a = d.beat("", epoch: 0, topics: ["t"])
+        let b = d.beat("", epoch: 0, topics: ["t"])
+        let told = d.beat(a.memberId!, epoch: a.memberEpoch, owned: a.assignment)  // a is told to give up half
+        #expect(told.assignment?.count == 3)
+        // a keeps heartbeating with all six still owned; b gets nothing meanwhile.
+        d.now += 20_000
+        #expect(d.beat(a.memberId!, epoch: told.memberEpoch, owned: a.assignment).error == 0)
+        #expect(d.beat(b.memberId!, epoch: b.memberEpoch, owned: []).assignment == [])
+        d.now += 11_000  // past the 30 s rebalance timeout
+        d.groups.tick(nowMs: d.now)
+        #expect(d.groups.groups["g"]?.members[a.memberId!] == nil)
+        var left: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [b.memberId!: (b.memberEpoch, [])]
+        d.settle(&left)
+        #expect(left[b.memberId!]!.owned.count == 6)
+    }
+
     @Test func rangeAssignorGivesConsecutivePartitions() {
         var d = Driver()
         let a = d.beat("", epoch: 0, topics: ["t"], assignor: "range")

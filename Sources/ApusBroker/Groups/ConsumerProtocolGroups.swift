@@ -42,6 +42,8 @@ struct ConsumerMember: Sendable {
     /// Partitions the member was told to give up and has not yet reported released: nobody
     /// else gets them meanwhile.
     var revoking: Set<GroupPartition> = []
+    /// When the member must have released `revoking` (its rebalance timeout after being told).
+    var revokeDeadlineMs: Int64?
     var sessionDeadlineMs: Int64
 }
 
@@ -128,15 +130,17 @@ struct ConsumerProtocolGroup: Sendable {
     /// Moves `memberId` towards its target: first it gives up what it must (kept out of
     /// everyone's reach until it reports them released), then it takes what nobody else holds,
     /// and its epoch becomes the assignment epoch.
-    mutating func reconcile(_ memberId: String) {
+    mutating func reconcile(_ memberId: String, nowMs: Int64) {
         guard var member = members[memberId] else { return }
         let goal = target[memberId] ?? []
         let revoke = member.assigned.subtracting(goal)
         if !revoke.isEmpty {
             member.assigned.subtract(revoke)
             member.revoking.formUnion(revoke)
+            if member.revokeDeadlineMs == nil { member.revokeDeadlineMs = nowMs + Int64(member.rebalanceTimeoutMs) }
         }
         if member.revoking.isEmpty {
+            member.revokeDeadlineMs = nil
             member.assigned.formUnion(goal.subtracting(member.assigned).subtracting(taken(except: memberId)))
             if member.epoch != assignmentEpoch {
                 member.previousEpoch = member.epoch
@@ -255,16 +259,18 @@ struct ConsumerProtocolGroups {
             group.groupEpoch += 1
         }
         if group.assignmentEpoch < group.groupEpoch { group.computeTarget() }
-        group.reconcile(memberId)
+        group.reconcile(memberId, nowMs: nowMs)
         let member = group.members[memberId]!
         return ConsumerHeartbeatResult(memberId: memberId, memberEpoch: member.epoch, assignment: member.assigned)
     }
 
-    /// Removes members whose session expired; their partitions go to the others.
+    /// Removes members whose session expired, or that did not release revoked partitions within
+    /// their rebalance timeout; their partitions go to the others.
     mutating func tick(nowMs: Int64) {
         for (id, group) in groups {
             var changed = group
-            for (memberId, member) in group.members where member.sessionDeadlineMs <= nowMs {
+            for (memberId, member) in group.members
+            where member.sessionDeadlineMs <= nowMs || member.revokeDeadlineMs.map({ $0 <= nowMs }) == true {
                 changed.members[memberId] = nil
                 changed.groupEpoch += 1
             }
