@@ -498,6 +498,33 @@ public final class Broker {
     }
 }
 
+/// A partition a request names that exists, with the request's value for it (an offset, a
+/// timestamp), for its owner to work on (``Broker/scatter(_:_:owner:work:gathered:)``).
+struct PartitionItem<Value> {
+    var topic: CatalogTopic
+    var partition: Int32
+    var value: Value
+    var owner: Int { topic.owners[Int(partition)] }
+}
+
+extension Broker {
+    /// The partitions a request names, in its order: those that exist as items, and per topic
+    /// and partition the index of its item (nil: no such topic or partition).
+    func resolve<Value>(_ topics: [(name: String, partitions: [(index: Int32, value: Value)])]) -> (items: [PartitionItem<Value>], slots: [[Int?]]) {
+        var items: [PartitionItem<Value>] = []
+        var slots: [[Int?]] = []
+        for (name, partitions) in topics {
+            let entry = topic(name)
+            slots.append(partitions.map { p in
+                guard let entry, p.index >= 0, Int(p.index) < entry.partitionCount else { return nil }
+                items.append(PartitionItem(topic: entry, partition: p.index, value: p.value))
+                return items.count - 1
+            })
+        }
+        return (items, slots)
+    }
+}
+
 /// Results of a ``Broker/scatter(_:_:owner:work:gathered:)`` as they arrive (touched only on
 /// the requesting shard).
 final class Gather<Result>: @unchecked Sendable {

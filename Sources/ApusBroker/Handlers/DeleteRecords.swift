@@ -8,21 +8,12 @@ extension Broker {
     /// OFFSET_OUT_OF_RANGE; an offset past the high watermark is refused with that code.
     static let deleteRecords = HandlerEntry(api: .deleteRecords, versions: 0...2) { broker, context, r throws(WireError) in
         let request = try DeleteRecordsRequest.decode(from: &r, version: context.apiVersion)
-        var items: [(topic: CatalogTopic, partition: Int32, offset: Int64)] = []
-        var slots: [[Int?]] = []
-        for topic in request.topics {
-            let entry = broker.topic(topic.name)
-            slots.append(topic.partitions.map { p in
-                guard let entry, p.partitionIndex >= 0, Int(p.partitionIndex) < entry.partitionCount else { return nil }
-                items.append((entry, p.partitionIndex, p.offset))
-                return items.count - 1
-            })
-        }
-        return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
+        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitions.map { ($0.partitionIndex, $0.offset) }) })
+        return broker.scatter(context, items, owner: \.owner, work: { owner, share in
             share.map { item -> Result<Int64, ErrorCode> in
                 guard let log = owner.log(item.topic, item.partition) else { return .failure(.unknownTopicOrPartition) }
                 do throws(StorageError) {
-                    return .success(try log.deleteRecords(before: item.offset))
+                    return .success(try log.deleteRecords(before: item.value))
                 } catch {
                     return .failure(Broker.errorCode(for: error))
                 }

@@ -7,17 +7,8 @@ extension Broker {
     /// Produce). No transactions: no coordinator epoch or open transaction.
     static let describeProducers = HandlerEntry(api: .describeProducers, versions: 0...0) { broker, context, r throws(WireError) in
         let request = try DescribeProducersRequest.decode(from: &r, version: context.apiVersion)
-        var items: [(topic: CatalogTopic, partition: Int32)] = []
-        var slots: [[Int?]] = []
-        for topic in request.topics {
-            let entry = broker.topic(topic.name)
-            slots.append(topic.partitionIndexes.map { p in
-                guard let entry, p >= 0, Int(p) < entry.partitionCount else { return nil }
-                items.append((entry, p))
-                return items.count - 1
-            })
-        }
-        return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
+        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitionIndexes.map { ($0, ()) }) })
+        return broker.scatter(context, items, owner: \.owner, work: { owner, share in
             share.map { item -> [DescribeProducersResponse.ProducerState]? in
                 guard let log = owner.log(item.topic, item.partition) else { return nil }
                 if owner.producerStates[log.topicPartition] == nil { owner.producerStates[log.topicPartition] = .rebuild(from: log) }

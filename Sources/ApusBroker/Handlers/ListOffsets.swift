@@ -9,28 +9,18 @@ extension Broker {
     static let listOffsets = HandlerEntry(api: .listOffsets, versions: 0...10) { broker, context, r throws(WireError) in
         let request = try ListOffsetsRequest.decode(from: &r, version: context.apiVersion)
         // Each partition is looked up by the shard owning it; unknown ones are answered here.
-        // `slots` keeps, per requested partition, its item (nil: unknown), fixed now.
-        var items: [(topic: CatalogTopic, partition: Int32, timestamp: Int64)] = []
-        var slots: [[Int?]] = []
-        for topic in request.topics {
-            let entry = broker.topic(topic.name)
-            slots.append(topic.partitions.map { p in
-                guard let entry, p.partitionIndex >= 0, Int(p.partitionIndex) < entry.partitionCount else { return nil }
-                items.append((entry, p.partitionIndex, p.timestamp))
-                return items.count - 1
-            })
-        }
-        return broker.scatter(context, items, owner: { $0.topic.owners[Int($0.partition)] }, work: { owner, share in
+        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitions.map { ($0.partitionIndex, $0.timestamp) }) })
+        return broker.scatter(context, items, owner: \.owner, work: { owner, share in
             share.map { item -> ListedOffset in
                 guard let log = owner.log(item.topic, item.partition) else { return .failed(.unknownTopicOrPartition) }
                 do {
-                    switch item.timestamp {
+                    switch item.value {
                     case -1: return .found(log.highWatermark, -1)
                     case -2, -4: return .found(log.logStartOffset, -1)
                     case -3: return try log.recordWithMaxTimestamp().map { .found($0.offset, $0.timestamp) } ?? .found(-1, -1)
                     case -5: return .found(-1, -1)
                     case ..<0: return .failed(.invalidRequest)
-                    default: return try log.record(atOrAfter: item.timestamp).map { .found($0.offset, $0.timestamp) } ?? .found(-1, -1)
+                    default: return try log.record(atOrAfter: item.value).map { .found($0.offset, $0.timestamp) } ?? .found(-1, -1)
                     }
                 } catch {
                     owner.logger.error("ListOffsets could not read the log", metadata: ["partition": "\(log.topicPartition)", "error": "\(error)"])
