@@ -331,3 +331,38 @@ def test_consumer_group_protocol_consumes_every_record_once(single_broker):
     c2.close()
     c3.close()
     assert len(seen) == 400 and len(set(seen)) == 400, f"{len(seen)} consumed, {len(set(seen))} distinct"
+
+
+def test_cooperative_group_settles_after_a_subscribed_topic_is_deleted(single_broker):
+    """librdkafka's 0113_cooperative_rebalance: two cooperative-sticky members subscribed to two
+    topics; one topic is deleted; the group settles on the other topic's partitions."""
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("coop-kept", 2, 1), NewTopic("coop-gone", 2, 1))
+    members = []
+    for name in ["c1", "c2"]:
+        consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "coop", "client.id": name,
+                             "partition.assignment.strategy": "cooperative-sticky", "auto.offset.reset": "earliest",
+                             "topic.metadata.refresh.interval.ms": 1000})
+        consumer.subscribe(["coop-kept", "coop-gone"])
+        members.append(consumer)
+
+    def assigned():
+        return sorted((tp.topic, tp.partition) for c in members for tp in c.assignment())
+
+    def poll_until(done, timeout=30):
+        deadline = time.time() + timeout
+        while not done() and time.time() < deadline:
+            for c in members:
+                c.poll(0.1)
+
+    poll_until(lambda: len(assigned()) == 4 and all(c.assignment() for c in members))
+    assert len(assigned()) == 4
+    for future in admin.delete_topics(["coop-gone"]).values():
+        future.result(timeout=20)
+    poll_until(lambda: assigned() == [("coop-kept", 0), ("coop-kept", 1)] and all(c.assignment() for c in members))
+    try:
+        assert assigned() == [("coop-kept", 0), ("coop-kept", 1)]
+        assert all(c.assignment() for c in members), "each member keeps one partition"
+    finally:
+        for c in members:
+            c.close()
