@@ -21,7 +21,7 @@ final class Connection {
     /// Responses in request order; a pending one blocks the ones after it.
     /// Responses in request order; each with its request's API, arrival, end of handling and
     /// the time its response became ready (for the request latency metrics).
-    private var slots: [(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64, handledNs: UInt64, readyNs: UInt64)] = []
+    private var slots: [(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, queueNs: UInt64, startNs: UInt64, handledNs: UInt64, readyNs: UInt64)] = []
     /// The shard's counters (same thread).
     let counters: ShardCounters
     /// The number the next request gets (matches completions to slots).
@@ -120,11 +120,11 @@ final class Connection {
     }
 
     /// Queues the response slot of request `sequence` (`frame` nil: it comes later), with the
-    /// request's API, its arrival and the end of its handler.
-    func enqueue(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, startNs: UInt64, handledNs: UInt64) {
-        slots.append((sequence, frame, apiKey, startNs, handledNs, handledNs))
+    /// request's API, how long it waited in its turn before the handler, the handler's start and end.
+    func enqueue(sequence: UInt64, frame: ResponseFrame?, apiKey: Int16, queueNs: UInt64, startNs: UInt64, handledNs: UInt64) {
+        slots.append((sequence, frame, apiKey, queueNs, startNs, handledNs, handledNs))
         queuedBytes += frame?.byteCount ?? 0
-        if frame != nil { counters.stats.requestReady(apiKey, handlerNs: handledNs &- startNs, waitNs: 0) }
+        if frame != nil { counters.stats.requestReady(apiKey, queueNs: queueNs, handlerNs: handledNs &- startNs, waitNs: 0) }
     }
 
     /// Fills the pending slot of request `sequence`.
@@ -134,7 +134,8 @@ final class Connection {
         slots[i].frame = frame
         slots[i].readyNs = now
         queuedBytes += frame.byteCount
-        counters.stats.requestReady(slots[i].apiKey, handlerNs: slots[i].handledNs &- slots[i].startNs, waitNs: now &- slots[i].handledNs)
+        counters.stats.requestReady(slots[i].apiKey, queueNs: slots[i].queueNs, handlerNs: slots[i].handledNs &- slots[i].startNs,
+                                    waitNs: now &- slots[i].handledNs)
     }
 
     /// The first response is out: drop its slot and count its send time.

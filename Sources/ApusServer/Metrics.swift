@@ -28,8 +28,11 @@ enum MetricsCatalog {
               help: "Error codes in responses, per API and code; each occurrence counts (a Produce response with two failed partitions counts two).",
               kafka: "kafka.network:type=RequestMetrics,name=ErrorsPerSec,request=*,error=*"),
         .init(name: "apus_request_duration_seconds", kind: .histogram, labels: ["request"],
-              help: "From a request's arrival in a loop turn until its response is ready to send: handling, forwarding to other shards, the group commit and any sync it waits for (sending excluded).",
+              help: "From the start of the loop turn that read a request until its response is ready to send: waiting behind the turn's earlier work, handling, forwarding to other shards, the group commit and any sync it waits for (sending excluded).",
               kafka: "kafka.network:type=RequestMetrics,name=TotalTimeMs,request=*"),
+        .init(name: "apus_request_queue_seconds", kind: .histogram, labels: ["request"],
+              help: "The part spent before the handler ran: from the start of the loop turn that read the request (its poller wait returning) behind the turn's jobs from other shards and the connections read before it.",
+              kafka: "kafka.network:type=RequestMetrics,name=RequestQueueTimeMs,request=*"),
         .init(name: "apus_request_handler_seconds", kind: .histogram, labels: ["request"],
               help: "The part of a request's time spent in its handler on the shard that read it (decoding, validating, staging; for forwarded requests, handing them on).",
               kafka: "kafka.network:type=RequestMetrics,name=LocalTimeMs,request=*"),
@@ -117,17 +120,19 @@ struct ShardStats: Sendable {
     var rejected: UInt64 = 0
     /// Request latency per API key: in all (arrival → response ready), and its parts.
     var requestLatency = Self.perAPI
+    var queueLatency = Self.perAPI
     var handlerLatency = Self.perAPI
     var waitLatency = Self.perAPI
     var sendLatency = Self.perAPI
 
     static let perAPI = [LatencyBuckets](repeating: LatencyBuckets(), count: BrokerCounters.apiKeyLimit)
 
-    /// A response became ready: `handlerNs` in the handler, `waitNs` after it.
+    /// A response became ready: `queueNs` before the handler, `handlerNs` in it, `waitNs` after it.
     @inline(__always)
-    mutating func requestReady(_ apiKey: Int16, handlerNs: UInt64, waitNs: UInt64) {
+    mutating func requestReady(_ apiKey: Int16, queueNs: UInt64, handlerNs: UInt64, waitNs: UInt64) {
         guard apiKey >= 0 && Int(apiKey) < requestLatency.count else { return }
-        requestLatency[Int(apiKey)].record(ns: handlerNs &+ waitNs)
+        requestLatency[Int(apiKey)].record(ns: queueNs &+ handlerNs &+ waitNs)
+        queueLatency[Int(apiKey)].record(ns: queueNs)
         handlerLatency[Int(apiKey)].record(ns: handlerNs)
         waitLatency[Int(apiKey)].record(ns: waitNs)
     }
@@ -250,11 +255,12 @@ extension MetricsExposition {
         // Requests.
         var requests = [UInt64](repeating: 0, count: BrokerCounters.apiKeyLimit)
         var errors: [Int32: UInt64] = [:]
-        var latency = ShardStats.perAPI, handler = ShardStats.perAPI, wait = ShardStats.perAPI, send = ShardStats.perAPI
+        var latency = ShardStats.perAPI, queue = ShardStats.perAPI, handler = ShardStats.perAPI, wait = ShardStats.perAPI, send = ShardStats.perAPI
         for s in samples {
             for i in requests.indices {
                 requests[i] &+= s.broker.counters.requests[i]
                 latency[i].add(s.stats.requestLatency[i])
+                queue[i].add(s.stats.queueLatency[i])
                 handler[i].add(s.stats.handlerLatency[i])
                 wait[i].add(s.stats.waitLatency[i])
                 send[i].add(s.stats.sendLatency[i])
@@ -269,7 +275,7 @@ extension MetricsExposition {
         }
         e.family("apus_request_duration_seconds")
         for (key, h) in latency.enumerated() where h.count > 0 { e.histogram("apus_request_duration_seconds", [("request", apiName(key))], h) }
-        for (name, parts) in [("apus_request_handler_seconds", handler), ("apus_request_wait_seconds", wait), ("apus_request_send_seconds", send)] {
+        for (name, parts) in [("apus_request_queue_seconds", queue), ("apus_request_handler_seconds", handler), ("apus_request_wait_seconds", wait), ("apus_request_send_seconds", send)] {
             e.family(name)
             for (key, h) in parts.enumerated() where h.count > 0 { e.histogram(name, [("request", apiName(key))], h) }
         }

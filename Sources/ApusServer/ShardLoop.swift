@@ -232,14 +232,15 @@ final class ShardLoop: @unchecked Sendable {
         let sequence = connection.takeSequence()
         if connection.clientId == nil { connection.clientId = RequestPreamble.clientId(frame) }
         let startNs = Sys.monotonicNs()
+        let queueNs = startNs &- clock.turnStartNs
         let apiKey = RequestPreamble(frame)?.apiKey ?? -1
         let outcome = broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs)
         let handledNs = Sys.monotonicNs()
         switch outcome {
         case .respond(let response):
-            connection.enqueue(sequence: sequence, frame: response, apiKey: apiKey, startNs: startNs, handledNs: handledNs)
+            connection.enqueue(sequence: sequence, frame: response, apiKey: apiKey, queueNs: queueNs, startNs: startNs, handledNs: handledNs)
         case .pending:
-            connection.enqueue(sequence: sequence, frame: nil, apiKey: apiKey, startNs: startNs, handledNs: handledNs)
+            connection.enqueue(sequence: sequence, frame: nil, apiKey: apiKey, queueNs: queueNs, startNs: startNs, handledNs: handledNs)
         case .noResponse:
             break
         case .close(let why):

@@ -17,6 +17,8 @@ struct TurnClock {
     let warnNs: UInt64
     private var phaseStart: UInt64 = 0
     private var turnStart: UInt64 = 0
+    /// When the current turn began (its poller wait returned).
+    var turnStartNs: UInt64 { turnStart }
     private var phases = [UInt64](repeating: 0, count: TurnPhase.allCases.count)
     private(set) var turns: UInt64 = 0
     /// Time spent in turns (not waiting for I/O), for the busy ratio.

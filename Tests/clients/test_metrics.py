@@ -67,7 +67,7 @@ def test_metrics_show_traffic_offsets_and_group_lag(broker):
     produce_count = ("apus_request_duration_seconds_count", frozenset({"request": "Produce"}.items()))
     assert found[produce_count] >= 1
     assert found[("apus_request_duration_seconds_bucket", frozenset({"request": "Produce", "le": "+Inf"}.items()))] == found[produce_count]
-    for part in ("handler", "wait", "send"):
+    for part in ("queue", "handler", "wait", "send"):
         assert found[(f"apus_request_{part}_seconds_count", frozenset({"request": "Produce"}.items()))] >= 1, part
     assert sum(v for (name, _), v in found.items() if name == "apus_connections_accepted_total") >= 2
     assert found[("apus_shard_disk_waits_total", frozenset())] == 0
