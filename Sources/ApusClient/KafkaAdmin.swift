@@ -261,6 +261,69 @@ public final class KafkaAdmin {
                          coordinator: coordinator, members: members, offsets: offsets)
     }
 
+    /// Deletes groups with no members and their committed offsets (DeleteGroups); an error
+    /// names the first group that could not be deleted.
+    public func deleteGroups(_ groupIds: [String]) throws(ClientError) {
+        for groupId in groupIds {
+            let c = try connection(to: try findCoordinator(groupId))
+            let version = try c.version(of: DeleteGroupsRequest.self, supported: 0...2)
+            for result in try c.roundTrip(DeleteGroupsRequest(groupsNames: [groupId]), version: version).results where result.errorCode != 0 {
+                throw ClientError("DeleteGroups \(result.groupId): \(Self.errorName(result.errorCode))", kafkaErrorCode: result.errorCode)
+            }
+        }
+    }
+
+    /// Where ``resetOffsets(_:topic:to:execute:)`` moves a group's committed offsets.
+    public enum OffsetReset: Sendable, Equatable {
+        case earliest, latest
+        case offset(Int64)
+        /// The first record at or after this time (ms since the epoch); the end where none is.
+        case timestamp(Int64)
+    }
+
+    /// A planned or executed reset of one partition.
+    public struct ResetOffset: Codable, Sendable, Equatable {
+        public var topic: String
+        public var partition: Int32
+        public var offset: Int64
+    }
+
+    /// Moves `groupId`'s committed offsets for every partition of `topic` (as
+    /// kafka-consumer-groups.sh --reset-offsets): computes each new offset (ListOffsets; a given
+    /// offset is kept within the log) and, with `execute`, commits them as a memberless client —
+    /// which the coordinator allows only while the group has no members.
+    public func resetOffsets(_ groupId: String, topic: String, to target: OffsetReset, execute: Bool) throws(ClientError) -> [ResetOffset] {
+        guard let info = try describeTopics([topic]).first else { throw ClientError("no topic \(topic)") }
+        var plan: [ResetOffset] = []
+        for p in info.partitions {
+            let offset: Int64
+            switch target {
+            case .earliest: offset = p.startOffset
+            case .latest: offset = p.endOffset
+            case .offset(let n): offset = min(max(n, p.startOffset), p.endOffset)
+            case .timestamp(let ms):
+                let found = try offsets(at: p.leader, topic: topic, partitions: [p.partition], timestamp: ms)[p.partition] ?? -1
+                offset = found >= 0 ? found : p.endOffset
+            }
+            plan.append(ResetOffset(topic: topic, partition: p.partition, offset: offset))
+        }
+        guard execute else { return plan }
+        let c = try connection(to: try findCoordinator(groupId))
+        let version = try c.version(of: OffsetCommitRequest.self, supported: 2...7)
+        var request = OffsetCommitRequest()
+        request.groupId = groupId
+        request.generationIdOrMemberEpoch = -1
+        request.memberId = ""
+        request.topics = [.init(name: topic, partitions: plan.map { .init(partitionIndex: $0.partition, committedOffset: $0.offset) })]
+        for t in try c.roundTrip(request, version: version).topics {
+            for p in t.partitions where p.errorCode != 0 {
+                let hint = p.errorCode == 25 ? " (the group has members: stop its consumers first)" : ""
+                throw ClientError("OffsetCommit \(groupId) \(t.name)-\(p.partitionIndex): \(Self.errorName(p.errorCode))\(hint)", kafkaErrorCode: p.errorCode)
+            }
+        }
+        return plan
+    }
+
     /// The group's coordinator (FindCoordinator), whose address joins the known brokers.
     func findCoordinator(_ groupId: String) throws(ClientError) -> Int32 {
         let version = try bootstrap.version(of: FindCoordinatorRequest.self, supported: 0...3)

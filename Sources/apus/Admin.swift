@@ -140,7 +140,7 @@ struct GroupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "group",
         abstract: "List and describe consumer groups: members, assignments, committed offsets and lag (a Kafka client of any broker).",
-        subcommands: [List.self, Describe.self]
+        subcommands: [List.self, Describe.self, Delete.self, ResetOffsets.self]
     )
 
     struct List: ParsableCommand {
@@ -172,6 +172,49 @@ struct GroupCommand: ParsableCommand {
                 }
                 let summary = "group \(info.groupId): \(info.state), \(info.members.count) member(s), protocol \(info.protocolName.isEmpty ? "-" : info.protocolName), coordinator \(info.coordinator)"
                 return ([summary] + members).joined(separator: "\n") + "\n\n" + AdminOptions.columns(rows)
+            }
+        }
+    }
+}
+
+extension GroupCommand {
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete groups that have no members, with their committed offsets.")
+        @OptionGroup var options: AdminOptions
+        @Argument var groups: [String]
+
+        func run() throws {
+            try options.admin().deleteGroups(groups)
+            try options.output(["deleted": groups]) { "deleted \(groups.joined(separator: ", "))\n" }
+        }
+    }
+
+    struct ResetOffsets: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reset-offsets",
+            abstract: "Move a group's committed offsets for a topic (the group must have no members).",
+            discussion: "Prints the plan; --execute commits it. As kafka-consumer-groups.sh --reset-offsets.")
+        @OptionGroup var options: AdminOptions
+        @Argument var group: String
+        @Option(help: "The topic whose partitions are reset.") var topic: String
+        @Flag(help: "To each partition's log start.") var toEarliest = false
+        @Flag(help: "To each partition's log end.") var toLatest = false
+        @Option(help: "To this offset (kept within each partition's log).") var toOffset: Int64?
+        @Option(help: "To the first record at or after this time, in milliseconds since the epoch.") var toTimestamp: Int64?
+        @Flag(help: "Commit the new offsets (otherwise only print them).") var execute = false
+
+        func validate() throws {
+            let chosen = [toEarliest, toLatest, toOffset != nil, toTimestamp != nil].filter { $0 }.count
+            guard chosen == 1 else { throw ValidationError("give exactly one of --to-earliest, --to-latest, --to-offset, --to-timestamp") }
+        }
+
+        func run() throws {
+            let target: KafkaAdmin.OffsetReset = toEarliest ? .earliest : toLatest ? .latest
+                : toOffset.map { .offset($0) } ?? .timestamp(toTimestamp!)
+            let plan = try options.admin().resetOffsets(group, topic: topic, to: target, execute: execute)
+            try options.output(plan) {
+                AdminOptions.columns([["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"]] + plan.map { [group, $0.topic, String($0.partition), String($0.offset)] })
+                    + (execute ? "" : "(not committed: add --execute)\n")
             }
         }
     }

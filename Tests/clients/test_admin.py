@@ -96,3 +96,25 @@ def test_apus_admin_commands(broker):
         assert len(status["brokers"]) == 1 and status["brokers"][0]["port"] == broker.port
     finally:
         consumer.close()
+
+
+def test_apus_group_reset_offsets_and_delete(broker):
+    consumer = stable_group_with_commits(broker.bootstrap, "admin-reset", "resettable", 30, 20)
+    b = ["--bootstrap", broker.bootstrap]
+    try:
+        refused = subprocess.run([apus_binary(), "group", "reset-offsets", "resettable", "--topic", "admin-reset", "--to-earliest",
+                                  "--execute", *b], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "UNKNOWN_MEMBER_ID" in refused.stderr, "an active group's offsets are not moved"
+        busy = subprocess.run([apus_binary(), "group", "delete", "resettable", *b], capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0 and "NON_EMPTY_GROUP" in busy.stderr
+    finally:
+        consumer.close()
+    plan = json.loads(apus("group", "reset-offsets", "resettable", "--topic", "admin-reset", "--to-offset", "5", *b, "--json"))
+    assert plan == [{"topic": "admin-reset", "partition": 0, "offset": 5}]
+    assert json.loads(apus("group", "describe", "resettable", *b, "--json"))["offsets"][0]["committed"] == 20, "a dry run"
+    apus("group", "reset-offsets", "resettable", "--topic", "admin-reset", "--to-earliest", "--execute", *b)
+    assert json.loads(apus("group", "describe", "resettable", *b, "--json"))["offsets"][0]["committed"] == 0
+    apus("group", "reset-offsets", "resettable", "--topic", "admin-reset", "--to-latest", "--execute", *b)
+    assert json.loads(apus("group", "describe", "resettable", *b, "--json"))["offsets"][0]["committed"] == 30
+    apus("group", "delete", "resettable", *b)
+    assert "resettable" not in [g["groupId"] for g in json.loads(apus("group", "list", *b, "--json"))]
