@@ -87,12 +87,12 @@ struct ProduceRequestView {
 }
 
 extension Broker {
-    /// Produce v3–8 (v0–2, not advertised, are answered with UNSUPPORTED_VERSION in every
+    /// Produce v3–11 (v9+ flexible; v0–2, not advertised, are answered with UNSUPPORTED_VERSION in every
     /// partition: they carry legacy message sets). Batches are validated (CRC, size, magic), given offsets and staged by the shard
     /// owning their partition; the response is sent after the turn's group commit, or after the
     /// sync for acks=all when the log's durability mode asks for one, once every shard involved
     /// has answered. acks=0 gets no response.
-    static let produce = HandlerEntry(api: .produce, versions: 3...8, legacy: 0...2) { broker, context, r throws(WireError) in
+    static let produce = HandlerEntry(api: .produce, versions: 3...11, legacy: 0...2) { broker, context, r throws(WireError) in
         let request = try ProduceRequestView(from: &r, version: context.apiVersion)
         var response = ProduceResponse()
         let pending = PendingProduce(context: context, acks: request.acks, response: response)
