@@ -69,6 +69,7 @@ public enum ErrorCode: Int16, Sendable {
     case unsupportedAssignor = 112
     case staleMemberEpoch = 113
     case mismatchedEndpointType = 114
+    case invalidRegularExpression = 128
     case unknownServerError = -1
 }
 

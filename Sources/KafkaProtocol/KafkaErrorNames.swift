@@ -126,5 +126,6 @@ public enum KafkaErrorNames {
         114: "MISMATCHED_ENDPOINT_TYPE",
         115: "UNSUPPORTED_ENDPOINT_TYPE",
         116: "UNKNOWN_CONTROLLER_ID",
+        128: "INVALID_REGULAR_EXPRESSION",
     ]
 }

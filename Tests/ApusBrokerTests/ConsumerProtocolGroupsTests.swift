@@ -17,12 +17,13 @@ import Testing
             groups = ConsumerProtocolGroups(config: config, newMemberId: { next += 1; return "m\(next)" })
         }
 
-        mutating func beat(_ memberId: String, epoch: Int32, topics: [String]? = nil, owned: Set<GroupPartition>? = nil,
+        mutating func beat(_ memberId: String, epoch: Int32, topics: [String]? = nil, regex: String? = nil, owned: Set<GroupPartition>? = nil,
                            instance: String? = nil, assignor: String? = nil) -> ConsumerHeartbeatResult {
             let counts = self.counts
             return groups.heartbeat(ConsumerHeartbeat(
                 groupId: "g", memberId: memberId, memberEpoch: epoch, instanceId: instance, rackId: nil, rebalanceTimeoutMs: 30_000,
-                subscribedTopicNames: topics, serverAssignor: assignor, owned: owned, clientId: "c"), nowMs: now) { counts[$0] }
+                subscribedTopicNames: topics, subscribedTopicRegex: regex, serverAssignor: assignor, owned: owned, clientId: "c"),
+                nowMs: now, topics: { Array(counts.keys) }) { counts[$0] }
         }
 
         /// Heartbeats every member (reporting what it was last given as owned) until nothing changes.
@@ -123,6 +124,19 @@ import Testing
         var left: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [b.memberId!: (b.memberEpoch, [])]
         d.settle(&left)
         #expect(left[b.memberId!]!.owned.count == 6)
+    }
+
+    /// A subscription by regular expression covers the topics it matches, later ones included.
+    @Test func regexSubscriptionsFollowTheTopics() {
+        var d = Driver()
+        d.counts = ["orders": 2, "orders-eu": 2, "payments": 2]
+        let a = d.beat("", epoch: 0, topics: [], regex: "orders.*")
+        #expect(Set(a.assignment!.map(\.topic)) == ["orders", "orders-eu"])
+        var members: [String: (epoch: Int32, owned: Set<GroupPartition>)] = [a.memberId!: (a.memberEpoch, a.assignment!)]
+        d.counts["orders-us"] = 3
+        d.settle(&members)
+        #expect(members[a.memberId!]!.owned.count == 7, "a topic created later is picked up")
+        #expect(d.beat("", epoch: 0, topics: [], regex: "orders(").error == ErrorCode.invalidRegularExpression.rawValue)
     }
 
     @Test func rangeAssignorGivesConsecutivePartitions() {

@@ -366,3 +366,23 @@ def test_cooperative_group_settles_after_a_subscribed_topic_is_deleted(single_br
     finally:
         for c in members:
             c.close()
+
+
+def test_consumer_group_protocol_regex_subscription(single_broker):
+    """KIP-848 v1: a subscription by regular expression is resolved by the broker."""
+    single_broker.restart_with(["--set", "group.consumer.heartbeat.interval.ms=300"])
+    create(admin_for(single_broker), NewTopic("rx-a", 1, 1), NewTopic("rx-b", 1, 1), NewTopic("rx-not", 1, 1))
+    for topic in ("rx-a", "rx-b", "rx-not"):
+        produce(single_broker.bootstrap, topic, [(None, topic.encode())])
+    consumer = Consumer({"bootstrap.servers": single_broker.bootstrap, "group.id": "rx", "group.protocol": "consumer",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["^rx-[ab]$"])
+    got = set()
+    deadline = time.time() + 30
+    while len(got) < 2 and time.time() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is not None and not msg.error():
+            got.add(msg.value())
+    consumer.poll(1)
+    consumer.close()
+    assert got == {b"rx-a", b"rx-b"}

@@ -36,6 +36,10 @@ struct ConsumerMember: Sendable {
     var rackId: String?
     var clientId: String
     var subscribed: [String] = []
+    /// A subscription by regular expression (v1), matched against whole topic names.
+    var regex: String?
+    /// What the member subscribes to now: `subscribed` and the topics `regex` matches.
+    var effective: [String] = []
     var rebalanceTimeoutMs: Int32 = 300_000
     /// The partitions the member was told it may use.
     var assigned: Set<GroupPartition> = []
@@ -86,7 +90,7 @@ struct ConsumerProtocolGroup: Sendable {
     func rangeTarget() -> [String: Set<GroupPartition>] {
         var next: [String: Set<GroupPartition>] = Dictionary(uniqueKeysWithValues: members.keys.map { ($0, []) })
         for (topic, count) in partitionCounts {
-            let subscribers = members.keys.sorted().filter { members[$0]!.subscribed.contains(topic) }
+            let subscribers = members.keys.sorted().filter { members[$0]!.effective.contains(topic) }
             guard !subscribers.isEmpty else { continue }
             var p = 0
             for (i, id) in subscribers.enumerated() {
@@ -113,13 +117,13 @@ struct ConsumerProtocolGroup: Sendable {
             let member = members[id]!
             for tp in member.assigned.union(member.revoking).sorted()
             where next[id]!.count < share && partitionCounts[tp.topic].map({ Int(tp.partition) < $0 }) == true
-                && member.subscribed.contains(tp.topic) && !placed.contains(tp) {
+                && member.effective.contains(tp.topic) && !placed.contains(tp) {
                 next[id]!.insert(tp)
                 placed.insert(tp)
             }
         }
         for tp in all where !placed.contains(tp) {
-            let eligible = ids.filter { members[$0]!.subscribed.contains(tp.topic) }
+            let eligible = ids.filter { members[$0]!.effective.contains(tp.topic) }
             guard let chosen = eligible.min(by: { (next[$0]!.count, $0) < (next[$1]!.count, $1) }) else { continue }
             next[chosen]!.insert(tp)
             placed.insert(tp)
@@ -160,6 +164,8 @@ struct ConsumerHeartbeat {
     var rackId: String?
     var rebalanceTimeoutMs: Int32
     var subscribedTopicNames: [String]?
+    /// nil: unchanged; "": none any more.
+    var subscribedTopicRegex: String?
     var serverAssignor: String?
     /// The partitions the member owns, when it says (nil: unchanged).
     var owned: Set<GroupPartition>?
@@ -183,14 +189,18 @@ struct ConsumerProtocolGroups {
     let newMemberId: () -> String
 
 
-    /// Handles one heartbeat. `partitions` gives a topic's partition count (nil: no such topic).
-    mutating func heartbeat(_ hb: ConsumerHeartbeat, nowMs: Int64, partitions: (String) -> Int?) -> ConsumerHeartbeatResult {
+    /// Handles one heartbeat. `partitions` gives a topic's partition count (nil: no such topic);
+    /// `topics` every topic's name (for subscriptions by regular expression).
+    mutating func heartbeat(_ hb: ConsumerHeartbeat, nowMs: Int64, topics: () -> [String], partitions: (String) -> Int?) -> ConsumerHeartbeatResult {
         func fail(_ code: Int16, _ message: String) -> ConsumerHeartbeatResult {
             ConsumerHeartbeatResult(error: code, message: message, memberId: hb.memberId, memberEpoch: hb.memberEpoch)
         }
         guard !hb.groupId.isEmpty else { return fail(ErrorCode.invalidRequest.rawValue, "the group id is empty") }
         if let assignor = hb.serverAssignor, !["uniform", "range"].contains(assignor) {
             return fail(ErrorCode.unsupportedAssignor.rawValue, "server assignors: uniform, range")
+        }
+        if let pattern = hb.subscribedTopicRegex, !pattern.isEmpty, (try? Regex(pattern)) == nil {
+            return fail(ErrorCode.invalidRegularExpression.rawValue, "not a regular expression: \(pattern)")
         }
         var group = groups[hb.groupId] ?? ConsumerProtocolGroup(groupId: hb.groupId)
         defer { groups[hb.groupId] = group.members.isEmpty ? nil : group }
@@ -209,7 +219,8 @@ struct ConsumerProtocolGroups {
             let subscribed = hb.subscribedTopicNames ?? []
             let memberId = hb.memberId.isEmpty ? newMemberId() : hb.memberId
             var member = ConsumerMember(memberId: memberId, instanceId: hb.instanceId, rackId: hb.rackId, clientId: hb.clientId,
-                                        subscribed: subscribed.sorted(), sessionDeadlineMs: nowMs + config.sessionTimeoutMs)
+                                        subscribed: subscribed.sorted(), regex: hb.subscribedTopicRegex.flatMap { $0.isEmpty ? nil : $0 },
+                                        sessionDeadlineMs: nowMs + config.sessionTimeoutMs)
             if let instance = hb.instanceId, let previous = group.members.values.first(where: { $0.instanceId == instance }) {
                 // A static member back from a restart takes its place: same epoch, same partitions.
                 group.members[previous.memberId] = nil
@@ -217,8 +228,9 @@ struct ConsumerProtocolGroups {
                 member.epoch = previous.epoch
                 member.previousEpoch = previous.previousEpoch
                 member.assigned = previous.assigned
+                member.effective = previous.effective
                 member.revoking = previous.revoking
-                if member.subscribed != previous.subscribed { group.groupEpoch += 1 }
+                if member.subscribed != previous.subscribed || member.regex != previous.regex { group.groupEpoch += 1 }
             } else {
                 if group.members[memberId] != nil { group.members[memberId] = nil }  // a fenced member rejoining
                 group.groupEpoch += 1
@@ -229,7 +241,7 @@ struct ConsumerProtocolGroups {
                 group.groupEpoch += 1
             }
             group.members[memberId] = member
-            return advance(&group, memberId, nowMs: nowMs, partitions: partitions)
+            return advance(&group, memberId, nowMs: nowMs, topics: topics, partitions: partitions)
         default:
             guard var member = group.members[hb.memberId] else { return fail(ErrorCode.unknownMemberId.rawValue, "unknown member") }
             if hb.memberEpoch != member.epoch {
@@ -242,18 +254,37 @@ struct ConsumerProtocolGroups {
                 member.subscribed = subscribed
                 group.groupEpoch += 1
             }
+            if let pattern = hb.subscribedTopicRegex, (pattern.isEmpty ? nil : pattern) != member.regex {
+                member.regex = pattern.isEmpty ? nil : pattern
+                group.groupEpoch += 1
+            }
             if hb.rebalanceTimeoutMs >= 0 { member.rebalanceTimeoutMs = hb.rebalanceTimeoutMs }
             if let owned = hb.owned { member.revoking.formIntersection(owned) }
             group.members[hb.memberId] = member
-            return advance(&group, hb.memberId, nowMs: nowMs, partitions: partitions)
+            return advance(&group, hb.memberId, nowMs: nowMs, topics: topics, partitions: partitions)
         }
     }
 
     /// Recomputes the target when the group epoch moved (or the subscribed topics' partitions
     /// changed), then reconciles the member.
-    private func advance(_ group: inout ConsumerProtocolGroup, _ memberId: String, nowMs: Int64, partitions: (String) -> Int?) -> ConsumerHeartbeatResult {
+    private func advance(
+        _ group: inout ConsumerProtocolGroup, _ memberId: String, nowMs: Int64, topics: () -> [String], partitions: (String) -> Int?
+    ) -> ConsumerHeartbeatResult {
+        // Resolve each member's subscription: its names, and what its regular expression matches now.
+        let names = group.members.values.contains { $0.regex != nil } ? topics().sorted() : []
+        for (id, member) in group.members {
+            var effective = Set(member.subscribed)
+            if let pattern = member.regex, let regex = try? Regex(pattern) {
+                for name in names where (try? regex.wholeMatch(in: name)) != nil { effective.insert(name) }
+            }
+            let sorted = effective.sorted()
+            if sorted != member.effective {
+                group.members[id]!.effective = sorted
+                group.groupEpoch += 1
+            }
+        }
         var counts: [String: Int] = [:]
-        for topic in Set(group.members.values.flatMap(\.subscribed)) { if let n = partitions(topic) { counts[topic] = n } }
+        for topic in Set(group.members.values.flatMap(\.effective)) { if let n = partitions(topic) { counts[topic] = n } }
         if counts != group.partitionCounts {
             group.partitionCounts = counts
             group.groupEpoch += 1

@@ -22,7 +22,7 @@ extension Broker {
                 groupId: id, groupState: group.state, groupEpoch: group.groupEpoch, assignmentEpoch: group.assignmentEpoch, assignorName: group.assignor)
             described.members = group.members.values.sorted { $0.memberId < $1.memberId }.map { m in
                 .init(memberId: m.memberId, instanceId: m.instanceId, rackId: m.rackId, memberEpoch: m.epoch, clientId: m.clientId,
-                      clientHost: "", subscribedTopicNames: m.subscribed, subscribedTopicRegex: nil,
+                      clientHost: "", subscribedTopicNames: m.subscribed, subscribedTopicRegex: m.regex,
                       assignment: partitions(m.assigned), targetAssignment: partitions(group.target[m.memberId] ?? []))
             }
             response.groups.append(described)

@@ -4,19 +4,15 @@ import KafkaWire
 extension Broker {
     /// ConsumerGroupHeartbeat v0–1 (KIP-848, `group.protocol=consumer`): joins, heartbeats and
     /// leaves a consumer-protocol group; the coordinator computes the assignment (uniform or
-    /// range) and hands each member its partitions as others release them. A group id used by
-    /// a classic group with members is refused with INCONSISTENT_GROUP_PROTOCOL.
+    /// range) and hands each member its partitions as others release them; v1 subscriptions by
+    /// regular expression match whole topic names, topics created later included. A group id
+    /// used by a classic group with members is refused with INCONSISTENT_GROUP_PROTOCOL.
     static let consumerGroupHeartbeat = HandlerEntry(api: .consumerGroupHeartbeat, versions: 0...1, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try ConsumerGroupHeartbeatRequest.decode(from: &r, version: context.apiVersion)
         var response = ConsumerGroupHeartbeatResponse(heartbeatIntervalMs: broker.config.consumerGroups.heartbeatIntervalMs)
         if let classic = broker.groups.describeGroup(request.groupId), !classic.members.isEmpty {
             response.errorCode = ErrorCode.inconsistentGroupProtocol.rawValue
             response.errorMessage = "the group is a classic group with members"
-            return broker.respond(response, context)
-        }
-        if let regex = request.subscribedTopicRegex, !regex.isEmpty {
-            response.errorCode = ErrorCode.invalidRequest.rawValue
-            response.errorMessage = "regular-expression subscriptions are not supported; name the topics"
             return broker.respond(response, context)
         }
         var owned: Set<GroupPartition>?
@@ -31,8 +27,11 @@ extension Broker {
         let heartbeat = ConsumerHeartbeat(
             groupId: request.groupId, memberId: request.memberId, memberEpoch: request.memberEpoch, instanceId: request.instanceId,
             rackId: request.rackId, rebalanceTimeoutMs: request.rebalanceTimeoutMs, subscribedTopicNames: request.subscribedTopicNames,
+            subscribedTopicRegex: request.subscribedTopicRegex,
             serverAssignor: request.serverAssignor, owned: owned, clientId: context.clientId ?? "")
-        let result = broker.consumerGroups.heartbeat(heartbeat, nowMs: context.nowMs) { broker.topic($0)?.partitionCount }
+        let result = broker.consumerGroups.heartbeat(heartbeat, nowMs: context.nowMs, topics: { Array(broker.topics.keys) }) {
+            broker.topic($0)?.partitionCount
+        }
         response.errorCode = result.error
         response.errorMessage = result.message
         response.memberId = result.memberId
