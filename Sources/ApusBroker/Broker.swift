@@ -72,6 +72,8 @@ public final class Broker {
     /// The catalog as this shard last saw it.
     var topics: [String: CatalogTopic] = [:]
     private var topicsVersion: UInt64 = 0
+    /// The catalog version this shard last saw (it moves with every topic change).
+    var catalogVersion: UInt64 { topicsVersion }
     /// The logs this shard owns, adopted by its `LogShard`.
     private var owned: [ObjectIdentifier: PartitionLog] = [:]
     /// Logs appended this turn, whose signals are published after the commit.

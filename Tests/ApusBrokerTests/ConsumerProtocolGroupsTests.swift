@@ -7,7 +7,9 @@ import Testing
     struct Driver {
         var groups: ConsumerProtocolGroups
         var now: Int64 = 1_000
-        var counts: [String: Int] = ["t": 6]
+        /// The topics and their partition counts; a change moves the catalog version, as the broker's does.
+        var counts: [String: Int] = ["t": 6] { didSet { version += 1 } }
+        var version: UInt64 = 1
         var ids = 0
 
         init(sessionTimeoutMs: Int64 = 45_000) {
@@ -23,7 +25,7 @@ import Testing
             return groups.heartbeat(ConsumerHeartbeat(
                 groupId: "g", memberId: memberId, memberEpoch: epoch, instanceId: instance, rackId: nil, rebalanceTimeoutMs: 30_000,
                 subscribedTopicNames: topics, subscribedTopicRegex: regex, serverAssignor: assignor, owned: owned, clientId: "c"),
-                nowMs: now, topics: { Array(counts.keys) }) { counts[$0] }
+                nowMs: now, catalogVersion: version, topics: { Array(counts.keys) }) { counts[$0] }
         }
 
         /// Heartbeats every member (reporting what it was last given as owned) until nothing changes.
@@ -148,5 +150,37 @@ import Testing
         let ranges = members.keys.sorted().map { members[$0]!.owned.map(\.partition).sorted() }
         #expect(ranges == [[0, 1, 2], [3, 4, 5]])
         #expect(d.beat("", epoch: 0, topics: ["t"], assignor: "sticky").error == ErrorCode.unsupportedAssignor.rawValue)
+    }
+}
+
+/// The linear-time pattern matcher behind regular-expression subscriptions.
+@Suite struct TopicPatternTests {
+    @Test func matchesWholeNamesWithRE2Syntax() throws {
+        let cases: [(String, String, Bool)] = [
+            ("orders", "orders", true), ("orders", "orders-eu", false), ("orders.*", "orders-eu", true),
+            ("^orders-(eu|us)$", "orders-us", true), ("^orders-(eu|us)$", "orders-asia", false),
+            ("[a-c]+\\.[0-9]{2,3}", "abc.12", true), ("[a-c]+\\.[0-9]{2,3}", "abc.1234", false),
+            ("[^.]+", "a.b", false), ("\\w+-\\d?", "topic_1-", true), ("(?:x|y)z*", "yzzz", true),
+            ("a{3}", "aaa", true), ("a{3}", "aa", false), ("a{2,}", "aaaaa", true), ("", "", true), ("", "a", false),
+            ("t[.-]x", "t-x", true), ("colou?r", "color", true),
+        ]
+        for (pattern, name, expected) in cases {
+            #expect(try TopicPattern(pattern).matches(name) == expected, "\(pattern) ~ \(name)")
+        }
+    }
+
+    @Test func refusesWhatItDoesNotSupport() {
+        for pattern in ["(", "a)", "[a-", "*a", "a\\1", "(?=a)", "a{5,2}", "x{100000}", String(repeating: "a", count: 2_000)] {
+            #expect(throws: TopicPattern.Invalid.self, "\(pattern)") { try TopicPattern(pattern) }
+        }
+    }
+
+    /// Patterns that take a backtracking engine exponential time run in linear time here.
+    @Test func pathologicalPatternsStayLinear() throws {
+        let name = String(repeating: "a", count: 249)
+        #expect(try TopicPattern("(a|a)*b").matches(name) == false)
+        #expect(try TopicPattern("(a+)+b").matches(name) == false)
+        #expect(try TopicPattern("(a*)*a*a*a*a*a*b").matches(name) == false)
+        #expect(try TopicPattern("(a|aa)+").matches(name) == true)
     }
 }

@@ -40,6 +40,8 @@ struct ConsumerMember: Sendable {
     var regex: String?
     /// What the member subscribes to now: `subscribed` and the topics `regex` matches.
     var effective: [String] = []
+    /// `effective` is up to date with the subscription (the catalog version is the group's).
+    var resolved = false
     var rebalanceTimeoutMs: Int32 = 300_000
     /// The partitions the member was told it may use.
     var assigned: Set<GroupPartition> = []
@@ -64,6 +66,8 @@ struct ConsumerProtocolGroup: Sendable {
     var assignor = "uniform"
     /// The subscribed topics' partition counts the target was computed from.
     var partitionCounts: [String: Int] = [:]
+    /// The topic catalog's version the members' subscriptions were resolved against.
+    var catalogVersion: UInt64 = 0
 
     /// Kafka's group states for this protocol.
     var state: String {
@@ -190,8 +194,11 @@ struct ConsumerProtocolGroups {
 
 
     /// Handles one heartbeat. `partitions` gives a topic's partition count (nil: no such topic);
-    /// `topics` every topic's name (for subscriptions by regular expression).
-    mutating func heartbeat(_ hb: ConsumerHeartbeat, nowMs: Int64, topics: () -> [String], partitions: (String) -> Int?) -> ConsumerHeartbeatResult {
+    /// `topics` every topic's name (for subscriptions by regular expression), which change only
+    /// when `catalogVersion` does.
+    mutating func heartbeat(
+        _ hb: ConsumerHeartbeat, nowMs: Int64, catalogVersion: UInt64 = 0, topics: () -> [String], partitions: (String) -> Int?
+    ) -> ConsumerHeartbeatResult {
         func fail(_ code: Int16, _ message: String) -> ConsumerHeartbeatResult {
             ConsumerHeartbeatResult(error: code, message: message, memberId: hb.memberId, memberEpoch: hb.memberEpoch)
         }
@@ -199,8 +206,10 @@ struct ConsumerProtocolGroups {
         if let assignor = hb.serverAssignor, !["uniform", "range"].contains(assignor) {
             return fail(ErrorCode.unsupportedAssignor.rawValue, "server assignors: uniform, range")
         }
-        if let pattern = hb.subscribedTopicRegex, !pattern.isEmpty, (try? Regex(pattern)) == nil {
-            return fail(ErrorCode.invalidRegularExpression.rawValue, "not a regular expression: \(pattern)")
+        if let pattern = hb.subscribedTopicRegex, !pattern.isEmpty {
+            do throws(TopicPattern.Invalid) { _ = try TopicPattern(pattern) } catch {
+                return fail(ErrorCode.invalidRegularExpression.rawValue, "\(pattern): \(error.reason)")
+            }
         }
         var group = groups[hb.groupId] ?? ConsumerProtocolGroup(groupId: hb.groupId)
         defer { groups[hb.groupId] = group.members.isEmpty ? nil : group }
@@ -241,7 +250,7 @@ struct ConsumerProtocolGroups {
                 group.groupEpoch += 1
             }
             group.members[memberId] = member
-            return advance(&group, memberId, nowMs: nowMs, topics: topics, partitions: partitions)
+            return advance(&group, memberId, nowMs: nowMs, catalogVersion: catalogVersion, topics: topics, partitions: partitions)
         default:
             guard var member = group.members[hb.memberId] else { return fail(ErrorCode.unknownMemberId.rawValue, "unknown member") }
             if hb.memberEpoch != member.epoch {
@@ -252,30 +261,36 @@ struct ConsumerProtocolGroups {
             member.sessionDeadlineMs = nowMs + config.sessionTimeoutMs
             if let subscribed = hb.subscribedTopicNames?.sorted(), subscribed != member.subscribed {
                 member.subscribed = subscribed
-                group.groupEpoch += 1
+                member.resolved = false
             }
             if let pattern = hb.subscribedTopicRegex, (pattern.isEmpty ? nil : pattern) != member.regex {
                 member.regex = pattern.isEmpty ? nil : pattern
-                group.groupEpoch += 1
+                member.resolved = false
             }
             if hb.rebalanceTimeoutMs >= 0 { member.rebalanceTimeoutMs = hb.rebalanceTimeoutMs }
             if let owned = hb.owned { member.revoking.formIntersection(owned) }
             group.members[hb.memberId] = member
-            return advance(&group, hb.memberId, nowMs: nowMs, topics: topics, partitions: partitions)
+            return advance(&group, hb.memberId, nowMs: nowMs, catalogVersion: catalogVersion, topics: topics, partitions: partitions)
         }
     }
 
     /// Recomputes the target when the group epoch moved (or the subscribed topics' partitions
     /// changed), then reconciles the member.
     private func advance(
-        _ group: inout ConsumerProtocolGroup, _ memberId: String, nowMs: Int64, topics: () -> [String], partitions: (String) -> Int?
+        _ group: inout ConsumerProtocolGroup, _ memberId: String, nowMs: Int64, catalogVersion: UInt64, topics: () -> [String],
+        partitions: (String) -> Int?
     ) -> ConsumerHeartbeatResult {
-        // Resolve each member's subscription: its names, and what its regular expression matches now.
-        let names = group.members.values.contains { $0.regex != nil } ? topics().sorted() : []
-        for (id, member) in group.members {
+        // Resolve the subscriptions that changed (all of them when the catalog did): names, and
+        // what a regular expression matches now. A change moves the group epoch.
+        let everyone = catalogVersion != group.catalogVersion
+        group.catalogVersion = catalogVersion
+        let stale = group.members.filter { everyone || !$0.value.resolved }
+        let names = stale.values.contains { $0.regex != nil } ? topics().sorted() : []
+        for (id, member) in stale {
+            group.members[id]!.resolved = true
             var effective = Set(member.subscribed)
-            if let pattern = member.regex, let regex = try? Regex(pattern) {
-                for name in names where (try? regex.wholeMatch(in: name)) != nil { effective.insert(name) }
+            if let pattern = member.regex, let regex = try? TopicPattern(pattern) {
+                for name in names where regex.matches(name) { effective.insert(name) }
             }
             let sorted = effective.sorted()
             if sorted != member.effective {

@@ -29,7 +29,8 @@ extension Broker {
             rackId: request.rackId, rebalanceTimeoutMs: request.rebalanceTimeoutMs, subscribedTopicNames: request.subscribedTopicNames,
             subscribedTopicRegex: request.subscribedTopicRegex,
             serverAssignor: request.serverAssignor, owned: owned, clientId: context.clientId ?? "")
-        let result = broker.consumerGroups.heartbeat(heartbeat, nowMs: context.nowMs, topics: { Array(broker.topics.keys) }) {
+        let result = broker.consumerGroups.heartbeat(heartbeat, nowMs: context.nowMs, catalogVersion: broker.catalogVersion,
+                                                     topics: { Array(broker.topics.keys) }) {
             broker.topic($0)?.partitionCount
         }
         response.errorCode = result.error
