@@ -163,6 +163,9 @@ import Testing
             ("[^.]+", "a.b", false), ("\\w+-\\d?", "topic_1-", true), ("(?:x|y)z*", "yzzz", true),
             ("a{3}", "aaa", true), ("a{3}", "aa", false), ("a{2,}", "aaaaa", true), ("", "", true), ("", "a", false),
             ("t[.-]x", "t-x", true), ("colou?r", "color", true),
+            // librdkafka joins several subscriptions so: anchors inside groups.
+            ("(^rx-[ab]$)|(^other$)", "rx-b", true), ("(^rx-[ab]$)|(^other$)", "other", true), ("(^rx-[ab]$)|(^other$)", "rx-c", false),
+            ("a^b", "ab", false), ("a$b", "ab", false),
         ]
         for (pattern, name, expected) in cases {
             #expect(try TopicPattern(pattern).matches(name) == expected, "\(pattern) ~ \(name)")

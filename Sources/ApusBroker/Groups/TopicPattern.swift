@@ -5,14 +5,17 @@
 ///
 /// Syntax (RE2's, the part subscriptions use): literals; `.`; classes `[a-z0-9._-]`, `[^…]`;
 /// escapes `\d \w \s \D \W \S` and escaped punctuation; groups `(…)`, `(?:…)`; alternation `|`;
-/// quantifiers `* + ?`, `{m}`, `{m,}`, `{m,n}`; `^` at the start and `$` at the end. A pattern
-/// matches a whole name (Kafka's `matches()`). Anything else is refused (INVALID_REGULAR_EXPRESSION).
+/// quantifiers `* + ?`, `{m}`, `{m,}`, `{m,n}`; anchors `^` and `$` (librdkafka sends several
+/// subscriptions as `(^a.*$)|(^b$)`). A pattern matches a whole name (Kafka's `matches()`). Anything else is refused (INVALID_REGULAR_EXPRESSION).
 struct TopicPattern: Sendable {
     /// One NFA state.
     private enum Node: Sendable {
         case byte(ByteSet, next: Int)
         case split(Int, Int)
         case jump(Int)
+        /// `^` and `$`: passable only at the start or the end of the name.
+        case atStart(Int)
+        case atEnd(Int)
         case accept
     }
 
@@ -41,10 +44,8 @@ struct TopicPattern: Sendable {
     static let maxLength = 1_000, maxStates = 10_000
 
     init(_ pattern: String) throws(Invalid) {
-        var bytes = Array(pattern.utf8)
+        let bytes = Array(pattern.utf8)
         guard bytes.count <= Self.maxLength else { throw Invalid(reason: "longer than \(Self.maxLength) characters") }
-        if bytes.first == UInt8(ascii: "^") { bytes.removeFirst() }
-        if bytes.last == UInt8(ascii: "$") && (bytes.count < 2 || bytes[bytes.count - 2] != UInt8(ascii: "\\")) { bytes.removeLast() }
         var parser = Parser(bytes: bytes)
         let tree = try parser.parseAlternation()
         guard parser.position == bytes.count else { throw Invalid(reason: "unexpected ')' at \(parser.position)") }
@@ -58,6 +59,7 @@ struct TopicPattern: Sendable {
     func matches(_ name: String) -> Bool {
         var current = [Int](), next = [Int]()
         var seen = [Int](repeating: -1, count: nodes.count)
+        let length = name.utf8.count
         func add(_ state: Int, _ step: Int, to list: inout [Int]) {
             var stack = [state]
             while let s = stack.popLast() {
@@ -66,6 +68,8 @@ struct TopicPattern: Sendable {
                 switch nodes[s] {
                 case .split(let a, let b): stack.append(b); stack.append(a)
                 case .jump(let a): stack.append(a)
+                case .atStart(let a): if step == 0 { stack.append(a) }
+                case .atEnd(let a): if step == length { stack.append(a) }
                 case .byte, .accept: list.append(s)
                 }
             }
@@ -88,6 +92,7 @@ struct TopicPattern: Sendable {
 
     private indirect enum Tree {
         case set(ByteSet)
+        case atStart, atEnd
         case empty
         case concat([Tree])
         case alternation([Tree])
@@ -163,8 +168,10 @@ struct TopicPattern: Sendable {
                 return .set(try parseEscape())
             case UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "?"):
                 throw Invalid(reason: "nothing to repeat at \(position - 1)")
-            case UInt8(ascii: "^"), UInt8(ascii: "$"):
-                throw Invalid(reason: "anchors only at the start and end")
+            case UInt8(ascii: "^"):
+                return .atStart
+            case UInt8(ascii: "$"):
+                return .atEnd
             default:
                 return .set(ByteSet.of([c]))
             }
@@ -246,6 +253,10 @@ struct TopicPattern: Sendable {
                 return next
             case .set(let set):
                 return add(.byte(set, next: next))
+            case .atStart:
+                return add(.atStart(next))
+            case .atEnd:
+                return add(.atEnd(next))
             case .concat(let items):
                 var entry = next
                 for item in items.reversed() { entry = try compile(item, then: entry) }

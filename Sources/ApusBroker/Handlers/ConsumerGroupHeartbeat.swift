@@ -35,6 +35,10 @@ extension Broker {
         }
         response.errorCode = result.error
         response.errorMessage = result.message
+        if result.error == ErrorCode.invalidRegularExpression.rawValue {
+            broker.logger.info("refused a subscription pattern", metadata: ["group": "\(request.groupId)", "client": "\(context.clientId ?? "")",
+                                                                          "reason": "\(result.message ?? "")"])
+        }
         response.memberId = result.memberId
         response.memberEpoch = result.memberEpoch
         if let assignment = result.assignment {
