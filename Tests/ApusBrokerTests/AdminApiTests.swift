@@ -28,6 +28,34 @@ import Testing
         }
     }
 
+    /// Fetch in its flexible versions (v12+) and by topic id (v13+), decoded by the generated
+    /// decoder: the same records as v11; an unknown id gets UNKNOWN_TOPIC_ID.
+    @Test(arguments: [1, 2]) func fetchFlexibleVersionsAndTopicIds(shards: Int) throws {
+        let h = try BrokerHarness(shards: shards)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "f", numPartitions: 2, replicationFactor: 1)]), version: 4)
+        for p in Int32(0)..<2 { _ = try h.call(produceRequest(topic: "f", partition: p, batch: makeBatch(values: ["one-\(p)", "two-\(p)"])), version: 9) }
+        let metadata = try #require(try h.call(MetadataRequest(topics: [.init(name: "f")]), version: 12))
+        let id = metadata.topics[0].topicId
+        #expect(id != .zero)
+        for version: Int16 in [11, 12, 13, 16, 17] {
+            let topic = FetchRequest.FetchTopic(topic: version >= 13 ? "" : "f", topicId: version >= 13 ? id : .zero,
+                                                partitions: (0..<2).map { .init(partition: $0, fetchOffset: 0, partitionMaxBytes: 1 << 20) })
+            var topics = [topic]
+            if version >= 13 { topics.append(.init(topicId: KafkaUUID(high: 1, low: 2), partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])) }
+            let request = FetchRequest(replicaId: -1, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0, topics: topics)
+            let response = try #require(try h.call(request, version: version))
+            let data = response.responses[0]
+            if version >= 13 { #expect(data.topicId == id) } else { #expect(data.topic == "f") }
+            for (p, partition) in data.partitions.enumerated() {
+                #expect(partition.errorCode == 0 && partition.highWatermark == 2, "v\(version)")
+                let batch = try partition.records!.withUnsafeBytes { try RecordBatch(RecordBatchView(validating: $0)) }
+                #expect(batch.records.map { String(decoding: $0.value!, as: UTF8.self) } == ["one-\(p)", "two-\(p)"], "v\(version)")
+            }
+            if version >= 13 { #expect(response.responses[1].partitions[0].errorCode == ErrorCode.unknownTopicId.rawValue) }
+        }
+    }
+
     /// OffsetForLeaderEpoch, DescribeLogDirs and DescribeProducers read each partition where it lives.
     @Test(arguments: [1, 2]) func partitionStateAPIs(shards: Int) throws {
         let h = try BrokerHarness(shards: shards)

@@ -26,13 +26,13 @@ extension Broker {
     /// The longest a fetch may be parked, whatever its max_wait_ms says.
     static let maxFetchWaitMs: Int64 = 30_000
 
-    /// Fetch v4–11 (v0–3, not advertised, get UNSUPPORTED_VERSION in every partition),
-    /// sessionless (session id 0), read_uncommitted. Record data goes from the
+    /// Fetch v4–17 (v12+ flexible, v13+ topics by id; v0–3, not advertised, get
+    /// UNSUPPORTED_VERSION in every partition), sessionless (session id 0), read_uncommitted. Record data goes from the
     /// segment files to the socket zero-copy: the response carries file ranges between its
     /// encoded parts. Partitions are read by the shards owning them, each with an even share
     /// of the response's byte budget. min bytes / max wait long polls are parked and read again
     /// when a partition they read advances.
-    static let fetch = HandlerEntry(api: .fetch, versions: 4...11, legacy: 0...3) { broker, context, r throws(WireError) in
+    static let fetch = HandlerEntry(api: .fetch, versions: 4...17, legacy: 0...3) { broker, context, r throws(WireError) in
         let request = try FetchRequest.decode(from: &r, version: context.apiVersion)
         guard context.apiVersion >= 4 else {
             // Message formats v0/v1 (Kafka 4.0 dropped them too): every partition is refused.
@@ -45,12 +45,13 @@ extension Broker {
         }
         let wait = min(Int64(max(request.maxWaitMs, 0)), Broker.maxFetchWaitMs)
         let fetch = FetchInFlight(context: context, request: request, deadlineMs: context.nowMs + wait)
+        let byId = context.apiVersion >= 13
         for topic in request.topics {
-            let entry = broker.topic(topic.topic)
+            let entry = byId ? broker.topics.values.first { $0.id == topic.topicId } : broker.topic(topic.topic)
             for p in topic.partitions {
-                var read = PartitionRead(topic: topic.topic, partition: p.partition, error: .none)
+                var read = PartitionRead(topic: entry?.name ?? topic.topic, topicId: topic.topicId, partition: p.partition, error: .none)
                 let known = entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
-                if !known { read.error = .unknownTopicOrPartition }
+                if !known { read.error = entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition }
                 fetch.reads.append(read)
                 fetch.topics.append(known ? entry : nil)
             }
@@ -60,6 +61,8 @@ extension Broker {
 
     struct PartitionRead {
         var topic: String
+        /// The id the request named the topic by (v13+).
+        var topicId: KafkaUUID = .zero
         var partition: Int32
         var error: ErrorCode
         var highWatermark: Int64 = -1
@@ -108,7 +111,7 @@ extension Broker {
         var reads: [PartitionRead] = []
         reads.reserveCapacity(items.count)
         for item in items {
-            var read = PartitionRead(topic: item.topic.name, partition: item.partition, error: .none)
+            var read = PartitionRead(topic: item.topic.name, topicId: item.topic.id, partition: item.partition, error: .none)
             guard let log = log(item.topic, item.partition) else {
                 read.error = .unknownTopicOrPartition
                 reads.append(read)
@@ -185,9 +188,14 @@ extension Broker {
         return false
     }
 
-    /// Encodes a Fetch response (v4–11, classic encoding) around the file ranges.
+    /// Encodes a Fetch response (v4–17: classic encoding to v11, flexible from v12, topic ids
+    /// from v13) around the file ranges.
     func encodeFetch(_ reads: [PartitionRead], _ context: RequestContext) -> ResponseFrame {
         let v = context.apiVersion
+        let flexible = v >= 12
+        func count(_ n: Int, _ w: inout WireWriter) {
+            if flexible { w.writeUnsignedVarint(UInt32(n + 1)) } else { w.writeInt32(Int32(n)) }
+        }
         var parts: [ResponseFrame.Part] = []
         var w = WireWriter(capacity: 256)
         w.writeInt32(0)  // size, patched below
@@ -199,23 +207,27 @@ extension Broker {
         }
         var topics: [(String, [PartitionRead])] = []
         for read in reads {
-            if let last = topics.indices.last, topics[last].0 == read.topic { topics[last].1.append(read) } else { topics.append((read.topic, [read])) }
+            if let last = topics.indices.last, topics[last].0 == read.topic, topics[last].1[0].topicId == read.topicId {
+                topics[last].1.append(read)
+            } else {
+                topics.append((read.topic, [read]))
+            }
         }
-        w.writeInt32(Int32(topics.count))
+        count(topics.count, &w)
         var total = 0
         for (name, partitions) in topics {
-            w.writeString(name, compact: false)
-            w.writeInt32(Int32(partitions.count))
+            if v >= 13 { w.writeUUID(partitions[0].topicId) } else { w.writeString(name, compact: flexible) }
+            count(partitions.count, &w)
             for read in partitions {
                 w.writeInt32(read.partition)
                 w.writeInt16(read.error.rawValue)
                 w.writeInt64(read.highWatermark)
                 w.writeInt64(read.highWatermark)  // last_stable_offset: no transactions
                 if v >= 5 { w.writeInt64(read.logStartOffset) }
-                w.writeInt32(-1)  // aborted_transactions: null
+                if flexible { w.writeUnsignedVarint(0) } else { w.writeInt32(-1) }  // aborted_transactions: null
                 if v >= 11 { w.writeInt32(-1) }  // preferred_read_replica
                 let range = read.range.flatMap { $0.length > 0 ? $0 : nil }
-                w.writeInt32(Int32(range?.length ?? 0))
+                if flexible { w.writeUnsignedVarint(UInt32((range?.length ?? 0) + 1)) } else { w.writeInt32(Int32(range?.length ?? 0)) }
                 if let range {
                     total += w.count
                     parts.append(.bytes(w.bytes))
@@ -223,8 +235,11 @@ extension Broker {
                     total += range.length
                     w = WireWriter(capacity: 128)
                 }
+                if flexible { w.writeUnsignedVarint(0) }  // the partition's tagged fields
             }
+            if flexible { w.writeUnsignedVarint(0) }  // the topic's tagged fields
         }
+        if flexible { w.writeUnsignedVarint(0) }  // the response's tagged fields
         total += w.count
         if w.count > 0 { parts.append(.bytes(w.bytes)) }
         // Patch the size prefix (it lives in the first part).
