@@ -56,6 +56,34 @@ import Testing
         }
     }
 
+    /// A consumer-protocol member's commits and fetches of offsets (OffsetCommit v9, OffsetFetch
+    /// v9) are checked against its member epoch.
+    @Test func consumerProtocolOffsetsCheckTheMemberEpoch() throws {
+        var config = BrokerConfig()
+        config.consumerGroups.sessionTimeoutMs = 600_000  // the harness's clock jumps a minute while a commit is written
+        let h = try BrokerHarness(config: config)
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "c", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let joined = try #require(try h.call(ConsumerGroupHeartbeatRequest(groupId: "cg", memberId: "", memberEpoch: 0, rebalanceTimeoutMs: 30_000,
+                                                                           subscribedTopicNames: ["c"]), version: 0))
+        let member = try #require(joined.memberId)
+        #expect(joined.errorCode == 0 && joined.memberEpoch > 0 && joined.assignment?.topicPartitions.first?.partitions == [0])
+        func commit(epoch: Int32) throws -> Int16 {
+            let request = OffsetCommitRequest(groupId: "cg", generationIdOrMemberEpoch: epoch, memberId: member,
+                                              topics: [.init(name: "c", partitions: [.init(partitionIndex: 0, committedOffset: 7)])])
+            return try #require(try h.call(request, version: 9)).topics[0].partitions[0].errorCode
+        }
+        #expect(try commit(epoch: joined.memberEpoch + 3) == ErrorCode.staleMemberEpoch.rawValue)
+        #expect(try commit(epoch: joined.memberEpoch) == 0)
+        func fetch(epoch: Int32) throws -> OffsetFetchResponse.OffsetFetchResponseGroup {
+            let request = OffsetFetchRequest(groups: [.init(groupId: "cg", memberId: member, memberEpoch: epoch, topics: nil)])
+            return try #require(try h.call(request, version: 9)).groups[0]
+        }
+        let stale = try fetch(epoch: joined.memberEpoch + 3)
+        #expect(stale.errorCode == ErrorCode.staleMemberEpoch.rawValue, "\(stale) epoch \(joined.memberEpoch)")
+        #expect(try fetch(epoch: joined.memberEpoch).topics.first?.partitions.first?.committedOffset == 7)
+    }
+
     /// OffsetForLeaderEpoch, DescribeLogDirs and DescribeProducers read each partition where it lives.
     @Test(arguments: [1, 2]) func partitionStateAPIs(shards: Int) throws {
         let h = try BrokerHarness(shards: shards)

@@ -2,9 +2,9 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// FindCoordinator v0–4 (v4: several keys at once): this (single) broker coordinates every
-    /// group; transaction coordinators do not exist (no transactions).
-    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...4) { broker, context, r throws(WireError) in
+    /// FindCoordinator v0–6 (v4+: several keys at once): this (single) broker coordinates every
+    /// group; transaction and share-group coordinators do not exist here.
+    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...6) { broker, context, r throws(WireError) in
         let request = try FindCoordinatorRequest.decode(from: &r, version: context.apiVersion)
         var response = FindCoordinatorResponse()
         if context.apiVersion >= 4 {

@@ -2,10 +2,10 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// InitProducerId v0–4 for idempotent (non-transactional) producers: a fresh producer id
+    /// InitProducerId v0–5 for idempotent (non-transactional) producers: a fresh producer id
     /// with epoch 0, or (v3+, KIP-360) the same id with the next epoch for a producer that names
     /// its id and epoch to recover from a sequence error.
-    static let initProducerId = HandlerEntry(api: .initProducerId, versions: 0...4, onCoordinator: true) { broker, context, r throws(WireError) in
+    static let initProducerId = HandlerEntry(api: .initProducerId, versions: 0...5, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try InitProducerIdRequest.decode(from: &r, version: context.apiVersion)
         var response = InitProducerIdResponse()
         if request.transactionalId != nil {

@@ -2,10 +2,20 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// OffsetFetch v0–8 (v8: several groups at once): committed offsets (-1 where none).
-    static let offsetFetch = HandlerEntry(api: .offsetFetch, versions: 0...8, onCoordinator: true) { broker, context, r throws(WireError) in
+    /// OffsetFetch v0–9 (v8: several groups at once; v9: a consumer-protocol member names itself
+    /// and its epoch, checked as for commits): committed offsets (-1 where none).
+    static let offsetFetch = HandlerEntry(api: .offsetFetch, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try OffsetFetchRequest.decode(from: &r, version: context.apiVersion)
-        let outputs = broker.groups.handleOffsetFetch(request, version: context.apiVersion, token: broker.groupToken(context))
+        var outputs = broker.groups.handleOffsetFetch(request, version: context.apiVersion, token: broker.groupToken(context))
+        if context.apiVersion >= 9, let first = outputs.first, case .offsetFetch(var response) = first.response {
+            for (i, group) in request.groups.enumerated() where i < response.groups.count {
+                guard let memberId = group.memberId,
+                      let refusal = broker.consumerGroups.commitRefusal(groupId: group.groupId, memberId: memberId, epoch: group.memberEpoch) else { continue }
+                response.groups[i].errorCode = refusal
+                response.groups[i].topics = []
+            }
+            outputs[0].response = .offsetFetch(response)
+        }
         return broker.route(outputs, caller: context, nowMs: context.nowMs)
     }
 }
