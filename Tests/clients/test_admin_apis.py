@@ -386,3 +386,16 @@ def test_consumer_group_protocol_regex_subscription(single_broker):
     consumer.poll(1)
     consumer.close()
     assert got == {b"rx-a", b"rx-b"}
+
+
+def test_legacy_alter_configs_replaces_the_topic_configuration(single_broker):
+    """AlterConfigs (the non-incremental API): the keys given become the whole set."""
+    admin = admin_for(single_broker)
+    create(admin, NewTopic("legacy-alter", 1, 1, config={"retention.ms": "3600000"}))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "legacy-alter", set_config={"segment.ms": "600000"})
+    admin.alter_configs([resource])[resource].result(timeout=20)
+    configs = describe(admin, "legacy-alter")
+    assert configs["segment.ms"].value == "600000" and configs["segment.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value, "keys left out return to the broker's value"
+    broker_resource = ConfigResource(ConfigResource.Type.BROKER, "1", set_config={"log.retention.ms": "1"})
+    assert error_of(admin.alter_configs([broker_resource])[broker_resource]) == KafkaError.INVALID_REQUEST
