@@ -1,4 +1,5 @@
 import ApusStorage
+import KafkaProtocol
 import KafkaWire
 
 /// Idempotent-producer state of one partition: per producer id, its epoch and its last five

@@ -317,7 +317,7 @@ public final class KafkaAdmin {
         request.topics = [.init(name: topic, partitions: plan.map { .init(partitionIndex: $0.partition, committedOffset: $0.offset) })]
         for t in try c.roundTrip(request, version: version).topics {
             for p in t.partitions where p.errorCode != 0 {
-                let hint = p.errorCode == 25 ? " (the group has members: stop its consumers first)" : ""
+                let hint = p.errorCode == ErrorCode.unknownMemberId.rawValue ? " (the group has members: stop its consumers first)" : ""
                 throw ClientError("OffsetCommit \(groupId) \(t.name)-\(p.partitionIndex): \(Self.errorName(p.errorCode))\(hint)", kafkaErrorCode: p.errorCode)
             }
         }

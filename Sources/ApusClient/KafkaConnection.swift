@@ -40,7 +40,7 @@ public final class KafkaConnection {
         request.clientSoftwareName = "apus-lab"
         request.clientSoftwareVersion = "0.1"
         var response = try roundTrip(request, version: 3)
-        if response.errorCode == 35 {  // UNSUPPORTED_VERSION: the broker lists what it has in a v0 body
+        if response.errorCode == ErrorCode.unsupportedVersion.rawValue {  // the broker lists what it has in a v0 body
             response = try roundTrip(ApiVersionsRequest(), version: 0)
         }
         guard response.errorCode == 0 else {
@@ -147,8 +147,7 @@ public final class KafkaConnection {
         request.timeoutMs = 30_000
         let response = try roundTrip(request, version: version)
         guard let result = response.topics.first(where: { $0.name == topic }) else { throw ClientError("CreateTopics \(topic): no result for the topic") }
-        // 36 TOPIC_ALREADY_EXISTS
-        if result.errorCode != 0 && !(existingIsFine && result.errorCode == 36) {
+        if result.errorCode != 0 && !(existingIsFine && result.errorCode == ErrorCode.topicAlreadyExists.rawValue) {
             throw ClientError("CreateTopics \(topic): error \(result.errorCode) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
         }
     }

@@ -251,9 +251,12 @@ public final class Producer {
     /// NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NETWORK_EXCEPTION, NOT_ENOUGH_REPLICAS(_AFTER_APPEND),
     /// KAFKA_STORAGE_ERROR; with idempotence also OUT_OF_ORDER_SEQUENCE_NUMBER (an earlier batch
     /// of the partition is being retried).
-    static let retriable: Set<Int16> = [2, 3, 5, 6, 7, 13, 19, 20, 56]
+    static let retriable: Set<Int16> = Set([ErrorCode.corruptMessage, .unknownTopicOrPartition, .leaderNotAvailable, .notLeaderOrFollower,
+                                            .requestTimedOut, .networkException, .notEnoughReplicas, .notEnoughReplicasAfterAppend,
+                                            .kafkaStorageError].map(\.rawValue))
     /// Of those, the ones that say the partition's leader may have moved: refresh metadata.
-    static let staleMetadata: Set<Int16> = [3, 5, 6, 56]
+    static let staleMetadata: Set<Int16> = Set([ErrorCode.unknownTopicOrPartition, .leaderNotAvailable, .notLeaderOrFollower,
+                                                .kafkaStorageError].map(\.rawValue))
 
     /// Connects, agrees versions (Produce v3+) and reads the topic's partitions (creating the
     /// topic if the broker auto-creates topics).
@@ -538,7 +541,7 @@ public final class Producer {
             result.baseOffset = p.errorCode == 0 ? p.baseOffset : -1
         }
         let code = result.errorCode
-        if code != 0 && (Self.retriable.contains(code) || (code == 45 && config.enableIdempotence))
+        if code != 0 && (Self.retriable.contains(code) || (code == ErrorCode.outOfOrderSequenceNumber.rawValue && config.enableIdempotence))
             && request.attempts <= config.retries
             && ack &- request.createdNanos < UInt64(config.deliveryTimeoutMs) * 1_000_000 {
             if Self.staleMetadata.contains(code) { metadataStale = true }

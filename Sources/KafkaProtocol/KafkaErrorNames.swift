@@ -1,3 +1,62 @@
+/// Kafka's error codes that Apus returns or acts on, for the broker and the clients alike
+/// (`KafkaErrorNames` names every code, these and the rest).
+public enum ErrorCode: Int16, Sendable {
+    case none = 0
+    case offsetOutOfRange = 1
+    case corruptMessage = 2
+    case unknownTopicOrPartition = 3
+    case leaderNotAvailable = 5
+    case notLeaderOrFollower = 6
+    case requestTimedOut = 7
+    case messageTooLarge = 10
+    case offsetMetadataTooLarge = 12
+    case networkException = 13
+    case coordinatorNotAvailable = 15
+    case invalidTopic = 17
+    case notEnoughReplicas = 19
+    case notEnoughReplicasAfterAppend = 20
+    case invalidRequiredAcks = 21
+    case illegalGeneration = 22
+    case inconsistentGroupProtocol = 23
+    case invalidGroupId = 24
+    case unknownMemberId = 25
+    case invalidSessionTimeout = 26
+    case rebalanceInProgress = 27
+    case unsupportedVersion = 35
+    case topicAlreadyExists = 36
+    case invalidPartitions = 37
+    case invalidReplicationFactor = 38
+    case invalidReplicaAssignment = 39
+    case invalidConfig = 40
+    case invalidRequest = 42
+    case unsupportedForMessageFormat = 43
+    case outOfOrderSequenceNumber = 45
+    case duplicateSequenceNumber = 46
+    case invalidProducerEpoch = 47
+    case kafkaStorageError = 56
+    case nonEmptyGroup = 68
+    case groupIdNotFound = 69
+    case unknownLeaderEpoch = 75
+    case memberIdRequired = 79
+    case fencedInstanceId = 82
+    case groupSubscribedToTopic = 86
+    case unknownTopicId = 100
+    case fencedMemberEpoch = 110
+    case unsupportedAssignor = 112
+    case staleMemberEpoch = 113
+    case mismatchedEndpointType = 114
+    case invalidRegularExpression = 128
+    case unknownServerError = -1
+}
+
+/// An error code can travel as a failure (`Result<_, ErrorCode>`).
+extension ErrorCode: Error {}
+
+extension ErrorCode {
+    /// Kafka's name for it ("UNKNOWN_TOPIC_OR_PARTITION").
+    public var name: String { KafkaErrorNames.name(rawValue) }
+}
+
 /// Kafka's names for its error codes (`org.apache.kafka.common.protocol.Errors`), for logs,
 /// metrics labels and the admin commands. The one table: every module names errors from it.
 public enum KafkaErrorNames {

@@ -1,4 +1,5 @@
 @testable import ApusBroker
+import KafkaProtocol
 import Testing
 
 /// The consumer group protocol's coordinator (KIP-848) driven by hand: assignments converge,
