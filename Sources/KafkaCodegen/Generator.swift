@@ -14,6 +14,8 @@ public struct Generator {
         "DescribeConfigs", "AlterConfigs", "IncrementalAlterConfigs", "CreatePartitions", "DeleteRecords",
         "DescribeCluster", "DeleteGroups", "OffsetDelete", "OffsetForLeaderEpoch", "DescribeLogDirs",
         "DescribeProducers", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
+        "SaslHandshake", "SaslAuthenticate", "DescribeUserScramCredentials", "AlterUserScramCredentials",
+        "CreateAcls", "DescribeAcls", "DeleteAcls",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

@@ -15,19 +15,26 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case syncGroup = 14
     case describeGroups = 15
     case listGroups = 16
+    case saslHandshake = 17
     case apiVersions = 18
     case createTopics = 19
     case deleteTopics = 20
     case deleteRecords = 21
     case initProducerId = 22
     case offsetForLeaderEpoch = 23
+    case describeAcls = 29
+    case createAcls = 30
+    case deleteAcls = 31
     case describeConfigs = 32
     case alterConfigs = 33
     case describeLogDirs = 35
+    case saslAuthenticate = 36
     case createPartitions = 37
     case deleteGroups = 42
     case incrementalAlterConfigs = 44
     case offsetDelete = 47
+    case describeUserScramCredentials = 50
+    case alterUserScramCredentials = 51
     case describeCluster = 60
     case describeProducers = 61
     case consumerGroupHeartbeat = 68
@@ -49,19 +56,26 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .syncGroup: "SyncGroup"
             case .describeGroups: "DescribeGroups"
             case .listGroups: "ListGroups"
+            case .saslHandshake: "SaslHandshake"
             case .apiVersions: "ApiVersions"
             case .createTopics: "CreateTopics"
             case .deleteTopics: "DeleteTopics"
             case .deleteRecords: "DeleteRecords"
             case .initProducerId: "InitProducerId"
             case .offsetForLeaderEpoch: "OffsetForLeaderEpoch"
+            case .describeAcls: "DescribeAcls"
+            case .createAcls: "CreateAcls"
+            case .deleteAcls: "DeleteAcls"
             case .describeConfigs: "DescribeConfigs"
             case .alterConfigs: "AlterConfigs"
             case .describeLogDirs: "DescribeLogDirs"
+            case .saslAuthenticate: "SaslAuthenticate"
             case .createPartitions: "CreatePartitions"
             case .deleteGroups: "DeleteGroups"
             case .incrementalAlterConfigs: "IncrementalAlterConfigs"
             case .offsetDelete: "OffsetDelete"
+            case .describeUserScramCredentials: "DescribeUserScramCredentials"
+            case .alterUserScramCredentials: "AlterUserScramCredentials"
             case .describeCluster: "DescribeCluster"
             case .describeProducers: "DescribeProducers"
             case .consumerGroupHeartbeat: "ConsumerGroupHeartbeat"
@@ -85,19 +99,26 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .syncGroup: SyncGroupRequest.self
             case .describeGroups: DescribeGroupsRequest.self
             case .listGroups: ListGroupsRequest.self
+            case .saslHandshake: SaslHandshakeRequest.self
             case .apiVersions: ApiVersionsRequest.self
             case .createTopics: CreateTopicsRequest.self
             case .deleteTopics: DeleteTopicsRequest.self
             case .deleteRecords: DeleteRecordsRequest.self
             case .initProducerId: InitProducerIdRequest.self
             case .offsetForLeaderEpoch: OffsetForLeaderEpochRequest.self
+            case .describeAcls: DescribeAclsRequest.self
+            case .createAcls: CreateAclsRequest.self
+            case .deleteAcls: DeleteAclsRequest.self
             case .describeConfigs: DescribeConfigsRequest.self
             case .alterConfigs: AlterConfigsRequest.self
             case .describeLogDirs: DescribeLogDirsRequest.self
+            case .saslAuthenticate: SaslAuthenticateRequest.self
             case .createPartitions: CreatePartitionsRequest.self
             case .deleteGroups: DeleteGroupsRequest.self
             case .incrementalAlterConfigs: IncrementalAlterConfigsRequest.self
             case .offsetDelete: OffsetDeleteRequest.self
+            case .describeUserScramCredentials: DescribeUserScramCredentialsRequest.self
+            case .alterUserScramCredentials: AlterUserScramCredentialsRequest.self
             case .describeCluster: DescribeClusterRequest.self
             case .describeProducers: DescribeProducersRequest.self
             case .consumerGroupHeartbeat: ConsumerGroupHeartbeatRequest.self
@@ -171,5 +192,19 @@ public enum GeneratedMessages {
         ConsumerGroupHeartbeatResponse.self,
         ConsumerGroupDescribeRequest.self,
         ConsumerGroupDescribeResponse.self,
+        SaslHandshakeRequest.self,
+        SaslHandshakeResponse.self,
+        SaslAuthenticateRequest.self,
+        SaslAuthenticateResponse.self,
+        DescribeUserScramCredentialsRequest.self,
+        DescribeUserScramCredentialsResponse.self,
+        AlterUserScramCredentialsRequest.self,
+        AlterUserScramCredentialsResponse.self,
+        CreateAclsRequest.self,
+        CreateAclsResponse.self,
+        DescribeAclsRequest.self,
+        DescribeAclsResponse.self,
+        DeleteAclsRequest.self,
+        DeleteAclsResponse.self,
     ]
 }
