@@ -46,11 +46,14 @@ let package = Package(
         .target(name: "CApusUring", linkerSettings: [.linkedLibrary("uring")]),
         .target(name: "ApusIO", dependencies: ["CApusUring", "CApusSys"]),
 
+        // OpenSSL 3 (libssl-dev) behind a narrow binding: SCRAM's hashes and TLS over memory.
+        .target(name: "CApusTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+
         // Partition logs: segments, indexes, group commit, durability, recovery, retention.
         .target(name: "ApusStorage", dependencies: ["ApusIO", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
 
         // The Kafka broker's logic: one handler file per API, no sockets, no syscalls.
-        .target(name: "ApusBroker", dependencies: ["ApusStorage", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "ApusBroker", dependencies: ["ApusStorage", "KafkaProtocol", "CApusTLS", "KafkaWire", .product(name: "Logging", package: "swift-log")]),
 
         // apus serve's settings: the one table of configuration keys (the lab checks plans with it).
         .target(name: "ApusConfig", dependencies: [
@@ -58,7 +61,7 @@ let package = Package(
         ]),
         // apus serve: the event loop, connections, lifecycle, the metrics endpoint.
         .target(name: "ApusServer", dependencies: [
-            "ApusBroker", "ApusConfig", "ApusIO", "ApusStorage",
+            "ApusBroker", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
         // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.

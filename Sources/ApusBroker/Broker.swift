@@ -48,6 +48,11 @@ public struct RequestContext {
     public var nowMs: Int64
     /// Response header version (0, or 1 for flexible versions; always 0 for ApiVersions).
     public var responseHeaderVersion: Int16
+    /// The connection's listener, principal and SASL state.
+    public var session: ClientSession
+    /// The listener the request came in on (what Metadata advertises to it).
+    public var listener: Int { session.listener }
+    public var principal: String { session.principal }
 }
 
 /// The Kafka broker's request handling for one shard: pure logic over the storage engine, no
@@ -104,11 +109,13 @@ public final class Broker {
     var ownedLogs: Dictionary<ObjectIdentifier, PartitionLog>.Values { owned.values }
     /// Connections of this shard to close, returned with the next ``TurnOutcome``.
     var closeRequests: [(connection: ConnectionID, reason: String)] = []
+    /// SCRAM credentials as the last alteration being written leaves them (shard 0).
+    var pendingCredentials: SecurityStore.Credentials?
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
         let catalog = try TopicCatalog.load(logs: logs, shards: 1, broker: config, logger: logger, nowMs: nowMs)
-        try self.init(config: config, logs: logs, shard: shard, logger: logger, nowMs: nowMs, mesh: ShardMesh(count: 1, catalog: catalog), index: 0)
+        try self.init(config: config, logs: logs, shard: shard, logger: logger, nowMs: nowMs, mesh: ShardMesh(count: 1, catalog: catalog, security: SecurityStore.load(logs: logs, logger: logger)), index: 0)
     }
 
     /// Shard `index` of `mesh`, whose catalog is loaded (``TopicCatalog/load(logs:shards:broker:logger:nowMs:)``).
@@ -137,8 +144,13 @@ public final class Broker {
 
     // MARK: Dispatch
 
+    /// The session of a request whose caller gives none (tests, tools): listener 0, anonymous.
+    /// Never mutated: only SASL exchanges change a session, and a plaintext one has none.
+    nonisolated(unsafe) public static let plaintextSession = ClientSession()
+
     /// Handles one request frame (the bytes after the size prefix).
-    public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64 = 0, nowMs: Int64) -> HandleOutcome {
+    public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64 = 0, nowMs: Int64,
+                       session: ClientSession = Broker.plaintextSession) -> HandleOutcome {
         guard let preamble = RequestPreamble(frame) else { return .close("request shorter than its header") }
         guard let entry = Handlers.byKey[preamble.apiKey] else {
             return .close("unknown API key \(preamble.apiKey)")
@@ -149,8 +161,15 @@ public final class Broker {
             }
             return .close("unsupported version \(preamble.apiVersion) of \(entry.api.name)")
         }
+        if !session.authenticated || session.failed || session.expiresAtMs.map({ nowMs >= $0 }) == true {
+            if session.failed { return .close("request after a failed SASL authentication") }
+            if !entry.duringAuthentication {
+                return .close(session.authenticated ? "SASL session expired (connections.max.reauth.ms) before \(entry.api.name)"
+                                                    : "\(entry.api.name) before SASL authentication")
+            }
+        }
         if entry.onCoordinator && index != 0 {
-            forwardToCoordinator(frame, connection: connection, sequence: sequence, nowMs: nowMs)
+            forwardToCoordinator(frame, connection: connection, sequence: sequence, nowMs: nowMs, session: session.forwarded())
             return .pending  // counted where it is handled
         }
         counters.noteRequest(preamble.apiKey)
@@ -161,7 +180,7 @@ public final class Broker {
             let context = RequestContext(
                 connection: connection, sequence: sequence, apiKey: preamble.apiKey, apiVersion: preamble.apiVersion,
                 correlationId: preamble.correlationId, clientId: header.clientId, nowMs: nowMs,
-                responseHeaderVersion: requestType.responseHeaderVersion(preamble.apiVersion))
+                responseHeaderVersion: requestType.responseHeaderVersion(preamble.apiVersion), session: session)
             return try entry.handle(self, context, &r)
         } catch {
             return .close("malformed request: \(error)")
@@ -340,11 +359,11 @@ public final class Broker {
 
     /// Sends a request that must run on shard 0 (topics, groups, producer ids) there; its
     /// response comes back as a completion.
-    private func forwardToCoordinator(_ frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64, nowMs: Int64) {
+    private func forwardToCoordinator(_ frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64, nowMs: Int64, session: ClientSession) {
         let bytes = [UInt8](frame)
         let origin = index
         mesh.post(to: 0) { coordinator in
-            let outcome = bytes.withUnsafeBytes { coordinator.handle(frame: $0, connection: connection, sequence: sequence, nowMs: nowMs) }
+            let outcome = bytes.withUnsafeBytes { coordinator.handle(frame: $0, connection: connection, sequence: sequence, nowMs: nowMs, session: session) }
             switch outcome {
             case .respond(let response):
                 let preamble = bytes.withUnsafeBytes { RequestPreamble($0) }

@@ -4,9 +4,9 @@ import ApusStorage
 public struct BrokerConfig: Sendable {
     /// `node.id`: 1 as in Kafka's quick start; some clients (kafka-go) reject a node id of 0.
     public var nodeId: Int32 = 1
-    /// The host and port clients are told to connect to (Metadata, FindCoordinator).
-    public var advertisedHost = "127.0.0.1"
-    public var advertisedPort: Int32 = 9092
+    /// The listeners, in `listeners` order, with the address each advertises (Metadata,
+    /// FindCoordinator, DescribeCluster answer with the listener the request came in on).
+    public var listeners = [AdvertisedListener(name: "PLAINTEXT", securityProtocol: .plaintext, host: "127.0.0.1", port: 9092)]
     public var clusterId = "apus-cluster"
     /// `auto.create.topics.enable`
     public var autoCreateTopics = true
@@ -22,6 +22,16 @@ public struct BrokerConfig: Sendable {
     public var groups = GroupCoordinatorConfig()
     /// Settings of the consumer group protocol (KIP-848, `group.protocol=consumer`).
     public var consumerGroups = ConsumerProtocolConfig()
+    /// `sasl.enabled.mechanisms`: what SASL listeners offer.
+    public var saslMechanisms: [SaslMechanism] = [.scramSha256, .scramSha512, .plain]
+    /// `connections.max.reauth.ms` (KIP-368): a SASL session must re-authenticate this often;
+    /// 0: never.
+    public var reauthenticationMs: Int64 = 0
 
     public init() {}
+
+    /// What clients of listener `index` are told (the first listener for an unknown index).
+    public func advertised(_ index: Int) -> AdvertisedListener {
+        listeners.indices.contains(index) ? listeners[index] : listeners[0]
+    }
 }

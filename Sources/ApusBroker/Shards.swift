@@ -23,6 +23,8 @@ struct UncheckedSendable<T>: @unchecked Sendable {
 public final class ShardMesh: @unchecked Sendable {
     public let count: Int
     public let catalog: TopicCatalog
+    /// SCRAM credentials and ACLs (changed by shard 0, read by all).
+    public let security: SecurityStore
     private let inboxes: [Inbox]
     /// Jobs posted and not yet finished (shutdown waits for none).
     let inFlight = Atomic<Int>(0)
@@ -39,10 +41,11 @@ public final class ShardMesh: @unchecked Sendable {
     private let shuttingDown = Atomic<Bool>(false)
 
     /// - Parameter count: shards (1...64).
-    public init(count: Int, catalog: TopicCatalog) {
+    public init(count: Int, catalog: TopicCatalog, security: SecurityStore = SecurityStore()) {
         precondition((1...64).contains(count), "1 to 64 shards")
         self.count = count
         self.catalog = catalog
+        self.security = security
         inboxes = (0..<count).map { _ in Inbox() }
     }
 
@@ -71,10 +74,11 @@ public final class ShardMesh: @unchecked Sendable {
 
     /// Runs `work` on the disk worker (file work that may wait on the disk), then `job` with
     /// its result on shard `index`. Counted as a job in flight meanwhile, so shutdown waits.
-    func afterDiskWork<T: Sendable>(on index: Int, _ work: @escaping @Sendable () -> T, then job: @escaping (Broker, T) -> Void) {
+    func afterDiskWork<T: Sendable>(on index: Int, worker: DiskWorker = .shared, _ work: @escaping @Sendable () -> T,
+                                     then job: @escaping (Broker, T) -> Void) {
         inFlight.add(1, ordering: .sequentiallyConsistent)
         let continuation = UncheckedSendable(job)
-        DiskWorker.shared.run { [self] in
+        worker.run { [self] in
             let result = work()
             post(to: index) { broker in continuation.value(broker, result) }
             inFlight.subtract(1, ordering: .sequentiallyConsistent)

@@ -183,6 +183,36 @@ public final class KafkaAdmin {
         }
     }
 
+    /// Every user's SCRAM mechanisms and iteration counts (DescribeUserScramCredentials; nil: all users).
+    public func describeScramUsers(_ users: [String]?) throws(ClientError) -> [(user: String, mechanisms: [(mechanism: Int8, iterations: Int32)])] {
+        let version = try bootstrap.version(of: DescribeUserScramCredentialsRequest.self, supported: 0...0)
+        let request = DescribeUserScramCredentialsRequest(users: users?.map { .init(name: $0) })
+        let response = try bootstrap.roundTrip(request, version: version)
+        guard response.errorCode == 0 else {
+            throw ClientError("DescribeUserScramCredentials: \(Self.errorName(response.errorCode)) \(response.errorMessage ?? "")", kafkaErrorCode: response.errorCode)
+        }
+        for result in response.results where result.errorCode != 0 {
+            throw ClientError("DescribeUserScramCredentials \(result.user): \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+        return response.results.map { ($0.user, $0.credentialInfos.map { ($0.mechanism, $0.iterations) }) }
+    }
+
+    /// Sets (`saltedPassword` given) or deletes (nil) a user's credential for one SCRAM mechanism
+    /// (AlterUserScramCredentials: 1 is SCRAM-SHA-256, 2 SCRAM-SHA-512). The password itself
+    /// never leaves the caller: it sends the salt and the salted password, as Kafka's tools do.
+    public func alterScramUser(_ user: String, mechanism: Int8, salt: [UInt8] = [], saltedPassword: [UInt8]?, iterations: Int32 = 0) throws(ClientError) {
+        let version = try bootstrap.version(of: AlterUserScramCredentialsRequest.self, supported: 0...0)
+        var request = AlterUserScramCredentialsRequest()
+        if let saltedPassword {
+            request.upsertions = [.init(name: user, mechanism: mechanism, iterations: iterations, salt: salt, saltedPassword: saltedPassword)]
+        } else {
+            request.deletions = [.init(name: user, mechanism: mechanism)]
+        }
+        for result in try bootstrap.roundTrip(request, version: version).results where result.errorCode != 0 {
+            throw ClientError("AlterUserScramCredentials \(result.user): \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+    }
+
     /// A topic's configuration (DescribeConfigs), sorted by name.
     public func describeConfigs(topic: String) throws(ClientError) -> [ConfigValue] {
         let version = try bootstrap.version(of: DescribeConfigsRequest.self, supported: 1...4)

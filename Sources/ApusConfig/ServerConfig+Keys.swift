@@ -1,4 +1,5 @@
 import Yams
+import ApusBroker
 import ApusIO
 import ApusStorage
 
@@ -12,8 +13,17 @@ extension ServerConfig {
     /// Every key of the config file (and of `--set key=value`), with its default and meaning;
     /// docs/configuration.md is generated from the same table by `apus serve --print-config-keys`.
     public static let keys: [(key: String, defaultValue: String, meaning: String)] = [
-        ("listeners", "127.0.0.1:9092", "host:port to listen on (port 0 picks a free port)"),
-        ("advertised.listeners", "(the listener)", "host:port clients are told to connect to"),
+        ("listeners", "PLAINTEXT://127.0.0.1:9092", "where to listen, as Kafka writes it: NAME://host:port entries separated by commas (a bare host:port is PLAINTEXT; port 0 picks a free port; an empty host binds every interface); each client is answered with its own listener's advertised address"),
+        ("advertised.listeners", "(each listener's bound address)", "NAME://host:port per listener that clients are told to connect to (Metadata, FindCoordinator); a bare host:port applies to the first listener"),
+        ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", "listener name → security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), NAME:PROTOCOL pairs separated by commas"),
+        ("ssl.keystore.location", "none", "PEM file holding the certificate chain and private key of SSL and SASL_SSL listeners (Kafka's ssl.keystore.type=PEM; other keystore types are not read); SIGHUP re-reads it without dropping connections"),
+        ("ssl.key.password", "none", "password of an encrypted private key in ssl.keystore.location (never logged)"),
+        ("ssl.truststore.location", "none", "PEM file of the CAs that client certificates must chain to (ssl.client.auth)"),
+        ("ssl.client.auth", "none", "none | requested | required: ask TLS clients for a certificate; its subject (RFC 2253) becomes the principal User:<subject> on SSL listeners"),
+        ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", "TLS versions accepted: TLSv1.2,TLSv1.3 or TLSv1.3 alone"),
+        ("ssl.cipher.suites", "none", "cipher suites, comma-separated: OpenSSL names for TLS 1.2, TLS_* names for TLS 1.3 (none: OpenSSL's defaults)"),
+        ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners; PLAIN checks the password against the user's SCRAM credential (off the shard threads), so every mechanism uses the one credential store (`apus user`, AlterUserScramCredentials)"),
+        ("connections.max.reauth.ms", "0", "a SASL session expires after this long (KIP-368): the client re-authenticates on the same connection, or the connection is closed at its next request; 0: sessions never expire"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
@@ -58,12 +68,50 @@ extension ServerConfig {
             return (String(parts[0]), port)
         }
         switch key {
-        case "listeners": (listenHost, listenPort) = try hostPort()
+        case "listeners": listeners = try ListenerAddress.parseList(value, key: key)
         case "advertised.listeners":
-            let (host, port) = try hostPort()
-            broker.advertisedHost = host
-            broker.advertisedPort = Int32(port)
-            advertisedIsExplicit = true
+            var advertised: [String: ListenerAddress] = [:]
+            for var entry in try ListenerAddress.parseList(value, key: key) {
+                if !value.contains("://") { entry.name = listeners[0].name }  // host:port: the first listener
+                advertised[entry.name] = entry
+            }
+            advertisedListeners = advertised
+        case "listener.security.protocol.map":
+            var map: [String: SecurityProtocol] = [:]
+            for pair in value.split(separator: ",") {
+                let parts = pair.split(separator: ":").map { $0.trimmingSpaces }
+                guard parts.count == 2, let p = SecurityProtocol(rawValue: parts[1].uppercased()) else {
+                    throw ConfigError("listener.security.protocol.map: expected NAME:PROTOCOL pairs (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), got '\(pair)'")
+                }
+                map[parts[0].uppercased()] = p
+            }
+            securityProtocolMap = map
+        case "ssl.keystore.location": tls.keystore = value == "none" || value.isEmpty ? nil : value
+        case "ssl.key.password": tls.keyPassword = value == "none" || value.isEmpty ? nil : value
+        case "ssl.truststore.location": tls.truststore = value == "none" || value.isEmpty ? nil : value
+        case "ssl.client.auth":
+            guard let auth = TLSSettings.ClientAuth(rawValue: value.lowercased()) else {
+                throw ConfigError("ssl.client.auth: expected none, requested or required, got '\(value)'")
+            }
+            tls.clientAuth = auth
+        case "ssl.enabled.protocols":
+            let names = Set(value.split(separator: ",").map { $0.trimmingSpaces })
+            guard !names.isEmpty, names.isSubset(of: ["TLSv1.2", "TLSv1.3"]) else {
+                throw ConfigError("ssl.enabled.protocols: expected TLSv1.2,TLSv1.3 or TLSv1.3, got '\(value)'")
+            }
+            tls.minProtocol = names.contains("TLSv1.2") ? "TLSv1.2" : "TLSv1.3"
+        case "ssl.cipher.suites":
+            tls.cipherSuites = value == "none" ? [] : value.split(separator: ",").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+        case "sasl.enabled.mechanisms":
+            var mechanisms: [SaslMechanism] = []
+            for name in value.split(separator: ",").map({ $0.trimmingSpaces.uppercased() }) where !name.isEmpty {
+                guard let m = SaslMechanism(rawValue: name) else {
+                    throw ConfigError("sasl.enabled.mechanisms: \(name) is not one of \(SaslMechanism.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                mechanisms.append(m)
+            }
+            broker.saslMechanisms = mechanisms
+        case "connections.max.reauth.ms": broker.reauthenticationMs = try int(0...Int64.max)
         case "data.dir":
             guard !value.isEmpty else { throw ConfigError("data.dir: may not be empty") }
             dataDirectory = value

@@ -5,8 +5,14 @@ import ApusStorage
 /// Settings of `apus serve` (config file keys and their defaults are documented in
 /// docs/configuration.md).
 public struct ServerConfig: Sendable {
-    public var listenHost = "127.0.0.1"
-    public var listenPort: UInt16 = 9092
+    /// `listeners`: where the broker listens, by listener name (the security protocol comes from
+    /// `listener.security.protocol.map`).
+    public var listeners = [ListenerAddress(name: "PLAINTEXT", host: "127.0.0.1", port: 9092)]
+    /// `advertised.listeners`: the address each listener advertises, by listener name (absent:
+    /// the bound address).
+    public var advertisedListeners: [String: ListenerAddress] = [:]
+    /// `listener.security.protocol.map`: listener name → security protocol.
+    public var securityProtocolMap: [String: SecurityProtocol] = Dictionary(uniqueKeysWithValues: SecurityProtocol.allCases.map { ($0.rawValue, $0) })
     public var dataDirectory = "./apus-data"
     public var ioBackend: IOBackendKind = .auto
     /// `socket.request.max.bytes`: a larger request closes its connection.
@@ -29,11 +35,66 @@ public struct ServerConfig: Sendable {
     /// `numa`: prefer each shard's memory on its CPU's NUMA node (when there are several).
     public var numa = true
     public var broker = BrokerConfig()
+    /// The `ssl.*` keys: SSL and SASL_SSL listeners' certificate, trust and protocol settings.
+    public var tls = TLSSettings()
 
     public init() {}
+}
 
-    /// Whether `advertised.listeners` was set (otherwise the bound listener is advertised).
-    public var advertisedIsExplicit = false
+/// A listener's name and address, as `listeners` and `advertised.listeners` write it
+/// (`NAME://host:port`; a bare `host:port` is the PLAINTEXT listener).
+public struct ListenerAddress: Sendable, Equatable {
+    public var name: String
+    public var host: String
+    public var port: UInt16
+
+    public init(name: String, host: String, port: UInt16) {
+        self.name = name
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses a comma-separated list; throws naming `key` on a malformed entry or a repeated name.
+    static func parseList(_ value: String, key: String) throws(ConfigError) -> [ListenerAddress] {
+        var result: [ListenerAddress] = []
+        for entry in value.split(separator: ",").map({ $0.trimmingSpaces }) where !entry.isEmpty {
+            var name = "PLAINTEXT"
+            var address = Substring(entry)
+            if let range = entry.range(of: "://") {
+                name = entry[..<range.lowerBound].uppercased()
+                address = entry[range.upperBound...]
+            }
+            guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]),
+                  !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
+            else { throw ConfigError("\(key): expected NAME://host:port (or host:port) entries separated by commas, got '\(entry)'") }
+            // Kafka's `PLAINTEXT://:9092` binds every interface.
+            let host = address[..<colon].isEmpty ? "0.0.0.0" : String(address[..<colon])
+            guard !result.contains(where: { $0.name == name }) else { throw ConfigError("\(key): listener name \(name) appears twice") }
+            result.append(ListenerAddress(name: name, host: host, port: port))
+        }
+        guard !result.isEmpty else { throw ConfigError("\(key): expected at least one listener") }
+        return result
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+}
+
+extension ServerConfig {
+    /// The listeners with their security protocols; throws when a name has no protocol in
+    /// `listener.security.protocol.map` or an advertised listener names no listener.
+    public func resolvedListeners() throws(ConfigError) -> [(address: ListenerAddress, securityProtocol: SecurityProtocol)] {
+        for name in advertisedListeners.keys where !listeners.contains(where: { $0.name == name }) {
+            throw ConfigError("advertised.listeners: \(name) is not in listeners")
+        }
+        return try listeners.map { listener throws(ConfigError) in
+            guard let p = securityProtocolMap[listener.name] else {
+                throw ConfigError("listeners: \(listener.name) has no security protocol in listener.security.protocol.map")
+            }
+            return (listener, p)
+        }
+    }
 }
 
 /// The `cpus` setting: the CPUs that each run one shard.
@@ -84,4 +145,24 @@ public enum CPUSelection: Sendable, Equatable {
             return cpus
         }
     }
+}
+
+/// A listener's TLS settings (`ssl.*` keys; PEM files, as Kafka's `ssl.keystore.type=PEM`).
+public struct TLSSettings: Sendable, Equatable {
+    /// PEM file with the certificate chain and its private key.
+    public var keystore: String?
+    /// The private key's password, if it is encrypted (never logged).
+    public var keyPassword: String?
+    /// PEM file of the CAs trusted for client certificates.
+    public var truststore: String?
+    /// `ssl.client.auth`: none, requested, required.
+    public var clientAuth = ClientAuth.none
+    /// Lowest protocol enabled: TLSv1.2 or TLSv1.3.
+    public var minProtocol = "TLSv1.2"
+    /// `ssl.cipher.suites`: OpenSSL names for TLS 1.2, `TLS_*` names for TLS 1.3 (empty: defaults).
+    public var cipherSuites: [String] = []
+
+    public enum ClientAuth: String, Sendable { case none, requested, required }
+
+    public init() {}
 }

@@ -13,6 +13,8 @@ final class Connection {
     let peer: String
     /// The client id of the connection's first request (for log lines about it).
     var clientId: String?
+    /// The listener it came in on, its principal and SASL state (the broker's view).
+    let session: ClientSession
 
     private var input: UnsafeMutableRawPointer
     private var inputCapacity = 64 << 10
@@ -31,8 +33,17 @@ final class Connection {
     private(set) var queuedBytes = 0
     var watchingWritable = false
     var muted = false
+    /// TLS (SSL and SASL_SSL listeners): ciphertext moves through the session's buffers, and
+    /// ``received(_:maxFrameBytes:_:)`` / ``flush()`` decrypt and encrypt around the framing.
+    let tls: TLSSession?
+    /// File data read for encryption (a fetch over TLS cannot use sendfile): which range and
+    /// where in it the buffer starts.
+    private var fileChunk: (buffer: UnsafeMutableRawBufferPointer, fd: Int32, position: Int64, count: Int)?
+    static let fileChunkBytes = 64 << 10
 
-    init(id: ConnectionID, fd: Int32, peer: String, counters: ShardCounters) {
+    init(id: ConnectionID, fd: Int32, peer: String, session: ClientSession, tls: TLSSession? = nil, counters: ShardCounters) {
+        self.session = session
+        self.tls = tls
         self.counters = counters
         self.id = id
         self.fd = fd
@@ -43,6 +54,7 @@ final class Connection {
     deinit {
         input.deallocate()
         iov?.deallocate()
+        fileChunk?.buffer.deallocate()
         Net.close(fd)
     }
 
@@ -69,6 +81,11 @@ final class Connection {
     /// (its size was checked when its prefix arrived), so that one read can take it whole up
     /// to 8 MiB; otherwise the buffer doubles when full.
     func receiveBuffer() -> UnsafeMutableRawBufferPointer {
+        if let tls { return tls.inSpace() }
+        return plainReceiveBuffer()
+    }
+
+    private func plainReceiveBuffer() -> UnsafeMutableRawBufferPointer {
         if inputCount >= 4 {
             let size = Int(Int32(bigEndian: input.loadUnaligned(as: Int32.self)))
             // Up to 8 MiB at once: a client sending only a large size prefix does not get its
@@ -83,6 +100,50 @@ final class Connection {
     /// frame (see ``readFrames(maxFrameBytes:_:)``). Returns why the connection must close
     /// ("" for an orderly close, when `count` is 0; also "" when `body` stopped), or nil.
     func received(_ count: Int, maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
+        guard let tls else { return receivedPlain(count, maxFrameBytes: maxFrameBytes, body) }
+        // Ciphertext: decrypt what came, then read on until the socket is empty (a ring receive
+        // brings one buffer's worth; the session's buffer is smaller than a busy socket's backlog).
+        var got = count
+        while true {
+            if let reason = decrypt(tls, got, maxFrameBytes: maxFrameBytes, body) { return reason }
+            let space = tls.inSpace()
+            guard space.count > 0 else { return "TLS input buffer full" }  // the session reads everything it is given
+            do {
+                guard let n = try Net.read(fd, into: space) else { return nil }
+                got = n
+            } catch {
+                return "read failed: \(error)"
+            }
+        }
+    }
+
+    /// Takes `count` bytes of ciphertext, finishes the handshake, and frames the plaintext.
+    private func decrypt(_ tls: TLSSession, _ count: Int, maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
+        if count == 0 { return inputCount > 0 ? "client disconnected mid-request" : "" }
+        tls.commit(count)
+        if !tls.handshakeDone {
+            switch tls.handshake() {
+            case 1:
+                tls.handshakeDone = true
+                if let subject = tls.peerSubject { session.setCertificatePrincipal(subject) }
+            case 0:
+                return nil
+            default:
+                return "TLS handshake failed: \(tls.error)"
+            }
+        }
+        while true {
+            let n = tls.read(into: plainReceiveBuffer())
+            if n > 0 {
+                if let reason = receivedPlain(n, maxFrameBytes: maxFrameBytes, body) { return reason }
+                continue
+            }
+            if n == 0 { return nil }
+            return n == -2 ? "" : "TLS read failed: \(tls.error)"
+        }
+    }
+
+    private func receivedPlain(_ count: Int, maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
         if count == 0 { return inputCount > 0 ? "client disconnected mid-request" : "" }
         inputCount += count
         var consumed = 0
@@ -146,11 +207,12 @@ final class Connection {
         partOffset = 0
     }
 
-    var hasWritableData: Bool { slots.first?.frame != nil }
+    var hasWritableData: Bool { slots.first?.frame != nil || (tls?.outPending ?? 0) > 0 }
 
     /// Writes ready responses in order until the socket is full.
     /// - Returns: true if everything ready was written.
     func flush() throws(SystemError) -> Bool {
+        if let tls { return try flushTLS(tls) }
         while let first = slots.first, let frame = first.frame {
             while partIndex < frame.parts.count {
                 switch frame.parts[partIndex] {
@@ -175,6 +237,71 @@ final class Connection {
             finishFirst()
         }
         return true
+    }
+
+    // MARK: TLS: responses are encrypted into the session's buffer, which is written to the socket
+
+    /// Sends the session's ciphertext and encrypts more of the ready responses, until the socket
+    /// is full or everything ready is out (the handshake's messages included).
+    private func flushTLS(_ tls: TLSSession) throws(SystemError) -> Bool {
+        while true {
+            while let out = tls.outData() {
+                var one = iovec(iov_base: UnsafeMutableRawPointer(mutating: out.baseAddress!), iov_len: out.count)
+                let n = try Net.writev(fd, &one, 1)
+                tls.consume(n)
+                if n < out.count { return false }
+            }
+            guard tls.handshakeDone, try seal(tls) else { return tls.outPending == 0 }
+        }
+    }
+
+    /// Encrypts ready responses in order until the session's buffer is full; file ranges are
+    /// read into memory first (once, 64 KiB at a time) since sendfile cannot encrypt.
+    /// - Returns: whether anything was encrypted.
+    private func seal(_ tls: TLSSession) throws(SystemError) -> Bool {
+        var progressed = false
+        while let first = slots.first, let frame = first.frame {
+            while partIndex < frame.parts.count {
+                let taken: Int
+                let size: Int
+                switch frame.parts[partIndex] {
+                case .bytes(let bytes):
+                    size = bytes.count
+                    let offset = partOffset
+                    taken = bytes.withUnsafeBytes { tls.write(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                case .file(let range):
+                    size = range.length
+                    taken = tls.write(try fileBytes(range, from: partOffset))
+                }
+                if taken < 0 { throw SystemError("TLS write", errno: EPROTO, tls.error) }
+                if taken == 0 { return progressed }
+                progressed = true
+                partOffset += taken
+                queuedBytes -= taken
+                if partOffset < size { continue }
+                partIndex += 1
+                partOffset = 0
+                fileChunk?.count = 0  // its descriptor may be another file's by the next range
+            }
+            finishFirst()
+        }
+        return progressed
+    }
+
+    /// The bytes of `range` from `offset`: from the chunk already read if it holds them (a write
+    /// the session could not take whole is offered the same bytes again), else read now.
+    private func fileBytes(_ range: FileRange, from offset: Int) throws(SystemError) -> UnsafeRawBufferPointer {
+        let position = range.position + Int64(offset)
+        if let chunk = fileChunk, chunk.fd == range.fd, position >= chunk.position, position < chunk.position + Int64(chunk.count) {
+            let skip = Int(position - chunk.position)
+            return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(chunk.buffer)[skip..<chunk.count])
+        }
+        let buffer = fileChunk?.buffer ?? .allocate(byteCount: Self.fileChunkBytes, alignment: 64)
+        let want = min(Self.fileChunkBytes, range.length - offset)
+        let n = try Sys.preadFully(range.fd, UnsafeMutableRawBufferPointer(rebasing: buffer[..<want]), at: position)
+        guard n == want else { throw SystemError("pread", errno: EIO, "segment shorter than the range being sent") }
+        fileChunk = (buffer, range.fd, position, n)
+        return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[..<n])
     }
 
     // MARK: Completion-based I/O (io_uring): the ring holds buffers until its operations finish

@@ -36,20 +36,20 @@ protocol ShardNetwork: AnyObject {
 final class EpollNetwork: ShardNetwork {
     let name = "epoll"
     private let poller: Poller
-    private let listener: Int32?
+    private let listeners: [Int32]
     private var ready: [Poller.Ready] = []
 
-    init(_ poller: Poller, listener: Int32?) {
+    init(_ poller: Poller, listeners: [Int32]) {
         self.poller = poller
-        self.listener = listener
+        self.listeners = listeners
     }
 
     func wait(timeoutMs: Int32) { ready = poller.wait(timeoutMs: timeoutMs) }
 
     func process(_ loop: ShardLoop, accepting: Bool) {
         for event in ready {
-            if event.fd == listener {
-                if accepting { acceptAll(loop) }
+            if let listener = listeners.firstIndex(of: event.fd) {
+                if accepting { acceptAll(loop, listener) }
                 continue
             }
             guard let connection = loop.connection(fd: event.fd) else { continue }
@@ -64,12 +64,11 @@ final class EpollNetwork: ShardNetwork {
         }
     }
 
-    private func acceptAll(_ loop: ShardLoop) {
-        guard let listener else { return }
+    private func acceptAll(_ loop: ShardLoop, _ listener: Int) {
         while true {
             do {
-                guard let (fd, peer) = try Net.accept(listener) else { return }
-                loop.accepted(fd: fd, peer: peer)
+                guard let (fd, peer) = try Net.accept(listeners[listener]) else { return }
+                loop.accepted(AcceptedConnection(fd: fd, peer: peer, listener: listener))
             } catch {
                 loop.logger.warning("accept failed", metadata: ["error": "\(error)"])
                 return
@@ -98,7 +97,7 @@ final class EpollNetwork: ShardNetwork {
     func mute(_ connection: Connection) { try? poller.modify(connection.fd, writable: connection.watchingWritable, readable: false) }
 
     func stopAccepting() {
-        if let listener { poller.remove(listener) }
+        for fd in listeners { poller.remove(fd) }
     }
 
     func finishClosing() {}
@@ -111,20 +110,22 @@ final class EpollNetwork: ShardNetwork {
 final class RingNetwork: ShardNetwork {
     let name = "io_uring"
     private let ring: NetRing
-    private let listener: Int32?
+    private let listeners: [Int32]
     private var events: [NetRing.Completion] = []
     /// Connections closed while the ring still holds their buffers, by id.
     private var closing: [ConnectionID: Connection] = [:]
-    /// An accept is queued (shard 0); after a failure, not before this time.
-    private var acceptArmed = false
+    /// Per listener: an accept is queued (shard 0); after a failure, not before this time.
+    private var acceptArmed: [Bool]
     private var acceptRetryAtMs: Int64 = 0
 
-    init(_ ring: NetRing, listener: Int32?) {
+    init(_ ring: NetRing, listeners: [Int32]) {
         self.ring = ring
-        self.listener = listener
+        self.listeners = listeners
+        acceptArmed = listeners.map { _ in false }
     }
 
-    /// What a completion was for: the low 3 bits of its tag; the rest is the connection id.
+    /// What a completion was for: the low 3 bits of its tag; the rest is the connection id
+    /// (the listener's index for an accept).
     enum Tag {
         static let receive: UInt64 = 1
         static let pollReadable: UInt64 = 2
@@ -140,9 +141,10 @@ final class RingNetwork: ShardNetwork {
     func process(_ loop: ShardLoop, accepting: Bool) {
         complete(events, loop, accepting: accepting)
         events.removeAll(keepingCapacity: true)
-        if let listener, !acceptArmed, !loop.draining, Sys.wallClockMs() >= acceptRetryAtMs {
-            ring.accept(listener, tag: Tag.accept)
-            acceptArmed = true
+        guard !loop.draining, Sys.wallClockMs() >= acceptRetryAtMs else { return }
+        for (i, fd) in listeners.enumerated() where !acceptArmed[i] {
+            ring.accept(fd, tag: UInt64(i) << 3 | Tag.accept)
+            acceptArmed[i] = true
         }
     }
 
@@ -150,10 +152,11 @@ final class RingNetwork: ShardNetwork {
         for event in events {
             let kind = event.tag & 7
             if kind == Tag.accept {
-                acceptArmed = false  // one accept at a time, re-armed in `process`
+                let listener = Int(event.tag >> 3)
+                acceptArmed[listener] = false  // one accept at a time per listener, re-armed in `process`
                 if event.result >= 0 {
                     if let loop, accepting && !loop.draining {
-                        loop.accepted(fd: event.result, peer: Net.accepted(event.result))
+                        loop.accepted(AcceptedConnection(fd: event.result, peer: Net.accepted(event.result), listener: listener))
                     } else {
                         Net.close(event.result)
                     }
@@ -225,6 +228,20 @@ final class RingNetwork: ShardNetwork {
     /// Queues the next send of ready responses (bytes on the ring; file ranges with sendfile,
     /// waiting on the ring for room when the socket is full).
     private func send(_ loop: ShardLoop, _ connection: Connection) {
+        if connection.tls != nil {
+            // Ciphertext is written as it is made (like file ranges without TLS), waiting on the
+            // ring for room when the socket is full.
+            guard !connection.sending, connection.hasWritableData else { return }
+            do {
+                if try !connection.flush() {
+                    ring.poll(connection.fd, writable: true, tag: tag(connection, Tag.pollWritable))
+                    connection.sending = true
+                }
+            } catch {
+                loop.close(connection, reason: "write failed: \(error)")
+            }
+            return
+        }
         while !connection.sending {
             switch connection.nextSend() {
             case .idle:
@@ -260,7 +277,7 @@ final class RingNetwork: ShardNetwork {
     func mute(_ connection: Connection) {}  // `flush` queues no more receives while draining
 
     func stopAccepting() {
-        if let listener { Net.shutdown(listener) }  // ends a queued accept
+        for fd in listeners { Net.shutdown(fd) }  // ends a queued accept
     }
 
     func finishClosing() {

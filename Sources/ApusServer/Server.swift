@@ -23,8 +23,15 @@ public final class Server {
     let metrics: MetricsHub
     let metricsServer: MetricsServer?
     let backendName: String
-    /// The port actually bound (useful with port 0).
+    /// The port actually bound by the first listener (useful with port 0).
     public let port: UInt16
+    /// Every listener's bound port, in `listeners` order.
+    public let ports: [UInt16]
+    /// The listeners as clients are told of them.
+    public let listeners: [AdvertisedListener]
+    private let listenerFDs: [Int32]
+    /// The TLS context of SSL and SASL_SSL listeners (nil when there are none).
+    let tls: TLSContext?
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
     public static var metricsTable: String { MetricsCatalog.markdownTable }
     /// tools/deploy/grafana-dashboard.json, generated from the same list.
@@ -43,17 +50,37 @@ public final class Server {
         let openStarted = Sys.monotonicNs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
-        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, broker: config.broker, logger: logger, nowMs: now))
+        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, broker: config.broker, logger: logger, nowMs: now),
+                         security: try SecurityStore.load(logs: logs, logger: logger))
         metrics = MetricsHub(shards: cpus.count)
         metrics.setRecovery(ns: Sys.monotonicNs() - openStarted)
-        let (listener, port) = try Self.listen(config, logger: logger)
-        self.port = port
+        let resolved = try config.resolvedListeners()
+        var bound: [(fd: Int32, port: UInt16)] = []
+        for (address, _) in resolved { bound.append(try Self.listen(address, logger: logger)) }
+        listenerFDs = bound.map(\.fd)
+        ports = bound.map(\.port)
+        self.port = ports[0]
         var brokerConfig = config.broker
-        if !config.advertisedIsExplicit {
-            brokerConfig.advertisedHost = config.listenHost == "0.0.0.0" ? "127.0.0.1" : config.listenHost
-            brokerConfig.advertisedPort = Int32(port)
+        brokerConfig.listeners = zip(resolved, bound).map { listener, bound in
+            let advertised = config.advertisedListeners[listener.address.name]
+            let host = advertised?.host ?? (listener.address.host == "0.0.0.0" ? "127.0.0.1" : listener.address.host)
+            return AdvertisedListener(name: listener.address.name, securityProtocol: listener.securityProtocol,
+                                      host: host, port: Int32(advertised?.port ?? bound.port))
         }
-        logger.debug("advertising", metadata: ["address": "\(brokerConfig.advertisedHost):\(brokerConfig.advertisedPort)"])
+        self.listeners = brokerConfig.listeners
+        if listeners.contains(where: { $0.securityProtocol.usesTLS }) {
+            do {
+                tls = try TLSContext(config.tls)
+            } catch {
+                throw TLSError(description: "TLS listener: \(error)")
+            }
+            logger.info(kernelTLSAvailable()
+                ? "TLS: the kernel offers TLS offload, but this build encrypts in user space: fetches over TLS read file data into memory and encrypt it"
+                : "TLS: no kernel TLS offload here (no /proc/net/tls_stat): fetches over TLS read file data into memory and encrypt it; plaintext listeners keep sendfile",
+                metadata: ["clientAuth": "\(config.tls.clientAuth.rawValue)", "minProtocol": "\(config.tls.minProtocol)"])
+        } else {
+            tls = nil
+        }
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
         if let (host, port) = config.metricsListen {
             metricsServer = try MetricsServer(host: host, port: port, hub: metrics, stalls: stalls)
@@ -67,24 +94,24 @@ public final class Server {
             if let reason, index == 0 { logger.info("\(reason)") }
             backendName = backend.name
             // Network I/O uses the same backend as appends: the shard's ring, or epoll.
-            let shardListener = index == 0 ? listener : nil
+            let shardListeners = index == 0 ? listenerFDs : []
             var network: ShardNetwork?
             if backend.kind == .uring {
                 do {
-                    network = RingNetwork(try NetRing(), listener: shardListener)
+                    network = RingNetwork(try NetRing(), listeners: shardListeners)
                 } catch {
                     if index == 0 { logger.warning("no io_uring ring for network I/O; using epoll", metadata: ["error": "\(error)"]) }
                 }
             }
             if network == nil {
                 let poller = try Poller()
-                if let shardListener { try poller.add(shardListener, writable: false) }
-                network = EpollNetwork(poller, listener: shardListener)
+                for fd in shardListeners { try poller.add(fd, writable: false) }
+                network = EpollNetwork(poller, listeners: shardListeners)
             }
             let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
             let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, network: network!, broker: broker,
-                                 listener: shardListener, stalls: stalls, metrics: metrics)
+                                 listeners: shardListeners, tls: tls, stalls: stalls, metrics: metrics)
             mesh.setWake(index) { loop.wake() }
             loops.append(loop)
         }
@@ -92,32 +119,44 @@ public final class Server {
         self.backendName = backendName
         if loops.count > 1 {
             var next = 0
-            loops[0].distribute = { [loops] fd, peer in
+            loops[0].distribute = { [loops] accepted in
                 let target = loops[next]
                 next = (next + 1) % loops.count
-                if target === loops[0] { target.add(fd: fd, peer: peer) } else { target.adopt(fd: fd, peer: peer) }
+                if target === loops[0] { target.add(accepted) } else { target.adopt(accepted) }
             }
         }
     }
 
-    /// Binds the listener, waiting up to 5 s while the address is in use: a previous instance
+    /// Binds a listener, waiting up to 5 s while the address is in use: a previous instance
     /// killed a moment ago can hold its socket until its io_uring ring is torn down.
-    private static func listen(_ config: ServerConfig, logger: Logger) throws -> (Int32, UInt16) {
+    private static func listen(_ address: ListenerAddress, logger: Logger) throws -> (fd: Int32, port: UInt16) {
         let deadline = Sys.wallClockMs() + 5_000
         var logged = false
         while true {
-            let result = Result { () throws(SystemError) in try Net.listen(host: config.listenHost, port: config.listenPort) }
+            let result = Result { () throws(SystemError) in try Net.listen(host: address.host, port: address.port) }
             switch result {
             case .success(let bound):
                 return bound
             case .failure(let error):
-                guard error.errno == EADDRINUSE && config.listenPort != 0 && Sys.wallClockMs() < deadline else { throw error }
+                guard error.errno == EADDRINUSE && address.port != 0 && Sys.wallClockMs() < deadline else { throw error }
                 if !logged {
-                    logger.info("address in use; retrying for up to 5 s", metadata: ["address": "\(config.listenHost):\(config.listenPort)"])
+                    logger.info("address in use; retrying for up to 5 s", metadata: ["address": "\(address.host):\(address.port)"])
                     logged = true
                 }
                 Sys.sleep(microseconds: 50_000)
             }
+        }
+    }
+
+    /// Re-reads the TLS certificate, key and CAs (SIGHUP): new connections use them, established
+    /// ones are not dropped. A file that does not load leaves the old context in use.
+    public func reloadTLS() {
+        guard let tls else { return }
+        do {
+            try tls.reload()
+            logger.info("TLS certificate reloaded", metadata: ["keystore": "\(config.tls.keystore ?? "-")"])
+        } catch {
+            logger.error("TLS certificate reload failed; the previous one stays in use", metadata: ["error": "\(error)"])
         }
     }
 
@@ -131,7 +170,9 @@ public final class Server {
     /// the shutdown deadline) and syncs its logs, then the clean-shutdown marker is written.
     public func run() throws {
         logger.info("listening", metadata: [
-            "address": "\(config.listenHost):\(port)", "dataDir": "\(config.dataDirectory)",
+            "address": "\(config.listeners[0].host):\(port)",
+            "listeners": "\(ports.indices.map { i in "\(listeners[i].name)(\(listeners[i].securityProtocol.rawValue))://\(config.listeners[i].host):\(ports[i]) advertised \(listeners[i].host):\(listeners[i].port)" }.joined(separator: ", "))",
+            "dataDir": "\(config.dataDirectory)",
             "ioBackend": "\(backendName)", "network": "\(loops[0].network.name)", "durability": "\(config.broker.log.durability.rawValue)",
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
             "metrics": "\(metricsServer.map { "\(config.metricsListen!.host):\($0.port)" } ?? "off")",

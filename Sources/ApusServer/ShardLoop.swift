@@ -24,16 +24,19 @@ final class ShardLoop: @unchecked Sendable {
     /// epoll (POSIX backend) or the network ring (io_uring backend).
     let network: ShardNetwork
     let broker: Broker
-    /// The listening socket (shard 0 only): it accepts and hands connections out in turn.
-    let listener: Int32?
+    /// The listening sockets, in `listeners` order (shard 0 only): it accepts and hands
+    /// connections out in turn.
+    let listeners: [Int32]
+    /// Sessions for connections of SSL and SASL_SSL listeners come from here.
+    let tls: TLSContext?
     /// Gives an accepted connection to the shard whose turn it is (shard 0 only).
-    var distribute: ((Int32, String) -> Void)?
+    var distribute: ((AcceptedConnection) -> Void)?
     private let stop = Atomic<Bool>(false)
     private var connections: [Int32: Connection] = [:]
     private var byID: [ConnectionID: Connection] = [:]
     private var nextID: ConnectionID
     /// Connections accepted by shard 0 for this shard, not yet added to its poller.
-    private let handedOff = Mutex<[(fd: Int32, peer: String)]>([])
+    private let handedOff = Mutex<[AcceptedConnection]>([])
     /// Set once stopping: connections are no longer read.
     private(set) var draining = false
 
@@ -52,7 +55,7 @@ final class ShardLoop: @unchecked Sendable {
     /// Connections and request latencies, counted on this thread (and by its connections).
     private let counters = ShardCounters()
 
-    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listener: Int32?,
+    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listeners: [Int32], tls: TLSContext?,
          stalls: StallReport, metrics: MetricsHub) {
         self.index = index
         self.stalls = stalls
@@ -63,7 +66,8 @@ final class ShardLoop: @unchecked Sendable {
         self.logger = logger
         self.network = network
         self.broker = broker
-        self.listener = listener
+        self.listeners = listeners
+        self.tls = tls
         nextID = index
     }
 
@@ -77,8 +81,8 @@ final class ShardLoop: @unchecked Sendable {
     func wake() { network.wake() }
 
     /// Hands an accepted connection to this shard (any thread).
-    func adopt(fd: Int32, peer: String) {
-        handedOff.withLock { $0.append((fd, peer)) }
+    func adopt(_ accepted: AcceptedConnection) {
+        handedOff.withLock { $0.append(accepted) }
         wake()
     }
 
@@ -115,10 +119,10 @@ final class ShardLoop: @unchecked Sendable {
             }
         }
         stalls.setTurns(clock.turns, shard: index)
-        if let listener {
+        if !listeners.isEmpty {
             logger.info("stopping: no new connections or requests; finishing in-flight ones")
             network.stopAccepting()
-            Net.close(listener)
+            for fd in listeners { Net.close(fd) }
         }
         for connection in connections.values {
             connection.muted = true
@@ -181,8 +185,8 @@ final class ShardLoop: @unchecked Sendable {
     func isOpen(_ connection: Connection) -> Bool { connections[connection.fd] === connection }
 
     /// A connection accepted by this shard's listener: served here or dealt to another shard.
-    func accepted(fd: Int32, peer: String) {
-        if let distribute { distribute(fd, peer) } else { add(fd: fd, peer: peer) }
+    func accepted(_ connection: AcceptedConnection) {
+        if let distribute { distribute(connection) } else { add(connection) }
     }
 
     /// Marks a connection as having something to do this turn.
@@ -201,18 +205,31 @@ final class ShardLoop: @unchecked Sendable {
     }
 
     private func adoptHandedOff() {
-        let arrived = handedOff.withLock { pending -> [(fd: Int32, peer: String)] in
+        let arrived = handedOff.withLock { pending -> [AcceptedConnection] in
             defer { pending.removeAll() }
             return pending
         }
-        for (fd, peer) in arrived {
-            if draining { Net.close(fd) } else { add(fd: fd, peer: peer) }
+        for accepted in arrived {
+            if draining { Net.close(accepted.fd) } else { add(accepted) }
         }
     }
 
     /// Starts serving an accepted connection on this shard.
-    func add(fd: Int32, peer: String) {
-        let connection = Connection(id: nextID, fd: fd, peer: peer, counters: counters)
+    func add(_ accepted: AcceptedConnection) {
+        let (fd, peer) = (accepted.fd, accepted.peer)
+        let listener = broker.config.advertised(accepted.listener)
+        let session = ClientSession(listener: accepted.listener, securityProtocol: listener.securityProtocol,
+                                    host: peer.split(separator: ":").dropLast().joined(separator: ":"))
+        var tlsSession: TLSSession?
+        if listener.securityProtocol.usesTLS {
+            guard let made = tls?.session() else {
+                logger.warning("no TLS session for a new connection; closing it", metadata: ["peer": "\(peer)", "listener": "\(listener.name)"])
+                Net.close(fd)
+                return
+            }
+            tlsSession = made
+        }
+        let connection = Connection(id: nextID, fd: fd, peer: peer, session: session, tls: tlsSession, counters: counters)
         do {
             try network.add(connection)
         } catch {
@@ -230,11 +247,17 @@ final class ShardLoop: @unchecked Sendable {
     /// Hands one request frame to the broker; false once the connection is closed.
     func handle(_ frame: UnsafeRawBufferPointer, from connection: Connection, nowMs: Int64) -> Bool {
         let sequence = connection.takeSequence()
-        if connection.clientId == nil { connection.clientId = RequestPreamble.clientId(frame) }
+        if connection.clientId == nil {
+            connection.clientId = RequestPreamble.clientId(frame)
+            if let tls = connection.tls {
+                logger.debug("TLS connection", metadata: ["peer": "\(connection.peer)", "client": "\(connection.clientId ?? "-")",
+                                                          "tls": "\(tls.negotiated)", "principal": "\(connection.session.principal)"])
+            }
+        }
         let startNs = Sys.monotonicNs()
         let queueNs = startNs &- clock.turnStartNs
         let apiKey = RequestPreamble(frame)?.apiKey ?? -1
-        let outcome = broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs)
+        let outcome = broker.handle(frame: frame, connection: connection.id, sequence: sequence, nowMs: nowMs, session: connection.session)
         let handledNs = Sys.monotonicNs()
         switch outcome {
         case .respond(let response):
@@ -284,4 +307,11 @@ final class ShardLoop: @unchecked Sendable {
         byID[connection.id] = nil
         broker.connectionClosed(connection.id)
     }
+}
+
+/// A connection a listener accepted: its socket, the peer's address and the listener's index.
+struct AcceptedConnection: Sendable {
+    var fd: Int32
+    var peer: String
+    var listener: Int
 }

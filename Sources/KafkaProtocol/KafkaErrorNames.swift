@@ -22,6 +22,11 @@ public enum ErrorCode: Int16, Sendable {
     case unknownMemberId = 25
     case invalidSessionTimeout = 26
     case rebalanceInProgress = 27
+    case topicAuthorizationFailed = 29
+    case groupAuthorizationFailed = 30
+    case clusterAuthorizationFailed = 31
+    case unsupportedSaslMechanism = 33
+    case illegalSaslState = 34
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
@@ -33,9 +38,15 @@ public enum ErrorCode: Int16, Sendable {
     case outOfOrderSequenceNumber = 45
     case duplicateSequenceNumber = 46
     case invalidProducerEpoch = 47
+    case transactionalIdAuthorizationFailed = 53
+    case securityDisabled = 54
     case kafkaStorageError = 56
+    case saslAuthenticationFailed = 58
     case nonEmptyGroup = 68
     case groupIdNotFound = 69
+    case resourceNotFound = 91
+    case duplicateResource = 92
+    case unacceptableCredential = 93
     case unknownLeaderEpoch = 75
     case memberIdRequired = 79
     case fencedInstanceId = 82

@@ -72,7 +72,7 @@ struct Serve: ParsableCommand {
         }
         let logger = Logger(label: "apus")
         let server = try Server(config: settings, logger: logger)
-        let signals = TerminationSignals { server.requestStop() }
+        let signals = TerminationSignals({ server.requestStop() }, hangup: { server.reloadTLS() })
         try server.run()
         signals.keep()
     }

@@ -30,7 +30,8 @@ final class BrokerHarness {
         if shards == 1 {
             brokers = [try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)]
         } else {
-            let mesh = ShardMesh(count: shards, catalog: try TopicCatalog.load(logs: logs, shards: shards, broker: config, logger: logger, nowMs: 1_700_000_000_000))
+            let mesh = ShardMesh(count: shards, catalog: try TopicCatalog.load(logs: logs, shards: shards, broker: config, logger: logger, nowMs: 1_700_000_000_000),
+                                 security: try SecurityStore.load(logs: logs, logger: logger))
             brokers = try (0..<shards).map { index in
                 try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger,
                            nowMs: 1_700_000_000_000, mesh: mesh, index: index)
@@ -71,20 +72,22 @@ final class BrokerHarness {
 
     /// Sends a request and returns the decoded response, running turns until it is ready.
     /// - Parameter via: the shard whose connection sends it (connection ids ≡ shard mod shards).
-    func call<R: KafkaRequest>(_ request: R, version: Int16, via: Int? = nil, nowMs: Int64 = 1_700_000_000_000) throws -> R.Response? {
-        guard let frame = try send(request, version: version, via: via ?? self.via, nowMs: nowMs) else { return nil }
+    func call<R: KafkaRequest>(_ request: R, version: Int16, via: Int? = nil, nowMs: Int64 = 1_700_000_000_000,
+                               session: ClientSession = Broker.plaintextSession) throws -> R.Response? {
+        guard let frame = try send(request, version: version, via: via ?? self.via, nowMs: nowMs, session: session) else { return nil }
         return try decode(frame, R.self, version: version)
     }
 
     /// Sends a request; runs turns until its response is ready (nil for acks=0 produce).
-    func send<R: KafkaRequest>(_ request: R, version: Int16, via: Int = 0, nowMs: Int64 = 1_700_000_000_000, turns: Int = 100) throws -> ResponseFrame? {
+    func send<R: KafkaRequest>(_ request: R, version: Int16, via: Int = 0, nowMs: Int64 = 1_700_000_000_000, turns: Int = 100,
+                               session: ClientSession = Broker.plaintextSession) throws -> ResponseFrame? {
         correlation += 1
         var w = WireWriter()
         RequestHeader(requestApiKey: R.apiKey, requestApiVersion: version, correlationId: correlation, clientId: "test")
             .encode(into: &w, version: R.requestHeaderVersion(version))
         request.encode(into: &w, version: version)
         let connection = brokers.count == 1 ? 1 : via + brokers.count
-        let outcome = w.bytes.withUnsafeBytes { brokers[via].handle(frame: $0, connection: connection, sequence: UInt64(correlation), nowMs: nowMs) }
+        let outcome = w.bytes.withUnsafeBytes { brokers[via].handle(frame: $0, connection: connection, sequence: UInt64(correlation), nowMs: nowMs, session: session) }
         switch outcome {
         case .respond(let f): return f
         case .noResponse:

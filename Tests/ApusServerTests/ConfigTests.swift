@@ -1,3 +1,4 @@
+import ApusBroker
 import ApusConfig
 import ApusTestSupport
 import ApusServer
@@ -45,10 +46,31 @@ import Testing
         }
     }
 
+    @Test func listenersTakeKafkasSyntax() throws {
+        var config = ServerConfig()
+        try config.set("listeners", "PLAINTEXT://127.0.0.1:9092, sasl_ssl://:9094,INTERNAL://10.0.0.1:0")
+        try config.set("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,INTERNAL:SASL_PLAINTEXT")
+        try config.set("advertised.listeners", "SASL_SSL://broker1.example.com:19094")
+        let resolved = try config.resolvedListeners()
+        #expect(resolved.map(\.address.name) == ["PLAINTEXT", "SASL_SSL", "INTERNAL"])
+        #expect(resolved.map(\.securityProtocol) == [.plaintext, .saslSsl, .saslPlaintext])
+        #expect(resolved[1].address.host == "0.0.0.0")  // an empty host binds every interface
+        #expect(config.advertisedListeners["SASL_SSL"] == ListenerAddress(name: "SASL_SSL", host: "broker1.example.com", port: 19094))
+        // A bare host:port advertises the first listener.
+        try config.set("advertised.listeners", "public.example.com:9092")
+        #expect(config.advertisedListeners["PLAINTEXT"]?.host == "public.example.com")
+        for (key, bad) in [("listeners", "PLAINTEXT://a:1,PLAINTEXT://b:2"), ("listeners", "PLAINTEXT://nohost"), ("listeners", ""),
+                           ("listener.security.protocol.map", "X:TLS")] {
+            #expect(throws: ConfigError.self) { try config.set(key, bad) }
+        }
+        try config.set("listeners", "CLIENT://127.0.0.1:0")
+        #expect(throws: ConfigError.self) { try config.resolvedListeners() }  // CLIENT has no protocol in the map
+    }
+
     @Test func yamlFilesApplyKeysAndReportTheLine() throws {
         var config = ServerConfig()
         try config.load(yaml: "listeners: 127.0.0.1:19999\ndurability: fsync-always\nretention.bytes: 1048576\n", path: "apus.yaml")
-        #expect(config.listenPort == 19999)
+        #expect(config.listeners == [ListenerAddress(name: "PLAINTEXT", host: "127.0.0.1", port: 19999)])
         #expect(config.broker.log.durability == .fsyncAlways)
         #expect(config.broker.log.retentionBytes == 1_048_576)
         do {

@@ -48,7 +48,9 @@ class Broker:
         self.process = subprocess.Popen(
             [apus_binary(), "serve", "--data-dir", self.data_dir, "--listen", self.bootstrap,
              "--set", "group.initial.rebalance.delay.ms=0",
-             "--set", f"metrics.listen=127.0.0.1:{self.metrics_port}", *self.extra_args],
+             "--set", f"metrics.listen=127.0.0.1:{self.metrics_port}",
+             # "{port}" in an argument is this broker's (first listener's) port.
+             *[a.replace("{port}", str(self.port)) for a in self.extra_args]],
             stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 20
         while time.time() < deadline:

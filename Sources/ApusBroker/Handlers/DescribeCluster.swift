@@ -16,7 +16,8 @@ extension Broker {
         let config = broker.config
         response.clusterId = config.clusterId
         response.controllerId = config.nodeId
-        response.brokers = [.init(brokerId: config.nodeId, host: config.advertisedHost, port: config.advertisedPort, rack: nil)]
+        let address = config.advertised(context.listener)
+        response.brokers = [.init(brokerId: config.nodeId, host: address.host, port: address.port, rack: nil)]
         return broker.respond(response, context)
     }
 }

@@ -7,19 +7,20 @@ extension Broker {
     static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...6) { broker, context, r throws(WireError) in
         let request = try FindCoordinatorRequest.decode(from: &r, version: context.apiVersion)
         var response = FindCoordinatorResponse()
+        let address = broker.config.advertised(context.listener)
         if context.apiVersion >= 4 {
             response.coordinators = request.coordinatorKeys.map { key in
                 request.keyType != 0
                     ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: "only group coordinators are supported")
-                    : .init(key: key, nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort, errorCode: 0, errorMessage: nil)
+                    : .init(key: key, nodeId: broker.config.nodeId, host: address.host, port: address.port, errorCode: 0, errorMessage: nil)
             }
         } else if request.keyType != 0 {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transaction coordinators: not supported
             response.errorMessage = "only group coordinators are supported"
         } else {
             response.nodeId = broker.config.nodeId
-            response.host = broker.config.advertisedHost
-            response.port = broker.config.advertisedPort
+            response.host = address.host
+            response.port = address.port
         }
         return broker.respond(response, context)
     }

@@ -12,6 +12,8 @@ struct HandlerEntry: Sendable {
     /// Runs on shard 0 whichever shard received it: it touches topics, groups or producer
     /// ids, which shard 0 keeps.
     var onCoordinator = false
+    /// Served before SASL authentication (ApiVersions, SaslHandshake, SaslAuthenticate).
+    var duringAuthentication = false
     let handle: @Sendable (Broker, RequestContext, inout WireReader) throws(WireError) -> HandleOutcome
 }
 
@@ -27,6 +29,7 @@ enum Handlers {
         Broker.createPartitions, Broker.deleteRecords, Broker.describeCluster, Broker.deleteGroups, Broker.offsetDelete,
         Broker.offsetForLeaderEpoch, Broker.describeLogDirs, Broker.describeProducers,
         Broker.consumerGroupHeartbeat, Broker.consumerGroupDescribe,
+        Broker.saslHandshake, Broker.saslAuthenticate, Broker.describeUserScramCredentials, Broker.alterUserScramCredentials,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

@@ -8,7 +8,8 @@ extension Broker {
     static let metadata = HandlerEntry(api: .metadata, versions: 0...12, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try MetadataRequest.decode(from: &r, version: context.apiVersion)
         var response = MetadataResponse()
-        response.brokers = [.init(nodeId: broker.config.nodeId, host: broker.config.advertisedHost, port: broker.config.advertisedPort)]
+        let address = broker.config.advertised(context.listener)
+        response.brokers = [.init(nodeId: broker.config.nodeId, host: address.host, port: address.port)]
         response.clusterId = broker.config.clusterId
         response.controllerId = broker.config.nodeId
         // v0: an empty list means all topics; v1+: null means all, empty means none.
