@@ -111,6 +111,10 @@ public final class Broker {
     var closeRequests: [(connection: ConnectionID, reason: String)] = []
     /// SCRAM credentials as the last alteration being written leaves them (shard 0).
     var pendingCredentials: SecurityStore.Credentials?
+    /// ACLs as the last CreateAcls/DeleteAcls being written leaves them (shard 0).
+    var pendingAcls: Authorizer?
+    /// The store's ACLs and the version they were read at (``acls``).
+    var aclsSeen: (version: UInt64, acls: Authorizer) = (.max, Authorizer())
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
@@ -531,11 +535,12 @@ struct PartitionItem<Value> {
 extension Broker {
     /// The partitions a request names, in its order: those that exist as items, and per topic
     /// and partition the index of its item (nil: no such topic or partition).
-    func resolve<Value>(_ topics: [(name: String, partitions: [(index: Int32, value: Value)])]) -> (items: [PartitionItem<Value>], slots: [[Int?]]) {
+    func resolve<Value>(_ topics: [(name: String, partitions: [(index: Int32, value: Value)])],
+                        allowed: (String) -> Bool = { _ in true }) -> (items: [PartitionItem<Value>], slots: [[Int?]]) {
         var items: [PartitionItem<Value>] = []
         var slots: [[Int?]] = []
         for (name, partitions) in topics {
-            let entry = topic(name)
+            let entry = allowed(name) ? topic(name) : nil  // a topic the principal may not touch: as if unknown
             slots.append(partitions.map { p in
                 guard let entry, p.index >= 0, Int(p.index) < entry.partitionCount else { return nil }
                 items.append(PartitionItem(topic: entry, partition: p.index, value: p.value))

@@ -27,6 +27,8 @@ public struct BrokerConfig: Sendable {
     /// `connections.max.reauth.ms` (KIP-368): a SASL session must re-authenticate this often;
     /// 0: never.
     public var reauthenticationMs: Int64 = 0
+    /// `authorizer`, `super.users`, `allow.everyone.if.no.acl.found`.
+    public var authorizer = AuthorizerConfig()
 
     public init() {}
 
@@ -34,4 +36,16 @@ public struct BrokerConfig: Sendable {
     public func advertised(_ index: Int) -> AdvertisedListener {
         listeners.indices.contains(index) ? listeners[index] : listeners[0]
     }
+}
+
+/// Authorization settings (Kafka's names): off by default, as Kafka without `authorizer.class.name`.
+public struct AuthorizerConfig: Sendable {
+    /// `authorizer = acl`: every request is checked against the ACLs.
+    public var enabled = false
+    /// `super.users`: principals allowed everything (`User:admin;User:ops`).
+    public var superUsers: Set<String> = []
+    /// `allow.everyone.if.no.acl.found`: a resource without any ACL is open to everyone.
+    public var allowEveryoneIfNoAclFound = false
+
+    public init() {}
 }

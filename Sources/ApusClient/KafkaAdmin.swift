@@ -213,6 +213,59 @@ public final class KafkaAdmin {
         }
     }
 
+    /// One ACL as the ACL APIs carry it (Kafka's numeric codes).
+    public struct Acl: Sendable, Equatable {
+        public var resourceType: Int8, resourceName: String, patternType: Int8, principal: String, host: String, operation: Int8, permission: Int8
+        public init(resourceType: Int8, resourceName: String, patternType: Int8, principal: String, host: String, operation: Int8, permission: Int8) {
+            (self.resourceType, self.resourceName, self.patternType, self.principal, self.host, self.operation, self.permission) =
+                (resourceType, resourceName, patternType, principal, host, operation, permission)
+        }
+    }
+
+    /// Creates ACLs (CreateAcls); an error names the first one refused.
+    public func createAcls(_ acls: [Acl]) throws(ClientError) {
+        let version = try bootstrap.version(of: CreateAclsRequest.self, supported: 1...3)
+        let request = CreateAclsRequest(creations: acls.map {
+            .init(resourceType: $0.resourceType, resourceName: $0.resourceName, resourcePatternType: $0.patternType, principal: $0.principal,
+                  host: $0.host, operation: $0.operation, permissionType: $0.permission)
+        })
+        for result in try bootstrap.roundTrip(request, version: version).results where result.errorCode != 0 {
+            throw ClientError("CreateAcls: \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+    }
+
+    /// The ACLs a filter selects (DescribeAcls; the filter's nil strings match anything, codes 1 are ANY).
+    public func describeAcls(_ filter: Acl, anyName: Bool, anyPrincipal: Bool, anyHost: Bool) throws(ClientError) -> [Acl] {
+        let version = try bootstrap.version(of: DescribeAclsRequest.self, supported: 1...3)
+        let request = DescribeAclsRequest(resourceTypeFilter: filter.resourceType, resourceNameFilter: anyName ? nil : filter.resourceName,
+                                          patternTypeFilter: filter.patternType, principalFilter: anyPrincipal ? nil : filter.principal,
+                                          hostFilter: anyHost ? nil : filter.host, operation: filter.operation, permissionType: filter.permission)
+        let response = try bootstrap.roundTrip(request, version: version)
+        guard response.errorCode == 0 else {
+            throw ClientError("DescribeAcls: \(Self.errorName(response.errorCode)) \(response.errorMessage ?? "")", kafkaErrorCode: response.errorCode)
+        }
+        return response.resources.flatMap { r in
+            r.acls.map { Acl(resourceType: r.resourceType, resourceName: r.resourceName, patternType: r.patternType, principal: $0.principal,
+                             host: $0.host, operation: $0.operation, permission: $0.permissionType) }
+        }
+    }
+
+    /// Deletes the ACLs a filter selects (DeleteAcls) and returns them.
+    public func deleteAcls(_ filter: Acl, anyName: Bool, anyPrincipal: Bool, anyHost: Bool) throws(ClientError) -> [Acl] {
+        let version = try bootstrap.version(of: DeleteAclsRequest.self, supported: 1...3)
+        let request = DeleteAclsRequest(filters: [.init(resourceTypeFilter: filter.resourceType, resourceNameFilter: anyName ? nil : filter.resourceName,
+                                                        patternTypeFilter: filter.patternType, principalFilter: anyPrincipal ? nil : filter.principal,
+                                                        hostFilter: anyHost ? nil : filter.host, operation: filter.operation, permissionType: filter.permission)])
+        guard let result = try bootstrap.roundTrip(request, version: version).filterResults.first else { throw ClientError("DeleteAcls: no result") }
+        guard result.errorCode == 0 else {
+            throw ClientError("DeleteAcls: \(Self.errorName(result.errorCode)) \(result.errorMessage ?? "")", kafkaErrorCode: result.errorCode)
+        }
+        return result.matchingAcls.map {
+            Acl(resourceType: $0.resourceType, resourceName: $0.resourceName, patternType: $0.patternType, principal: $0.principal,
+                host: $0.host, operation: $0.operation, permission: $0.permissionType)
+        }
+    }
+
     /// A topic's configuration (DescribeConfigs), sorted by name.
     public func describeConfigs(topic: String) throws(ClientError) -> [ConfigValue] {
         let version = try bootstrap.version(of: DescribeConfigsRequest.self, supported: 1...4)

@@ -24,6 +24,9 @@ extension ServerConfig {
         ("ssl.cipher.suites", "none", "cipher suites, comma-separated: OpenSSL names for TLS 1.2, TLS_* names for TLS 1.3 (none: OpenSSL's defaults)"),
         ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners; PLAIN checks the password against the user's SCRAM credential (off the shard threads), so every mechanism uses the one credential store (`apus user`, AlterUserScramCredentials)"),
         ("connections.max.reauth.ms", "0", "a SASL session expires after this long (KIP-368): the client re-authenticates on the same connection, or the connection is closed at its next request; 0: sessions never expire"),
+        ("authorizer", "none", "none: every authenticated principal may do anything; acl: Kafka's ACL authorizer — every request is checked against the ACLs (CreateAcls/DescribeAcls/DeleteAcls, `apus acl`), kept in <data.dir>/.security/acls"),
+        ("super.users", "none", "principals allowed everything whatever the ACLs, separated by semicolons as in Kafka: User:admin;User:ops"),
+        ("allow.everyone.if.no.acl.found", "false", "with authorizer = acl, whether a resource that has no ACL at all is open to every principal"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
@@ -112,6 +115,17 @@ extension ServerConfig {
             }
             broker.saslMechanisms = mechanisms
         case "connections.max.reauth.ms": broker.reauthenticationMs = try int(0...Int64.max)
+        case "authorizer":
+            guard value == "none" || value == "acl" else { throw ConfigError("authorizer: expected none or acl, got '\(value)'") }
+            broker.authorizer.enabled = value == "acl"
+        case "super.users":
+            broker.authorizer.superUsers = value == "none" ? [] : Set(value.split(separator: ";").map { $0.trimmingSpaces }.filter { !$0.isEmpty })
+            for user in broker.authorizer.superUsers where !user.contains(":") {
+                throw ConfigError("super.users: expected principals such as User:admin separated by semicolons, got '\(user)'")
+            }
+        case "allow.everyone.if.no.acl.found":
+            guard let b = Bool(value) else { throw ConfigError("allow.everyone.if.no.acl.found: expected true or false, got '\(value)'") }
+            broker.authorizer.allowEveryoneIfNoAclFound = b
         case "data.dir":
             guard !value.isEmpty else { throw ConfigError("data.dir: may not be empty") }
             dataDirectory = value

@@ -293,11 +293,12 @@ public struct GroupCoordinator<Token> {
     /// carries the records to persist before the response is sent.
     ///
     /// Topic/partition existence is the broker's check (UNKNOWN_TOPIC_OR_PARTITION) before this.
-    /// `exists` tells whether a partition exists: a commit for one that does not is answered
-    /// UNKNOWN_TOPIC_OR_PARTITION, as Kafka does, and not stored.
+    /// `refusal` is the broker's verdict on each partition (.none: accept): a commit for one that
+    /// does not exist is answered UNKNOWN_TOPIC_OR_PARTITION, as Kafka does, one the principal may
+    /// not read TOPIC_AUTHORIZATION_FAILED, and not stored.
     public mutating func handleOffsetCommit(
         _ request: OffsetCommitRequest, version: Int16, token: Token, nowMs: Int64,
-        exists: (String, Int32) -> Bool = { _, _ in true }
+        refusal: (String, Int32) -> ErrorCode = { _, _ in .none }
     ) -> [Output] {
         let generation = request.generationIdOrMemberEpoch
         var group = groups.removeValue(forKey: request.groupId)
@@ -342,8 +343,9 @@ public struct GroupCoordinator<Token> {
                 var code = rejection ?? .none
                 let metadata = p.committedMetadata ?? ""
                 if rejection == nil {
-                    if !exists(topic.name, p.partitionIndex) {
-                        code = .unknownTopicOrPartition
+                    let refused = refusal(topic.name, p.partitionIndex)
+                    if refused != .none {
+                        code = refused
                     } else if metadata.utf8.count > config.offsetMetadataMaxBytes {
                         code = .offsetMetadataTooLarge
                     } else {

@@ -73,6 +73,12 @@ extension Broker {
             case _ where duplicate:
                 result.error = .invalidRequest
                 result.message = "the resource is named more than once"
+            case ConfigEntry.topicResource where !authorizedTopic(.alterConfigs, alteration.resourceName, context):
+                result.error = .topicAuthorizationFailed
+                result.message = "needs ALTER_CONFIGS on topic \(alteration.resourceName)"
+            case ConfigEntry.brokerResource where denyCluster(.alterConfigs, context) != nil:
+                result.error = .clusterAuthorizationFailed
+                result.message = "needs ALTER_CONFIGS on the cluster"
             case ConfigEntry.topicResource:
                 guard let topic = topic(alteration.resourceName), !deleting.contains(alteration.resourceName) else {
                     result.error = .unknownTopicOrPartition

@@ -13,6 +13,7 @@ extension Broker {
         var errors: [String: (ErrorCode, String)] = [:]
         var users: [String] = []
         func fail(_ user: String, _ code: ErrorCode, _ message: String) { if errors[user] == nil { errors[user] = (code, message) } }
+        let denied = broker.denyCluster(.alter, context)
         var altered: [String: Int] = [:]
         for key in request.deletions.map({ "\($0.name)\u{0}\($0.mechanism)" }) + request.upsertions.map({ "\($0.name)\u{0}\($0.mechanism)" }) {
             altered[key, default: 0] += 1
@@ -20,6 +21,7 @@ extension Broker {
         var credentials = broker.credentialsInEffect
         for deletion in request.deletions {
             if !users.contains(deletion.name) { users.append(deletion.name) }
+            if let denied { fail(deletion.name, denied, "altering credentials needs ALTER on the cluster"); continue }
             guard let mechanism = ScramMechanism(rawValue: deletion.mechanism) else {
                 fail(deletion.name, .unsupportedSaslMechanism, "unknown SCRAM mechanism \(deletion.mechanism)"); continue
             }
@@ -29,6 +31,7 @@ extension Broker {
         }
         for upsertion in request.upsertions {
             if !users.contains(upsertion.name) { users.append(upsertion.name) }
+            if let denied { fail(upsertion.name, denied, "altering credentials needs ALTER on the cluster"); continue }
             guard let mechanism = ScramMechanism(rawValue: upsertion.mechanism) else {
                 fail(upsertion.name, .unsupportedSaslMechanism, "unknown SCRAM mechanism \(upsertion.mechanism)"); continue
             }

@@ -14,6 +14,10 @@ extension Broker {
             })
         }
         for id in request.groupIds {
+            guard broker.authorizedGroup(.describe, id, context) else {
+                response.groups.append(.init(errorCode: ErrorCode.groupAuthorizationFailed.rawValue, errorMessage: "needs DESCRIBE on group \(id)", groupId: id))
+                continue
+            }
             guard let group = broker.consumerGroups.groups[id] else {
                 response.groups.append(.init(errorCode: ErrorCode.groupIdNotFound.rawValue, errorMessage: "no consumer-protocol group \(id)", groupId: id))
                 continue

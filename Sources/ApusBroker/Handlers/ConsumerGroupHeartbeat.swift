@@ -10,6 +10,11 @@ extension Broker {
     static let consumerGroupHeartbeat = HandlerEntry(api: .consumerGroupHeartbeat, versions: 0...1, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try ConsumerGroupHeartbeatRequest.decode(from: &r, version: context.apiVersion)
         var response = ConsumerGroupHeartbeatResponse(heartbeatIntervalMs: broker.config.consumerGroups.heartbeatIntervalMs)
+        guard broker.authorizedGroup(.read, request.groupId, context) else {
+            response.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            response.errorMessage = "needs READ on group \(request.groupId)"
+            return broker.respond(response, context)
+        }
         if let classic = broker.groups.describeGroup(request.groupId), !classic.members.isEmpty {
             response.errorCode = ErrorCode.inconsistentGroupProtocol.rawValue
             response.errorMessage = "the group is a classic group with members"

@@ -17,7 +17,9 @@ extension Broker {
                 result.errorCode = code.rawValue
                 result.errorMessage = message
             }
-            if request.topics.filter({ $0.name == topic.name }).count > 1 {
+            if !broker.authorizedTopic(.alter, topic.name, context) {
+                refuse(.topicAuthorizationFailed, "needs ALTER on topic \(topic.name)")
+            } else if request.topics.filter({ $0.name == topic.name }).count > 1 {
                 refuse(.invalidRequest, "the topic is named more than once")
             } else if broker.creating.contains(topic.name) {
                 refuse(.invalidRequest, "topic '\(topic.name)' is being created or growing")

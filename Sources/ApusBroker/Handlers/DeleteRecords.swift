@@ -8,7 +8,8 @@ extension Broker {
     /// OFFSET_OUT_OF_RANGE; an offset past the high watermark is refused with that code.
     static let deleteRecords = HandlerEntry(api: .deleteRecords, versions: 0...2) { broker, context, r throws(WireError) in
         let request = try DeleteRecordsRequest.decode(from: &r, version: context.apiVersion)
-        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitions.map { ($0.partitionIndex, $0.offset) }) })
+        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitions.map { ($0.partitionIndex, $0.offset) }) },
+                                            allowed: { broker.authorizedTopic(.delete, $0, context) })
         return broker.scatter(context, items, owner: \.owner, work: { owner, share in
             share.map { item -> Result<Int64, ErrorCode> in
                 guard let log = owner.log(item.topic, item.partition) else { return .failure(.unknownTopicOrPartition) }
@@ -24,7 +25,8 @@ extension Broker {
                 var out = DeleteRecordsResponse.DeleteRecordsTopicResult(name: topic.name)
                 for (p, slot) in zip(topic.partitions, topicSlots) {
                     var result = DeleteRecordsResponse.DeleteRecordsPartitionResult(partitionIndex: p.partitionIndex, lowWatermark: -1)
-                    switch slot.map({ results[$0] }) ?? .failure(.unknownTopicOrPartition) {
+                    let missing: ErrorCode = broker.authorizedTopic(.delete, topic.name, context) ? .unknownTopicOrPartition : .topicAuthorizationFailed
+                    switch slot.map({ results[$0] }) ?? .failure(missing) {
                     case .success(let low): result.lowWatermark = low
                     case .failure(let code): result.errorCode = code.rawValue
                     }

@@ -15,7 +15,10 @@ extension Broker {
         for (requestedName, id) in named {
             let name = requestedName ?? broker.topics.values.first { $0.id == id }?.name
             var result = DeleteTopicsResponse.DeletableTopicResult(name: name, topicId: id)
-            if let name, !broker.deleting.contains(name), let topic = broker.mesh.catalog.remove(name) {
+            if let name, !broker.authorizedTopic(.delete, name, context) {
+                result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                result.errorMessage = "needs DELETE on topic \(name)"
+            } else if let name, !broker.deleting.contains(name), let topic = broker.mesh.catalog.remove(name) {
                 broker.deleting.insert(name)
                 doomed.append(topic)
                 result.topicId = topic.id

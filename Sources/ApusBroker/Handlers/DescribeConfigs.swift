@@ -13,6 +13,13 @@ extension Broker {
             var result = DescribeConfigsResponse.DescribeConfigsResult(resourceType: resource.resourceType, resourceName: resource.resourceName)
             let entries: [ConfigEntry]
             switch resource.resourceType {
+            case ConfigEntry.topicResource where !broker.authorizedTopic(.describeConfigs, resource.resourceName, context),
+                 ConfigEntry.brokerResource where broker.denyCluster(.describeConfigs, context) != nil:
+                let topic = resource.resourceType == ConfigEntry.topicResource
+                result.errorCode = (topic ? ErrorCode.topicAuthorizationFailed : .clusterAuthorizationFailed).rawValue
+                result.errorMessage = "needs DESCRIBE_CONFIGS on \(topic ? "topic \(resource.resourceName)" : "the cluster")"
+                response.results.append(result)
+                continue
             case ConfigEntry.topicResource:
                 guard let topic = broker.topic(resource.resourceName) else {
                     result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue

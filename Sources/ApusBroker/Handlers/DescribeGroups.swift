@@ -10,6 +10,12 @@ extension Broker {
         var response = DescribeGroupsResponse()
         for id in request.groups {
             var described = DescribeGroupsResponse.DescribedGroup(groupId: id, groupState: GroupState.dead.rawValue)
+            guard broker.authorizedGroup(.describe, id, context) else {
+                described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                described.groupState = ""
+                response.groups.append(described)
+                continue
+            }
             if let group = broker.groups.describeGroup(id) {
                 let stable = group.state == .stable
                 described.groupState = group.state.rawValue

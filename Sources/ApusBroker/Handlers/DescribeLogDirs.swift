@@ -6,6 +6,9 @@ extension Broker {
     /// from the shard owning it. Capacity (v4 total/usable bytes) is reported as unknown (-1).
     static let describeLogDirs = HandlerEntry(api: .describeLogDirs, versions: 0...4) { broker, context, r throws(WireError) in
         let request = try DescribeLogDirsRequest.decode(from: &r, version: context.apiVersion)
+        if broker.denyCluster(.describe, context) != nil {  // DESCRIBE on the cluster (ACLs)
+            return broker.respond(DescribeLogDirsResponse(errorCode: ErrorCode.clusterAuthorizationFailed.rawValue), context)
+        }
         var items: [(topic: CatalogTopic, partition: Int32)] = []
         if let wanted = request.topics {
             for t in wanted {

@@ -7,7 +7,8 @@ extension Broker {
     /// Produce). No transactions: no coordinator epoch or open transaction.
     static let describeProducers = HandlerEntry(api: .describeProducers, versions: 0...0) { broker, context, r throws(WireError) in
         let request = try DescribeProducersRequest.decode(from: &r, version: context.apiVersion)
-        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitionIndexes.map { ($0, ()) }) })
+        let (items, slots) = broker.resolve(request.topics.map { ($0.name, $0.partitionIndexes.map { ($0, ()) }) },
+                                            allowed: { broker.authorizedTopic(.read, $0, context) })
         return broker.scatter(context, items, owner: \.owner, work: { owner, share in
             share.map { item -> [DescribeProducersResponse.ProducerState]? in
                 guard let log = owner.log(item.topic, item.partition) else { return nil }
@@ -26,7 +27,7 @@ extension Broker {
                     if let producers = slot.flatMap({ states[$0] }) {
                         result.activeProducers = producers
                     } else {
-                        result.errorCode = ErrorCode.unknownTopicOrPartition.rawValue
+                        result.errorCode = (broker.authorizedTopic(.read, topic.name, context) ? ErrorCode.unknownTopicOrPartition : .topicAuthorizationFailed).rawValue
                     }
                     out.partitions.append(result)
                 }

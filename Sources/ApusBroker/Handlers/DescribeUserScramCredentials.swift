@@ -8,6 +8,11 @@ extension Broker {
     static let describeUserScramCredentials = HandlerEntry(api: .describeUserScramCredentials, versions: 0...0, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try DescribeUserScramCredentialsRequest.decode(from: &r, version: context.apiVersion)
         var response = DescribeUserScramCredentialsResponse(errorMessage: nil)
+        if let denied = broker.denyCluster(.describe, context) {
+            response.errorCode = denied.rawValue
+            response.errorMessage = "describing credentials needs DESCRIBE on the cluster"
+            return broker.respond(response, context)
+        }
         let credentials = broker.credentialsInEffect
         let names = request.users.map { $0.map(\.name) }.flatMap { $0.isEmpty ? nil : $0 } ?? credentials.keys.sorted()
         var counts: [String: Int] = [:]

@@ -48,10 +48,12 @@ extension Broker {
         let byId = context.apiVersion >= 13
         for topic in request.topics {
             let entry = byId ? broker.topics.values.first { $0.id == topic.topicId } : broker.topic(topic.topic)
+            // READ on the topic (ACLs); a name is checked whether or not it exists, as Kafka does.
+            let readable = entry == nil && byId || broker.authorizedTopic(.read, entry?.name ?? topic.topic, context)
             for p in topic.partitions {
                 var read = PartitionRead(topic: entry?.name ?? topic.topic, topicId: topic.topicId, partition: p.partition, error: .none)
-                let known = entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
-                if !known { read.error = entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition }
+                let known = readable && entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
+                if !known { read.error = !readable ? .topicAuthorizationFailed : entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition }
                 fetch.reads.append(read)
                 fetch.topics.append(known ? entry : nil)
             }

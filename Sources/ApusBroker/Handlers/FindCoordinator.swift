@@ -12,8 +12,14 @@ extension Broker {
             response.coordinators = request.coordinatorKeys.map { key in
                 request.keyType != 0
                     ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: "only group coordinators are supported")
+                    : !broker.authorizedGroup(.describe, key, context)
+                    ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.groupAuthorizationFailed.rawValue, errorMessage: "needs DESCRIBE on group \(key)")
                     : .init(key: key, nodeId: broker.config.nodeId, host: address.host, port: address.port, errorCode: 0, errorMessage: nil)
             }
+        } else if request.keyType == 0 && !broker.authorizedGroup(.describe, request.key, context) {
+            response.errorCode = ErrorCode.groupAuthorizationFailed.rawValue  // DESCRIBE on the group (ACLs)
+            response.nodeId = -1
+            response.port = -1
         } else if request.keyType != 0 {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transaction coordinators: not supported
             response.errorMessage = "only group coordinators are supported"

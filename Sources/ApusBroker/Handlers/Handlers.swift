@@ -30,6 +30,7 @@ enum Handlers {
         Broker.offsetForLeaderEpoch, Broker.describeLogDirs, Broker.describeProducers,
         Broker.consumerGroupHeartbeat, Broker.consumerGroupDescribe,
         Broker.saslHandshake, Broker.saslAuthenticate, Broker.describeUserScramCredentials, Broker.alterUserScramCredentials,
+        Broker.createAcls, Broker.describeAcls, Broker.deleteAcls,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

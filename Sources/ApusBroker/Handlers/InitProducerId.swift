@@ -10,6 +10,9 @@ extension Broker {
         var response = InitProducerIdResponse()
         if request.transactionalId != nil {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transactions are not supported
+        } else if broker.denyCluster(.idempotentWrite, context) != nil && !broker.authorizedAny(.write, .topic, context) {
+            // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+            response.errorCode = ErrorCode.clusterAuthorizationFailed.rawValue
         } else if request.producerId >= 0 && request.producerEpoch >= 0 && request.producerEpoch < Int16.max - 1 {
             response.producerId = request.producerId
             response.producerEpoch = request.producerEpoch + 1

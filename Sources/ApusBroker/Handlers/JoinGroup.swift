@@ -5,6 +5,10 @@ extension Broker {
     /// JoinGroup v0...9, answered by the group coordinator (parked responses come later).
     static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try JoinGroupRequest.decode(from: &r, version: context.apiVersion)
+        guard broker.authorizedGroup(.read, request.groupId, context) else {
+            return broker.respond(JoinGroupResponse(errorCode: ErrorCode.groupAuthorizationFailed.rawValue, generationId: -1,
+                                                    protocolName: context.apiVersion >= 7 ? nil : "", leader: "", memberId: request.memberId), context)
+        }
         if broker.consumerGroups.groups[request.groupId] != nil {
             // The group id belongs to a consumer-protocol group (KIP-848) with members.
             return broker.respond(JoinGroupResponse(errorCode: ErrorCode.inconsistentGroupProtocol.rawValue, generationId: -1, protocolName: context.apiVersion >= 7 ? nil : "",

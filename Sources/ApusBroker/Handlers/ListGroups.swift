@@ -23,6 +23,10 @@ extension Broker {
                 response.groups.append(.init(groupId: id, protocolType: group.protocolType ?? "", groupState: group.state.rawValue, groupType: "classic"))
             }
         }
+        // DESCRIBE on the cluster shows every group; otherwise only those the principal may describe.
+        if broker.denyCluster(.describe, context) != nil {
+            response.groups.removeAll { !broker.authorizedGroup(.describe, $0.groupId, context) }
+        }
         return broker.respond(response, context)
     }
 }

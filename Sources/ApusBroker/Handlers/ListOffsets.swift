@@ -31,9 +31,10 @@ extension Broker {
             var response = ListOffsetsResponse()
             for (topic, topicSlots) in zip(request.topics, slots) {
                 var out = ListOffsetsResponse.ListOffsetsTopicResponse(name: topic.name)
+                let described = broker.authorizedTopic(.describe, topic.name, context)  // DESCRIBE on the topic (ACLs)
                 for (p, slot) in zip(topic.partitions, topicSlots) {
                     var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
-                    switch slot.map({ offsets[$0] }) ?? .failed(.unknownTopicOrPartition) {
+                    switch !described ? .failed(.topicAuthorizationFailed) : slot.map({ offsets[$0] }) ?? .failed(.unknownTopicOrPartition) {
                     case .failed(let code):
                         result.errorCode = code.rawValue
                     case .found(let offset, let timestamp):

@@ -23,20 +23,25 @@ extension Broker {
                 return nil
             }
         } else {
-            names = broker.topics.keys.sorted()
+            // Every topic the principal may describe; the others stay hidden (ACLs).
+            names = broker.topics.keys.sorted().filter { broker.authorizedTopic(.describe, $0, context) }
         }
         let mayCreate = broker.config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation)
         // Topics to auto-create are created off the shard first; the answer follows.
         var missing: [String] = []
         if mayCreate {
             for name in names where Broker.isValidTopicName(name) && broker.topics[name] == nil && !broker.deleting.contains(name)
-                && !broker.creating.contains(name) && !missing.contains(name) {
+                && !broker.creating.contains(name) && !missing.contains(name) && broker.authorizedTopic(.describe, name, context)
+                && (broker.denyCluster(.create, context) == nil || broker.authorizedTopic(.create, name, context)) {
                 missing.append(name)
             }
         }
         let answer = { (broker: Broker) -> MetadataResponse in
             var response = response
-            for name in names { response.topics.append(broker.describeTopic(name)) }
+            for name in names {
+                response.topics.append(broker.authorizedTopic(.describe, name, context)
+                    ? broker.describeTopic(name) : .init(errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: name))
+            }
             for id in unknownIds {
                 response.topics.append(.init(errorCode: ErrorCode.unknownTopicId.rawValue, name: nil, topicId: id))
             }

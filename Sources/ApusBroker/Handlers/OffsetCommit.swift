@@ -6,6 +6,12 @@ extension Broker {
     /// commits for partitions that do not exist are refused per partition.
     static let offsetCommit = HandlerEntry(api: .offsetCommit, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         var request = try OffsetCommitRequest.decode(from: &r, version: context.apiVersion)
+        // READ on the group (ACLs), else every partition is refused.
+        if !broker.authorizedGroup(.read, request.groupId, context) {
+            return broker.respond(OffsetCommitResponse(topics: request.topics.map { topic in
+                .init(name: topic.name, partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: ErrorCode.groupAuthorizationFailed.rawValue) })
+            }), context)
+        }
         if broker.consumerGroups.groups[request.groupId] != nil {
             // A consumer-protocol group: the member and its epoch are checked there; the offsets
             // go to the same store as a simple (memberless) commit.
@@ -20,8 +26,9 @@ extension Broker {
             request.groupInstanceId = nil
         }
         let outputs = broker.groups.handleOffsetCommit(request, version: context.apiVersion, token: broker.groupToken(context), nowMs: context.nowMs) { topic, partition in
-            guard let entry = broker.topic(topic) else { return false }
-            return partition >= 0 && Int(partition) < entry.partitionCount
+            guard broker.authorizedTopic(.read, topic, context) else { return .topicAuthorizationFailed }
+            guard let entry = broker.topic(topic), partition >= 0, Int(partition) < entry.partitionCount else { return .unknownTopicOrPartition }
+            return .none
         }
         return broker.route(outputs, caller: context, nowMs: context.nowMs)
     }

@@ -16,6 +16,44 @@ extension Broker {
             }
             outputs[0].response = .offsetFetch(response)
         }
+        // DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED); of its topics, only those the
+        // principal may describe are shown (the others: TOPIC_AUTHORIZATION_FAILED when asked for).
+        if broker.config.authorizer.enabled, let first = outputs.first, case .offsetFetch(var response) = first.response {
+            func filter(_ topics: [OffsetFetchResponse.OffsetFetchResponseTopic]) -> [OffsetFetchResponse.OffsetFetchResponseTopic] {
+                topics.map { topic in
+                    guard !broker.authorizedTopic(.describe, topic.name, context) else { return topic }
+                    var denied = topic
+                    for j in denied.partitions.indices {
+                        denied.partitions[j].committedOffset = -1
+                        denied.partitions[j].errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                    }
+                    return denied
+                }
+            }
+            if context.apiVersion >= 8 {
+                for i in response.groups.indices {
+                    if !broker.authorizedGroup(.describe, response.groups[i].groupId, context) {
+                        response.groups[i].errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                        response.groups[i].topics = []
+                    } else {
+                        response.groups[i].topics = response.groups[i].topics.map { topic in
+                            guard !broker.authorizedTopic(.describe, topic.name, context) else { return topic }
+                            var denied = topic
+                            for j in denied.partitions.indices {
+                                denied.partitions[j].committedOffset = -1
+                                denied.partitions[j].errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                            }
+                            return denied
+                        }
+                    }
+                }
+            } else if !broker.authorizedGroup(.describe, request.groupId, context) {
+                response = OffsetFetchResponse(errorCode: ErrorCode.groupAuthorizationFailed.rawValue)
+            } else {
+                response.topics = filter(response.topics)
+            }
+            outputs[0].response = .offsetFetch(response)
+        }
         return broker.route(outputs, caller: context, nowMs: context.nowMs)
     }
 }

@@ -18,7 +18,9 @@ extension Broker {
             var out = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult(topic: topic.topic)
             for p in topic.partitions {
                 var result = OffsetForLeaderEpochResponse.EpochEndOffset(partition: p.partition)
-                if let entry, p.partition >= 0, Int(p.partition) < entry.partitionCount {
+                if !broker.authorizedTopic(.describe, topic.topic, context) {
+                    result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
+                } else if let entry, p.partition >= 0, Int(p.partition) < entry.partitionCount {
                     if p.currentLeaderEpoch > Broker.leaderEpoch {
                         result.errorCode = ErrorCode.unknownLeaderEpoch.rawValue  // the client knows a newer leader?
                     } else if p.leaderEpoch == Broker.leaderEpoch {

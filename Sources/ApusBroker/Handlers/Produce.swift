@@ -100,9 +100,10 @@ extension Broker {
         for (t, topic) in request.topics.enumerated() {
             var out = ProduceResponse.TopicProduceResponse(name: topic.name)
             let entry = broker.topic(topic.name)
+            let writable = broker.authorizedTopic(.write, topic.name, context)
             for (p, partition) in topic.partitions.enumerated() {
                 var result = ProduceResponse.PartitionProduceResponse(index: partition.index)
-                result.error(broker.route(partition, topic: entry, acks: request.acks, into: pending, at: (t, p), result: &result, remote: &remote))
+                result.error(broker.route(partition, topic: entry, writable: writable, acks: request.acks, into: pending, at: (t, p), result: &result, remote: &remote))
                 out.partitionResponses.append(result)
             }
             response.responses.append(out)
@@ -117,11 +118,12 @@ extension Broker {
     /// one copy) and stages them here or queues them for the owning shard.
     /// - Returns: the error code (0 when staged or queued).
     private func route(
-        _ partition: ProduceRequestView.Partition, topic: CatalogTopic?, acks: Int16, into pending: PendingProduce,
+        _ partition: ProduceRequestView.Partition, topic: CatalogTopic?, writable: Bool, acks: Int16, into pending: PendingProduce,
         at position: (Int, Int), result: inout ProduceResponse.PartitionProduceResponse, remote: inout [Int: [RemoteAppend]]
     ) -> ErrorCode {
         if pending.context.apiVersion < 3 { return .unsupportedVersion }
         if ![-1, 0, 1].contains(acks) { return .invalidRequiredAcks }
+        guard writable else { return .topicAuthorizationFailed }  // WRITE on the topic (ACLs)
         guard let topic, partition.index >= 0, Int(partition.index) < topic.partitionCount else { return .unknownTopicOrPartition }
         guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
         let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)

@@ -2,17 +2,19 @@ import ApusStorage
 import Logging
 import Synchronization
 
-/// SCRAM credentials (and ACLs), shared by every shard: read by any shard when a client
+/// SCRAM credentials and ACLs, shared by every shard: read by any shard when a client
 /// authenticates or a request is authorized, changed only by shard 0 (the Alter* APIs) after the
 /// disk worker has made the change durable. Readers take the lock only when the version moved.
 public final class SecurityStore: @unchecked Sendable {
     public typealias Credentials = [String: [ScramMechanism: ScramCredential]]
 
     private let state = Mutex<Credentials>([:])
+    private let aclState = Mutex<Authorizer>(Authorizer())
     /// Moves at every change (shards compare it with the copy they hold).
     public let version = Atomic<UInt64>(0)
 
     static let credentialsFile = "scram-credentials"
+    static let aclsFile = "acls"
 
     public init(credentials: Credentials = [:]) {
         state.withLock { $0 = credentials }
@@ -27,6 +29,12 @@ public final class SecurityStore: @unchecked Sendable {
             store.state.withLock { $0 = credentials }
             logger.info("SCRAM credentials loaded", metadata: ["users": "\(credentials.count)"])
         }
+        if let bytes = try logs.securityFile(aclsFile) {
+            let (acls, bad) = Authorizer.decode(bytes)
+            if bad > 0 { logger.warning("ignored malformed lines of the ACL file", metadata: ["lines": "\(bad)"]) }
+            store.aclState.withLock { $0 = acls }
+            logger.info("ACLs loaded", metadata: ["acls": "\(acls.bindings.count)"])
+        }
         return store
     }
 
@@ -34,6 +42,14 @@ public final class SecurityStore: @unchecked Sendable {
 
     public func credential(user: String, mechanism: ScramMechanism) -> ScramCredential? {
         state.withLock { $0[user]?[mechanism] }
+    }
+
+    /// The ACLs in force.
+    public var acls: Authorizer { aclState.withLock { $0 } }
+
+    func publish(_ acls: Authorizer) {
+        aclState.withLock { $0 = acls }
+        version.add(1, ordering: .releasing)
     }
 
     func publish(_ credentials: Credentials) {
