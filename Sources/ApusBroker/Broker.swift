@@ -113,6 +113,9 @@ public final class Broker {
     var pendingCredentials: SecurityStore.Credentials?
     /// ACLs as the last CreateAcls/DeleteAcls being written leaves them (shard 0).
     var pendingAcls: Authorizer?
+    /// Failed authentications are logged at most 10 a second per shard (a password guesser
+    /// must not flood the log).
+    var saslFailureLog = LogRateLimit(perSecond: 10)
     /// The store's ACLs and the version they were read at (``acls``).
     var aclsSeen: (version: UInt64, acls: Authorizer) = (.max, Authorizer())
 
@@ -155,6 +158,7 @@ public final class Broker {
     /// Handles one request frame (the bytes after the size prefix).
     public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64 = 0, nowMs: Int64,
                        session: ClientSession = Broker.plaintextSession) -> HandleOutcome {
+        if session.rawTokens { return saslRawToken(frame, connection: connection, sequence: sequence, nowMs: nowMs, session: session) }
         guard let preamble = RequestPreamble(frame) else { return .close("request shorter than its header") }
         guard let entry = Handlers.byKey[preamble.apiKey] else {
             return .close("unknown API key \(preamble.apiKey)")

@@ -46,7 +46,7 @@ final class ShardLoop: @unchecked Sendable {
     private var active: [Connection] = []
     /// Connections closed with a warning since the last summary line (one per second at most
     /// per shard: a flood of bad clients must not flood the log).
-    private var closeWarnings = (logged: 0, suppressed: 0, windowStartMs: Int64(0))
+    private var closeWarnings = LogRateLimit(perSecond: ShardLoop.closeWarningsPerSecond)
     /// Times each turn and its phases (stall detection).
     private var clock: TurnClock
     let stalls: StallReport
@@ -276,20 +276,12 @@ final class ShardLoop: @unchecked Sendable {
     /// Logs why a connection was closed: the first few each second, then one summary line
     /// for the rest (a fuzzer or a misbehaving client fleet must not flood the log).
     private func warnClosing(_ connection: Connection, _ reason: String) {
-        let now = Sys.wallClockMs()
-        if now - closeWarnings.windowStartMs >= 1_000 {
-            if closeWarnings.suppressed > 0 {
-                logger.warning("closed more connections; their reasons were not logged", metadata: [
-                    "shard": "\(index)", "count": "\(closeWarnings.suppressed)", "seconds": "\(Double(now - closeWarnings.windowStartMs) / 1000)",
-                ])
-            }
-            closeWarnings = (0, 0, now)
+        let allowed = closeWarnings.allow(nowMs: Sys.wallClockMs()) { count, seconds in
+            logger.warning("closed more connections; their reasons were not logged", metadata: [
+                "shard": "\(index)", "count": "\(count)", "seconds": "\(seconds)",
+            ])
         }
-        guard closeWarnings.logged < Self.closeWarningsPerSecond else {
-            closeWarnings.suppressed += 1
-            return
-        }
-        closeWarnings.logged += 1
+        guard allowed else { return }
         logger.warning("closing connection", metadata: ["peer": "\(connection.peer)", "client": "\(connection.clientId ?? "-")", "reason": "\(reason)"])
     }
 

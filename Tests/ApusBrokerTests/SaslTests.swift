@@ -121,6 +121,35 @@ import Testing
         #expect(try h.call(SaslHandshakeRequest(mechanism: "PLAIN"), version: 1)?.errorCode == ErrorCode.illegalSaslState.rawValue)
     }
 
+    /// SaslHandshake v0: the exchange's messages travel as raw tokens, framed by size alone.
+    @Test func handshakeV0TakesRawTokens() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        try setPassword(h, "olga", "olga-pw", .sha512)
+        func raw(_ token: [UInt8], _ session: ClientSession) throws -> HandleOutcome {
+            token.withUnsafeBytes { h.broker.handle(frame: $0, connection: 1, sequence: 99, nowMs: 1_700_000_000_000, session: session) }
+        }
+        func body(_ outcome: HandleOutcome) throws -> String {
+            guard case .respond(let frame) = outcome else { throw HarnessError("expected a token, got \(outcome)") }
+            let bytes = try BrokerHarness.bytes(of: frame)
+            #expect(Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3]) == bytes.count - 4)
+            return String(decoding: bytes.dropFirst(4), as: UTF8.self)
+        }
+        let session = ClientSession(listener: 0, securityProtocol: .saslPlaintext)
+        #expect(try h.call(SaslHandshakeRequest(mechanism: "SCRAM-SHA-512"), version: 0, session: session)?.errorCode == 0)
+        let client = ScramClient(mechanism: .sha512, user: "olga", password: "olga-pw")
+        let (final, signature) = try client.final(try body(try raw(client.clientFirst, session)))
+        #expect(try body(try raw(final, session)) == signature)
+        #expect(session.authenticated && session.principal == "User:olga")
+        #expect(try h.call(MetadataRequest(topics: []), version: 9, session: session) != nil)  // Kafka framing again
+        // A wrong password with v0: the connection is closed (v0 cannot carry an error).
+        let other = ClientSession(listener: 0, securityProtocol: .saslPlaintext)
+        #expect(try h.call(SaslHandshakeRequest(mechanism: "SCRAM-SHA-512"), version: 0, session: other)?.errorCode == 0)
+        let wrong = ScramClient(mechanism: .sha512, user: "olga", password: "nope")
+        let (badFinal, _) = try wrong.final(try body(try raw(wrong.clientFirst, other)))
+        guard case .close = try raw(badFinal, other) else { Issue.record("a failed v0 exchange must close"); return }
+    }
+
     @Test func plainIsCheckedOffTheShardAgainstTheScramCredential() throws {
         let h = try BrokerHarness()
         defer { h.remove() }

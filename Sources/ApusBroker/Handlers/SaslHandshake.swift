@@ -2,10 +2,10 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// SaslHandshake v1 (v0, whose tokens travel without Kafka framing, is not served: every
-    /// client that asks ApiVersions first uses v1): picks the mechanism of the SaslAuthenticate
-    /// exchange that follows — at the start, or to re-authenticate (KIP-368).
-    static let saslHandshake = HandlerEntry(api: .saslHandshake, versions: 1...1, duringAuthentication: true) { broker, context, r throws(WireError) in
+    /// SaslHandshake v0–1: picks the mechanism of the exchange that follows — at the start, or to
+    /// re-authenticate (KIP-368). After v1 the messages come in SaslAuthenticate requests; after
+    /// v0 (clients older than Kafka 1.0) as raw tokens framed by their size alone.
+    static let saslHandshake = HandlerEntry(api: .saslHandshake, versions: 0...1, duringAuthentication: true) { broker, context, r throws(WireError) in
         let request = try SaslHandshakeRequest.decode(from: &r, version: context.apiVersion)
         let session = context.session
         var response = SaslHandshakeResponse(mechanisms: broker.config.saslMechanisms.map(\.rawValue))
@@ -19,6 +19,7 @@ extension Broker {
             return broker.respond(response, context)
         }
         session.sasl = .handshaken(mechanism)
+        session.rawTokens = context.apiVersion == 0
         return broker.respond(response, context)
     }
 }

@@ -15,6 +15,9 @@ public final class ClientSession {
     public internal(set) var authenticated: Bool
     /// The SASL exchange under way, if any.
     var sasl: SaslExchange = .none
+    /// SaslHandshake v0 was used: the exchange's messages come as raw tokens, without Kafka's
+    /// request header, until it completes.
+    var rawTokens = false
     /// An authentication failed: the next request closes the connection.
     var failed = false
     /// When the authentication expires (KIP-368 `connections.max.reauth.ms`); nil: never.
