@@ -77,7 +77,8 @@ public final class Server {
             logger.info(kernelTLSAvailable()
                 ? "TLS: the kernel offers TLS offload, but this build encrypts in user space: fetches over TLS read file data into memory and encrypt it"
                 : "TLS: no kernel TLS offload here (no /proc/net/tls_stat): fetches over TLS read file data into memory and encrypt it; plaintext listeners keep sendfile",
-                metadata: ["clientAuth": "\(config.tls.clientAuth.rawValue)", "minProtocol": "\(config.tls.minProtocol)"])
+                metadata: ["listeners": "\(listeners.filter { $0.securityProtocol.usesTLS }.map(\.name).joined(separator: ","))",
+                           "clientAuth": "\(config.tls.clientAuth.rawValue)", "minProtocol": "\(config.tls.minProtocol)"])
         } else {
             tls = nil
         }

@@ -41,6 +41,8 @@ import Testing
         let user: String
         let password: String
         let nonce = base64Encode(secureRandomBytes(18))
+        /// Sends the client nonce twice in client-final, as librdkafka 2.0.2 does.
+        var doubledNonce = false
         var clientFirstBare: String { "n=\(user),r=\(nonce)" }
         var clientFirst: [UInt8] { Array("n,,\(clientFirstBare)".utf8) }
 
@@ -57,7 +59,7 @@ import Testing
             let salted = mechanism.saltedPassword(password, salt: salt, iterations: iterations)
             let clientKey = mechanism.hmac(key: salted, Array("Client Key".utf8))
             let storedKey = mechanism.hash(clientKey)
-            let withoutProof = "c=biws,r=\(combined)"
+            let withoutProof = "c=biws,r=\(doubledNonce ? nonce + combined : combined)"
             let authMessage = Array("\(clientFirstBare),\(serverFirst),\(withoutProof)".utf8)
             let proof = zip(clientKey, mechanism.hmac(key: storedKey, authMessage)).map { $0 ^ $1 }
             let serverKey = mechanism.hmac(key: salted, Array("Server Key".utf8))
@@ -97,6 +99,9 @@ import Testing
         #expect(throws: HarnessError.self) { try h.call(MetadataRequest(topics: []), version: 9, session: session) }
         let response = try authenticate(h, session, ScramClient(mechanism: mechanism, user: "alice", password: "alice-pw"))
         #expect(response.errorCode == 0)
+        var old = ScramClient(mechanism: mechanism, user: "alice", password: "alice-pw")
+        old.doubledNonce = true
+        #expect(try authenticate(h, ClientSession(listener: 0, securityProtocol: .saslPlaintext), old).errorCode == 0)
         #expect(session.principal == "User:alice" && session.authenticated)
         #expect(try h.call(MetadataRequest(topics: []), version: 9, session: session)?.brokers.count == 1)
     }

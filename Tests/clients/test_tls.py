@@ -8,6 +8,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -119,12 +120,24 @@ def test_sasl_ssl_with_scram_and_plain(tls_broker, certs):
     assert errors and errors[0].code() == KafkaError._AUTHENTICATION
 
 
-def test_kcat_over_ssl(tls_broker, certs):
-    args = ["kcat", "-b", tls_broker.ssl_bootstrap, "-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certs}/ca.pem"]
+def kcat_round_trip(args, topic):
     lines = "".join(f"line-{i}\n" for i in range(100))
-    subprocess.run(args + ["-P", "-t", "kcat-tls"], input=lines.encode(), check=True, timeout=30)
-    out = subprocess.run(args + ["-C", "-t", "kcat-tls", "-o", "beginning", "-e", "-q"], capture_output=True, check=True, timeout=30)
+    subprocess.run(args + ["-P", "-t", topic], input=lines.encode(), check=True, timeout=30)
+    out = subprocess.run(args + ["-C", "-t", topic, "-o", "beginning", "-e", "-q"], capture_output=True, check=True, timeout=30)
     assert out.stdout.decode() == lines
+
+
+def test_kcat_over_ssl_and_sasl_ssl(tls_broker, certs):
+    tls = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certs}/ca.pem"]
+    kcat_round_trip(["kcat", "-b", tls_broker.ssl_bootstrap, *tls], "kcat-tls")
+    admin = AdminClient({"bootstrap.servers": tls_broker.bootstrap})
+    for future in admin.alter_user_scram_credentials([
+            UserScramCredentialUpsertion("kim", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"kim-pw")]).values():
+        future.result(timeout=10)
+    for mechanism in ["SCRAM-SHA-512", "PLAIN"]:
+        sasl = ["-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={certs}/ca.pem", "-X", f"sasl.mechanism={mechanism}",
+                "-X", "sasl.username=kim", "-X", "sasl.password=kim-pw"]
+        kcat_round_trip(["kcat", "-b", tls_broker.sasl_ssl_bootstrap, *sasl], "kcat-sasl-" + mechanism.lower())
 
 
 def test_mutual_tls_required(certs):
@@ -134,6 +147,8 @@ def test_mutual_tls_required(certs):
             with_cert = ssl_config(b.ssl_bootstrap, certs, **{"ssl.certificate.location": f"{certs}/client.crt",
                                                               "ssl.key.location": f"{certs}/client.key"})
             round_trip(with_cert, "mtls", count=100)
+            kcat_round_trip(["kcat", "-b", b.ssl_bootstrap, "-X", "security.protocol=SSL", "-X", f"ssl.ca.location={certs}/ca.pem",
+                             "-X", f"ssl.certificate.location={certs}/client.crt", "-X", f"ssl.key.location={certs}/client.key"], "kcat-mtls")
             errors = []
             p = Producer({**ssl_config(b.ssl_bootstrap, certs), "error_cb": errors.append})
             p.produce("mtls", b"x")
@@ -195,12 +210,30 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(certs):
 
 
 def test_bad_input_on_a_tls_port_closes_only_that_connection(tls_broker, certs):
+    """Garbage on the TLS and SASL_SSL ports while a real client produces over TLS: every record
+    of the client is acknowledged, the broker keeps running, and the log stays within its limit."""
     host, port = tls_broker.ssl_bootstrap.split(":")
+    producer = Producer(ssl_config(tls_broker.ssl_bootstrap, certs, **{"linger.ms": 1}))
+    delivered = []
+    stop = threading.Event()
+
+    def produce_steadily():
+        i = 0
+        while not stop.is_set():
+            producer.produce("steady", value=b"%d" % i, on_delivery=lambda err, msg: delivered.append(err))
+            producer.poll(0)
+            i += 1
+            time.sleep(0.002)
+        producer.flush(20)
+
+    steady = threading.Thread(target=produce_steadily)
+    steady.start()
     api_versions = struct.pack(">ihhih", 10, 18, 0, 1, 0)  # a plaintext Kafka request
     client_hello_start = bytes.fromhex("16030100c4010000c00303") + os.urandom(20)  # truncated
     inputs = [api_versions, client_hello_start, os.urandom(5000), b"\x16\x03\x01\xff\xff" + os.urandom(100), b""]
-    for data in inputs * 4:
-        with socket.create_connection((host, int(port))) as s:
+    sasl_host, sasl_port = tls_broker.sasl_ssl_bootstrap.split(":")
+    for data, (h, p) in [(d, hp) for d in inputs * 4 for hp in [(host, port), (sasl_host, sasl_port)]]:
+        with socket.create_connection((h, int(p))) as s:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
             s.settimeout(5)
@@ -209,6 +242,10 @@ def test_bad_input_on_a_tls_port_closes_only_that_connection(tls_broker, certs):
                     pass
             except (ConnectionResetError, socket.timeout):
                 pass
-    # A real client still gets through, and the broker logged no more than its rate limit.
+    stop.set()
+    steady.join(timeout=30)
+    assert delivered and all(err is None for err in delivered), [e for e in delivered if e is not None][:3]
+    # A new client still gets through, and the broker logged no more than its rate limit.
     round_trip(ssl_config(tls_broker.ssl_bootstrap, certs), "after-garbage", count=50)
     assert tls_broker.process.poll() is None
+    assert tls_broker.log().count("closing connection") <= 10 * 20
