@@ -59,6 +59,8 @@ let package = Package(
         .target(name: "ApusConfig", dependencies: [
             "ApusBroker", "ApusIO", "ApusStorage", .product(name: "Yams", package: "Yams"),
         ]),
+        // Cluster metadata on etcd (its v3 JSON gateway over ApusIO's sockets).
+        .target(name: "ApusCluster", dependencies: ["ApusIO"]),
         // apus serve: the event loop, connections, lifecycle, the metrics endpoint.
         .target(name: "ApusServer", dependencies: [
             "ApusBroker", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage",
@@ -101,6 +103,7 @@ let package = Package(
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
         .testTarget(name: "ApusLabTests", dependencies: ["ApusLab", "ApusClient", "KafkaWire", "apus", "ApusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")]),
+        .testTarget(name: "ApusClusterTests", dependencies: ["ApusCluster", "ApusTestSupport"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",
