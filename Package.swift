@@ -60,10 +60,10 @@ let package = Package(
             "ApusBroker", "ApusIO", "ApusStorage", .product(name: "Yams", package: "Yams"),
         ]),
         // Cluster metadata on etcd (its v3 JSON gateway over ApusIO's sockets).
-        .target(name: "ApusCluster", dependencies: ["ApusIO"]),
+        .target(name: "ApusCluster", dependencies: ["ApusIO", .product(name: "Logging", package: "swift-log")]),
         // apus serve: the event loop, connections, lifecycle, the metrics endpoint.
         .target(name: "ApusServer", dependencies: [
-            "ApusBroker", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage",
+            "ApusBroker", "ApusCluster", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
         // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.
@@ -75,7 +75,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "apus", dependencies: [
-            "ApusServer", "ApusConfig", "ApusStorage", "ApusIO", "ApusLab", "ApusClient",
+            "ApusServer", "ApusConfig", "ApusStorage", "ApusIO", "ApusLab", "ApusClient", "ApusCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "ApusBrokerTests", dependencies: ["ApusBroker", "ApusStorage", "ApusIO", "KafkaProtocol", "KafkaWire", .product(name: "Logging", package: "swift-log"), "ApusTestSupport"]),
         .testTarget(name: "ApusClientTests", dependencies: ["ApusClient", "ApusLab", "KafkaProtocol", "KafkaWire", "apus", "ApusTestSupport"]),
         .testTarget(name: "ApusLabTests", dependencies: ["ApusLab", "ApusClient", "KafkaWire", "apus", "ApusTestSupport", .product(name: "Histogram", package: "hdrhistogram-swift")]),
-        .testTarget(name: "ApusClusterTests", dependencies: ["ApusCluster", "ApusTestSupport"]),
+        .testTarget(name: "ApusClusterTests", dependencies: ["ApusCluster", "ApusTestSupport", "apus", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "CLZ4", "CSnappy", "CZstd"]),
         .testTarget(
             name: "KafkaProtocolTests",

@@ -27,6 +27,8 @@ extension ServerConfig {
         ("authorizer", "none", "none: every authenticated principal may do anything; acl: Kafka's ACL authorizer — every request is checked against the ACLs (CreateAcls/DescribeAcls/DeleteAcls, `apus acl`), kept in <data.dir>/.security/acls"),
         ("super.users", "none", "principals allowed everything whatever the ACLs, separated by semicolons as in Kafka: User:admin;User:ops"),
         ("allow.everyone.if.no.acl.found", "false", "with authorizer = acl, whether a resource that has no ACL at all is open to every principal"),
+        ("cluster.metadata", "none", "etcd://host:port[,host:port…]: register this broker in a cluster whose metadata lives on etcd (under a lease, with controller election; `apus cluster status`); partitions are not yet placed across brokers (issue 16); none: a single broker"),
+        ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
@@ -126,6 +128,23 @@ extension ServerConfig {
         case "allow.everyone.if.no.acl.found":
             guard let b = Bool(value) else { throw ConfigError("allow.everyone.if.no.acl.found: expected true or false, got '\(value)'") }
             broker.authorizer.allowEveryoneIfNoAclFound = b
+        case "cluster.metadata":
+            if value == "none" || value.isEmpty {
+                clusterEtcd = []
+            } else {
+                guard value.hasPrefix("etcd://") else { throw ConfigError("cluster.metadata: expected etcd://host:port[,host:port…] or none, got '\(value)'") }
+                let endpoints = value.dropFirst("etcd://".count).split(separator: ",").map { $0.trimmingSpaces }
+                for endpoint in endpoints {
+                    let parts = endpoint.split(separator: ":")
+                    guard parts.count == 2, !parts[0].isEmpty, UInt16(parts[1]) != nil else {
+                        throw ConfigError("cluster.metadata: expected host:port endpoints, got '\(endpoint)'")
+                    }
+                }
+                clusterEtcd = endpoints
+            }
+        case "cluster.prefix":
+            guard value.hasPrefix("/"), value.count > 1 else { throw ConfigError("cluster.prefix: expected a key prefix such as /apus, got '\(value)'") }
+            clusterPrefix = value
         case "data.dir":
             guard !value.isEmpty else { throw ConfigError("data.dir: may not be empty") }
             dataDirectory = value

@@ -35,6 +35,11 @@ public struct ServerConfig: Sendable {
     /// `numa`: prefer each shard's memory on its CPU's NUMA node (when there are several).
     public var numa = true
     public var broker = BrokerConfig()
+    /// `cluster.metadata`: etcd endpoints (`host:port`) holding the cluster's metadata; empty:
+    /// a single broker that needs nothing else.
+    public var clusterEtcd: [String] = []
+    /// `cluster.prefix`: where this cluster's keys live in etcd.
+    public var clusterPrefix = "/apus"
     /// The `ssl.*` keys: SSL and SASL_SSL listeners' certificate, trust and protocol settings.
     public var tls = TLSSettings()
 

@@ -1,4 +1,5 @@
 import ApusBroker
+import ApusCluster
 import ApusConfig
 import ApusIO
 import ApusStorage
@@ -32,6 +33,8 @@ public final class Server {
     private let listenerFDs: [Int32]
     /// The TLS context of SSL and SASL_SSL listeners (nil when there are none).
     let tls: TLSContext?
+    /// Membership in a cluster on etcd (`cluster.metadata`), started with the shards.
+    let cluster: ClusterAgent?
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
     public static var metricsTable: String { MetricsCatalog.markdownTable }
     /// tools/deploy/grafana-dashboard.json, generated from the same list.
@@ -81,6 +84,14 @@ public final class Server {
                            "clientAuth": "\(config.tls.clientAuth.rawValue)", "minProtocol": "\(config.tls.minProtocol)"])
         } else {
             tls = nil
+        }
+        if config.clusterEtcd.isEmpty {
+            cluster = nil
+        } else {
+            let me = BrokerRegistration(nodeId: brokerConfig.nodeId, listeners: brokerConfig.listeners.map {
+                .init(name: $0.name, securityProtocol: $0.securityProtocol.rawValue, host: $0.host, port: $0.port)
+            }, startedAtMs: now)
+            cluster = try ClusterAgent(endpoints: config.clusterEtcd, prefix: config.clusterPrefix, registration: me, logger: logger)
         }
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
         if let (host, port) = config.metricsListen {
@@ -178,6 +189,7 @@ public final class Server {
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
             "metrics": "\(metricsServer.map { "\(config.metricsListen!.host):\($0.port)" } ?? "off")",
         ])
+        try cluster?.start()
         metricsServer?.start()
         metrics.setListening(true)
         let numaNodes = config.numa ? Placement.numaNodeCount() : 0
@@ -202,6 +214,7 @@ public final class Server {
             })
         }
         for thread in threads { thread.join() }
+        cluster?.stop()
         metrics.setListening(false)
         metricsServer?.shutdown()
         reportStalls()

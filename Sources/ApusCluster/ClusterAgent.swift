@@ -1,0 +1,171 @@
+import ApusIO
+import Foundation
+import Logging
+import Synchronization
+
+/// A broker as the cluster's registry on etcd has it: its id and the address of every listener.
+public struct BrokerRegistration: Codable, Sendable, Equatable {
+    public struct Listener: Codable, Sendable, Equatable {
+        public var name: String
+        public var securityProtocol: String
+        public var host: String
+        public var port: Int32
+
+        public init(name: String, securityProtocol: String, host: String, port: Int32) {
+            self.name = name
+            self.securityProtocol = securityProtocol
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public var nodeId: Int32
+    public var listeners: [Listener]
+    public var startedAtMs: Int64
+
+    public init(nodeId: Int32, listeners: [Listener], startedAtMs: Int64) {
+        self.nodeId = nodeId
+        self.listeners = listeners
+        self.startedAtMs = startedAtMs
+    }
+}
+
+/// The cluster as one broker last read it from etcd.
+public struct ClusterView: Sendable, Equatable {
+    /// Live brokers (their registration's lease is alive), by node id.
+    public var brokers: [BrokerRegistration] = []
+    /// The broker holding the controller key, if any.
+    public var controller: Int32?
+    /// The etcd revision this view was read at.
+    public var revision: Int64 = 0
+
+    public init() {}
+}
+
+/// Where the cluster's keys live under `cluster.prefix`.
+public struct ClusterKeys: Sendable {
+    public let prefix: String
+    public init(prefix: String) { self.prefix = prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix }
+    public var brokers: String { prefix + "/brokers/" }
+    public func broker(_ id: Int32) -> String { brokers + String(id) }
+    public var controller: String { prefix + "/controller" }
+
+    /// Reads the live brokers and the controller (one range, one get).
+    public func read(_ client: EtcdClient) throws(EtcdError) -> ClusterView {
+        var view = ClusterView()
+        let (kvs, revision) = try client.range(prefix: brokers)
+        view.revision = revision
+        view.brokers = kvs.compactMap { try? JSONDecoder().decode(BrokerRegistration.self, from: Data($0.value)) }.sorted { $0.nodeId < $1.nodeId }
+        view.controller = try client.get(controller).flatMap { Int32(String(decoding: $0.value, as: UTF8.self)) }
+        return view
+    }
+}
+
+/// One broker's membership in a cluster whose metadata is on etcd (`cluster.metadata`): it
+/// registers under a lease (so the registration disappears when the broker dies), campaigns for
+/// the controller key (held under the same lease: a dead controller's key goes with it and
+/// another broker takes it), keeps the lease alive and re-reads the cluster every second, on a
+/// thread of its own — never on a shard thread, since every call waits on the network.
+///
+/// This is membership and controller election only: partitions are not yet placed across
+/// brokers (issue 16), so each broker still leads the partitions it hosts.
+public final class ClusterAgent: @unchecked Sendable {
+    public let keys: ClusterKeys
+    let client: EtcdClient
+    let registration: BrokerRegistration
+    let logger: Logger
+    let leaseSeconds: Int64
+    private let state = Mutex<ClusterView>(ClusterView())
+    private let stopping = Atomic<Bool>(false)
+    private var lease: Int64 = 0
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    public init(endpoints: [String], prefix: String, registration: BrokerRegistration, leaseSeconds: Int64 = 6, logger: Logger) throws(EtcdError) {
+        client = try EtcdClient(endpoints: endpoints)
+        keys = ClusterKeys(prefix: prefix)
+        self.registration = registration
+        self.leaseSeconds = leaseSeconds
+        self.logger = logger
+    }
+
+    /// The cluster as last read (any thread).
+    public var view: ClusterView { state.withLock { $0 } }
+
+    /// Registers this broker (refusing a node id a live broker holds), campaigns, and starts
+    /// the keep-alive thread.
+    public func start() throws(EtcdError) {
+        try register()
+        try refresh()
+        let thread = Thread { [self] in
+            while !stopping.load(ordering: .acquiring) {
+                Thread.sleep(forTimeInterval: 1)
+                if stopping.load(ordering: .acquiring) { break }
+                tick()
+            }
+            done.signal()
+        }
+        thread.name = "apus-cluster"
+        thread.start()
+        self.thread = thread
+    }
+
+    /// Leaves the cluster: the lease is revoked, so the registration (and the controller key,
+    /// if held) go at once instead of after the lease's TTL.
+    public func stop() {
+        guard thread != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        done.wait()
+        do {
+            try client.revoke(lease)
+            logger.info("left the cluster", metadata: ["nodeId": "\(registration.nodeId)"])
+        } catch {
+            logger.warning("could not revoke the cluster lease; the registration expires with it", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Stops without revoking, as a crash would (tests): the registration outlives the broker
+    /// until its lease expires.
+    public func abandon() {
+        guard thread != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        done.wait()
+    }
+
+    private func register() throws(EtcdError) {
+        lease = try client.grantLease(ttlSeconds: leaseSeconds)
+        let record: [UInt8]
+        do { record = Array(try JSONEncoder().encode(registration)) } catch { throw EtcdError(description: "encoding the registration: \(error)") }
+        guard try client.create(keys.broker(registration.nodeId), record, lease: lease) else {
+            try? client.revoke(lease)
+            throw EtcdError(description: "node.id \(registration.nodeId) is registered by a live broker under \(keys.prefix); each broker needs its own node.id")
+        }
+        logger.info("registered in the cluster", metadata: ["nodeId": "\(registration.nodeId)", "prefix": "\(keys.prefix)", "leaseSeconds": "\(leaseSeconds)"])
+    }
+
+    /// Campaigns for the controller key and re-reads the cluster.
+    private func refresh() throws(EtcdError) {
+        if try client.create(keys.controller, Array(String(registration.nodeId).utf8), lease: lease) {
+            logger.info("elected controller", metadata: ["nodeId": "\(registration.nodeId)"])
+        }
+        let fresh = try keys.read(client)
+        let old = state.withLock { view in
+            defer { view = fresh }
+            return view
+        }
+        if old.brokers.map(\.nodeId) != fresh.brokers.map(\.nodeId) || old.controller != fresh.controller {
+            logger.info("cluster membership", metadata: ["brokers": "\(fresh.brokers.map(\.nodeId))", "controller": "\(fresh.controller.map(String.init) ?? "none")"])
+        }
+    }
+
+    private func tick() {
+        do {
+            if try client.keepAlive(lease) <= 0 {
+                // Expired (etcd was unreachable for longer than the TTL): register again.
+                logger.warning("cluster lease expired; registering again", metadata: ["nodeId": "\(registration.nodeId)"])
+                try register()
+            }
+            try refresh()
+        } catch {
+            logger.warning("cluster metadata unreachable", metadata: ["error": "\(error)"])
+        }
+    }
+}
