@@ -118,6 +118,12 @@ public final class Broker {
     var saslFailureLog = LogRateLimit(perSecond: 10)
     /// The store's ACLs and the version they were read at (``acls``).
     var aclsSeen: (version: UInt64, acls: Authorizer) = (.max, Authorizer())
+    /// The cluster view and the version it was read at (``cluster``).
+    var clusterSeen: (version: UInt64, state: ClusterState) = (.max, ClusterState())
+    /// Topics shard 0 has seen in the cluster's metadata (only those are deleted when they go).
+    var clusterTopicsSeen: Set<String> = []
+    /// Local topics the cluster does not have, already warned about.
+    var warnedLocalOnly: Set<String> = []
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {

@@ -25,6 +25,9 @@ public final class ShardMesh: @unchecked Sendable {
     public let catalog: TopicCatalog
     /// SCRAM credentials and ACLs (changed by shard 0, read by all).
     public let security: SecurityStore
+    /// The cluster's metadata (`cluster.metadata`), nil for a single broker. Set before the
+    /// shards start.
+    public var cluster: ClusterMembership?
     private let inboxes: [Inbox]
     /// Jobs posted and not yet finished (shutdown waits for none).
     let inFlight = Atomic<Int>(0)

@@ -30,10 +30,26 @@ public struct BrokerRegistration: Codable, Sendable, Equatable {
     }
 }
 
+/// A topic as the cluster's metadata has it: its id (base64url, as Kafka writes topic ids), the
+/// leader of each partition, its configuration overrides.
+public struct TopicRecord: Codable, Sendable, Equatable {
+    public var id: String
+    public var leaders: [Int32]
+    public var configs: [String: String]
+
+    public init(id: String, leaders: [Int32], configs: [String: String]) {
+        self.id = id
+        self.leaders = leaders
+        self.configs = configs
+    }
+}
+
 /// The cluster as one broker last read it from etcd.
 public struct ClusterView: Sendable, Equatable {
     /// Live brokers (their registration's lease is alive), by node id.
     public var brokers: [BrokerRegistration] = []
+    /// Every topic, by name.
+    public var topics: [String: TopicRecord] = [:]
     /// The broker holding the controller key, if any.
     public var controller: Int32?
     /// The etcd revision this view was read at.
@@ -49,14 +65,20 @@ public struct ClusterKeys: Sendable {
     public var brokers: String { prefix + "/brokers/" }
     public func broker(_ id: Int32) -> String { brokers + String(id) }
     public var controller: String { prefix + "/controller" }
+    public var topics: String { prefix + "/topics/" }
+    public func topic(_ name: String) -> String { topics + name }
 
-    /// Reads the live brokers and the controller (one range, one get).
+    /// Reads the live brokers, the topics and the controller.
     public func read(_ client: EtcdClient) throws(EtcdError) -> ClusterView {
         var view = ClusterView()
         let (kvs, revision) = try client.range(prefix: brokers)
         view.revision = revision
         view.brokers = kvs.compactMap { try? JSONDecoder().decode(BrokerRegistration.self, from: Data($0.value)) }.sorted { $0.nodeId < $1.nodeId }
         view.controller = try client.get(controller).flatMap { Int32(String(decoding: $0.value, as: UTF8.self)) }
+        for kv in try client.range(prefix: topics).kvs {
+            guard let record = try? JSONDecoder().decode(TopicRecord.self, from: Data(kv.value)) else { continue }
+            view.topics[String(kv.key.dropFirst(topics.count))] = record
+        }
         return view
     }
 }
@@ -67,8 +89,8 @@ public struct ClusterKeys: Sendable {
 /// another broker takes it), keeps the lease alive and re-reads the cluster every second, on a
 /// thread of its own — never on a shard thread, since every call waits on the network.
 ///
-/// This is membership and controller election only: partitions are not yet placed across
-/// brokers (issue 16), so each broker still leads the partitions it hosts.
+/// Topics are placed by partition (one leader each, no replicas yet: issue 16); their records
+/// are written by ``EtcdTopicStore``-like callers with ``ClusterKeys``.
 public final class ClusterAgent: @unchecked Sendable {
     public let keys: ClusterKeys
     let client: EtcdClient
@@ -80,6 +102,8 @@ public final class ClusterAgent: @unchecked Sendable {
     private var lease: Int64 = 0
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
+    /// Called on the agent's thread with each view that differs from the one before.
+    public var onChange: (@Sendable (ClusterView) -> Void)?
 
     public init(endpoints: [String], prefix: String, registration: BrokerRegistration, leaseSeconds: Int64 = 6, logger: Logger) throws(EtcdError) {
         client = try EtcdClient(endpoints: endpoints)
@@ -98,10 +122,12 @@ public final class ClusterAgent: @unchecked Sendable {
         try register()
         try refresh()
         let thread = Thread { [self] in
+            var turn = 0
             while !stopping.load(ordering: .acquiring) {
-                Thread.sleep(forTimeInterval: 1)
+                Thread.sleep(forTimeInterval: 0.25)
                 if stopping.load(ordering: .acquiring) { break }
-                tick()
+                turn += 1
+                tick(keepAlive: turn % 4 == 0)  // the lease every second, the view four times a second
             }
             done.signal()
         }
@@ -154,11 +180,12 @@ public final class ClusterAgent: @unchecked Sendable {
         if old.brokers.map(\.nodeId) != fresh.brokers.map(\.nodeId) || old.controller != fresh.controller {
             logger.info("cluster membership", metadata: ["brokers": "\(fresh.brokers.map(\.nodeId))", "controller": "\(fresh.controller.map(String.init) ?? "none")"])
         }
+        if old != fresh { onChange?(fresh) }
     }
 
-    private func tick() {
+    private func tick(keepAlive: Bool) {
         do {
-            if try client.keepAlive(lease) <= 0 {
+            if keepAlive, try client.keepAlive(lease) <= 0 {
                 // Expired (etcd was unreachable for longer than the TTL): register again.
                 logger.warning("cluster lease expired; registering again", metadata: ["nodeId": "\(registration.nodeId)"])
                 try register()
@@ -167,5 +194,28 @@ public final class ClusterAgent: @unchecked Sendable {
         } catch {
             logger.warning("cluster metadata unreachable", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Creates and deletes topic records (its own connection: the agent's thread keeps the other).
+/// Thread-safe through a lock; the broker calls it from one worker thread.
+public final class TopicRecords: @unchecked Sendable {
+    private let client: Mutex<EtcdClient>
+    public let keys: ClusterKeys
+
+    public init(endpoints: [String], prefix: String) throws(EtcdError) {
+        client = Mutex(try EtcdClient(endpoints: endpoints))
+        keys = ClusterKeys(prefix: prefix)
+    }
+
+    /// Writes the record unless the topic exists; true if this call created it.
+    public func create(_ name: String, _ record: TopicRecord) throws -> Bool {
+        let bytes = Array(try JSONEncoder().encode(record))
+        return try client.withLock { client in try client.create(keys.topic(name), bytes) }
+    }
+
+    /// Deletes the record; false if there was none.
+    public func delete(_ name: String) throws -> Bool {
+        try client.withLock { client in try client.delete(keys.topic(name)) } > 0
     }
 }

@@ -27,7 +27,7 @@ extension ServerConfig {
         ("authorizer", "none", "none: every authenticated principal may do anything; acl: Kafka's ACL authorizer — every request is checked against the ACLs (CreateAcls/DescribeAcls/DeleteAcls, `apus acl`), kept in <data.dir>/.security/acls"),
         ("super.users", "none", "principals allowed everything whatever the ACLs, separated by semicolons as in Kafka: User:admin;User:ops"),
         ("allow.everyone.if.no.acl.found", "false", "with authorizer = acl, whether a resource that has no ACL at all is open to every principal"),
-        ("cluster.metadata", "none", "etcd://host:port[,host:port…]: register this broker in a cluster whose metadata lives on etcd (under a lease, with controller election; `apus cluster status`); partitions are not yet placed across brokers (issue 16); none: a single broker"),
+        ("cluster.metadata", "none", "etcd://host:port[,host:port…]: join a cluster whose metadata lives on etcd: brokers register under leases and elect a controller (`apus cluster status`), topics' partition leaders are placed across the live brokers and every broker answers Metadata for the whole cluster; partitions are not replicated yet (issue 16); none: a single broker"),
         ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),

@@ -3,6 +3,7 @@ import ApusCluster
 import ApusConfig
 import ApusIO
 import ApusStorage
+import KafkaWire
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +92,12 @@ public final class Server {
             let me = BrokerRegistration(nodeId: brokerConfig.nodeId, listeners: brokerConfig.listeners.map {
                 .init(name: $0.name, securityProtocol: $0.securityProtocol.rawValue, host: $0.host, port: $0.port)
             }, startedAtMs: now)
-            cluster = try ClusterAgent(endpoints: config.clusterEtcd, prefix: config.clusterPrefix, registration: me, logger: logger)
+            let agent = try ClusterAgent(endpoints: config.clusterEtcd, prefix: config.clusterPrefix, registration: me, logger: logger)
+            let membership = ClusterMembership(store: EtcdTopicStore(try TopicRecords(endpoints: config.clusterEtcd, prefix: config.clusterPrefix)),
+                                               worker: DiskWorker(label: "apus.cluster"))
+            mesh.cluster = membership
+            agent.onChange = { [mesh] view in membership.publish(ClusterState(view), to: mesh) }
+            cluster = agent
         }
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
         if let (host, port) = config.metricsListen {
@@ -240,6 +246,33 @@ public final class Server {
         if let path = config.stallStatsFile {
             stalls.publish(to: path)
             DiskWorker.shared.waitUntilIdle()
+        }
+    }
+}
+
+/// The cluster's topic records on etcd, as the broker's ``ClusterMetadataStore``.
+struct EtcdTopicStore: ClusterMetadataStore {
+    let records: TopicRecords
+
+    init(_ records: TopicRecords) { self.records = records }
+
+    func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool {
+        try records.create(name, TopicRecord(id: topic.id.base64URL, leaders: topic.leaders, configs: topic.configs))
+    }
+
+    func deleteTopic(_ name: String) throws -> Bool { try records.delete(name) }
+}
+
+extension ClusterState {
+    /// The broker's view of what the cluster agent read from etcd.
+    init(_ view: ClusterView) {
+        self.init()
+        brokers = view.brokers.map { b in
+            Broker(nodeId: b.nodeId, listeners: Dictionary(b.listeners.map { ($0.name, (host: $0.host, port: $0.port)) }, uniquingKeysWith: { a, _ in a }))
+        }
+        for (name, record) in view.topics {
+            guard let id = KafkaUUID(base64URL: record.id) else { continue }
+            topics[name] = Topic(id: id, leaders: record.leaders, configs: record.configs)
         }
     }
 }

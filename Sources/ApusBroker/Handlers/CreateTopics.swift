@@ -25,7 +25,7 @@ extension Broker {
                 refuse(.invalidTopic, "topic names are 1–249 characters of [a-zA-Z0-9._-]")
             } else if broker.deleting.contains(topic.name) || broker.creating.contains(topic.name) || toCreate.contains(where: { $0.name == topic.name }) {
                 refuse(.topicAlreadyExists, broker.deleting.contains(topic.name) ? "topic '\(topic.name)' is marked for deletion" : "topic '\(topic.name)' is being created")
-            } else if broker.topics[topic.name] != nil {
+            } else if broker.topics[topic.name] != nil || broker.cluster?.topics[topic.name] != nil {
                 refuse(.topicAlreadyExists, "topic '\(topic.name)' already exists")
             } else if !topic.assignments.isEmpty && (topic.numPartitions != -1 || topic.replicationFactor != -1) {
                 refuse(.invalidRequest, "a manual replica assignment comes with numPartitions and replicationFactor -1")
@@ -34,7 +34,7 @@ extension Broker {
             } else if partitions <= 0 || partitions > 10_000 {
                 refuse(.invalidPartitions, "number of partitions must be between 1 and 10000")
             } else if topic.assignments.isEmpty && topic.replicationFactor != -1 && topic.replicationFactor != 1 {
-                refuse(.invalidReplicationFactor, "replication factor must be 1 on a single broker")
+                refuse(.invalidReplicationFactor, "replication factor must be 1: partitions are not replicated yet")
             } else {
                 for config in topic.configs {
                     guard let value = config.value else {
@@ -62,6 +62,16 @@ extension Broker {
             response.topics.append(result)
         }
         guard !toCreate.isEmpty else { return broker.respond(response, context) }
+        if broker.cluster != nil {
+            broker.createClusterTopics(toCreate) { broker, failures in
+                for (name, (code, message)) in failures {
+                    guard let i = response.topics.firstIndex(where: { $0.name == name }) else { continue }
+                    response.topics[i] = .init(name: name, errorCode: code.rawValue, errorMessage: message)
+                }
+                broker.answerLater(broker.frame(response, context), context)
+            }
+            return .pending
+        }
         broker.createTopics(toCreate) { broker, failures in
             for (name, error) in failures {
                 guard let i = response.topics.firstIndex(where: { $0.name == name }) else { continue }

@@ -52,8 +52,12 @@ extension Broker {
             let readable = entry == nil && byId || broker.authorizedTopic(.read, entry?.name ?? topic.topic, context)
             for p in topic.partitions {
                 var read = PartitionRead(topic: entry?.name ?? topic.topic, topicId: topic.topicId, partition: p.partition, error: .none)
-                let known = readable && entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
-                if !known { read.error = !readable ? .topicAuthorizationFailed : entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition }
+                let exists = entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
+                let led = exists && broker.leads(entry!.name, p.partition)  // cluster mode: another broker may lead it
+                let known = readable && led
+                if !known {
+                    read.error = !readable ? .topicAuthorizationFailed : exists ? .notLeaderOrFollower : entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition
+                }
                 fetch.reads.append(read)
                 fetch.topics.append(known ? entry : nil)
             }

@@ -8,13 +8,20 @@ extension Broker {
         let request = try FindCoordinatorRequest.decode(from: &r, version: context.apiVersion)
         var response = FindCoordinatorResponse()
         let address = broker.config.advertised(context.listener)
+        // Cluster mode: the group's coordinator is the same broker whichever broker is asked.
+        func coordinate(_ group: String) -> (Int32, String, Int32)? {
+            guard let cluster = broker.cluster else { return (broker.config.nodeId, address.host, address.port) }
+            guard let chosen = cluster.coordinator(of: group), let at = chosen.listeners[address.name] else { return nil }
+            return (chosen.nodeId, at.host, at.port)
+        }
         if context.apiVersion >= 4 {
             response.coordinators = request.coordinatorKeys.map { key in
                 request.keyType != 0
                     ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.invalidRequest.rawValue, errorMessage: "only group coordinators are supported")
                     : !broker.authorizedGroup(.describe, key, context)
                     ? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.groupAuthorizationFailed.rawValue, errorMessage: "needs DESCRIBE on group \(key)")
-                    : .init(key: key, nodeId: broker.config.nodeId, host: address.host, port: address.port, errorCode: 0, errorMessage: nil)
+                    : coordinate(key).map { .init(key: key, nodeId: $0.0, host: $0.1, port: $0.2, errorCode: 0, errorMessage: nil) }
+                    ?? .init(key: key, nodeId: -1, host: "", port: -1, errorCode: ErrorCode.coordinatorNotAvailable.rawValue, errorMessage: "no live broker")
             }
         } else if request.keyType == 0 && !broker.authorizedGroup(.describe, request.key, context) {
             response.errorCode = ErrorCode.groupAuthorizationFailed.rawValue  // DESCRIBE on the group (ACLs)
@@ -23,10 +30,14 @@ extension Broker {
         } else if request.keyType != 0 {
             response.errorCode = ErrorCode.invalidRequest.rawValue  // transaction coordinators: not supported
             response.errorMessage = "only group coordinators are supported"
+        } else if let (node, host, port) = coordinate(request.key) {
+            response.nodeId = node
+            response.host = host
+            response.port = port
         } else {
-            response.nodeId = broker.config.nodeId
-            response.host = address.host
-            response.port = address.port
+            response.errorCode = ErrorCode.coordinatorNotAvailable.rawValue
+            response.nodeId = -1
+            response.port = -1
         }
         return broker.respond(response, context)
     }

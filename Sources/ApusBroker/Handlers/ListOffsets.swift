@@ -34,7 +34,10 @@ extension Broker {
                 let described = broker.authorizedTopic(.describe, topic.name, context)  // DESCRIBE on the topic (ACLs)
                 for (p, slot) in zip(topic.partitions, topicSlots) {
                     var result = ListOffsetsResponse.ListOffsetsPartitionResponse(partitionIndex: p.partitionIndex)
-                    switch !described ? .failed(.topicAuthorizationFailed) : slot.map({ offsets[$0] }) ?? .failed(.unknownTopicOrPartition) {
+                    let answer: ListedOffset = !described ? .failed(.topicAuthorizationFailed)
+                        : !broker.leads(topic.name, p.partitionIndex) ? .failed(.notLeaderOrFollower)
+                        : slot.map({ offsets[$0] }) ?? .failed(.unknownTopicOrPartition)
+                    switch answer {
                     case .failed(let code):
                         result.errorCode = code.rawValue
                     case .found(let offset, let timestamp):

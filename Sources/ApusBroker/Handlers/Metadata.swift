@@ -7,6 +7,7 @@ extension Broker {
     /// auto-created when asked for by name and `auto.create.topics.enable` allows it.
     static let metadata = HandlerEntry(api: .metadata, versions: 0...12, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try MetadataRequest.decode(from: &r, version: context.apiVersion)
+        if let cluster = broker.cluster { return broker.clusterMetadata(request, cluster, context) }
         var response = MetadataResponse()
         let address = broker.config.advertised(context.listener)
         response.brokers = [.init(nodeId: broker.config.nodeId, host: address.host, port: address.port)]
@@ -75,5 +76,45 @@ extension Broker {
                 replicaNodes: [config.nodeId], isrNodes: [config.nodeId], offlineReplicas: [])
         }
         return topic
+    }
+
+    /// Metadata in cluster mode: every live broker (at its address for the listener the client
+    /// came in on), and each partition's leader from the cluster's metadata — -1 with
+    /// LEADER_NOT_AVAILABLE while its broker is down. Topics asked for and unknown are created
+    /// in the cluster when allowed, answered LEADER_NOT_AVAILABLE until they appear.
+    func clusterMetadata(_ request: MetadataRequest, _ cluster: ClusterState, _ context: RequestContext) -> HandleOutcome {
+        let listener = config.advertised(context.listener).name
+        var response = MetadataResponse(clusterId: config.clusterId, controllerId: cluster.brokers.first?.nodeId ?? config.nodeId)
+        response.brokers = cluster.brokers.compactMap { b in b.listeners[listener].map { .init(nodeId: b.nodeId, host: $0.host, port: $0.port) } }
+        let names: [String]
+        if let topics = request.topics, !(context.apiVersion == 0 && topics.isEmpty) {
+            names = topics.compactMap { requested in requested.name ?? cluster.topics.first(where: { $0.value.id == requested.topicId })?.key }
+        } else {
+            names = cluster.topics.keys.sorted().filter { authorizedTopic(.describe, $0, context) }
+        }
+        var missing: [TopicSpec] = []
+        for name in names {
+            guard authorizedTopic(.describe, name, context) else {
+                response.topics.append(.init(errorCode: ErrorCode.topicAuthorizationFailed.rawValue, name: name))
+                continue
+            }
+            guard let topic = cluster.topics[name] else {
+                let mayCreate = config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation) && Broker.isValidTopicName(name)
+                    && (denyCluster(.create, context) == nil || authorizedTopic(.create, name, context))
+                if mayCreate && !creating.contains(name) { missing.append(TopicSpec(name: name, partitions: config.numPartitions)) }
+                let code: ErrorCode = !Broker.isValidTopicName(name) ? .invalidTopic : mayCreate ? .leaderNotAvailable : .unknownTopicOrPartition
+                response.topics.append(.init(errorCode: code.rawValue, name: name))
+                continue
+            }
+            var out = MetadataResponse.MetadataResponseTopic(name: name, topicId: topic.id)
+            out.partitions = topic.leaders.enumerated().map { p, leader in
+                let live = cluster.isLive(leader)
+                return .init(errorCode: live ? 0 : ErrorCode.leaderNotAvailable.rawValue, partitionIndex: Int32(p), leaderId: live ? leader : -1,
+                             leaderEpoch: Broker.leaderEpoch, replicaNodes: [leader], isrNodes: live ? [leader] : [], offlineReplicas: live ? [] : [leader])
+            }
+            response.topics.append(out)
+        }
+        if !missing.isEmpty { createClusterTopics(missing) { _, _ in } }
+        return respond(response, context)
     }
 }

@@ -1,0 +1,94 @@
+import KafkaProtocol
+import KafkaWire
+
+/// Cluster mode (`cluster.metadata`): topics and their partition leaders live in the cluster's
+/// metadata; a broker keeps logs for every partition of every topic (replication will use them)
+/// but serves only those it leads — others get NOT_LEADER_OR_FOLLOWER, as from Kafka. RF = 1:
+/// partitions are placed, not replicated yet (issue 16).
+extension Broker {
+    /// The cluster as this shard last saw it, or nil for a single broker.
+    var cluster: ClusterState? {
+        guard let membership = mesh.cluster else { return nil }
+        let version = membership.version.load(ordering: .acquiring)
+        if version != clusterSeen.version { clusterSeen = (version, membership.current) }
+        return clusterSeen.state
+    }
+
+    /// Whether this broker serves `partition` of `topic`: always without a cluster.
+    func leads(_ topic: String, _ partition: Int32) -> Bool {
+        guard let cluster else { return true }
+        guard let leaders = cluster.topics[topic]?.leaders, leaders.indices.contains(Int(partition)) else { return true }  // local-only (internal)
+        return leaders[Int(partition)] == config.nodeId
+    }
+
+    /// Writes new topics to the cluster's metadata (off the shard) and calls `done` with each
+    /// topic's failure (TOPIC_ALREADY_EXISTS or the store's error), if any. Every broker then
+    /// creates the topics' logs when its view shows them (``reconcileWithCluster()``).
+    func createClusterTopics(_ specs: [TopicSpec], then done: @escaping (Broker, [String: (ErrorCode, String)]) -> Void) {
+        guard let membership = mesh.cluster, let cluster else { return done(self, [:]) }
+        for spec in specs { creating.insert(spec.name) }
+        let planned = specs.map { spec in
+            (spec.name, ClusterState.Topic(id: spec.id, leaders: cluster.placement(spec.name, partitions: spec.partitions), configs: spec.overrides))
+        }
+        let store = membership.store
+        mesh.afterDiskWork(on: index, worker: membership.worker, { () -> [String: String] in
+            var failures: [String: String] = [:]
+            for (name, topic) in planned {
+                do {
+                    if topic.leaders.isEmpty { failures[name] = "no live broker" } else if try !store.createTopic(name, topic) { failures[name] = "exists" }
+                } catch {
+                    failures[name] = "\(error)"
+                }
+            }
+            return failures
+        }, then: { broker, failures in
+            for spec in specs { broker.creating.remove(spec.name) }
+            var codes: [String: (ErrorCode, String)] = [:]
+            for (name, failure) in failures {
+                codes[name] = failure == "exists" ? (.topicAlreadyExists, "topic '\(name)' already exists") : (.kafkaStorageError, "cluster metadata: \(failure)")
+            }
+            for (name, topic) in planned where failures[name] == nil {
+                broker.logger.info("created topic in the cluster", metadata: ["topic": "\(name)", "leaders": "\(topic.leaders)"])
+            }
+            done(broker, codes)
+        })
+    }
+
+    /// Removes topics from the cluster's metadata (off the shard); `done` gets the names that
+    /// were not there. Every broker deletes their logs when its view no longer shows them.
+    func deleteClusterTopics(_ names: [String], then done: @escaping (Broker, Set<String>, String?) -> Void) {
+        guard let membership = mesh.cluster else { return done(self, [], nil) }
+        let store = membership.store
+        mesh.afterDiskWork(on: index, worker: membership.worker, { () -> (Set<String>, String?) in
+            var missing = Set<String>()
+            do {
+                for name in names where try !store.deleteTopic(name) { missing.insert(name) }
+                return (missing, nil)
+            } catch {
+                return (missing, "\(error)")
+            }
+        }, then: { broker, outcome in done(broker, outcome.0, outcome.1) })
+    }
+
+    /// Brings this broker's logs in line with the cluster (shard 0, after every change): topics
+    /// the cluster has and this broker lacks are created (all partitions), topics it no longer
+    /// has are deleted here.
+    public func reconcileWithCluster() {
+        guard index == 0, let cluster else { return }
+        refreshTopics()
+        let missing = cluster.topics.filter { topics[$0.key] == nil && !creating.contains($0.key) && !deleting.contains($0.key) }
+        if !missing.isEmpty {
+            createTopics(missing.map { TopicSpec(name: $0.key, partitions: Int32($0.value.leaders.count), overrides: $0.value.configs, id: $0.value.id) }) { _, _ in }
+        }
+        // Only a topic seen in the cluster and gone since is deleted here: a topic this broker had
+        // before it joined (or a view that lost topics) never costs its data.
+        let gone = topics.keys.filter { clusterTopicsSeen.contains($0) && cluster.topics[$0] == nil && !deleting.contains($0) && !creating.contains($0) }
+        if !gone.isEmpty { deleteTopicsLocally(gone) { _, _ in } }
+        for name in topics.keys where cluster.topics[name] == nil && !clusterTopicsSeen.contains(name) && !name.hasPrefix("__") && !warnedLocalOnly.contains(name) {
+            warnedLocalOnly.insert(name)
+            logger.warning("a local topic is not in the cluster's metadata: kept, but not listed by Metadata", metadata: ["topic": "\(name)"])
+        }
+        clusterTopicsSeen.formUnion(cluster.topics.keys)
+        clusterTopicsSeen.subtract(gone)
+    }
+}

@@ -1,0 +1,123 @@
+"""Three real `apus serve` processes on a real etcd (cluster.metadata): topics are placed by
+partition across the brokers, every broker answers Metadata for the whole cluster, and
+confluent-kafka producers and a consumer group work across them (replication is not built yet:
+partitions have one replica)."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, free_port
+
+
+@pytest.fixture
+def etcd():
+    if not shutil.which("etcd"):
+        pytest.fail("etcd is not installed (tools/setup installs etcd-server)")
+    client, peer = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="apus-etcd-")
+    process = subprocess.Popen(["etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", f"http://127.0.0.1:{client}",
+                                "--advertise-client-urls", f"http://127.0.0.1:{client}", "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster", f"t=http://127.0.0.1:{peer}",
+                                "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"127.0.0.1:{client}"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        ok = subprocess.run(["etcdctl", f"--endpoints={endpoint}", "endpoint", "health"], capture_output=True,
+                            env={**os.environ, "ETCDCTL_API": "3"}).returncode == 0
+        if ok:
+            break
+        time.sleep(0.1)
+    try:
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(etcd):
+    with tempfile.TemporaryDirectory(prefix="apus-cluster-") as tmp:
+        brokers = [Broker(os.path.join(tmp, f"b{n}"), ["--set", f"cluster.metadata=etcd://{etcd}", "--set", f"node.id={n}"]) for n in (1, 2, 3)]
+        try:
+            yield brokers
+        finally:
+            for b in brokers:
+                assert b.stop() == 0, b.log()[-3000:]
+
+
+def eventually(seconds, condition):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def leaders(broker, topic):
+    md = AdminClient({"bootstrap.servers": broker.bootstrap, "allow.auto.create.topics": False}).list_topics(topic, timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return {p.id: p.leader for p in t.partitions.values()}
+
+
+def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
+    one, two, three = cluster
+    # Every broker lists all three, at their own addresses.
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in cluster))
+    md = AdminClient({"bootstrap.servers": two.bootstrap}).list_topics(timeout=5)
+    assert sorted(f"{b.host}:{b.port}" for b in md.brokers.values()) == sorted(b.bootstrap for b in cluster)
+
+    admin = AdminClient({"bootstrap.servers": one.bootstrap})
+    for f in admin.create_topics([NewTopic("spread", 6, 1)]).values():
+        f.result(timeout=10)
+    # All brokers agree on the leaders, which cover the three brokers two partitions each.
+    assert eventually(10, lambda: all(leaders(b, "spread") is not None and len(leaders(b, "spread")) == 6 for b in cluster))
+    views = [leaders(b, "spread") for b in cluster]
+    assert views[0] == views[1] == views[2]
+    assert sorted(views[0].values()) == [1, 1, 2, 2, 3, 3]
+    # Creating it again: TOPIC_ALREADY_EXISTS, from any broker.
+    admin3 = AdminClient({"bootstrap.servers": three.bootstrap})
+    with pytest.raises(KafkaException) as raised:
+        for f in admin3.create_topics([NewTopic("spread", 6, 1)]).values():
+            f.result(timeout=10)
+    assert raised.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+
+    errors = []
+    producer = Producer({"bootstrap.servers": two.bootstrap, "enable.idempotence": True, "error_cb": errors.append})
+    for i in range(600):
+        producer.produce("spread", key=b"k%d" % i, value=b"v%d" % i)
+    assert producer.flush(30) == 0, errors
+
+    consumer = Consumer({"bootstrap.servers": three.bootstrap, "group.id": "across", "auto.offset.reset": "earliest"})
+    consumer.subscribe(["spread"])
+    seen = []
+    deadline = time.time() + 40
+    while len(seen) < 600 and time.time() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(m.value())
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert sorted(seen) == sorted(b"v%d" % i for i in range(600))
+    assert "created topic in the cluster" in one.log()
+
+    # Auto-creation through Metadata places a new topic too.
+    p = Producer({"bootstrap.servers": three.bootstrap})
+    p.produce("auto-made", b"x")
+    assert p.flush(20) == 0
+    assert eventually(10, lambda: leaders(one, "auto-made") is not None)
+
+    # Deleting through any broker removes it everywhere.
+    for f in admin3.delete_topics(["spread"]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: all(leaders(b, "spread") is None for b in cluster))
+    assert eventually(10, lambda: all("deleted topic" in b.log() for b in cluster))
