@@ -70,6 +70,24 @@ extension Broker {
         }, then: { broker, outcome in done(broker, outcome.0, outcome.1) })
     }
 
+    /// Writes topics' new configuration overrides to their records (off the shard); `done` gets
+    /// each topic that could not be changed, with why.
+    func updateClusterTopicConfigs(_ changes: [(name: String, overrides: [String: String])], then done: @escaping (Broker, [String: String]) -> Void) {
+        guard let membership = mesh.cluster else { return done(self, [:]) }
+        let store = membership.store
+        mesh.afterDiskWork(on: index, worker: membership.worker, { () -> [String: String] in
+            var failures: [String: String] = [:]
+            for (name, overrides) in changes {
+                do {
+                    if try !store.setTopicConfigs(name, overrides) { failures[name] = "the topic is gone" }
+                } catch {
+                    failures[name] = "\(error)"
+                }
+            }
+            return failures
+        }, then: { broker, failures in done(broker, failures) })
+    }
+
     /// Brings this broker's logs in line with the cluster (shard 0, after every change): topics
     /// the cluster has and this broker lacks are created (all partitions), topics it no longer
     /// has are deleted here.
@@ -87,6 +105,15 @@ extension Broker {
         for name in topics.keys where cluster.topics[name] == nil && !clusterTopicsSeen.contains(name) && !name.hasPrefix("__") && !warnedLocalOnly.contains(name) {
             warnedLocalOnly.insert(name)
             logger.warning("a local topic is not in the cluster's metadata: kept, but not listed by Metadata", metadata: ["topic": "\(name)"])
+        }
+        // Configuration changed through another broker: apply it here too.
+        let altered = cluster.topics.compactMap { name, topic -> (name: String, overrides: [String: String])? in
+            guard let local = topics[name], local.overrides != topic.configs, !reconfiguring.contains(name) else { return nil }
+            return (name, topic.configs)
+        }
+        if !altered.isEmpty {
+            reconfiguring.formUnion(altered.map(\.name))
+            reconfigureTopics(altered) { broker, _ in broker.reconfiguring.subtract(altered.map(\.name)) }
         }
         clusterTopicsSeen.formUnion(cluster.topics.keys)
         clusterTopicsSeen.subtract(gone)

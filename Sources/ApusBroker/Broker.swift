@@ -124,6 +124,8 @@ public final class Broker {
     var clusterTopicsSeen: Set<String> = []
     /// Local topics the cluster does not have, already warned about.
     var warnedLocalOnly: Set<String> = []
+    /// Topics whose configuration from the cluster is being stored here.
+    var reconfiguring: Set<String> = []
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
@@ -140,7 +142,7 @@ public final class Broker {
         self.logger = logger
         self.mesh = mesh
         self.index = index
-        self.producerIds = ProducerIdAllocator(seed: nowMs)
+        self.producerIds = ProducerIdAllocator(seed: nowMs, nodeId: config.nodeId)
         self.groups = GroupCoordinator(config: config.groups)
         let seed = UInt64(bitPattern: nowMs) ^ UInt64.random(in: .min ... .max)
         var sequence: UInt64 = 0
@@ -580,7 +582,9 @@ final class Gather<Result>: @unchecked Sendable {
 struct ProducerIdAllocator {
     var next: Int64
 
-    init(seed: Int64) { next = max(seed, 1) * 1000 }
+    /// Ids from the start time in milliseconds × 1000 (so a restart never reuses one), with the
+    /// node id in bits 52–62, so that brokers of a cluster never hand out the same id.
+    init(seed: Int64, nodeId: Int32 = 0) { next = (max(seed, 1) * 1000) & ((1 << 52) - 1) | (Int64(nodeId & 0x7FF) << 52) }
 
     mutating func allocate() -> Int64 {
         defer { next += 1 }

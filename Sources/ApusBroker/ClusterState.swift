@@ -71,6 +71,9 @@ public protocol ClusterMetadataStore: Sendable {
     func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool
     /// Deletes the topic; false if there was none.
     func deleteTopic(_ name: String) throws -> Bool
+    /// Replaces the topic's configuration overrides (a compare-and-swap on its record, retried
+    /// when another change came first); false if there is no such topic.
+    func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool
 }
 
 /// The cluster as published to the shards, and how to change it.

@@ -214,6 +214,20 @@ public final class TopicRecords: @unchecked Sendable {
         return try client.withLock { client in try client.create(keys.topic(name), bytes) }
     }
 
+    /// Replaces the record's configuration overrides with a compare-and-swap on its revision,
+    /// retried when another change came first; false if there is no such topic.
+    public func setConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
+        try client.withLock { client in
+            for _ in 0..<16 {
+                guard let kv = try client.get(keys.topic(name)) else { return false }
+                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+                record.configs = configs
+                if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, Array(try JSONEncoder().encode(record))) { return true }
+            }
+            throw EtcdError(description: "topic \(name) kept changing; its configuration was not written")
+        }
+    }
+
     /// Deletes the record; false if there was none.
     public func delete(_ name: String) throws -> Bool {
         try client.withLock { client in try client.delete(keys.topic(name)) } > 0

@@ -261,6 +261,8 @@ struct EtcdTopicStore: ClusterMetadataStore {
     }
 
     func deleteTopic(_ name: String) throws -> Bool { try records.delete(name) }
+
+    func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool { try records.setConfigs(name, configs) }
 }
 
 extension ClusterState {

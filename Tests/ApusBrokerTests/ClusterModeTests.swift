@@ -23,6 +23,13 @@ import Testing
             }
         }
         func deleteTopic(_ name: String) throws -> Bool { topics.withLock { $0.removeValue(forKey: name) != nil } }
+        func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
+            topics.withLock { all in
+                guard all[name] != nil else { return false }
+                all[name]!.configs = configs
+                return true
+            }
+        }
     }
 
     static func state(_ store: Store) -> ClusterState {
@@ -64,6 +71,16 @@ import Testing
         let coordinator = try #require(try h.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3))
         #expect(coordinator.nodeId == Self.state(store).coordinator(of: "g")?.nodeId)
         #expect(coordinator.host == "10.0.0.\(coordinator.nodeId)")
+        // A configuration change is written to the record, and applied here when the view shows it.
+        let alter = IncrementalAlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: "spread",
+                                                                     configs: [.init(name: "retention.ms", configOperation: 0, value: "60000")])])
+        #expect(try h.call(alter, version: 1)?.responses[0].errorCode == 0)
+        #expect(store.topics.withLock { $0["spread"]?.configs } == ["retention.ms": "60000"])
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        for _ in 0..<20 { _ = h.turn(nowMs: 1_700_000_000_000, collecting: 0); DiskWorker.shared.waitUntilIdle() }
+        #expect(h.broker.topics["spread"]?.overrides == ["retention.ms": "60000"])
+        #expect(try h.call(CreatePartitionsRequest(topics: [.init(name: "spread", count: 8, assignments: nil)], timeoutMs: 1000), version: 3)?
+            .results[0].errorCode == ErrorCode.invalidRequest.rawValue)
         // A second creation of the name is refused; a deletion goes through the store, and the
         // logs go when the view drops the topic.
         #expect(try h.call(CreateTopicsRequest(topics: [.init(name: "spread", numPartitions: 1, replicationFactor: 1)]), version: 5)?

@@ -116,6 +116,19 @@ def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
     assert p.flush(20) == 0
     assert eventually(10, lambda: leaders(one, "auto-made") is not None)
 
+    # A configuration set through one broker is what every broker describes.
+    from confluent_kafka.admin import ConfigResource
+    resource = ConfigResource("topic", "spread", set_config={"retention.ms": "3600000"})
+    admin2 = AdminClient({"bootstrap.servers": two.bootstrap})
+    for f in admin2.alter_configs([resource]).values():
+        f.result(timeout=10)
+
+    def retention(b):
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        configs = list(admin.describe_configs([ConfigResource("topic", "spread")]).values())[0].result(timeout=10)
+        return configs["retention.ms"].value
+    assert eventually(10, lambda: all(retention(b) == "3600000" for b in cluster))
+
     # Deleting through any broker removes it everywhere.
     for f in admin3.delete_topics(["spread"]).values():
         f.result(timeout=10)

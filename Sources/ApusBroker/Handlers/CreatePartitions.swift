@@ -19,6 +19,8 @@ extension Broker {
             }
             if !broker.authorizedTopic(.alter, topic.name, context) {
                 refuse(.topicAuthorizationFailed, "needs ALTER on topic \(topic.name)")
+            } else if broker.cluster != nil {
+                refuse(.invalidRequest, "adding partitions is not supported in cluster mode yet")
             } else if request.topics.filter({ $0.name == topic.name }).count > 1 {
                 refuse(.invalidRequest, "the topic is named more than once")
             } else if broker.creating.contains(topic.name) {
