@@ -22,6 +22,7 @@ extension ServerConfig {
         ("ssl.client.auth", "none", "none | requested | required: ask TLS clients for a certificate; its subject (RFC 2253) becomes the principal User:<subject> on SSL listeners"),
         ("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", "TLS versions accepted: TLSv1.2,TLSv1.3 or TLSv1.3 alone"),
         ("ssl.cipher.suites", "none", "cipher suites, comma-separated: OpenSSL names for TLS 1.2, TLS_* names for TLS 1.3 (none: OpenSSL's defaults)"),
+        ("listener.name.<listener>.ssl.*", "(the ssl.* value)", "one listener's own TLS setting, as in Kafka: listener.name.internal.ssl.keystore.location gives the INTERNAL listener its own certificate; unset keys fall back to the ssl.* ones"),
         ("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", "SASL mechanisms offered on SASL_PLAINTEXT and SASL_SSL listeners; PLAIN checks the password against the user's SCRAM credential (off the shard threads), so every mechanism uses the one credential store (`apus user`, AlterUserScramCredentials)"),
         ("connections.max.reauth.ms", "0", "a SASL session expires after this long (KIP-368): the client re-authenticates on the same connection, or the connection is closed at its next request; 0: sessions never expire"),
         ("authorizer", "none", "none: every authenticated principal may do anything; acl: Kafka's ACL authorizer — every request is checked against the ACLs (CreateAcls/DescribeAcls/DeleteAcls, `apus acl`), kept in <data.dir>/.security/acls"),
@@ -91,22 +92,18 @@ extension ServerConfig {
                 map[parts[0].uppercased()] = p
             }
             securityProtocolMap = map
-        case "ssl.keystore.location": tls.keystore = value == "none" || value.isEmpty ? nil : value
-        case "ssl.key.password": tls.keyPassword = value == "none" || value.isEmpty ? nil : value
-        case "ssl.truststore.location": tls.truststore = value == "none" || value.isEmpty ? nil : value
-        case "ssl.client.auth":
-            guard let auth = TLSSettings.ClientAuth(rawValue: value.lowercased()) else {
-                throw ConfigError("ssl.client.auth: expected none, requested or required, got '\(value)'")
+        case _ where key.hasPrefix("ssl."):
+            try Self.setTLS(key, value, &tls)
+        case _ where key.hasPrefix("listener.name."):
+            // listener.name.<name>.ssl.*: that listener's own TLS settings (Kafka's form).
+            let rest = key.dropFirst("listener.name.".count)
+            guard let dot = rest.firstIndex(of: "."), !rest[..<dot].isEmpty, rest[rest.index(after: dot)...].hasPrefix("ssl.") else {
+                throw ConfigError("\(key): expected listener.name.<listener>.ssl.<key>")
             }
-            tls.clientAuth = auth
-        case "ssl.enabled.protocols":
-            let names = Set(value.split(separator: ",").map { $0.trimmingSpaces })
-            guard !names.isEmpty, names.isSubset(of: ["TLSv1.2", "TLSv1.3"]) else {
-                throw ConfigError("ssl.enabled.protocols: expected TLSv1.2,TLSv1.3 or TLSv1.3, got '\(value)'")
-            }
-            tls.minProtocol = names.contains("TLSv1.2") ? "TLSv1.2" : "TLSv1.3"
-        case "ssl.cipher.suites":
-            tls.cipherSuites = value == "none" ? [] : value.split(separator: ",").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+            let listener = rest[..<dot].uppercased(), sslKey = String(rest[rest.index(after: dot)...])
+            var scratch = TLSSettings()
+            try Self.setTLS(sslKey, value, &scratch)  // checks the key and the value
+            listenerTLS[listener, default: [:]][sslKey] = value
         case "sasl.enabled.mechanisms":
             var mechanisms: [SaslMechanism] = []
             for name in value.split(separator: ",").map({ $0.trimmingSpaces.uppercased() }) where !name.isEmpty {
@@ -198,6 +195,38 @@ extension ServerConfig {
         default:
             throw ConfigError("unknown configuration key '\(key)' (see docs/configuration.md)")
         }
+    }
+
+    /// Sets one `ssl.*` key of `settings`.
+    static func setTLS(_ key: String, _ value: String, _ tls: inout TLSSettings) throws(ConfigError) {
+        switch key {
+        case "ssl.keystore.location": tls.keystore = value == "none" || value.isEmpty ? nil : value
+        case "ssl.key.password": tls.keyPassword = value == "none" || value.isEmpty ? nil : value
+        case "ssl.truststore.location": tls.truststore = value == "none" || value.isEmpty ? nil : value
+        case "ssl.client.auth":
+            guard let auth = TLSSettings.ClientAuth(rawValue: value.lowercased()) else {
+                throw ConfigError("ssl.client.auth: expected none, requested or required, got '\(value)'")
+            }
+            tls.clientAuth = auth
+        case "ssl.enabled.protocols":
+            let names = Set(value.split(separator: ",").map { $0.trimmingSpaces })
+            guard !names.isEmpty, names.isSubset(of: ["TLSv1.2", "TLSv1.3"]) else {
+                throw ConfigError("ssl.enabled.protocols: expected TLSv1.2,TLSv1.3 or TLSv1.3, got '\(value)'")
+            }
+            tls.minProtocol = names.contains("TLSv1.2") ? "TLSv1.2" : "TLSv1.3"
+        case "ssl.cipher.suites":
+            tls.cipherSuites = value == "none" ? [] : value.split(separator: ",").map { $0.trimmingSpaces }.filter { !$0.isEmpty }
+        default:
+            throw ConfigError("unknown configuration key '\(key)' (see docs/configuration.md)")
+        }
+    }
+
+    /// The TLS settings of listener `name`: the `ssl.*` keys, with its `listener.name.<name>.ssl.*`
+    /// overrides applied.
+    public func tlsSettings(forListener name: String) -> TLSSettings {
+        var settings = tls
+        for (key, value) in listenerTLS[name.uppercased()] ?? [:] { try? Self.setTLS(key, value, &settings) }
+        return settings
     }
 
     /// Reads a YAML config file: a flat mapping of the keys above to scalar values.

@@ -42,6 +42,8 @@ public struct ServerConfig: Sendable {
     public var clusterPrefix = "/apus"
     /// The `ssl.*` keys: SSL and SASL_SSL listeners' certificate, trust and protocol settings.
     public var tls = TLSSettings()
+    /// `listener.name.<listener>.ssl.*`: per listener (upper-cased name), `ssl.*` key → value.
+    public var listenerTLS: [String: [String: String]] = [:]
 
     public init() {}
 }

@@ -32,8 +32,8 @@ public final class Server {
     /// The listeners as clients are told of them.
     public let listeners: [AdvertisedListener]
     private let listenerFDs: [Int32]
-    /// The TLS context of SSL and SASL_SSL listeners (nil when there are none).
-    let tls: TLSContext?
+    /// The TLS context of each listener, in `listeners` order (nil for plaintext ones).
+    let tls: [TLSContext?]
     /// Membership in a cluster on etcd (`cluster.metadata`), started with the shards.
     let cluster: ClusterAgent?
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
@@ -72,20 +72,33 @@ public final class Server {
                                       host: host, port: Int32(advertised?.port ?? bound.port))
         }
         self.listeners = brokerConfig.listeners
-        if listeners.contains(where: { $0.securityProtocol.usesTLS }) {
+        // One TLS context per distinct setting: listeners with the same ssl.* share one.
+        var contexts: [(settings: TLSSettings, context: TLSContext)] = []
+        var perListener: [TLSContext?] = []
+        for listener in listeners {
+            guard listener.securityProtocol.usesTLS else {
+                perListener.append(nil)
+                continue
+            }
+            let settings = config.tlsSettings(forListener: listener.name)
+            if let shared = contexts.first(where: { $0.settings == settings }) {
+                perListener.append(shared.context)
+                continue
+            }
             do {
-                tls = try TLSContext(config.tls)
+                let context = try TLSContext(settings)
+                contexts.append((settings, context))
+                perListener.append(context)
             } catch {
-                throw TLSError(description: "TLS listener: \(error)")
+                throw TLSError(description: "TLS listener \(listener.name): \(error)")
             }
             logger.info(kernelTLSAvailable()
                 ? "TLS: the kernel offers TLS offload, but this build encrypts in user space: fetches over TLS read file data into memory and encrypt it"
                 : "TLS: no kernel TLS offload here (no /proc/net/tls_stat): fetches over TLS read file data into memory and encrypt it; plaintext listeners keep sendfile",
-                metadata: ["listeners": "\(listeners.filter { $0.securityProtocol.usesTLS }.map(\.name).joined(separator: ","))",
-                           "clientAuth": "\(config.tls.clientAuth.rawValue)", "minProtocol": "\(config.tls.minProtocol)"])
-        } else {
-            tls = nil
+                metadata: ["listener": "\(listener.name)", "keystore": "\(settings.keystore ?? "-")",
+                           "clientAuth": "\(settings.clientAuth.rawValue)", "minProtocol": "\(settings.minProtocol)"])
         }
+        tls = perListener
         if config.clusterEtcd.isEmpty {
             cluster = nil
         } else {
@@ -169,12 +182,16 @@ public final class Server {
     /// Re-reads the TLS certificate, key and CAs (SIGHUP): new connections use them, established
     /// ones are not dropped. A file that does not load leaves the old context in use.
     public func reloadTLS() {
-        guard let tls else { return }
-        do {
-            try tls.reload()
-            logger.info("TLS certificate reloaded", metadata: ["keystore": "\(config.tls.keystore ?? "-")"])
-        } catch {
-            logger.error("TLS certificate reload failed; the previous one stays in use", metadata: ["error": "\(error)"])
+        var done: [ObjectIdentifier] = []
+        for (listener, context) in zip(listeners, tls) {
+            guard let context, !done.contains(ObjectIdentifier(context)) else { continue }
+            done.append(ObjectIdentifier(context))
+            do {
+                try context.reload()
+                logger.info("TLS certificate reloaded", metadata: ["listener": "\(listener.name)", "keystore": "\(context.settings.keystore ?? "-")"])
+            } catch {
+                logger.error("TLS certificate reload failed; the previous one stays in use", metadata: ["listener": "\(listener.name)", "error": "\(error)"])
+            }
         }
     }
 

@@ -27,8 +27,8 @@ final class ShardLoop: @unchecked Sendable {
     /// The listening sockets, in `listeners` order (shard 0 only): it accepts and hands
     /// connections out in turn.
     let listeners: [Int32]
-    /// Sessions for connections of SSL and SASL_SSL listeners come from here.
-    let tls: TLSContext?
+    /// Per listener: where sessions for its connections come from (nil: plaintext).
+    let tls: [TLSContext?]
     /// Gives an accepted connection to the shard whose turn it is (shard 0 only).
     var distribute: ((AcceptedConnection) -> Void)?
     private let stop = Atomic<Bool>(false)
@@ -55,7 +55,7 @@ final class ShardLoop: @unchecked Sendable {
     /// Connections and request latencies, counted on this thread (and by its connections).
     private let counters = ShardCounters()
 
-    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listeners: [Int32], tls: TLSContext?,
+    init(index: Int, cpu: Int, config: ServerConfig, logger: Logger, network: ShardNetwork, broker: Broker, listeners: [Int32], tls: [TLSContext?],
          stalls: StallReport, metrics: MetricsHub) {
         self.index = index
         self.stalls = stalls
@@ -222,7 +222,7 @@ final class ShardLoop: @unchecked Sendable {
                                     host: peer.split(separator: ":").dropLast().joined(separator: ":"))
         var tlsSession: TLSSession?
         if listener.securityProtocol.usesTLS {
-            guard let made = tls?.session() else {
+            guard tls.indices.contains(accepted.listener), let made = tls[accepted.listener]?.session() else {
                 logger.warning("no TLS session for a new connection; closing it", metadata: ["peer": "\(peer)", "listener": "\(listener.name)"])
                 Net.close(fd)
                 return

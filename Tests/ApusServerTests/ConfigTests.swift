@@ -63,6 +63,17 @@ import Testing
                            ("listener.security.protocol.map", "X:TLS")] {
             #expect(throws: ConfigError.self) { try config.set(key, bad) }
         }
+        // listener.name.<l>.ssl.*: that listener's own TLS settings over the ssl.* ones.
+        try config.set("ssl.keystore.location", "/etc/apus/external.pem")
+        try config.set("ssl.client.auth", "requested")
+        try config.set("listener.name.internal.ssl.keystore.location", "/etc/apus/internal.pem")
+        #expect(config.tlsSettings(forListener: "INTERNAL").keystore == "/etc/apus/internal.pem")
+        #expect(config.tlsSettings(forListener: "INTERNAL").clientAuth == .requested)
+        #expect(config.tlsSettings(forListener: "SASL_SSL").keystore == "/etc/apus/external.pem")
+        for bad in ["listener.name.internal.keystore", "listener.name..ssl.keystore.location", "listener.name.x.ssl.nonsense"] {
+            #expect(throws: ConfigError.self) { try config.set(bad, "x") }
+        }
+        #expect(throws: ConfigError.self) { try config.set("listener.name.x.ssl.client.auth", "maybe") }
         try config.set("listeners", "CLIENT://127.0.0.1:0")
         #expect(throws: ConfigError.self) { try config.resolvedListeners() }  // CLIENT has no protocol in the map
     }

@@ -249,3 +249,29 @@ def test_bad_input_on_a_tls_port_closes_only_that_connection(tls_broker, certs):
     round_trip(ssl_config(tls_broker.ssl_bootstrap, certs), "after-garbage", count=50)
     assert tls_broker.process.poll() is None
     assert tls_broker.log().count("closing connection") <= 10 * 20
+
+
+def test_each_listener_can_have_its_own_certificate(certs):
+    """listener.name.<l>.ssl.*: an INTERNAL listener with a certificate of its own beside the
+    EXTERNAL one's; clients of each see their listener's certificate and both work."""
+    with tempfile.TemporaryDirectory(prefix="apus-per-listener-") as tmp:
+        own = os.path.join(tmp, "certs")
+        os.makedirs(own)
+        for f in ["ca.pem", "ca.key", "san.cnf", "server.csr", "server.key"]:
+            subprocess.run(["cp", f"{certs}/{f}", own], check=True)
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "internal.crt", "-days", "2", "-extfile", "san.cnf", cwd=own)
+        with open(os.path.join(own, "internal.pem"), "w") as f:
+            f.write(open(os.path.join(own, "internal.crt")).read() + open(os.path.join(own, "server.key")).read())
+        external, internal = free_port(), free_port()
+        b = Broker(os.path.join(tmp, "data"), [
+            "--set", f"listeners=PLAINTEXT://127.0.0.1:{{port}},EXTERNAL://127.0.0.1:{external},INTERNAL://127.0.0.1:{internal}",
+            "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:SSL,INTERNAL:SSL",
+            "--set", f"ssl.keystore.location={certs}/server.pem",
+            "--set", f"listener.name.internal.ssl.keystore.location={own}/internal.pem"])
+        try:
+            assert server_certificate_serial(f"127.0.0.1:{external}", certs) != server_certificate_serial(f"127.0.0.1:{internal}", certs)
+            round_trip(ssl_config(f"127.0.0.1:{external}", certs), "via-external", count=20)
+            round_trip(ssl_config(f"127.0.0.1:{internal}", certs), "via-internal", count=20)
+        finally:
+            assert b.stop() == 0, b.log()[-3000:]
