@@ -74,6 +74,20 @@ import Testing
         #expect(!check(c, .read, "h", host: "10.0.0.9"))
     }
 
+    /// Kafka's authorizeByResourceType: some ALLOW for the type that no DENY cancels.
+    @Test func anyResourceOfAType() {
+        func any(_ a: Authorizer, open: Bool = false) -> Bool {
+            a.authorizeAny(principal: "User:alice", host: "10.0.0.1", operation: .write, resourceType: .topic, superUsers: [], allowEveryoneIfNoAclFound: open)
+        }
+        #expect(!any(Authorizer()) && any(Authorizer(), open: true))
+        #expect(any(Authorizer([Self.acl("t", .write)])))
+        #expect(!any(Authorizer([Self.acl("t", .write), Self.acl("t", .write, .deny)])))
+        #expect(!any(Authorizer([Self.acl("logs-1", .write), Self.acl("logs-", .prefixed, .write).denying])))
+        #expect(!any(Authorizer([Self.acl("logs-a", .prefixed, .write), Self.acl("logs-", .prefixed, .write).denying])))
+        #expect(any(Authorizer([Self.acl("logs-", .prefixed, .write), Self.acl("logs-a", .write, .deny)])))  // a literal DENY leaves the prefix
+        #expect(!any(Authorizer([Self.acl("t", .write), Self.acl("*", .write, .deny)])))
+    }
+
     @Test func filtersValidationAndRemoval() {
         var a = Authorizer([Self.acl("orders", .write), Self.acl("ord", .prefixed, .read), Self.acl(.group, "g", .read), Self.acl("*", "User:bob", .read)])
         #expect(a.bindings(matching: AclBindingFilter()).count == 4)
@@ -187,5 +201,13 @@ import Testing
         defer { open.remove() }
         #expect(try open.call(DescribeAclsRequest(resourceTypeFilter: 1, resourceNameFilter: nil, patternTypeFilter: 1, principalFilter: nil,
                                                   hostFilter: nil, operation: 1, permissionType: 1), version: 3)?.errorCode == ErrorCode.securityDisabled.rawValue)
+    }
+}
+
+extension AclBinding {
+    var denying: AclBinding {
+        var copy = self
+        copy.permission = .deny
+        return copy
     }
 }

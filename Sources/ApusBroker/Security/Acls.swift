@@ -221,8 +221,17 @@ public struct Authorizer: Sendable, Equatable {
         if mine.contains(where: { $0.permission == .deny && ($0.resourceName == "*" && $0.patternType == .literal || $0.resourceName.isEmpty && $0.patternType == .prefixed) }) {
             return false
         }
-        let denied = Set(mine.filter { $0.permission == .deny }.map { "\($0.patternType.rawValue)\u{0}\($0.resourceName)" })
-        return mine.contains { $0.permission == .allow && !denied.contains("\($0.patternType.rawValue)\u{0}\($0.resourceName)") }
+        let denies = mine.filter { $0.permission == .deny }
+        // Kafka's rule: a literal ALLOW is cancelled by a DENY of the same name or by a prefixed
+        // DENY covering it; a prefixed ALLOW only by a prefixed DENY covering its prefix.
+        func cancels(_ deny: AclBinding, _ allow: AclBinding) -> Bool {
+            switch (deny.patternType, allow.patternType) {
+            case (.literal, .literal): deny.resourceName == allow.resourceName
+            case (.prefixed, _): allow.resourceName.hasPrefix(deny.resourceName)
+            default: false
+            }
+        }
+        return mine.contains { allow in allow.permission == .allow && !denies.contains { cancels($0, allow) } }
     }
 
     // MARK: On disk: one ACL per line, tab-separated; names, principals and hosts in base64.
