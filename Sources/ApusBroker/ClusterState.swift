@@ -49,18 +49,14 @@ public struct ClusterState: Sendable, Equatable {
     /// by the name (as Kafka spreads leaders), so topics do not all begin on one broker.
     public func placement(_ name: String, partitions: Int32) -> [Int32] {
         guard !brokers.isEmpty else { return [] }
-        var hash: UInt32 = 2_166_136_261
-        for byte in name.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        let start = Int(hash % UInt32(brokers.count))
+        let start = Int(fnv1a(name) % UInt64(brokers.count))
         return (0..<Int(partitions)).map { brokers[(start + $0) % brokers.count].nodeId }
     }
 
     /// The broker coordinating `group`: the same answer on every broker with the same view.
     public func coordinator(of group: String) -> Broker? {
         guard !brokers.isEmpty else { return nil }
-        var hash: UInt32 = 2_166_136_261
-        for byte in group.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return brokers[Int(hash % UInt32(brokers.count))]
+        return brokers[Int(fnv1a(group) % UInt64(brokers.count))]
     }
 }
 

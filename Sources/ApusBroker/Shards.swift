@@ -123,12 +123,7 @@ public final class ShardMesh: @unchecked Sendable {
 
     static func owner(topic: String, partition: Int32, shards count: Int) -> Int {
         guard count > 1 else { return 0 }
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in topic.utf8 {
-            hash ^= UInt64(byte)
-            hash &*= 0x100_0000_01b3
-        }
-        return Int((hash &+ UInt64(partition)) % UInt64(count))
+        return Int((fnv1a(topic) &+ UInt64(partition)) % UInt64(count))
     }
 
     /// Marks every shard busy until it reports itself idle (``Broker/reportIdle(_:)``), so
@@ -280,4 +275,15 @@ public final class TopicCatalog: @unchecked Sendable {
             return topics.removeValue(forKey: name)
         }
     }
+}
+
+/// FNV-1a (64-bit) of a name: the same on every broker and every run (Swift's `hashValue` is
+/// seeded per process), for shard ownership and cluster placement.
+func fnv1a(_ name: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in name.utf8 {
+        hash ^= UInt64(byte)
+        hash &*= 0x100_0000_01b3
+    }
+    return hash
 }
