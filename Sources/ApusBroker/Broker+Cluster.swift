@@ -8,16 +8,22 @@ import KafkaWire
 extension Broker {
     /// The cluster as this shard last saw it, or nil for a single broker.
     var cluster: ClusterState? {
-        guard let membership = mesh.cluster else { return nil }
-        let version = membership.version.load(ordering: .acquiring)
-        if version != clusterSeen.version { clusterSeen = (version, membership.current) }
-        return clusterSeen.state
+        refreshClusterView() ? clusterSeen.state : nil
     }
 
-    /// Whether this broker serves `partition` of `topic`: always without a cluster.
+    /// Re-reads the cluster view if it moved; false for a single broker.
+    private func refreshClusterView() -> Bool {
+        guard let membership = mesh.cluster else { return false }
+        let version = membership.version.load(ordering: .acquiring)
+        if version != clusterSeen.version { clusterSeen = (version, membership.current) }
+        return true
+    }
+
+    /// Whether this broker serves `partition` of `topic`: always without a cluster. Per
+    /// partition on the produce and fetch paths: it reads the cached view in place.
     func leads(_ topic: String, _ partition: Int32) -> Bool {
-        guard let cluster else { return true }
-        guard let leaders = cluster.topics[topic]?.leaders, leaders.indices.contains(Int(partition)) else { return true }  // local-only (internal)
+        guard refreshClusterView() else { return true }
+        guard let leaders = clusterSeen.state.topics[topic]?.leaders, leaders.indices.contains(Int(partition)) else { return true }  // local-only (internal)
         return leaders[Int(partition)] == config.nodeId
     }
 

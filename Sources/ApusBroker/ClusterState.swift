@@ -7,19 +7,24 @@ import Synchronization
 /// server's cluster agent (off the shards), read by every shard; changes to topics go through
 /// ``ClusterMetadataStore``, whose blocking calls run on ``ClusterMembership/worker``.
 public struct ClusterState: Sendable, Equatable {
+    public struct Address: Sendable, Equatable {
+        public var host: String
+        public var port: Int32
+
+        public init(host: String, port: Int32) {
+            self.host = host
+            self.port = port
+        }
+    }
+
     public struct Broker: Sendable, Equatable {
         public var nodeId: Int32
-        /// Listener name → advertised host and port.
-        public var listeners: [String: (host: String, port: Int32)]
+        /// Listener name → advertised address.
+        public var listeners: [String: Address]
 
-        public init(nodeId: Int32, listeners: [String: (host: String, port: Int32)]) {
+        public init(nodeId: Int32, listeners: [String: Address]) {
             self.nodeId = nodeId
             self.listeners = listeners
-        }
-
-        public static func == (a: Self, b: Self) -> Bool {
-            a.nodeId == b.nodeId && a.listeners.count == b.listeners.count
-                && a.listeners.allSatisfy { name, address in b.listeners[name].map { $0 == address } ?? false }
         }
     }
 

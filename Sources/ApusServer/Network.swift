@@ -141,7 +141,7 @@ final class RingNetwork: ShardNetwork {
     func process(_ loop: ShardLoop, accepting: Bool) {
         complete(events, loop, accepting: accepting)
         events.removeAll(keepingCapacity: true)
-        guard !loop.draining, Sys.wallClockMs() >= acceptRetryAtMs else { return }
+        guard !listeners.isEmpty, !loop.draining, Sys.wallClockMs() >= acceptRetryAtMs else { return }
         for (i, fd) in listeners.enumerated() where !acceptArmed[i] {
             ring.accept(fd, tag: UInt64(i) << 3 | Tag.accept)
             acceptArmed[i] = true

@@ -287,7 +287,7 @@ extension ClusterState {
     init(_ view: ClusterView) {
         self.init()
         brokers = view.brokers.map { b in
-            Broker(nodeId: b.nodeId, listeners: Dictionary(b.listeners.map { ($0.name, (host: $0.host, port: $0.port)) }, uniquingKeysWith: { a, _ in a }))
+            Broker(nodeId: b.nodeId, listeners: Dictionary(b.listeners.map { ($0.name, Address(host: $0.host, port: $0.port)) }, uniquingKeysWith: { a, _ in a }))
         }
         for (name, record) in view.topics {
             guard let id = KafkaUUID(base64URL: record.id) else { continue }

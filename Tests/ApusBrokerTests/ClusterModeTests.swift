@@ -34,7 +34,7 @@ import Testing
 
     static func state(_ store: Store) -> ClusterState {
         var state = ClusterState()
-        state.brokers = (1...3).map { ClusterState.Broker(nodeId: $0, listeners: ["PLAINTEXT": (host: "10.0.0.\($0)", port: 9092)]) }
+        state.brokers = (1...3).map { ClusterState.Broker(nodeId: $0, listeners: ["PLAINTEXT": .init(host: "10.0.0.\($0)", port: 9092)]) }
         state.topics = store.topics.withLock { $0 }
         return state
     }

@@ -25,7 +25,7 @@ extension Broker {
             case .failure(let failure):
                 return broker.saslFailed(failure, context)
             case .success(let (user, password)):
-                let stored = broker.mesh.security.credentials[user]
+                let stored = broker.mesh.security.credentials(of: user)
                 guard let (mechanism, credential) = stored?.max(by: { $0.key < $1.key }) else {
                     return broker.saslFailed(.rejected("authentication failed: invalid credentials"), context)
                 }

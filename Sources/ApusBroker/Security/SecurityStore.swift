@@ -40,6 +40,11 @@ public final class SecurityStore: @unchecked Sendable {
 
     public var credentials: Credentials { state.withLock { $0 } }
 
+    /// One user's credentials, by mechanism.
+    public func credentials(of user: String) -> [ScramMechanism: ScramCredential]? {
+        state.withLock { $0[user] }
+    }
+
     public func credential(user: String, mechanism: ScramMechanism) -> ScramCredential? {
         state.withLock { $0[user]?[mechanism] }
     }
