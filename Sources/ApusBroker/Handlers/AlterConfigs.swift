@@ -112,26 +112,21 @@ extension Broker {
             results.append(result)
         }
         guard !validateOnly, !changes.isEmpty else { return respond(response(results), context) }
+        // Each topic that could not be stored is answered KAFKA_STORAGE_ERROR; the rest succeed.
+        let answer = { (broker: Broker, failures: [String: String]) in
+            for (name, message) in failures {
+                guard let i = results.firstIndex(where: { $0.resourceType == ConfigEntry.topicResource && $0.resourceName == name }) else { continue }
+                results[i].error = .kafkaStorageError
+                results[i].message = message
+            }
+            broker.answerLater(broker.frame(response(results), context), context)
+        }
         if cluster != nil {
             // Cluster mode: the configuration lives in the topic's record; every broker applies
             // it when its view shows the change (reconcileWithCluster).
-            updateClusterTopicConfigs(changes) { broker, failures in
-                for (name, message) in failures {
-                    guard let i = results.firstIndex(where: { $0.resourceType == ConfigEntry.topicResource && $0.resourceName == name }) else { continue }
-                    results[i].error = .kafkaStorageError
-                    results[i].message = "cluster metadata: \(message)"
-                }
-                broker.answerLater(broker.frame(response(results), context), context)
-            }
-            return .pending
-        }
-        reconfigureTopics(changes) { broker, failures in
-            for (name, error) in failures {
-                guard let i = results.firstIndex(where: { $0.resourceType == ConfigEntry.topicResource && $0.resourceName == name }) else { continue }
-                results[i].error = .kafkaStorageError
-                results[i].message = "\(error)"
-            }
-            broker.answerLater(broker.frame(response(results), context), context)
+            updateClusterTopicConfigs(changes) { broker, failures in answer(broker, failures.mapValues { "cluster metadata: \($0)" }) }
+        } else {
+            reconfigureTopics(changes) { broker, failures in answer(broker, failures.mapValues { "\($0)" }) }
         }
         return .pending
     }

@@ -61,22 +61,13 @@ extension Broker {
         }
         guard users.contains(where: { errors[$0] == nil }) else { return .respond(answer(nil)) }
         broker.pendingCredentials = credentials
-        let logs = broker.logs, bytes = SecurityStore.encodeCredentials(credentials)
-        broker.mesh.afterDiskWork(on: broker.index, { () -> String? in
-            do {
-                try logs.writeSecurityFile(SecurityStore.credentialsFile, bytes)
-                return nil
-            } catch {
-                return "\(error)"
-            }
-        }) { broker, failure in
-            if failure == nil {
-                broker.mesh.security.publish(credentials)
-                if broker.pendingCredentials == credentials { broker.pendingCredentials = nil }
-                broker.logger.info("SCRAM credentials altered", metadata: ["users": "\(users.filter { errors[$0] == nil }.joined(separator: ","))"])
+        broker.storeSecurityFile(SecurityStore.credentialsFile, SecurityStore.encodeCredentials(credentials)) { broker, failure in
+            if broker.pendingCredentials == credentials { broker.pendingCredentials = nil }  // else a later change is being written
+            if let failure {
+                broker.logger.error("could not store SCRAM credentials", metadata: ["error": "\(failure)"])
             } else {
-                broker.pendingCredentials = nil  // back to what is stored
-                broker.logger.error("could not store SCRAM credentials", metadata: ["error": "\(failure!)"])
+                broker.mesh.security.publish(credentials)
+                broker.logger.info("SCRAM credentials altered", metadata: ["users": "\(users.filter { errors[$0] == nil }.joined(separator: ","))"])
             }
             broker.answerLater(answer(failure), context)
         }

@@ -53,21 +53,12 @@ extension Broker {
     /// shard and answers with `response(storage error or nil)`.
     func storeAcls<R: KafkaResponse>(_ acls: Authorizer, _ context: RequestContext, response: @escaping (String?) -> R) {
         pendingAcls = acls
-        let logs = self.logs, bytes = acls.encoded()
-        mesh.afterDiskWork(on: index, { () -> String? in
-            do {
-                try logs.writeSecurityFile(SecurityStore.aclsFile, bytes)
-                return nil
-            } catch {
-                return "\(error)"
-            }
-        }) { broker, failure in
+        storeSecurityFile(SecurityStore.aclsFile, acls.encoded()) { broker, failure in
+            if broker.pendingAcls == acls { broker.pendingAcls = nil }  // else a later change is being written
             if let failure {
-                broker.pendingAcls = nil
                 broker.logger.error("could not store ACLs", metadata: ["error": "\(failure)"])
             } else {
                 broker.mesh.security.publish(acls)
-                if broker.pendingAcls == acls { broker.pendingAcls = nil }
                 broker.logger.info("ACLs changed", metadata: ["acls": "\(acls.bindings.count)", "principal": "\(context.principal)"])
             }
             broker.answerLater(broker.frame(response(failure), context), context)

@@ -92,3 +92,19 @@ public final class SecurityStore: @unchecked Sendable {
         return (result, malformed)
     }
 }
+
+extension Broker {
+    /// Writes the security file `name` (the whole set, atomically) on the disk worker, then calls
+    /// `done` on this shard with the failure, if any — the Alter* APIs answer only after it.
+    func storeSecurityFile(_ name: String, _ bytes: [UInt8], then done: @escaping (Broker, String?) -> Void) {
+        let logs = self.logs
+        mesh.afterDiskWork(on: index, { () -> String? in
+            do {
+                try logs.writeSecurityFile(name, bytes)
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }, then: done)
+    }
+}
