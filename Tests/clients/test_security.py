@@ -156,6 +156,21 @@ def test_requests_before_authentication_close_only_that_connection(sasl_broker):
         while len(data) < size:
             data += s.recv(size - len(data))
         assert struct.unpack(">ih", data[:6]) == (2, 34)
+    # A wrong PLAIN password: SaslAuthenticate answers SASL_AUTHENTICATION_FAILED (58), then the
+    # connection closes at the next request.
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(kafka_frame(17, 1, 1, struct.pack(">h", 5) + b"PLAIN"))
+        token = b"\x00erin\x00not-erins-pw"
+        s.sendall(kafka_frame(36, 1, 2, struct.pack(">i", len(token)) + token))
+        s.settimeout(5)
+        answers = []
+        while len(answers) < 2:
+            size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+            answers.append(s.recv(size, socket.MSG_WAITALL))
+        assert struct.unpack(">ih", answers[0][:6]) == (1, 0)    # the handshake
+        assert struct.unpack(">ih", answers[1][:6]) == (2, 58)   # SASL_AUTHENTICATION_FAILED
+        s.sendall(kafka_frame(3, 1, 3, struct.pack(">i", -1)))
+        assert closed_by_peer(s)
     # Garbage SCRAM messages: a failure answer, then the connection closes at the next request.
     for garbage in [b"", b"n,,", b"p=tls-unique,,n=erin,r=x", b"n,,n=erin,r=" + b"A" * 100000, b"\xff\xfe\x00",
                     b"n,,n=er=ZZin,r=abc"]:
