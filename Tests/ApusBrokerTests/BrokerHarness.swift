@@ -26,7 +26,7 @@ final class BrokerHarness {
         self.path = path ?? NSTemporaryDirectory() + "apus-broker-\(UUID().uuidString.prefix(8))"
         var logger = Logger(label: "apus.broker.test")
         logger.logLevel = .critical
-        let logs = try LogManager(dataDirectory: self.path, defaultConfig: config.log, logger: logger)
+        let logs = try Self.reopen(self.path, config: config.log, logger: logger)
         if shards == 1 {
             brokers = [try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)]
         } else {
@@ -35,6 +35,23 @@ final class BrokerHarness {
             brokers = try (0..<shards).map { index in
                 try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger,
                            nowMs: 1_700_000_000_000, mesh: mesh, index: index)
+            }
+        }
+    }
+
+    /// Opens the data directory. A reopen right after a shutdown may find the `.lock` still held
+    /// by this very process for a moment: every test target runs in one process, and a child
+    /// another test is spawning holds a copy of the closed lock descriptor until its exec closes
+    /// it (CLOEXEC). Only that case — the holder is us — is waited for, up to 5 s.
+    static func reopen(_ path: String, config: LogConfig, logger: Logger) throws -> LogManager {
+        let deadline = Date().addingTimeInterval(5)
+        let me = "pid \(getpid())"
+        while true {
+            do {
+                return try LogManager(dataDirectory: path, defaultConfig: config, logger: logger)
+            } catch {
+                guard case .dataDirectoryInUse(_, let holder) = error, holder == me, Date() < deadline else { throw error }
+                usleep(10_000)
             }
         }
     }

@@ -34,17 +34,35 @@ public final class EtcdServer {
         throw HarnessError("etcd did not become healthy")
     }
 
-    /// `etcdctl endpoint health` (Debian's etcd-client) succeeds: the member has a leader.
+    /// GET /health answers `"health":"true"` once the member has a leader (a plain socket, so
+    /// that waiting spawns no process).
     static func healthy(_ endpoint: String) -> Bool {
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
-        check.arguments = ["--endpoints=\(endpoint)", "--dial-timeout=1s", "--command-timeout=1s", "endpoint", "health"]
-        check.environment = ["ETCDCTL_API": "3"]
-        check.standardOutput = FileHandle.nullDevice
-        check.standardError = FileHandle.nullDevice
-        guard (try? check.run()) != nil else { return false }
-        check.waitUntilExit()
-        return check.terminationStatus == 0
+        let parts = endpoint.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { return false }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr(String(parts[0]))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        let request = Array("GET /health HTTP/1.1\r\nHost: \(endpoint)\r\nConnection: close\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { return false }
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            answer += chunk[..<n]
+        }
+        let text = String(decoding: answer, as: UTF8.self)
+        return text.hasPrefix("HTTP/1.1 200") && text.contains("\"health\":\"true\"")
     }
 
     public func stop() {
