@@ -88,6 +88,8 @@ public final class PartitionLog {
     let spare = SpareSegment()
     /// The active segment has asked for a spare.
     var spareAsked = false
+    /// The active segment rolls where its reservation ends, onto a spare reserved in full.
+    var rollsAtReservation = false
     /// Counts `bytes` of this log sent to a consumer (the Fetch handler, once per range it sends;
     /// other reads, such as rebuilding producer state, are not traffic).
     public func countFetched(_ bytes: Int) {
@@ -155,11 +157,13 @@ public final class PartitionLog {
         let relativeEnd = nextOffset + Int64(view.lastOffsetDelta) - segment.baseOffset
         if !segment.isEmpty && (segment.stagedSize + Int64(batch.count) > config.segmentBytes || nowMs - segment.createdMs >= config.segmentMs
                                 || relativeEnd > Int64(Int32.max)) {
-            segment = try roll(nowMs: nowMs)
+            segment = try roll(nowMs: nowMs, spare: spare.take())
+        } else if rollsAtReservation && segment.stagedSize + Int64(batch.count) > segment.reservedTo, let ready = spare.take() {
+            segment = try roll(nowMs: nowMs, spare: ready)  // early: the spare is reserved in full
         }
         if !spareAsked && (segment.stagedSize >= config.segmentBytes / 2 || nowMs - segment.createdMs >= config.segmentMs / 2) {
             spareAsked = true  // once per segment: no lock on the append path after that
-            spare.prepare(directory, nowMs: nowMs)
+            spare.prepare(directory, nowMs: nowMs, reserve: spareReservation(segment, nowMs: nowMs), intervalBytes: config.indexIntervalBytes)
         }
         let baseOffset = nextOffset
         RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
@@ -168,7 +172,7 @@ public final class PartitionLog {
         }
         segment.stage(UnsafeRawBufferPointer(batch), view: view, intervalBytes: config.indexIntervalBytes)
         if config.preallocateBytes > 0 && segment.needsReservation(window: config.preallocateBytes, limit: config.segmentBytes) {
-            segment.reserveAhead(window: config.preallocateBytes, limit: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
+            reserve(segment, nowMs: nowMs)
         }
         nextOffset = view.lastOffset + 1
         stagedRecords += Int64(view.recordCount)
@@ -176,15 +180,44 @@ public final class PartitionLog {
         return AppendInfo(baseOffset: baseOffset, lastOffset: view.lastOffset, logStartOffset: logStartOffset)
     }
 
-    /// Starts a new segment at the next offset.
-    private func roll(nowMs: Int64) throws(StorageError) -> Segment {
+    /// The active segment's reservation is running out (``Segment/needsReservation(window:limit:)``).
+    /// A partition filling fast asks for a spare reserved up to the segment size and rolls onto
+    /// it where its reservation ends, so that no block is ever reserved in a file a shard is
+    /// writing; the window is reserved in place only for a slower partition, or while that
+    /// spare is late. A new partition's first window is reserved in place, at its first append:
+    /// the rate is judged over that window.
+    private func reserve(_ segment: Segment, nowMs: Int64) {
+        let window = config.preallocateBytes
+        if !spareAsked && segment.reservedTo > 0 && fillsFast(segment, nowMs: nowMs) {
+            spareAsked = true
+            rollsAtReservation = true
+            spare.prepare(directory, nowMs: nowMs, reserve: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
+        } else if !rollsAtReservation || (segment.stagedSize + window / 4 > segment.reservedTo && !spare.isReady) {
+            segment.reserveAhead(window: window, limit: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
+        }
+    }
+
+    /// Whether the segment is filling at a rate that would fill `segment.bytes` within a minute.
+    private func fillsFast(_ segment: Segment, nowMs: Int64) -> Bool {
+        segment.stagedSize * 60_000 >= config.segmentBytes * max(nowMs - segment.createdMs, 1)
+    }
+
+    /// What a spare asked for now reserves before it is handed over: the whole segment for a
+    /// partition filling fast, else the first window.
+    private func spareReservation(_ segment: Segment, nowMs: Int64) -> Int64 {
+        guard config.preallocateBytes > 0 else { return 0 }
+        return fillsFast(segment, nowMs: nowMs) ? config.segmentBytes : min(config.preallocateBytes, config.segmentBytes)
+    }
+
+    /// Starts a new segment at the next offset, on `spare` if one is ready.
+    private func roll(nowMs: Int64, spare: Segment?) throws(StorageError) -> Segment {
         // The old segment's max timestamp goes into its time index with this turn's writes.
         let old = activeSegment
         if old.stageFinalTimeIndexEntry() && !dirtySegments.contains(where: { $0.segment === old }) {
             dirtySegments.append((old, old.nextOffset))
         }
         let segment: Segment
-        if let spare = spare.take() {
+        if let spare {
             // The files exist already (made by the disk worker); they get their name there too.
             // Until then they are `spare.*`, which recovery adopts by their first batch.
             segment = spare
@@ -205,6 +238,7 @@ public final class PartitionLog {
         segment.nextOffset = nextOffset
         segments.append(segment)
         spareAsked = false
+        rollsAtReservation = false
         logger.debug("rolled segment", metadata: ["partition": "\(topicPartition)", "base": "\(nextOffset)"])
         return segment
     }
@@ -578,8 +612,9 @@ final class SpareSegment: @unchecked Sendable {
     private enum State: Sendable { case none, making, ready(Handed) }
     private let state = Mutex<State>(.none)
 
-    /// Has the disk worker make a spare unless one is ready or on its way.
-    func prepare(_ directory: String, nowMs: Int64) {
+    /// Has the disk worker make a spare unless one is ready or on its way, and the preallocation
+    /// worker reserve its first `reserve` bytes before it is ready.
+    func prepare(_ directory: String, nowMs: Int64, reserve: Int64, intervalBytes: Int) {
         let start = state.withLock { s -> Bool in
             guard case .none = s else { return false }
             s = .making
@@ -587,11 +622,29 @@ final class SpareSegment: @unchecked Sendable {
         }
         guard start else { return }
         DiskWorker.shared.run { [self] in
-            let made = (try? Segment.spare(directory: directory, nowMs: nowMs)).map(Handed.init)
-            state.withLock { s in
-                guard case .making = s else { return }  // dropped meanwhile
-                s = made.map(State.ready) ?? .none
+            guard let made = (try? Segment.spare(directory: directory, nowMs: nowMs)).map(Handed.init) else {
+                return finish(nil)
             }
+            guard reserve > 0 else { return finish(made) }
+            // Reserving can wait on the disk for a while: not on the worker checkpoints use.
+            DiskWorker.preallocation.run { [self] in
+                made.segment.reserveUnshared(reserve, intervalBytes: intervalBytes)
+                finish(made)
+            }
+        }
+    }
+
+    private func finish(_ made: Handed?) {
+        state.withLock { s in
+            guard case .making = s else { return }  // dropped meanwhile
+            s = made.map(State.ready) ?? .none
+        }
+    }
+
+    var isReady: Bool {
+        state.withLock { s in
+            if case .ready = s { return true }
+            return false
         }
     }
 

@@ -177,20 +177,35 @@ final class Segment {
     /// file's size. Writes into reserved blocks need no allocation, so a shard's write never
     /// waits for writeback holding the file's block map (measured: 15–27 ms waits in
     /// `ext4_da_get_block_prep` on a dirty page cache, Results/2026-12-05-tail-prealloc). Best
-    /// effort: if the worker falls behind, writes allocate as before.
+    /// effort: if the worker falls behind, writes allocate as before. Reserving in place takes
+    /// the file's inode lock, which the shard's writes need too; ext4 holds it while reading
+    /// block bitmaps queued behind writeback (measured: up to 86 ms), so a partition that fills
+    /// fast rolls onto a spare reserved in full instead (``PartitionLog``).
     func reserveAhead(window: Int64, limit: Int64, intervalBytes: Int) {
         let from = max(reservedTo, size)
         let to = min(from + window, limit)
         reservedTo = max(to, reservedTo)
         guard to > from, let fds = duplicateFds() else { return }
-        let interval = Int64(max(intervalBytes, 4096))
-        let indexEntries = (from / interval, to / interval + 2)
         DiskWorker.preallocation.run {
-            _ = try? Sys.preallocate(fds[0], from: from, length: to - from)
-            _ = try? Sys.preallocate(fds[1], from: indexEntries.0 * 8, length: (indexEntries.1 - indexEntries.0) * 8)
-            _ = try? Sys.preallocate(fds[2], from: indexEntries.0 * 12, length: (indexEntries.1 - indexEntries.0) * 12)
+            Self.reserve(fds, from: from, to: to, intervalBytes: intervalBytes)
             fds.forEach(Sys.close)
         }
+    }
+
+    /// Reserves the first `bytes` of a spare segment's files, on the thread that made it and
+    /// before any shard sees it: no write contends for its inode.
+    func reserveUnshared(_ bytes: Int64, intervalBytes: Int) {
+        guard bytes > reservedTo else { return }
+        Self.reserve([logFd, indexFd, timeIndexFd], from: reservedTo, to: bytes, intervalBytes: intervalBytes)
+        reservedTo = bytes
+    }
+
+    private static func reserve(_ fds: [Int32], from: Int64, to: Int64, intervalBytes: Int) {
+        let interval = Int64(max(intervalBytes, 4096))
+        let indexEntries = (from / interval, to / interval + 2)
+        _ = try? Sys.preallocate(fds[0], from: from, length: to - from)
+        _ = try? Sys.preallocate(fds[1], from: indexEntries.0 * 8, length: (indexEntries.1 - indexEntries.0) * 8)
+        _ = try? Sys.preallocate(fds[2], from: indexEntries.0 * 12, length: (indexEntries.1 - indexEntries.0) * 12)
     }
 
     /// Gives back what was reserved beyond the written data, once the segment takes no more

@@ -437,9 +437,54 @@ extension PartitionLogTests {
         return (try Sys.allocatedBytes(fd), try Sys.fileSize(fd))
     }
 
+    /// A slow partition (8 KiB a second here, where `segment.bytes` in a minute would be 17 KiB/s)
+    /// has its active segment reserved in place, a window at a time.
     @Test(arguments: [IOBackendKind.posix, .uring])
     func theActiveSegmentIsReservedAheadAndARolledOneGivesItBack(_ kind: IOBackendKind) throws {
         let dir = TemporaryDirectory("apus-reserve")
+        var config = LogConfig()
+        config.segmentBytes = 1 << 20
+        config.preallocateBytes = 256 << 10
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
+        let log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
+        let shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        let before = ShardThreadContract.violations.count
+        ShardThreadContract.markCurrentThread(true)
+        var appended = 0
+        var clock = now
+        func appendBatches(_ n: Int) throws {
+            for _ in 0..<n {
+                clock += 1000
+                _ = try shard.append(arena.batch(records: 8, first: appended, valueSize: 1000), to: log, requireDurable: false, nowMs: clock)
+                appended += 8
+                shard.commit(nowMs: clock)
+            }
+        }
+        try appendBatches(10)  // ~80 KiB: past half of the first window
+        DiskWorker.preallocation.waitUntilIdle()
+        let first = try allocation(dir, 0)
+        #expect(first.size < 100 << 10)
+        #expect(first.allocated >= 256 << 10, "the first window is reserved: \(first)")
+        #expect(first.allocated <= 640 << 10, "no more than two windows ahead: \(first)")
+        try appendBatches(140)  // ~1.1 MiB: the segment rolls
+        ShardThreadContract.markCurrentThread(false)
+        #expect(ShardThreadContract.violations.count == before, "reserving runs off the shard: \(ShardThreadContract.violations.examples)")
+        DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.shared.waitUntilIdle()
+        #expect(log.segmentCount >= 2)
+        let rolled = try allocation(dir, 0)
+        #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
+        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
+        try manager.close()
+    }
+
+    /// A partition filling fast never has blocks reserved in a file the shard writes: its first
+    /// segment asks for a spare reserved in full and rolls onto it where the first window ends.
+    @Test(arguments: [IOBackendKind.posix, .uring])
+    func aFastPartitionRollsOntoASpareReservedInFull(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory("apus-reserve-fast")
         var config = LogConfig()
         config.segmentBytes = 1 << 20
         config.preallocateBytes = 256 << 10
@@ -458,20 +503,25 @@ extension PartitionLogTests {
                 shard.commit(nowMs: now)
             }
         }
-        try appendBatches(10)  // ~80 KiB: past half of the first window
+        try appendBatches(20)  // ~160 KiB in no time: past half of the first window
+        DiskWorker.shared.waitUntilIdle()
+        DiskWorker.preallocation.waitUntilIdle()
+        #expect(log.segmentCount == 1)
+        try appendBatches(20)  // past the first window: the log rolls onto the spare
+        #expect(log.segmentCount == 2)
+        DiskWorker.shared.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
-        #expect(first.size < 100 << 10)
-        #expect(first.allocated >= 256 << 10, "the first window is reserved: \(first)")
-        #expect(first.allocated <= 640 << 10, "no more than two windows ahead: \(first)")
-        try appendBatches(140)  // ~1.1 MiB: the segment rolls
+        #expect(first.size <= (256 << 10) + (9 << 10), "the first segment ends at its reservation: \(first)")
+        #expect(first.allocated <= first.size + 64 << 10, "and gives back what it did not use: \(first)")
+        let second = try allocation(dir, log.segmentBaseOffsets[1])
+        #expect(second.allocated >= 1 << 20, "the spare was reserved up to segment.bytes before the shard wrote it: \(second)")
+        #expect(second.allocated <= (1 << 20) + (64 << 10), "and nothing was reserved in it since: \(second)")
+        try appendBatches(60)
         ShardThreadContract.markCurrentThread(false)
-        #expect(ShardThreadContract.violations.count == before, "reserving runs off the shard: \(ShardThreadContract.violations.examples)")
+        #expect(ShardThreadContract.violations.count == before, "\(ShardThreadContract.violations.examples)")
         DiskWorker.preallocation.waitUntilIdle()
-        DiskWorker.shared.waitUntilIdle()
-        #expect(log.segmentCount >= 2)
-        let rolled = try allocation(dir, 0)
-        #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
+        #expect(try allocation(dir, log.segmentBaseOffsets[1]).allocated <= (1 << 20) + (64 << 10))
         #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
         try manager.close()
     }
