@@ -61,9 +61,15 @@ final class Connection {
     /// Reads what the socket has and calls `body` with each complete request frame (valid only
     /// during the call; `body` returns false to stop). Returns why the connection must close
     /// ("" for an orderly close by the peer), or nil to keep it.
-    func readFrames(maxFrameBytes: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
-        while true {
-            let space = receiveBuffer()
+    ///
+    /// Reads at most about `budget` bytes: what is left waits for the next turn (the poller is
+    /// level-triggered), so that a client with many large requests queued has the first ones
+    /// answered this turn instead of all of them at the end of one long turn.
+    func readFrames(maxFrameBytes: Int, budget: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
+        var left = budget
+        while left > 0 {
+            let buffer = receiveBuffer()
+            let space = tls == nil ? UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(max(left, 64 << 10))) : buffer
             let got: Int?
             do {
                 got = try Net.read(fd, into: space)
@@ -73,6 +79,7 @@ final class Connection {
             guard let got else { break }
             if let reason = received(got, maxFrameBytes: maxFrameBytes, body) { return reason }
             if got < space.count { break }  // drained: the next read would block
+            left -= got
         }
         return nil
     }

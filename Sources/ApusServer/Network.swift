@@ -56,7 +56,9 @@ final class EpollNetwork: ShardNetwork {
             loop.touch(connection)
             if event.readable && !connection.muted {
                 let now = Sys.wallClockMs()
-                let reason = connection.readFrames(maxFrameBytes: loop.config.requestMaxBytes) { loop.handle($0, from: connection, nowMs: now) }
+                let reason = connection.readFrames(maxFrameBytes: loop.config.requestMaxBytes, budget: loop.config.turnReadBytes) {
+                    loop.handle($0, from: connection, nowMs: now)
+                }
                 if let reason { loop.close(connection, reason: reason) }
             }
             // A hung-up connection that is not being read (muted) would be reported forever.
