@@ -68,8 +68,7 @@ final class Connection {
     func readFrames(maxFrameBytes: Int, budget: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
         var left = budget
         while left > 0 {
-            let buffer = receiveBuffer()
-            let space = tls == nil ? UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(max(left, 64 << 10))) : buffer
+            let space = receiveBuffer(atMost: left)
             let got: Int?
             do {
                 got = try Net.read(fd, into: space)
@@ -90,6 +89,12 @@ final class Connection {
     func receiveBuffer() -> UnsafeMutableRawBufferPointer {
         if let tls { return tls.inSpace() }
         return plainReceiveBuffer()
+    }
+
+    /// ``receiveBuffer()`` cut to `limit` bytes (at least 64 KiB) for a turn's read budget.
+    func receiveBuffer(atMost limit: Int) -> UnsafeMutableRawBufferPointer {
+        let buffer = receiveBuffer()
+        return tls == nil ? UnsafeMutableRawBufferPointer(rebasing: buffer.prefix(max(limit, 64 << 10))) : buffer
     }
 
     private func plainReceiveBuffer() -> UnsafeMutableRawBufferPointer {

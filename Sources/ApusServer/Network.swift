@@ -221,7 +221,7 @@ final class RingNetwork: ShardNetwork {
             guard loop.isOpen(connection) else { continue }
             connection.muted = loop.draining || connection.queuedBytes > loop.config.connectionBacklogBytes
             if !connection.muted && !connection.receiving && !connection.pollingReadable {
-                ring.receive(connection.fd, into: connection.receiveBuffer(), tag: tag(connection, Tag.receive))
+                ring.receive(connection.fd, into: connection.receiveBuffer(atMost: loop.config.turnReadBytes), tag: tag(connection, Tag.receive))
                 connection.receiving = true
             }
         }
