@@ -164,6 +164,9 @@ struct SweepEndToEndTests {
         #expect(b.manifest.command.contains("--broker-binary"))
         let report = try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8)
         #expect(report.contains("Every run followed 1 s of maximum-rate produce"))
+        // The sweep's own broker drops each run's topics once the run is measured.
+        let brokerLog = try String(contentsOfFile: "\(bundle)/points/\(b.results[0].point.id)/broker.log", encoding: .utf8)
+        #expect(brokerLog.split(separator: "\n").contains { $0.contains("deleted topic") && $0.contains("topic=preload-1") }, "\(brokerLog.suffix(2000))")
     }
 
     @Test func aBadPlanFailsBeforeAnythingRuns() throws {

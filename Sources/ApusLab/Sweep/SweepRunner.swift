@@ -149,8 +149,14 @@ public final class SweepRunner: @unchecked Sendable {
         var runNumber = 0
         func measure(rate: Double, label: String) throws -> RunRecord {
             runNumber += 1
-            let topic = "sweep-\(runNumber)"
+            let topic = "sweep-\(runNumber)", preloadTopic = "preload-\(runNumber)"
             try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: point.workload.partitions)
+            // On the sweep's own broker the run's topics go once it is measured: a preload leaves
+            // ~1 GB a second, and kept for every repeat of a point that filled this machine's disk
+            // (68 GB in one tail-plan point). An external broker keeps them.
+            defer {
+                if broker != nil { try? KafkaAdmin(bootstrap: bootstrap).deleteTopics(plan.preloadSeconds == nil ? [topic] : [topic, preloadTopic]) }
+            }
             status("\(label) at \(rate > 0 ? Self.rate(rate) + "/s" : "max rate")")
             let logPath = "\(pointDir)/run-\(runNumber).txt"
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -167,7 +173,7 @@ public final class SweepRunner: @unchecked Sendable {
             if let seconds = plan.preloadSeconds {
                 status("\(label): preloading at the maximum rate for \(Self.duration(seconds))")
                 pageCache.preloadSeconds = seconds
-                pageCache.preloadRecordsPerSecond = try preload(bootstrap: bootstrap, topic: "preload-\(runNumber)", seconds: seconds, workload: point.workload)
+                pageCache.preloadRecordsPerSecond = try preload(bootstrap: bootstrap, topic: preloadTopic, seconds: seconds, workload: point.workload)
                 // The broker rewrites its stall statistics every second: the snapshot the run
                 // starts from must not leave the preload's last second to the run.
                 if broker != nil { Sys.sleep(microseconds: 1_100_000) }
