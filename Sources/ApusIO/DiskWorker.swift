@@ -11,6 +11,9 @@ public final class DiskWorker: Sendable {
     /// Block reservations ahead of the appends (fallocate): its own thread, so that a
     /// reservation never queues behind a checkpoint's sync.
     public static let preallocation = DiskWorker(label: "apus.preallocate")
+    /// Whole-segment reservations of spares (up to `segment.bytes`, seconds under writeback):
+    /// apart, so that an active segment's next window never queues behind one.
+    public static let spareReservation = DiskWorker(label: "apus.reserve-spare")
     /// CPU work too long for a shard's turn (a PLAIN password's PBKDF2): no disk at all, but the
     /// same rule — the shard carries on and takes the result back as a job.
     public static let compute = DiskWorker(label: "apus.compute")

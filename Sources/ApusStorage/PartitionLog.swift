@@ -626,8 +626,9 @@ final class SpareSegment: @unchecked Sendable {
                 return finish(nil)
             }
             guard reserve > 0 else { return finish(made) }
-            // Reserving can wait on the disk for a while: not on the worker checkpoints use.
-            DiskWorker.preallocation.run { [self] in
+            // Reserving can wait on the disk for seconds: not on the worker checkpoints use, nor
+            // ahead of an active segment's next window.
+            DiskWorker.spareReservation.run { [self] in
                 made.segment.reserveUnshared(reserve, intervalBytes: intervalBytes)
                 finish(made)
             }

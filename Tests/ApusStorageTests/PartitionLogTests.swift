@@ -505,11 +505,13 @@ extension PartitionLogTests {
         }
         try appendBatches(20)  // ~160 KiB in no time: past half of the first window
         DiskWorker.shared.waitUntilIdle()
+        DiskWorker.spareReservation.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         #expect(log.segmentCount == 1)
         try appendBatches(20)  // past the first window: the log rolls onto the spare
         #expect(log.segmentCount == 2)
         DiskWorker.shared.waitUntilIdle()
+        DiskWorker.spareReservation.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
         #expect(first.size <= (256 << 10) + (9 << 10), "the first segment ends at its reservation: \(first)")
