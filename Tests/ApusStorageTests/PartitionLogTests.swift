@@ -437,31 +437,49 @@ extension PartitionLogTests {
         return (try Sys.allocatedBytes(fd), try Sys.fileSize(fd))
     }
 
-    /// A slow partition (8 KiB a second here, where `segment.bytes` in a minute would be 17 KiB/s)
-    /// has its active segment reserved in place, a window at a time.
-    @Test(arguments: [IOBackendKind.posix, .uring])
-    func theActiveSegmentIsReservedAheadAndARolledOneGivesItBack(_ kind: IOBackendKind) throws {
-        let dir = TemporaryDirectory("apus-reserve")
-        var config = LogConfig()
-        config.segmentBytes = 1 << 20
-        config.preallocateBytes = 256 << 10
-        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
-        let log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
-        let shard = LogShard(backend: backend(kind))
-        shard.adopt(log)
+    /// A log of 1 MiB segments reserved in 256 KiB windows, appended to ~8 KiB at a time with a
+    /// commit each, its clock moving `msPerBatch` per batch.
+    final class Appender {
+        let manager: LogManager
+        let log: PartitionLog
+        let shard: LogShard
         let arena = BatchArena()
-        let before = ShardThreadContract.violations.count
-        ShardThreadContract.markCurrentThread(true)
         var appended = 0
-        var clock = now
-        func appendBatches(_ n: Int) throws {
+        var clock: Int64
+        let msPerBatch: Int64
+
+        init(_ dir: TemporaryDirectory, _ kind: IOBackendKind, now: Int64, msPerBatch: Int64) throws {
+            var config = LogConfig()
+            config.segmentBytes = 1 << 20
+            config.preallocateBytes = 256 << 10
+            manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
+            log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
+            shard = LogShard(backend: backend(kind))
+            shard.adopt(log)
+            clock = now
+            self.msPerBatch = msPerBatch
+        }
+
+        func batches(_ n: Int) throws {
             for _ in 0..<n {
-                clock += 1000
+                clock += msPerBatch
                 _ = try shard.append(arena.batch(records: 8, first: appended, valueSize: 1000), to: log, requireDurable: false, nowMs: clock)
                 appended += 8
                 shard.commit(nowMs: clock)
             }
         }
+    }
+
+    /// A slow partition (8 KiB a second here, where `segment.bytes` in a minute would be 17 KiB/s)
+    /// has its active segment reserved in place, a window at a time.
+    @Test(arguments: [IOBackendKind.posix, .uring])
+    func theActiveSegmentIsReservedAheadAndARolledOneGivesItBack(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory("apus-reserve")
+        let writer = try Appender(dir, kind, now: now, msPerBatch: 1000)
+        let (manager, log) = (writer.manager, writer.log)
+        let before = ShardThreadContract.violations.count
+        ShardThreadContract.markCurrentThread(true)
+        let appendBatches = writer.batches
         try appendBatches(10)  // ~80 KiB: past half of the first window
         DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
@@ -476,7 +494,7 @@ extension PartitionLogTests {
         #expect(log.segmentCount >= 2)
         let rolled = try allocation(dir, 0)
         #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
-        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
+        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(writer.appended)))
         try manager.close()
     }
 
@@ -485,24 +503,11 @@ extension PartitionLogTests {
     @Test(arguments: [IOBackendKind.posix, .uring])
     func aFastPartitionRollsOntoASpareReservedInFull(_ kind: IOBackendKind) throws {
         let dir = TemporaryDirectory("apus-reserve-fast")
-        var config = LogConfig()
-        config.segmentBytes = 1 << 20
-        config.preallocateBytes = 256 << 10
-        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
-        let log = try manager.openLog(TopicPartition("r", 0), nowMs: now)
-        let shard = LogShard(backend: backend(kind))
-        shard.adopt(log)
-        let arena = BatchArena()
+        let writer = try Appender(dir, kind, now: now, msPerBatch: 0)
+        let (manager, log) = (writer.manager, writer.log)
         let before = ShardThreadContract.violations.count
         ShardThreadContract.markCurrentThread(true)
-        var appended = 0
-        func appendBatches(_ n: Int) throws {
-            for _ in 0..<n {
-                _ = try shard.append(arena.batch(records: 8, first: appended, valueSize: 1000), to: log, requireDurable: false, nowMs: now)
-                appended += 8
-                shard.commit(nowMs: now)
-            }
-        }
+        let appendBatches = writer.batches
         try appendBatches(20)  // ~160 KiB in no time: past half of the first window
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spareReservation.waitUntilIdle()
@@ -524,7 +529,7 @@ extension PartitionLogTests {
         #expect(ShardThreadContract.violations.count == before, "\(ShardThreadContract.violations.examples)")
         DiskWorker.preallocation.waitUntilIdle()
         #expect(try allocation(dir, log.segmentBaseOffsets[1]).allocated <= (1 << 20) + (64 << 10))
-        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(appended)))
+        #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(writer.appended)))
         try manager.close()
     }
 
