@@ -150,7 +150,7 @@ struct SweepEndToEndTests {
         exec "\(apus)" "$@"
         """.write(toFile: older, atomically: true, encoding: .utf8)
         chmod(older, 0o755)
-        let plan = "name: preload\nrepeats: 1\nsettle: none\npreload: 1s\nworkload:\n  partitions: 2\n  duration: 1s\n  warmup: 200ms\n  rate: 50k\n"
+        let plan = "name: preload\nrepeats: 1\nsettle: none\npreload: 1s\nworkload:\n  partitions: 2\n  duration: 1s\n  warmup: 200ms\naxes:\n  rate: [max, 10%]\n"
         try plan.write(toFile: "\(root)/plan.yaml", atomically: true, encoding: .utf8)
         let bundle = "\(root)/bundle"
         let r = try run(apus, ["sweep", "\(root)/plan.yaml", "--out", bundle, "--data-root", "\(root)/data", "--broker-binary", older], timeout: 120)
@@ -164,6 +164,11 @@ struct SweepEndToEndTests {
         #expect(b.manifest.command.contains("--broker-binary"))
         let report = try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8)
         #expect(report.contains("Every run followed 1 s of maximum-rate produce"))
+        // rate: 10% ran open-loop at a tenth of what the rate: max point measured.
+        let maximum = run.produced.recordsPerSecond
+        let tenth = try #require(b.results.first { $0.point.workload.rateOfMax == 0.1 })
+        #expect(abs(tenth.point.workload.rate - maximum / 10) <= 1, "\(tenth.point.workload.rate) vs \(maximum)")
+        #expect(abs(tenth.repeats[0].produced.recordsPerSecond - maximum / 10) < maximum / 20, "it kept that rate")
         // The sweep's own broker drops each run's topics once the run is measured.
         let brokerLog = try String(contentsOfFile: "\(bundle)/points/\(b.results[0].point.id)/broker.log", encoding: .utf8)
         #expect(brokerLog.split(separator: "\n").contains { $0.contains("deleted topic") && $0.contains("topic=preload-1") }, "\(brokerLog.suffix(2000))")

@@ -59,6 +59,16 @@ struct SweepPlanTests {
         #expect(p[7].workload.partitions == 8 && p[7].workload.recordSize == 1000 && p[7].workload.rate == 1_500_000)
     }
 
+    @Test func aRateCanBeAShareOfTheMaximum() throws {
+        let plan = try SweepPlan(yaml: "name: w\naxes:\n  acks: [1, all]\n  rate: [max, 25%, 1M]\n", path: "w.yaml")
+        let p = plan.points
+        #expect(p.count == 6)
+        #expect(p[1].workload.rateOfMax == 0.25 && p[1].workload.rate == 0)
+        #expect(plan.maximumPoint(for: p[1])?.id == p[0].id)
+        #expect(plan.maximumPoint(for: p[4])?.id == p[3].id, "the maximum with the same acks")
+        #expect(p[2].workload.rateOfMax == nil && p[2].workload.rate == 1_000_000)
+    }
+
     @Test func noAxesIsOnePoint() throws {
         let plan = try SweepPlan(yaml: "name: one\n", path: "one.yaml")
         #expect(plan.points.map(\.id) == ["p0-base"])
@@ -91,6 +101,9 @@ struct SweepPlanTests {
         // Impossible combinations.
         ("name: x\ntarget: bootstrap:127.0.0.1:9092\naxes:\n  durability: [page-cache, fsync-always]\n", "bad.yaml:4: axes.durability: broker knobs cannot be swept on an external broker"),
         ("name: x\nknee:\n  slo.ms: 5\naxes:\n  rate: [1k, 2k]\n", "bad.yaml:5: axes.rate: knee search chooses the rate itself"),
+        ("name: x\naxes:\n  rate: [50%, max]\n", "bad.yaml: rate: a share of the maximum (point p0-rate=50%) needs a rate: max point"),
+        ("name: x\nworkload:\n  rate: 50%\n", "bad.yaml: rate: a share of the maximum"),
+        ("name: x\naxes:\n  rate: [max, 150%]\n", "bad.yaml:3: axes.rate: expected max, records/s"),
         ("name: x\nmode: e2e\naxes:\n  record.size: [4, 100]\n", "bad.yaml: record.size: e2e needs records of at least 8 bytes"),
         ("name: x\nknee:\n  slo.ms: 5\naxes:\n  acks: [0, 1]\n", "bad.yaml: acks: acks=0 has no produce latency"),
     ])

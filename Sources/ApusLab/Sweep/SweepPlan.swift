@@ -35,6 +35,10 @@ public struct SweepWorkload: Sendable, Equatable, Codable {
     public var warmupSeconds = 1.0
     /// Target records/s over all producers; -1 for the maximum.
     public var rate = -1.0
+    /// `rate: 50%`: this share of the maximum that the point with `rate: max` and otherwise the
+    /// same settings measured earlier in the sweep (the median of its repeats); `rate` is set
+    /// from it when the point runs.
+    public var rateOfMax: Double?
     public var payload = PayloadSpec.random
     public var keys = KeySpec.none
 }
@@ -111,7 +115,7 @@ public struct SweepPlan: Sendable {
                 case "record.size": workload.recordSize = Int(s.value)!
                 case "partitions": workload.partitions = Int(s.value)!
                 case "producers": workload.producers = Int(s.value)!
-                case "rate": workload.rate = Self.parseRate(s.value)!
+                case "rate": Self.setRate(s.value, in: &workload)
                 case let k where Self.clientKeys.contains(k): client.removeAll { $0.key == k }; client.append(s)
                 default: broker.removeAll { $0.key == s.key }; broker.append(s)
                 }
@@ -269,6 +273,9 @@ public struct SweepPlan: Sendable {
         let total = axes.reduce(1) { $0 * $1.values.count }
         guard total <= 10_000 else { throw PlanError(path, nil, "axes", "\(total) points is more than 10000") }
         for point in points {
+            if point.workload.rateOfMax != nil && maximumPoint(for: point) == nil {
+                throw PlanError(path, nil, "rate", "a share of the maximum (point \(point.id)) needs a rate: max point with the same other settings before it: put max first on the rate axis")
+            }
             if mode == .e2e && point.workload.recordSize < 8 {
                 throw PlanError(path, nil, "record.size", "e2e needs records of at least 8 bytes for the latency stamp (point \(point.id))")
             }
@@ -305,8 +312,9 @@ public struct SweepPlan: Sendable {
             }
             if key == "duration" { w.durationSeconds = s } else { w.warmupSeconds = s }
         case "rate":
-            guard let r = parseRate(value) else { throw PlanError(path, line, name, "expected max or records/s such as 200000, 200k or 1.5M, got '\(value)'") }
-            w.rate = r
+            guard setRate(value, in: &w) else {
+                throw PlanError(path, line, name, "expected max, records/s such as 200000, 200k or 1.5M, or a share of the maximum such as 50%, got '\(value)'")
+            }
         case "payload":
             guard let p = PayloadSpec.parse(value) else { throw PlanError(path, line, name, "expected random, text:<ratio ≥ 1> or file:<path>, got '\(value)'") }
             w.payload = p
@@ -327,6 +335,30 @@ public struct SweepPlan: Sendable {
     }
 
     /// `max` → -1; `200000`, `200k`, `1.5M` → records/s.
+    /// Sets an absolute rate, `max`, or a share of the maximum (`50%`); false if `s` is none.
+    @discardableResult
+    static func setRate(_ s: String, in w: inout SweepWorkload) -> Bool {
+        if s.hasSuffix("%") {
+            guard let share = Double(s.dropLast()), share > 0, share <= 100 else { return false }
+            w.rate = 0
+            w.rateOfMax = share / 100
+            return true
+        }
+        guard let r = parseRate(s) else { return false }
+        w.rate = r
+        w.rateOfMax = nil
+        return true
+    }
+
+    /// The point whose maximum a `rate: N%` point takes its rate from: same settings but for
+    /// `rate: max`, earlier in the sweep.
+    public func maximumPoint(for point: SweepPoint) -> SweepPoint? {
+        points.first { other in
+            other.index < point.index && other.workload.rate == -1 && other.workload.rateOfMax == nil
+                && other.settings.filter { $0.key != "rate" } == point.settings.filter { $0.key != "rate" }
+        }
+    }
+
     public static func parseRate(_ s: String) -> Double? {
         if s == "max" || s == "-1" { return -1 }
         var scale = 1.0

@@ -74,6 +74,7 @@ public final class SweepRunner: @unchecked Sendable {
             let eta = remainingPlanned * pace
             let header = "[\(i + 1)/\(points.count)] \(point.id)"
             let started = Sys.monotonicNs()
+            let point = try resolvingRate(point)
             let result = try runPoint(point) { status in
                 self.progress("\(header): \(status) — ETA \(Self.duration(eta))")
             }
@@ -88,6 +89,23 @@ public final class SweepRunner: @unchecked Sendable {
         try SweepReport.write(bundle)
         out("report: \(dir)/report.md")
         return bundle
+    }
+
+    /// A `rate: N%` point with its rate: that share of the median rate its maximum point's
+    /// repeats reached (read from that point's result, so a resumed sweep finds it too).
+    func resolvingRate(_ point: SweepPoint) throws -> SweepPoint {
+        guard let share = point.workload.rateOfMax else { return point }
+        guard let max = plan.maximumPoint(for: point) else { throw ClientError("\(point.id): no rate: max point to take \(share * 100)% of") }
+        let path = "\(SweepBundle.pointDirectory(options.bundleDirectory, max.id))/result.json"
+        let result: PointResult
+        do { result = try JSONDecoder().decode(PointResult.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+            throw ClientError("\(point.id): reading the maximum of \(max.id): \(error)")
+        }
+        let rates = result.repeats.map(\.produced.recordsPerSecond).sorted()
+        guard !rates.isEmpty else { throw ClientError("\(point.id): \(max.id) has no runs") }
+        var resolved = point
+        resolved.workload.rate = (share * rates[rates.count / 2]).rounded()
+        return resolved
     }
 
     /// Creates the bundle, or checks that an existing one was started from the same plan.
