@@ -612,8 +612,8 @@ final class SpareSegment: @unchecked Sendable {
     private enum State: Sendable { case none, making, ready(Handed) }
     private let state = Mutex<State>(.none)
 
-    /// Has the disk worker make a spare unless one is ready or on its way, and the preallocation
-    /// worker reserve its first `reserve` bytes before it is ready.
+    /// Has the disk worker make a spare unless one is ready or on its way, and
+    /// `DiskWorker.spareReservation` reserve its first `reserve` bytes before it is ready.
     func prepare(_ directory: String, nowMs: Int64, reserve: Int64, intervalBytes: Int) {
         let start = state.withLock { s -> Bool in
             guard case .none = s else { return false }
@@ -642,6 +642,7 @@ final class SpareSegment: @unchecked Sendable {
         }
     }
 
+    /// Whether a spare is ready (a lock: asked only while a reservation is running out).
     var isReady: Bool {
         state.withLock { s in
             if case .ready = s { return true }
