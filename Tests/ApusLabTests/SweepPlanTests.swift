@@ -64,8 +64,8 @@ struct SweepPlanTests {
         let p = plan.points
         #expect(p.count == 6)
         #expect(p[1].workload.rateOfMax == 0.25 && p[1].workload.rate == 0)
-        #expect(plan.maximumPoint(for: p[1])?.id == p[0].id)
-        #expect(plan.maximumPoint(for: p[4])?.id == p[3].id, "the maximum with the same acks")
+        #expect(SweepPlan.maximumPoint(for: p[1], in: p)?.id == p[0].id)
+        #expect(SweepPlan.maximumPoint(for: p[4], in: p)?.id == p[3].id, "the maximum with the same acks")
         #expect(p[2].workload.rateOfMax == nil && p[2].workload.rate == 1_000_000)
     }
 

@@ -272,8 +272,9 @@ public struct SweepPlan: Sendable {
         }
         let total = axes.reduce(1) { $0 * $1.values.count }
         guard total <= 10_000 else { throw PlanError(path, nil, "axes", "\(total) points is more than 10000") }
-        for point in points {
-            if point.workload.rateOfMax != nil && maximumPoint(for: point) == nil {
+        let all = points
+        for point in all {
+            if point.workload.rateOfMax != nil && Self.maximumPoint(for: point, in: all) == nil {
                 throw PlanError(path, nil, "rate", "a share of the maximum (point \(point.id)) needs a rate: max point with the same other settings before it: put max first on the rate axis")
             }
             if mode == .e2e && point.workload.recordSize < 8 {
@@ -350,9 +351,9 @@ public struct SweepPlan: Sendable {
         return true
     }
 
-    /// The point whose maximum a `rate: N%` point takes its rate from: same settings but for
-    /// `rate: max`, earlier in the sweep.
-    public func maximumPoint(for point: SweepPoint) -> SweepPoint? {
+    /// The point of `points` whose maximum a `rate: N%` point takes its rate from: same settings
+    /// but for `rate: max`, earlier in the sweep.
+    public static func maximumPoint(for point: SweepPoint, in points: [SweepPoint]) -> SweepPoint? {
         points.first { other in
             other.index < point.index && other.workload.rate == -1 && other.workload.rateOfMax == nil
                 && other.settings.filter { $0.key != "rate" } == point.settings.filter { $0.key != "rate" }

@@ -74,7 +74,7 @@ public final class SweepRunner: @unchecked Sendable {
             let eta = remainingPlanned * pace
             let header = "[\(i + 1)/\(points.count)] \(point.id)"
             let started = Sys.monotonicNs()
-            let point = try resolvingRate(point)
+            let point = try resolvingRate(point, points)
             let result = try runPoint(point) { status in
                 self.progress("\(header): \(status) — ETA \(Self.duration(eta))")
             }
@@ -93,18 +93,16 @@ public final class SweepRunner: @unchecked Sendable {
 
     /// A `rate: N%` point with its rate: that share of the median rate its maximum point's
     /// repeats reached (read from that point's result, so a resumed sweep finds it too).
-    func resolvingRate(_ point: SweepPoint) throws -> SweepPoint {
+    func resolvingRate(_ point: SweepPoint, _ points: [SweepPoint]) throws -> SweepPoint {
         guard let share = point.workload.rateOfMax else { return point }
-        guard let max = plan.maximumPoint(for: point) else { throw ClientError("\(point.id): no rate: max point to take \(share * 100)% of") }
-        let path = "\(SweepBundle.pointDirectory(options.bundleDirectory, max.id))/result.json"
+        guard let max = SweepPlan.maximumPoint(for: point, in: points) else { throw ClientError("\(point.id): no rate: max point to take \(share * 100)% of") }
         let result: PointResult
-        do { result = try JSONDecoder().decode(PointResult.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+        do { result = try LabJSON.decode(PointResult.self, from: "\(SweepBundle.pointDirectory(options.bundleDirectory, max.id))/result.json") } catch {
             throw ClientError("\(point.id): reading the maximum of \(max.id): \(error)")
         }
-        let rates = result.repeats.map(\.produced.recordsPerSecond).sorted()
-        guard !rates.isEmpty else { throw ClientError("\(point.id): \(max.id) has no runs") }
+        guard !result.repeats.isEmpty else { throw ClientError("\(point.id): \(max.id) has no runs") }
         var resolved = point
-        resolved.workload.rate = (share * rates[rates.count / 2]).rounded()
+        resolved.workload.rate = (share * median(result.repeats.map(\.produced.recordsPerSecond))).rounded()
         return resolved
     }
 
