@@ -62,8 +62,8 @@ final class Connection {
     /// during the call; `body` returns false to stop). Returns why the connection must close
     /// ("" for an orderly close by the peer), or nil to keep it.
     ///
-    /// Reads at most about `budget` bytes: what is left waits for the next turn (the poller is
-    /// level-triggered), so that a client with many large requests queued has the first ones
+    /// Reads at most about `budget` bytes of plaintext (a TLS session decrypts all the socket
+    /// has): what is left waits for the next turn (the poller is level-triggered), so that a client with many large requests queued has the first ones
     /// answered this turn instead of all of them at the end of one long turn.
     func readFrames(maxFrameBytes: Int, budget: Int, _ body: (UnsafeRawBufferPointer) -> Bool) -> String? {
         var left = budget
