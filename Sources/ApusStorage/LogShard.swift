@@ -46,8 +46,8 @@ public final class LogShard {
     }
 
     /// Stages `batch` on `log` (see ``PartitionLog/append(_:requireDurable:nowMs:)``).
-    public func append(_ batch: UnsafeMutableRawBufferPointer, to log: PartitionLog, requireDurable: Bool, nowMs: Int64) throws(StorageError) -> AppendInfo {
-        let info = try log.append(batch, requireDurable: requireDurable, nowMs: nowMs)
+    public func append(_ batch: UnsafeMutableRawBufferPointer, to log: PartitionLog, requireDurable: Bool, nowMs: Int64, keepOffsets: Bool = false) throws(StorageError) -> AppendInfo {
+        let info = try log.append(batch, requireDurable: requireDurable, nowMs: nowMs, keepOffsets: keepOffsets)
         if !dirty.contains(where: { $0 === log }) { dirty.append(log) }
         return info
     }

@@ -71,11 +71,16 @@ public final class PartitionLog {
     public private(set) var logStartOffset: Int64
     /// The next offset to assign (staged batches included).
     public private(set) var nextOffset: Int64
-    /// Offsets below this are written and readable; also the high watermark (single broker).
+    /// Offsets below this are written and readable by followers; also the high watermark when
+    /// this log is the partition's only replica.
     public private(set) var logEndOffset: Int64
     /// Offsets below this are on disk (fdatasync'ed).
     public internal(set) var durableOffset: Int64
-    public var highWatermark: Int64 { logEndOffset }
+    /// A replicated partition's high watermark as its leader computes it from the in-sync
+    /// replicas (or a follower learns it from the leader); nil when this log is the only replica.
+    public var replicatedHighWatermark: Int64?
+    /// Offsets below this are what consumers may read: every in-sync replica has them.
+    public var highWatermark: Int64 { min(replicatedHighWatermark ?? logEndOffset, logEndOffset) }
 
     // Group-commit bookkeeping for the current turn.
     var dirtySegments: [(segment: Segment, nextAtTurnStart: Int64)] = []
@@ -140,7 +145,9 @@ public final class PartitionLog {
     /// stages it for the shard's next commit. The batch memory must stay valid until then.
     /// - Parameter requireDurable: an acks=all append (synced before acknowledgement under
     ///   `fsync-on-ack-all`).
-    public func append(_ batch: UnsafeMutableRawBufferPointer, requireDurable: Bool, nowMs: Int64) throws(StorageError) -> AppendInfo {
+    /// - Parameter keepOffsets: a follower's append of a batch its leader gave offsets to: the
+    ///   batch must start at ``nextOffset`` and keeps its offsets.
+    public func append(_ batch: UnsafeMutableRawBufferPointer, requireDurable: Bool, nowMs: Int64, keepOffsets: Bool = false) throws(StorageError) -> AppendInfo {
         if let failure { throw .offline(failure) }
         guard batch.count >= RecordBatchLayout.headerSize, let base = batch.baseAddress else {
             throw .invalidBatch("shorter than a batch header")
@@ -150,8 +157,11 @@ public final class PartitionLog {
             throw .invalidBatch("not a single RecordBatch v2")
         }
         guard batch.count <= Int(UInt32.max) / 2 else { throw .invalidBatch("batch too large") }
-        guard view.lastOffsetDelta == max(view.recordCount - 1, 0) else {
+        guard keepOffsets || view.lastOffsetDelta == max(view.recordCount - 1, 0) else {
             throw .invalidBatch("lastOffsetDelta \(view.lastOffsetDelta) does not match \(view.recordCount) records")
+        }
+        if keepOffsets && view.baseOffset != nextOffset {
+            throw .invalidBatch("a replicated batch at offset \(view.baseOffset), the log ends at \(nextOffset)")
         }
         var segment = activeSegment
         let relativeEnd = nextOffset + Int64(view.lastOffsetDelta) - segment.baseOffset
@@ -166,7 +176,7 @@ public final class PartitionLog {
             spare.prepare(directory, nowMs: nowMs, reserve: spareReservation(segment, nowMs: nowMs), intervalBytes: config.indexIntervalBytes)
         }
         let baseOffset = nextOffset
-        RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
+        if !keepOffsets { RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base) }
         if !dirtySegments.contains(where: { $0.segment === segment }) {
             dirtySegments.append((segment, segment.nextOffset))
         }
@@ -310,16 +320,23 @@ public final class PartitionLog {
 
     /// The file range of whole batches starting with the one that holds `offset`, at most
     /// `maxBytes` long unless the first batch alone is longer (it is then returned whole, as
-    /// Kafka does). Nil when `offset` is the log end. Never includes unwritten bytes.
-    public func read(from offset: Int64, maxBytes: Int) throws(StorageError) -> FileRange? {
+    /// Kafka does). Nil when `offset` is the log end, or `bound`. Never includes unwritten
+    /// bytes, nor batches at or past `bound` (a batch boundary: a replicated partition's high
+    /// watermark, for consumers).
+    public func read(from offset: Int64, maxBytes: Int, upTo bound: Int64 = .max) throws(StorageError) -> FileRange? {
         guard offset >= logStartOffset && offset <= logEndOffset else {
             throw .offsetOutOfRange(requested: offset, logStart: logStartOffset, logEnd: logEndOffset)
         }
+        if offset >= bound { return nil }
         var index = segmentIndex(for: offset)
         while index < segments.count {
             let segment = segments[index]
             if let start = try findBatch(containing: offset, in: segment) {
-                let end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
+                var end = try rangeEnd(segment, from: start, maxBytes: maxBytes)
+                if bound < segment.nextOffset, let stop = try findBatch(containing: bound, in: segment) {
+                    end = min(end, stop)
+                    if end <= start { return nil }
+                }
                 try verify(segment, upTo: end, from: start)
                 return FileRange(fd: segment.logFd, position: start, length: Int(end - start), owner: segment)
             }
