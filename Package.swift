@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "ApusCluster", dependencies: ["ApusIO", .product(name: "Logging", package: "swift-log")]),
         // apus serve: the event loop, connections, lifecycle, the metrics endpoint.
         .target(name: "ApusServer", dependencies: [
-            "ApusBroker", "ApusCluster", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage",
+            "ApusBroker", "ApusClient", "ApusCluster", "ApusConfig", "CApusTLS", "ApusIO", "ApusStorage", "KafkaProtocol",
             .product(name: "Logging", package: "swift-log"), .product(name: "Yams", package: "Yams"),
         ]),
         // A fast Kafka producer (the lab's instrument); its socket and clocks come from ApusIO.

@@ -34,14 +34,15 @@ extension Broker {
         guard let membership = mesh.cluster, let cluster else { return done(self, [:]) }
         for spec in specs { creating.insert(spec.name) }
         let planned = specs.map { spec in
-            (spec.name, ClusterState.Topic(id: spec.id, leaders: cluster.placement(spec.name, partitions: spec.partitions), configs: spec.overrides))
+            (spec.name, ClusterState.Topic(id: spec.id, replicas: cluster.placement(spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor),
+                                           configs: spec.overrides))
         }
         let store = membership.store
         mesh.afterDiskWork(on: index, worker: membership.worker, { () -> [String: String] in
             var failures: [String: String] = [:]
             for (name, topic) in planned {
                 do {
-                    if topic.leaders.isEmpty { failures[name] = "no live broker" } else if try !store.createTopic(name, topic) { failures[name] = "exists" }
+                    if topic.leaders.isEmpty { failures[name] = "fewer live brokers than replicas" } else if try !store.createTopic(name, topic) { failures[name] = "exists" }
                 } catch {
                     failures[name] = "\(error)"
                 }
@@ -54,7 +55,7 @@ extension Broker {
                 codes[name] = failure == "exists" ? (.topicAlreadyExists, "topic '\(name)' already exists") : (.kafkaStorageError, "cluster metadata: \(failure)")
             }
             for (name, topic) in planned where failures[name] == nil {
-                broker.logger.info("created topic in the cluster", metadata: ["topic": "\(name)", "leaders": "\(topic.leaders)"])
+                broker.logger.info("created topic in the cluster", metadata: ["topic": "\(name)", "leaders": "\(topic.leaders)", "replicas": "\(topic.replicas)"])
             }
             done(broker, codes)
         })

@@ -126,6 +126,16 @@ public final class Broker {
     var warnedLocalOnly: Set<String> = []
     /// Topics whose configuration from the cluster is being stored here.
     var reconfiguring: Set<String> = []
+    /// Replicated partitions this shard owns and leads: what each follower has (cluster mode).
+    var replicaSets: [TopicPartition: ReplicaSet] = [:]
+    /// Batches a follower append staged this turn, freed after the commit.
+    var replicaBuffers: [UnsafeMutableRawBufferPointer] = []
+    /// When the in-sync replicas are checked next (``checkInSyncReplicas(nowMs:)``).
+    var nextReplicaCheckMs: Int64 = 0
+    /// The time of the latest request or turn end (for work that has no clock of its own: jobs).
+    var turnMs: Int64 = 0
+    /// Produce requests whose only wait is for the in-sync replicas (no need to poll for them).
+    var awaitingReplicas = 0
 
     /// A broker that is the only shard (tests, tools): it loads every topic itself.
     public convenience init(config: BrokerConfig, logs: LogManager, shard: LogShard, logger: Logger, nowMs: Int64) throws(StorageError) {
@@ -166,6 +176,7 @@ public final class Broker {
     /// Handles one request frame (the bytes after the size prefix).
     public func handle(frame: UnsafeRawBufferPointer, connection: ConnectionID, sequence: UInt64 = 0, nowMs: Int64,
                        session: ClientSession = Broker.plaintextSession) -> HandleOutcome {
+        turnMs = nowMs
         if session.rawTokens { return saslRawToken(frame, connection: connection, sequence: sequence, nowMs: nowMs, session: session) }
         guard let preamble = RequestPreamble(frame) else { return .close("request shorter than its header") }
         guard let entry = Handlers.byKey[preamble.apiKey] else {
@@ -251,8 +262,11 @@ public final class Broker {
     /// connections to close.
     public func endOfTurn(nowMs: Int64) -> TurnOutcome {
         var completions: [Completion] = []
+        turnMs = nowMs
         let failures = shard.commit(nowMs: nowMs)
         shard.poll()
+        if !replicaBuffers.isEmpty { releaseReplicaBuffers() }
+        if !replicaSets.isEmpty { checkInSyncReplicas(nowMs: nowMs) }
         publishAppends()
         completeProduces(failures: failures, nowMs: nowMs, into: &completions)
         completeFetches(nowMs: nowMs, into: &completions)
@@ -273,13 +287,13 @@ public final class Broker {
 
     /// The earliest time something parked needs attention (long-poll deadlines), if any.
     public var nextDeadlineMs: Int64? {
-        (parkedFetches.map(\.deadlineMs) + [groups.nextDeadlineMs].compactMap { $0 }).min()
+        (parkedFetches.map(\.deadlineMs) + pendingProduces.compactMap(\.replicationDeadlineMs) + [groups.nextDeadlineMs].compactMap { $0 }).min()
     }
 
     /// Whether responses are waiting on a sync in flight or on another shard (the server
     /// should poll soon).
     public var awaitingSync: Bool {
-        !pendingProduces.isEmpty || !pendingGroupWrites.isEmpty
+        pendingProduces.count > awaitingReplicas || !pendingGroupWrites.isEmpty
     }
 
     /// Set at shutdown: every fetch is answered with what there is, none parks.
@@ -351,6 +365,7 @@ public final class Broker {
         }
         for (id, log) in owned where stillOwned[id] == nil { dropLog(log) }
         owned = stillOwned
+        configureReplication()
     }
 
     /// The catalog entry of `name`, looking at the catalog again if this shard's copy is stale.
@@ -365,6 +380,8 @@ public final class Broker {
     private func publishAppends() {
         guard !appended.isEmpty else { return }
         for (log, signal) in appended {
+            if let replicas = replicaSets[log.topicPartition] { advanceHighWatermark(log, replicas) }
+            signal.logEnd.store(log.logEndOffset, ordering: .sequentiallyConsistent)
             signal.highWatermark.store(log.highWatermark, ordering: .sequentiallyConsistent)
             let waiting = signal.interest.exchange(0, ordering: .sequentiallyConsistent)
             guard waiting != 0 else { continue }
@@ -442,6 +459,8 @@ public final class Broker {
         var partitions: Int32
         var overrides: [String: String] = [:]
         var id = KafkaUUID.random()
+        /// Replicas per partition (cluster mode).
+        var replicationFactor = 1
     }
 
     /// Creates topics' partitions (empty logs) and stores their configuration on the disk

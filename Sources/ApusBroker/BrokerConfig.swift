@@ -12,6 +12,12 @@ public struct BrokerConfig: Sendable {
     public var autoCreateTopics = true
     /// `num.partitions`: partitions of an auto-created topic, or of CreateTopics with -1.
     public var numPartitions: Int32 = 1
+    /// `default.replication.factor` (cluster mode): replicas of an auto-created topic, or of
+    /// CreateTopics with -1.
+    public var defaultReplicationFactor = 1
+    /// `replica.lag.time.max.ms` (cluster mode): a follower not caught up for this long leaves
+    /// the in-sync replicas.
+    public var replicaLagTimeMaxMs: Int64 = 10_000
     /// `message.max.bytes`: the largest record batch accepted.
     public var messageMaxBytes = 1 << 20 + 12 * 1024
     /// `fetch.max.bytes`: the most record data one Fetch response carries (beyond the first batch).

@@ -33,11 +33,25 @@ public struct ClusterState: Sendable, Equatable {
         /// The leader's node id, per partition.
         public var leaders: [Int32]
         public var configs: [String: String]
+        /// Per partition: every replica (the preferred leader first), the in-sync ones (the
+        /// leader among them), the leader epoch.
+        public var replicas: [[Int32]]
+        public var isr: [[Int32]]
+        public var epochs: [Int32]
 
+        /// One replica per partition, its leader.
         public init(id: KafkaUUID, leaders: [Int32], configs: [String: String]) {
+            self.init(id: id, replicas: leaders.map { [$0] }, configs: configs)
+        }
+
+        /// A new topic: each partition led by its first replica, all replicas in sync, epoch 0.
+        public init(id: KafkaUUID, replicas: [[Int32]], configs: [String: String]) {
             self.id = id
-            self.leaders = leaders
+            leaders = replicas.map { $0.first ?? -1 }
             self.configs = configs
+            self.replicas = replicas
+            isr = replicas
+            epochs = replicas.map { _ in 0 }
         }
     }
 
@@ -48,14 +62,16 @@ public struct ClusterState: Sendable, Equatable {
     public init() {}
 
     /// Whether broker `node` is alive.
-    func isLive(_ node: Int32) -> Bool { brokers.contains { $0.nodeId == node } }
+    public func isLive(_ node: Int32) -> Bool { brokers.contains { $0.nodeId == node } }
 
-    /// Partition leaders for a new topic: round-robin over the live brokers from a start chosen
-    /// by the name (as Kafka spreads leaders), so topics do not all begin on one broker.
-    public func placement(_ name: String, partitions: Int32) -> [Int32] {
-        guard !brokers.isEmpty else { return [] }
+    /// Replicas for a new topic's partitions, each on `factor` distinct live brokers: leaders
+    /// round-robin over the live brokers from a start chosen by the name (as Kafka spreads
+    /// leaders), so topics do not all begin on one broker; each follower the next broker along.
+    /// Empty when there are fewer live brokers than `factor`.
+    public func placement(_ name: String, partitions: Int32, replicationFactor factor: Int = 1) -> [[Int32]] {
+        guard !brokers.isEmpty, factor >= 1, factor <= brokers.count else { return [] }
         let start = Int(fnv1a(name) % UInt64(brokers.count))
-        return (0..<Int(partitions)).map { brokers[(start + $0) % brokers.count].nodeId }
+        return (0..<Int(partitions)).map { p in (0..<factor).map { brokers[(start + p + $0) % brokers.count].nodeId } }
     }
 
     /// The broker coordinating `group`: the same answer on every broker with the same view.
@@ -72,6 +88,9 @@ public protocol ClusterMetadataStore: Sendable {
     func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool
     /// Deletes the topic; false if there was none.
     func deleteTopic(_ name: String) throws -> Bool
+    /// Sets a partition's in-sync replicas, as its leader at `epoch` asks; false when the
+    /// leader or epoch moved meanwhile (fenced) or the topic is gone.
+    func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool
     /// Replaces the topic's configuration overrides (a compare-and-swap on its record, retried
     /// when another change came first); false if there is no such topic.
     func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool
@@ -96,7 +115,8 @@ public final class ClusterMembership: @unchecked Sendable {
     /// Publishes a new view (the agent's thread) and, when it changed, has shard 0 of `mesh`
     /// bring the local logs in line (``Broker/reconcileWithCluster()``).
     public func publish(_ fresh: ClusterState, to mesh: ShardMesh) {
-        if publish(fresh) { mesh.post(to: 0) { $0.reconcileWithCluster() } }
+        guard publish(fresh) else { return }
+        for shard in 0..<mesh.count { mesh.post(to: shard) { $0.clusterViewMoved() } }
     }
 
     /// Publishes a new view; returns whether it changed.

@@ -61,6 +61,11 @@ public final class ShardMesh: @unchecked Sendable {
     /// Wakes shard `index` without a job (a partition it watches advanced).
     func wake(_ index: Int) { inboxes[index].wake?() }
 
+    /// Runs `job` on the shard owning the partition (any thread: the replica fetchers).
+    public func onOwner(topic: String, partition: Int32, _ job: @escaping (Broker) -> Void) {
+        post(to: owner(topic: topic, partition: partition), job)
+    }
+
     /// Queues `job` for shard `index` and wakes it if its inbox was empty. A job for a shard
     /// that has stopped (shutdown) is dropped.
     func post(to index: Int, _ job: @escaping ShardJob) {
@@ -145,10 +150,14 @@ public final class ShardMesh: @unchecked Sendable {
 /// (long-poll fetches parked there).
 final class PartitionSignal: Sendable {
     let highWatermark: Atomic<Int64>
+    /// The log end (what a follower's fetch waits for; the high watermark lags it when the
+    /// partition is replicated).
+    let logEnd: Atomic<Int64>
     let interest = Atomic<UInt64>(0)
 
-    init(highWatermark: Int64) {
+    init(highWatermark: Int64, logEnd: Int64) {
         self.highWatermark = Atomic(highWatermark)
+        self.logEnd = Atomic(logEnd)
     }
 }
 
@@ -173,7 +182,7 @@ public final class CatalogTopic: @unchecked Sendable {
         self.id = id
         self.logs = logs
         owners = logs.indices.map { ShardMesh.owner(topic: name, partition: Int32($0), shards: shards) }
-        signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark) }
+        signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark, logEnd: $0.logEndOffset) }
         self.overrides = overrides
         self.settings = settings
     }
@@ -197,7 +206,7 @@ public final class CatalogTopic: @unchecked Sendable {
     /// This topic with `added` partitions after its own.
     func extended(_ added: [PartitionLog], shards: Int) -> CatalogTopic {
         let owners = self.owners + added.indices.map { ShardMesh.owner(topic: name, partition: Int32(logs.count + $0), shards: shards) }
-        return CatalogTopic(self, logs: logs + added, signals: signals + added.map { PartitionSignal(highWatermark: $0.highWatermark) },
+        return CatalogTopic(self, logs: logs + added, signals: signals + added.map { PartitionSignal(highWatermark: $0.highWatermark, logEnd: $0.logEndOffset) },
                             owners: owners, overrides: overrides, settings: settings)
     }
 }

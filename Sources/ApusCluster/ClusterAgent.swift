@@ -31,16 +31,24 @@ public struct BrokerRegistration: Codable, Sendable, Equatable {
 }
 
 /// A topic as the cluster's metadata has it: its id (base64url, as Kafka writes topic ids), the
-/// leader of each partition, its configuration overrides.
+/// leader of each partition, its configuration overrides, and per partition its replicas, the
+/// in-sync ones and the leader epoch (absent in records written before replication: then the
+/// leader is the one replica).
 public struct TopicRecord: Codable, Sendable, Equatable {
     public var id: String
     public var leaders: [Int32]
     public var configs: [String: String]
+    public var replicas: [[Int32]]?
+    public var isr: [[Int32]]?
+    public var epochs: [Int32]?
 
-    public init(id: String, leaders: [Int32], configs: [String: String]) {
+    public init(id: String, leaders: [Int32], configs: [String: String], replicas: [[Int32]]? = nil, isr: [[Int32]]? = nil, epochs: [Int32]? = nil) {
         self.id = id
         self.leaders = leaders
         self.configs = configs
+        self.replicas = replicas
+        self.isr = isr
+        self.epochs = epochs
     }
 }
 
@@ -156,13 +164,27 @@ public final class ClusterAgent: @unchecked Sendable {
         done.wait()
     }
 
+    /// Registers under a new lease. A registration of this node id still alive is waited for
+    /// up to a lease's time (a broker restarted right after being killed finds its own), then
+    /// refused: another live broker has the id.
     private func register() throws(EtcdError) {
         lease = try client.grantLease(ttlSeconds: leaseSeconds)
         let record: [UInt8]
         do { record = Array(try JSONEncoder().encode(registration)) } catch { throw EtcdError(description: "encoding the registration: \(error)") }
-        guard try client.create(keys.broker(registration.nodeId), record, lease: lease) else {
-            try? client.revoke(lease)
-            throw EtcdError(description: "node.id \(registration.nodeId) is registered by a live broker under \(keys.prefix); each broker needs its own node.id")
+        let deadline = Date().addingTimeInterval(Double(leaseSeconds) + 1)
+        var waited = false
+        while try !client.create(keys.broker(registration.nodeId), record, lease: lease) {
+            if Date() > deadline {
+                try? client.revoke(lease)
+                throw EtcdError(description: "node.id \(registration.nodeId) is registered by a live broker under \(keys.prefix); each broker needs its own node.id")
+            }
+            if !waited {
+                waited = true
+                logger.info("node.id is still registered (a previous run of this broker?); waiting for that lease to expire",
+                            metadata: ["nodeId": "\(registration.nodeId)", "leaseSeconds": "\(leaseSeconds)"])
+            }
+            Thread.sleep(forTimeInterval: 0.25)
+            _ = try client.keepAlive(lease)
         }
         logger.info("registered in the cluster", metadata: ["nodeId": "\(registration.nodeId)", "prefix": "\(keys.prefix)", "leaseSeconds": "\(leaseSeconds)"])
     }
@@ -225,6 +247,25 @@ public final class TopicRecords: @unchecked Sendable {
                 if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, Array(try JSONEncoder().encode(record))) { return true }
             }
             throw EtcdError(description: "topic \(name) kept changing; its configuration was not written")
+        }
+    }
+
+    /// Sets partition `partition`'s in-sync replicas, as its leader `leader` at `epoch` asks
+    /// (a compare-and-swap on the record's revision, retried when another change came first).
+    /// False when the leader or epoch moved meanwhile (the request is fenced) or the topic is gone.
+    public func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
+        try client.withLock { client in
+            for _ in 0..<16 {
+                guard let kv = try client.get(keys.topic(name)) else { return false }
+                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+                let p = Int(partition)
+                guard record.leaders.indices.contains(p), record.leaders[p] == leader, (record.epochs?[p] ?? 0) == epoch else { return false }
+                var all = record.isr ?? record.leaders.map { [$0] }
+                all[p] = isr
+                record.isr = all
+                if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, Array(try JSONEncoder().encode(record))) { return true }
+            }
+            throw EtcdError(description: "topic \(name) kept changing; its in-sync replicas were not written")
         }
     }
 

@@ -28,7 +28,9 @@ extension ServerConfig {
         ("authorizer", "none", "none: every authenticated principal may do anything; acl: Kafka's ACL authorizer — every request is checked against the ACLs (CreateAcls/DescribeAcls/DeleteAcls, `apus acl`), kept in <data.dir>/.security/acls"),
         ("super.users", "none", "principals allowed everything whatever the ACLs, separated by semicolons as in Kafka: User:admin;User:ops"),
         ("allow.everyone.if.no.acl.found", "false", "with authorizer = acl, whether a resource that has no ACL at all is open to every principal"),
-        ("cluster.metadata", "none", "etcd://host:port[,host:port…]: join a cluster whose metadata lives on etcd: brokers register under leases and elect a controller (`apus cluster status`), topics' partition leaders are placed across the live brokers and every broker answers Metadata for the whole cluster; partitions are not replicated yet (issue 16); none: a single broker"),
+        ("cluster.metadata", "none", "etcd://host:port[,host:port…]: join a cluster whose metadata lives on etcd: brokers register under leases and elect a controller (`apus cluster status`), topics' partitions are placed on distinct live brokers and replicated (followers fetch from leaders; the high watermark is what the in-sync replicas have; acks=all waits for them) and every broker answers Metadata for the whole cluster; none: a single broker"),
+        ("default.replication.factor", "1", "replicas of an auto-created topic, or of CreateTopics with -1, in cluster mode (at most the live brokers)"),
+        ("replica.lag.time.max.ms", "10000", "in cluster mode, a follower that has not caught up with its leader's log end for this long leaves the in-sync replicas; it returns once it has the high watermark"),
         ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
@@ -166,6 +168,8 @@ extension ServerConfig {
             guard let b = Bool(value) else { throw ConfigError("auto.create.topics.enable: expected true or false, got '\(value)'") }
             broker.autoCreateTopics = b
         case "num.partitions": broker.numPartitions = Int32(try int(1...10_000))
+        case "default.replication.factor": broker.defaultReplicationFactor = Int(try int(1...16))
+        case "replica.lag.time.max.ms": broker.replicaLagTimeMaxMs = try int(100...Int64(Int32.max))
         case "message.max.bytes": broker.messageMaxBytes = Int(try int(64...Int64(Int32.max)))
         case "socket.request.max.bytes": requestMaxBytes = Int(try int(64...Int64(Int32.max)))
         case "segment.bytes": broker.log.segmentBytes = try int(1024...Int64(Int32.max))

@@ -36,6 +36,8 @@ public final class Server {
     let tls: [TLSContext?]
     /// Membership in a cluster on etcd (`cluster.metadata`), started with the shards.
     let cluster: ClusterAgent?
+    /// Follower fetching from the leaders of replicated partitions (cluster mode).
+    let replicaFetchers: ReplicaFetchers?
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
     public static var metricsTable: String { MetricsCatalog.markdownTable }
     /// tools/deploy/grafana-dashboard.json, generated from the same list.
@@ -101,6 +103,7 @@ public final class Server {
         tls = perListener
         if config.clusterEtcd.isEmpty {
             cluster = nil
+            replicaFetchers = nil
         } else {
             let me = BrokerRegistration(nodeId: brokerConfig.nodeId, listeners: brokerConfig.listeners.map {
                 .init(name: $0.name, securityProtocol: $0.securityProtocol.rawValue, host: $0.host, port: $0.port)
@@ -109,7 +112,18 @@ public final class Server {
             let membership = ClusterMembership(store: EtcdTopicStore(try TopicRecords(endpoints: config.clusterEtcd, prefix: config.clusterPrefix)),
                                                worker: DiskWorker(label: "apus.cluster"))
             mesh.cluster = membership
-            agent.onChange = { [mesh] view in membership.publish(ClusterState(view), to: mesh) }
+            // Followers reach their leaders on the listener of the same name (the first plaintext one).
+            if let replication = brokerConfig.listeners.first(where: { $0.securityProtocol == .plaintext }) {
+                replicaFetchers = ReplicaFetchers(mesh: mesh, nodeId: brokerConfig.nodeId, listener: replication.name, logger: logger)
+            } else {
+                replicaFetchers = nil
+                logger.warning("no PLAINTEXT listener: this broker cannot follow replicated partitions (followers fetch over plaintext)")
+            }
+            agent.onChange = { [mesh, replicaFetchers] view in
+                let state = ClusterState(view)
+                membership.publish(state, to: mesh)
+                replicaFetchers?.update(state)
+            }
             cluster = agent
         }
         stalls = StallReport(shards: cpus.count, warnMs: config.stallWarnMs)
@@ -197,6 +211,7 @@ public final class Server {
 
     /// Asks every shard to stop gracefully (any thread; used by the signal handlers).
     public func requestStop() {
+        replicaFetchers?.stop()
         mesh.beginShutdown()
         for loop in loops { loop.requestStop() }
     }
@@ -204,6 +219,7 @@ public final class Server {
     /// Runs the shards until a stop is requested; each finishes its in-flight requests (up to
     /// the shutdown deadline) and syncs its logs, then the clean-shutdown marker is written.
     public func run() throws {
+        try cluster?.start()  // joined before saying so: a refused node.id never listens
         logger.info("listening", metadata: [
             "address": "\(config.listeners[0].host):\(port)",
             "listeners": "\(ports.indices.map { i in "\(listeners[i].name)(\(listeners[i].securityProtocol.rawValue))://\(config.listeners[i].host):\(ports[i]) advertised \(listeners[i].host):\(listeners[i].port)" }.joined(separator: ", "))",
@@ -212,7 +228,6 @@ public final class Server {
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
             "metrics": "\(metricsServer.map { "\(config.metricsListen!.host):\($0.port)" } ?? "off")",
         ])
-        try cluster?.start()
         metricsServer?.start()
         metrics.setListening(true)
         let numaNodes = config.numa ? Placement.numaNodeCount() : 0
@@ -274,7 +289,12 @@ struct EtcdTopicStore: ClusterMetadataStore {
     init(_ records: TopicRecords) { self.records = records }
 
     func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool {
-        try records.create(name, TopicRecord(id: topic.id.base64URL, leaders: topic.leaders, configs: topic.configs))
+        try records.create(name, TopicRecord(id: topic.id.base64URL, leaders: topic.leaders, configs: topic.configs,
+                                             replicas: topic.replicas, isr: topic.isr, epochs: topic.epochs))
+    }
+
+    func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
+        try records.setInSyncReplicas(name, partition: partition, leader: leader, epoch: epoch, isr: isr)
     }
 
     func deleteTopic(_ name: String) throws -> Bool { try records.delete(name) }
@@ -291,7 +311,11 @@ extension ClusterState {
         }
         for (name, record) in view.topics {
             guard let id = KafkaUUID(base64URL: record.id) else { continue }
-            topics[name] = Topic(id: id, leaders: record.leaders, configs: record.configs)
+            var topic = Topic(id: id, leaders: record.leaders, configs: record.configs)
+            if let replicas = record.replicas, replicas.count == record.leaders.count { topic.replicas = replicas }
+            if let isr = record.isr, isr.count == record.leaders.count { topic.isr = isr }
+            if let epochs = record.epochs, epochs.count == record.leaders.count { topic.epochs = epochs }
+            topics[name] = topic
         }
     }
 }

@@ -23,6 +23,14 @@ import Testing
             }
         }
         func deleteTopic(_ name: String) throws -> Bool { topics.withLock { $0.removeValue(forKey: name) != nil } }
+        func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
+            topics.withLock { all in
+                let p = Int(partition)
+                guard let topic = all[name], topic.leaders[p] == leader, topic.epochs[p] == epoch else { return false }
+                all[name]!.isr[p] = isr
+                return true
+            }
+        }
         func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
             topics.withLock { all in
                 guard all[name] != nil else { return false }
@@ -90,5 +98,72 @@ import Testing
         membership.publish(Self.state(store), to: h.broker.mesh)
         for _ in 0..<20 { _ = h.turn(nowMs: 1_700_000_000_000, collecting: 0); DiskWorker.shared.waitUntilIdle() }
         #expect(h.broker.topics["spread"] == nil)
+    }
+
+    /// Replication on the leader's side: an acks=all produce is answered once every in-sync
+    /// replica's fetch has passed it, consumers read only up to the high watermark, a follower
+    /// that stops fetching leaves the in-sync replicas after the lag time (written to the store),
+    /// and with fewer in sync than min.insync.replicas acks=all is refused.
+    @Test func theLeaderWaitsForTheInSyncReplicasAndShrinksThemWhenOneLags() throws {
+        var config = BrokerConfig()  // node.id 1
+        config.replicaLagTimeMaxMs = 1_000
+        let h = try BrokerHarness(config: config)
+        defer { h.remove() }
+        let store = Store()
+        store.topics.withLock { $0["rep"] = ClusterState.Topic(id: .random(), replicas: [[1, 2, 3]], configs: ["min.insync.replicas": "2"]) }
+        let membership = ClusterMembership(store: store, worker: DiskWorker(label: "test.cluster"))
+        h.broker.mesh.cluster = membership
+        let t0: Int64 = 1_700_000_000_000
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        for _ in 0..<20 { _ = h.turn(nowMs: t0, collecting: 0); DiskWorker.shared.waitUntilIdle() }
+        #expect(h.broker.topics["rep"] != nil)
+        let metadata = try #require(try h.call(MetadataRequest(topics: [.init(name: "rep")], allowAutoTopicCreation: false), version: 9))
+        #expect(metadata.topics[0].partitions[0].replicaNodes == [1, 2, 3])
+        #expect(metadata.topics[0].partitions[0].isrNodes == [1, 2, 3])
+
+        // acks=all: written here, not answered until followers 2 and 3 have it.
+        var w = WireWriter()
+        RequestHeader(requestApiKey: ProduceRequest.apiKey, requestApiVersion: 9, correlationId: 5_000, clientId: "test")
+            .encode(into: &w, version: ProduceRequest.requestHeaderVersion(9))
+        produceRequest(topic: "rep", batch: makeBatch(values: ["a", "b"]), acks: -1).encode(into: &w, version: 9)
+        let outcome = w.bytes.withUnsafeBytes { h.broker.handle(frame: $0, connection: 1, sequence: 5_000, nowMs: t0) }
+        guard case .pending = outcome else { Issue.record("expected a pending produce, got \(outcome)"); return }
+        var completions: [Completion] = []
+        for _ in 0..<5 { completions += h.turn(nowMs: t0, collecting: 0) }
+        #expect(!completions.contains { $0.correlationId == 5_000 })
+        func fetch(_ replica: Int32, _ offset: Int64, nowMs: Int64 = t0) throws -> FetchResponse.PartitionData {
+            let request = FetchRequest(replicaId: replica, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0,
+                                       topics: [.init(topic: "rep", partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])])
+            return try #require(try h.call(request, version: 12, nowMs: nowMs)).responses[0].partitions[0]
+        }
+        let consumerBefore = try fetch(-1, 0)
+        #expect(consumerBefore.highWatermark == 0 && (consumerBefore.records ?? []).isEmpty)
+        let follower = try fetch(2, 0)  // the follower reads past the high watermark
+        #expect(follower.highWatermark == 0 && !(follower.records ?? []).isEmpty)
+        _ = try fetch(2, 2)
+        #expect(try fetch(-1, 0).highWatermark == 0)  // 3 is in sync and has not fetched
+        _ = try fetch(3, 2)
+        for _ in 0..<3 { completions += h.turn(nowMs: t0, collecting: 0) }
+        let answered = try #require(completions.first { $0.correlationId == 5_000 })
+        let produced = try h.decode(answered.frame, ProduceRequest.self, version: 9, correlationId: 5_000)
+        #expect(produced.responses[0].partitionResponses[0].errorCode == 0)
+        let consumerAfter = try fetch(-1, 0)
+        #expect(consumerAfter.highWatermark == 2 && !(consumerAfter.records ?? []).isEmpty)
+
+        // Follower 3 stops fetching: after the lag time it leaves the in-sync replicas.
+        for second in 1...3 {
+            _ = try fetch(2, 2, nowMs: t0 + Int64(second) * 1_000)
+            for _ in 0..<3 { _ = h.turn(nowMs: t0 + Int64(second) * 1_000, collecting: 0) }
+            membership.worker.waitUntilIdle()
+        }
+        #expect(store.topics.withLock { $0["rep"]?.isr } == [[1, 2]])
+        // With only the leader in sync, acks=all is refused (min.insync.replicas = 2).
+        store.topics.withLock { $0["rep"]!.isr = [[1]] }
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        for _ in 0..<3 { _ = h.turn(nowMs: t0 + 4_000, collecting: 0) }
+        let refused = try #require(try h.call(produceRequest(topic: "rep", batch: makeBatch(values: ["c"]), acks: -1), version: 9, nowMs: t0 + 4_000))
+        #expect(refused.responses[0].partitionResponses[0].errorCode == ErrorCode.notEnoughReplicas.rawValue)
+        let one = try #require(try h.call(produceRequest(topic: "rep", batch: makeBatch(values: ["d"]), acks: 1), version: 9, nowMs: t0 + 4_000))
+        #expect(one.responses[0].partitionResponses[0].errorCode == 0)
     }
 }

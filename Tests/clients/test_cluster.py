@@ -1,8 +1,9 @@
 """Three real `apus serve` processes on a real etcd (cluster.metadata): topics are placed by
 partition across the brokers, every broker answers Metadata for the whole cluster, and
-confluent-kafka producers and a consumer group work across them (replication is not built yet:
-partitions have one replica)."""
+confluent-kafka producers and a consumer group work across them; replicated partitions keep every
+acknowledged record through followers dying and coming back."""
 import os
+import signal
 import shutil
 import subprocess
 import tempfile
@@ -134,3 +135,123 @@ def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
         f.result(timeout=10)
     assert eventually(10, lambda: all(leaders(b, "spread") is None for b in cluster))
     assert eventually(10, lambda: all("deleted topic" in b.log() for b in cluster))
+
+
+@pytest.fixture
+def replicated(etcd):
+    """Three brokers that drop a follower from the in-sync replicas after 2 s without catching up."""
+    with tempfile.TemporaryDirectory(prefix="apus-cluster-") as tmp:
+        brokers = [Broker(os.path.join(tmp, f"b{n}"), ["--set", f"cluster.metadata=etcd://{etcd}", "--set", f"node.id={n}",
+                                                       "--set", "replica.lag.time.max.ms=2000"]) for n in (1, 2, 3)]
+        try:
+            yield brokers
+        finally:
+            for b in brokers:
+                assert b.stop() == 0, b.log()[-3000:]
+
+
+def partition_state(broker, topic):
+    md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(topic, timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or 0 not in t.partitions:
+        return None
+    p = t.partitions[0]
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+def produce(bootstrap, values, **config):
+    """Produces `values` with acks=all; returns (acknowledged values, error codes of the others)."""
+    acked, errors = [], []
+
+    def report(err, msg):
+        if err is None:
+            acked.append(msg.value())
+        else:
+            errors.append(err.code())
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", **config})
+    for v in values:
+        p.produce("rep", v, on_delivery=report)
+    p.flush(60)
+    return acked, errors
+
+
+def read_all(bootstrap):
+    from confluent_kafka import TopicPartition, OFFSET_BEGINNING
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "reader", "enable.auto.commit": False})
+    c.assign([TopicPartition("rep", 0, OFFSET_BEGINNING)])
+    seen, idle = [], time.time()
+    while time.time() - idle < 3:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(m.value())
+            idle = time.time()
+    c.close()
+    return seen
+
+
+def segment(broker):
+    with open(os.path.join(broker.data_dir, "rep-0", "00000000000000000000.log"), "rb") as f:
+        return f.read()
+
+
+def restart_after_lease(broker):
+    """Starts a SIGKILLed broker again once etcd has let its registration go (lease of 6 s)."""
+    deadline = time.time() + 30
+    while True:
+        try:
+            broker.start()
+            return
+        except RuntimeError:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_return(replicated):
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
+    for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: partition_state(replicated[0], "rep") is not None and partition_state(replicated[0], "rep")[2] == [1, 2, 3])
+    leader_id, replicas, _ = partition_state(replicated[0], "rep")
+    assert replicas == [1, 2, 3]
+    leader = replicated[leader_id - 1]
+    first, second = [b for b in replicated if b is not leader]
+
+    # acks=all with every replica in sync: all acknowledged, and the followers' logs become the
+    # leader's, byte for byte.
+    acked, errors = produce(leader.bootstrap, [b"a%d" % i for i in range(2000)], **{"enable.idempotence": True})
+    assert len(acked) == 2000 and not errors
+    assert eventually(15, lambda: segment(first) == segment(leader) and segment(second) == segment(leader))
+
+    # One follower dies: after the lag time it leaves the in-sync replicas and acks=all goes on
+    # with min.insync.replicas = 2.
+    second.stop(signal.SIGKILL)
+    more, errors = produce(leader.bootstrap, [b"b%d" % i for i in range(500)], **{"enable.idempotence": True})
+    assert len(more) == 500 and not errors
+    acked += more
+    assert "shrinking the in-sync replicas" in leader.log()
+
+    # Both followers dead: acks=all is refused with NOT_ENOUGH_REPLICAS (19) once the in-sync
+    # replicas are down to the leader (a request caught in the shrink gets 20, after its append).
+    first.stop(signal.SIGKILL)
+    codes = []
+    assert eventually(20, lambda: codes.extend(produce(leader.bootstrap, [b"c"], retries=0, **{"message.timeout.ms": 8000})[1]) or 19 in codes)
+    _, errors = produce(leader.bootstrap, [b"refused"], retries=0)
+    assert errors == [KafkaError.NOT_ENOUGH_REPLICAS]
+
+    # A follower comes back: it catches up from its log end, rejoins, and acks=all works again.
+    restart_after_lease(first)
+    assert eventually(20, lambda: os.path.exists(os.path.join(first.data_dir, "rep-0")) and segment(first) == segment(leader)), first.log()[-4000:]
+    assert eventually(20, lambda: "expanding the in-sync replicas" in leader.log())
+    later, errors = produce(leader.bootstrap, [b"d%d" % i for i in range(200)], **{"enable.idempotence": True})
+    assert len(later) == 200 and not errors
+    acked += later
+
+    # Every acknowledged record is there exactly once (refused ones may be there too: appended,
+    # never acknowledged).
+    seen = read_all(leader.bootstrap)
+    assert len(seen) == len(set(seen))
+    assert set(acked) <= set(seen)
+    restart_after_lease(second)
+    assert eventually(20, lambda: segment(second) == segment(leader))

@@ -15,6 +15,9 @@ extension Broker {
             let partitions = !topic.assignments.isEmpty ? Int32(topic.assignments.count)
                 : topic.numPartitions == -1 ? broker.config.numPartitions : topic.numPartitions
             var overrides: [String: String] = [:]
+            // Cluster mode: replicas on distinct live brokers; a single broker holds one.
+            let liveBrokers = broker.cluster?.brokers.count
+            let factor = topic.replicationFactor == -1 ? (liveBrokers == nil ? 1 : broker.config.defaultReplicationFactor) : Int(topic.replicationFactor)
             func refuse(_ code: ErrorCode, _ message: String) {
                 result.errorCode = code.rawValue
                 result.errorMessage = message
@@ -33,8 +36,10 @@ extension Broker {
                 refuse(.invalidReplicaAssignment, problem)
             } else if partitions <= 0 || partitions > 10_000 {
                 refuse(.invalidPartitions, "number of partitions must be between 1 and 10000")
-            } else if topic.assignments.isEmpty && topic.replicationFactor != -1 && topic.replicationFactor != 1 {
-                refuse(.invalidReplicationFactor, "replication factor must be 1: partitions are not replicated yet")
+            } else if topic.assignments.isEmpty && liveBrokers == nil && factor != 1 {
+                refuse(.invalidReplicationFactor, "replication factor must be 1 on a single broker (replication needs cluster.metadata)")
+            } else if topic.assignments.isEmpty, let live = liveBrokers, factor < 1 || factor > live {
+                refuse(.invalidReplicationFactor, "replication factor \(factor) is not between 1 and the \(live) live brokers")
             } else {
                 for config in topic.configs {
                     guard let value = config.value else {
@@ -49,12 +54,12 @@ extension Broker {
             }
             if result.errorCode == 0 {
                 result.numPartitions = partitions
-                result.replicationFactor = 1
+                result.replicationFactor = Int16(factor)
                 result.configs = TopicConfig.entries(overrides, broker: broker.config).map {
                     .init(name: $0.name, value: $0.value, readOnly: $0.readOnly, configSource: $0.source, isSensitive: false)
                 }
                 if !request.validateOnly {
-                    let spec = TopicSpec(name: topic.name, partitions: partitions, overrides: overrides)
+                    let spec = TopicSpec(name: topic.name, partitions: partitions, overrides: overrides, replicationFactor: factor)
                     result.topicId = spec.id
                     toCreate.append(spec)
                 }

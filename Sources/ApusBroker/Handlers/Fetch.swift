@@ -72,6 +72,8 @@ extension Broker {
         var partition: Int32
         var error: ErrorCode
         var highWatermark: Int64 = -1
+        /// The log end when read (a follower's fetch waits for it to move).
+        var logEnd: Int64 = -1
         var logStartOffset: Int64 = -1
         var range: FileRange?
     }
@@ -82,6 +84,8 @@ extension Broker {
         var partition: Int32
         var offset: Int64
         var maxBytes: Int32
+        /// The follower fetching (its node id), or -1 for a consumer.
+        var replica: Int32 = -1
     }
 
     /// Reads the fetch's partitions (on their shards) and answers it, or parks it.
@@ -89,11 +93,12 @@ extension Broker {
         var items: [ReadItem] = []
         var positions: [Int] = []
         var owners = Set<Int>()
+        let replica = fetch.request.replicaId >= 0 ? fetch.request.replicaId : fetch.request.replicaState.replicaId
         var i = 0
         for topic in fetch.request.topics {
             for p in topic.partitions {
                 if let entry = fetch.topics[i] {
-                    items.append(ReadItem(topic: entry, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes))
+                    items.append(ReadItem(topic: entry, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes, replica: replica))
                     positions.append(i)
                     owners.insert(entry.owners[Int(p.partition)])
                 }
@@ -124,11 +129,15 @@ extension Broker {
                 continue
             }
             read.highWatermark = log.highWatermark
+            read.logEnd = log.logEndOffset
             read.logStartOffset = log.logStartOffset
+            // A follower reads up to the log end and reports what it has; a consumer reads what
+            // every in-sync replica has.
+            if item.replica >= 0 { followerFetched(log, replica: item.replica, offset: item.offset) }
             let limit = min(Int(max(item.maxBytes, 0)), budget)
             if limit > 0 || !anyData {
                 do {
-                    read.range = try log.read(from: item.offset, maxBytes: max(limit, 1))
+                    read.range = try log.read(from: item.offset, maxBytes: max(limit, 1), upTo: item.replica >= 0 ? .max : log.highWatermark)
                 } catch {
                     read.error = Broker.errorCode(for: error)
                 }
@@ -187,9 +196,12 @@ extension Broker {
 
     /// Whether a partition the fetch reads has advanced since it was read.
     private func advanced(_ fetch: FetchInFlight) -> Bool {
+        let follower = fetch.request.replicaId >= 0 || fetch.request.replicaState.replicaId >= 0
         for (read, topic) in zip(fetch.reads, fetch.topics) {
             guard let topic else { continue }
-            if topic.signals[Int(read.partition)].highWatermark.load(ordering: .sequentiallyConsistent) > read.highWatermark { return true }
+            let signal = topic.signals[Int(read.partition)]
+            if follower ? signal.logEnd.load(ordering: .sequentiallyConsistent) > read.logEnd
+                : signal.highWatermark.load(ordering: .sequentiallyConsistent) > read.highWatermark { return true }
         }
         return false
     }

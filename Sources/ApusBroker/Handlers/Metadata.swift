@@ -101,7 +101,9 @@ extension Broker {
             guard let topic = cluster.topics[name] else {
                 let mayCreate = config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation) && Broker.isValidTopicName(name)
                     && (denyCluster(.create, context) == nil || authorizedTopic(.create, name, context))
-                if mayCreate && !creating.contains(name) { missing.append(TopicSpec(name: name, partitions: config.numPartitions)) }
+                if mayCreate && !creating.contains(name) {
+                    missing.append(TopicSpec(name: name, partitions: config.numPartitions, replicationFactor: min(config.defaultReplicationFactor, cluster.brokers.count)))
+                }
                 let code: ErrorCode = !Broker.isValidTopicName(name) ? .invalidTopic : mayCreate ? .leaderNotAvailable : .unknownTopicOrPartition
                 response.topics.append(.init(errorCode: code.rawValue, name: name))
                 continue
@@ -109,8 +111,10 @@ extension Broker {
             var out = MetadataResponse.MetadataResponseTopic(name: name, topicId: topic.id)
             out.partitions = topic.leaders.enumerated().map { p, leader in
                 let live = cluster.isLive(leader)
+                let replicas = topic.replicas[p]
                 return .init(errorCode: live ? 0 : ErrorCode.leaderNotAvailable.rawValue, partitionIndex: Int32(p), leaderId: live ? leader : -1,
-                             leaderEpoch: Broker.leaderEpoch, replicaNodes: [leader], isrNodes: live ? [leader] : [], offlineReplicas: live ? [] : [leader])
+                             leaderEpoch: topic.epochs[p], replicaNodes: replicas, isrNodes: topic.isr[p].filter(cluster.isLive),
+                             offlineReplicas: replicas.filter { !cluster.isLive($0) })
             }
             response.topics.append(out)
         }

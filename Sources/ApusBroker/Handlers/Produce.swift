@@ -11,6 +11,10 @@ import KafkaWire
 final class PendingProduce {
     let context: RequestContext
     let acks: Int16
+    /// acks=all on a replicated partition: when waiting for the in-sync replicas ends with
+    /// REQUEST_TIMED_OUT (the request's timeout).
+    var replicationDeadlineMs: Int64?
+    var timeoutMs: Int32 = 30_000
     var response: ProduceResponse
     /// (topic index, partition index in the response) → log and the last offset to wait for.
     var waits: [(topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)] = []
@@ -50,6 +54,7 @@ struct ProduceRequestView {
     }
 
     var acks: Int16
+    var timeoutMs: Int32
     var topics: [(name: String, partitions: [Partition])]
 
     init(from r: inout WireReader, version: Int16) throws(WireError) {
@@ -64,7 +69,7 @@ struct ProduceRequestView {
         r.field = "ProduceRequest.Acks"
         acks = try r.readInt16()
         r.field = "ProduceRequest.TimeoutMs"
-        _ = try r.readInt32()
+        timeoutMs = try r.readInt32()
         r.field = "ProduceRequest.TopicData"
         topics = try r.readArray(compact: flexible, minElementSize: 1) { (r: inout WireReader) throws(WireError) in
             r.field = "TopicProduceData.Name"
@@ -96,6 +101,7 @@ extension Broker {
         let request = try ProduceRequestView(from: &r, version: context.apiVersion)
         var response = ProduceResponse()
         let pending = PendingProduce(context: context, acks: request.acks, response: response)
+        pending.timeoutMs = max(request.timeoutMs, 0)
         var remote: [Int: [RemoteAppend]] = [:]
         for (t, topic) in request.topics.enumerated() {
             var out = ProduceResponse.TopicProduceResponse(name: topic.name)
@@ -143,11 +149,13 @@ extension Broker {
         let origin = index
         let context = pending.context
         let acks = pending.acks
+        let timeoutMs = pending.timeoutMs
         if acks != 0 { pending.outstanding += 1 }
         mesh.post(to: owner) { broker in
             // The owner's part: one pseudo-topic whose partitions are the appends, in order.
             var part = ProduceResponse.TopicProduceResponse(name: "")
             let sub = PendingProduce(context: context, acks: acks, response: ProduceResponse())
+            sub.timeoutMs = timeoutMs
             for (i, append) in appends.enumerated() {
                 var result = ProduceResponse.PartitionProduceResponse(index: append.partition)
                 sub.buffers.append(append.batches)
@@ -177,8 +185,8 @@ extension Broker {
     ) -> ErrorCode {
         guard let log = log(topic, partition) else { return .unknownTopicOrPartition }
         let settings = topic.settings
-        // One replica is in sync here: acks=all cannot meet a topic's min.insync.replicas above 1.
-        if acks == -1 && settings.minInsyncReplicas > 1 { return .notEnoughReplicas }
+        // acks=all needs min.insync.replicas in sync (one, the leader, without replication).
+        if acks == -1 && (replication(topic.name, partition)?.isr.count ?? 1) < settings.minInsyncReplicas { return .notEnoughReplicas }
         // Every batch is validated before any is staged.
         var batches: [UnsafeMutableRawBufferPointer] = []
         var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true, maxBatchSize: settings.maxMessageBytes)
@@ -293,6 +301,7 @@ extension Broker {
             }
         }
         var remaining: [PendingProduce] = []
+        awaitingReplicas = 0
         for pending in pendingProduces {
             pending.buffers.forEach { $0.deallocate() }
             pending.buffers.removeAll()
@@ -302,6 +311,32 @@ extension Broker {
             guard durable && pending.outstanding == 0 else {
                 remaining.append(pending)
                 continue
+            }
+            // acks=all on a replicated partition: every in-sync replica has it (the high watermark
+            // passed it), or the request's timeout ends the wait.
+            let unreplicated = { (wait: (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)) in
+                wait.log.highWatermark <= wait.lastOffset && wait.log.failure == nil
+            }
+            if pending.acks == -1 && pending.waits.contains(where: unreplicated) {
+                let deadline = pending.replicationDeadlineMs ?? nowMs + Int64(pending.timeoutMs)
+                if nowMs < deadline {
+                    pending.replicationDeadlineMs = deadline
+                    awaitingReplicas += 1
+                    remaining.append(pending)
+                    continue
+                }
+                for wait in pending.waits where unreplicated(wait) {
+                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.requestTimedOut)
+                }
+            }
+            if pending.acks == -1 {
+                // Replicated, but the in-sync replicas shrank below min.insync.replicas meanwhile.
+                for wait in pending.waits {
+                    let tp = wait.log.topicPartition
+                    guard let replication = replication(tp.topic, tp.partition),
+                          let minimum = topics[tp.topic]?.settings.minInsyncReplicas, replication.isr.count < minimum else { continue }
+                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notEnoughReplicasAfterAppend)
+                }
             }
             for wait in pending.waits where wait.log.failure != nil {
                 pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.kafkaStorageError)

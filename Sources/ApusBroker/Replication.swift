@@ -1,0 +1,208 @@
+import ApusStorage
+import KafkaProtocol
+import KafkaWire
+
+/// What the leader of a replicated partition knows of its followers, from their fetches
+/// (Kafka's replica state): each follower's log end and when it last caught up with the leader.
+final class ReplicaSet {
+    struct Follower {
+        /// The follower's log end, as its last fetch offset says; -1 until it fetches.
+        var logEnd: Int64 = -1
+        /// The last time its fetch reached the leader's log end (or when the leader took over).
+        var caughtUpMs: Int64
+    }
+
+    var followers: [Int32: Follower] = [:]
+    /// An in-sync replica change is being written to the cluster's metadata; none is asked for
+    /// until this time (it comes back with the view).
+    var quietUntilMs: Int64 = 0
+}
+
+/// A partition's replication as the cluster's metadata has it.
+struct Replication {
+    var leader: Int32
+    var replicas: [Int32]
+    var isr: [Int32]
+    var epoch: Int32
+}
+
+/// Replication (cluster mode, issue 16), Kafka's way: followers fetch from the leader with their
+/// replica id (the zero-copy fetch path), the leader tracks each follower's log end from its
+/// fetch offsets, and the high watermark — what consumers may read, what acks=all waits for — is
+/// the lowest log end among the in-sync replicas. A follower that has not caught up with the
+/// leader's log end for `replica.lag.time.max.ms` leaves the in-sync replicas, and returns once
+/// it has the high watermark; the leader writes both changes to the cluster's metadata with a
+/// compare-and-swap fenced by its leader epoch. Everything here runs on the shard owning the
+/// partition.
+extension Broker {
+    /// The partition's replicas in the cluster view; nil for a single broker, or one replica.
+    func replication(_ topic: String, _ partition: Int32) -> Replication? {
+        guard let cluster, let t = cluster.topics[topic], t.replicas.indices.contains(Int(partition)) else { return nil }
+        let p = Int(partition)
+        guard t.replicas[p].count > 1 else { return nil }
+        return Replication(leader: t.leaders[p], replicas: t.replicas[p], isr: t.isr[p], epoch: t.epochs[p])
+    }
+
+    /// The cluster view moved (a job on every shard): shard 0 brings the logs in line, every shard
+    /// sets up the replication of the logs it owns.
+    public func clusterViewMoved() {
+        if index == 0 { reconcileWithCluster() }
+        configureReplication()
+    }
+
+    /// For every log this shard owns: a replicated partition gets a high watermark of its own
+    /// (it starts at the log start and rises as the in-sync replicas report), and where this
+    /// broker leads it, a ``ReplicaSet`` whose followers count as caught up from now (as Kafka
+    /// starts them), so a follower that never fetches leaves the in-sync replicas after the lag time.
+    func configureReplication() {
+        guard mesh.cluster != nil else { return }
+        for log in ownedLogs {
+            let tp = log.topicPartition
+            guard let replication = replication(tp.topic, tp.partition) else {
+                if log.replicatedHighWatermark != nil || replicaSets[tp] != nil {
+                    log.replicatedHighWatermark = nil
+                    replicaSets[tp] = nil
+                    markAdvanced(log)
+                }
+                continue
+            }
+            if log.replicatedHighWatermark == nil { log.replicatedHighWatermark = log.logStartOffset }
+            guard replication.leader == config.nodeId else {
+                replicaSets[tp] = nil
+                continue
+            }
+            let set = replicaSets[tp] ?? ReplicaSet()
+            for id in replication.replicas where id != config.nodeId && set.followers[id] == nil {
+                set.followers[id] = ReplicaSet.Follower(caughtUpMs: turnMs)
+            }
+            for id in set.followers.keys where !replication.replicas.contains(id) { set.followers[id] = nil }
+            replicaSets[tp] = set
+            markAdvanced(log)  // the in-sync replicas may have changed: the high watermark with them
+        }
+    }
+
+    /// Has the log's high watermark recomputed and its signal published at the end of the turn.
+    private func markAdvanced(_ log: PartitionLog) {
+        guard !appended.contains(where: { $0.log === log }), let topic = topics[log.topicPartition.topic],
+              topic.logs.indices.contains(Int(log.topicPartition.partition)) else { return }
+        appended.append((log, topic.signals[Int(log.topicPartition.partition)]))
+    }
+
+    /// Raises the high watermark of a partition this broker leads to the lowest log end among its
+    /// in-sync replicas (never lowers it); a follower that has not fetched yet holds it.
+    func advanceHighWatermark(_ log: PartitionLog, _ set: ReplicaSet) {
+        guard let replication = replication(log.topicPartition.topic, log.topicPartition.partition) else { return }
+        var mark = log.logEndOffset
+        for id in replication.isr where id != config.nodeId {
+            guard let follower = set.followers[id], follower.logEnd >= 0 else { return }
+            mark = min(mark, follower.logEnd)
+        }
+        if mark > (log.replicatedHighWatermark ?? -1) { log.replicatedHighWatermark = mark }
+    }
+
+    /// A follower fetched `offset` of a partition this shard owns: it has everything below it.
+    func followerFetched(_ log: PartitionLog, replica: Int32, offset: Int64) {
+        guard let set = replicaSets[log.topicPartition], var follower = set.followers[replica] else { return }
+        follower.logEnd = min(offset, log.logEndOffset)
+        if offset >= log.logEndOffset { follower.caughtUpMs = turnMs }
+        set.followers[replica] = follower
+        markAdvanced(log)
+    }
+
+    /// Shrinks or grows the in-sync replicas of the partitions this shard leads (twice a second):
+    /// out goes a follower not caught up for `replica.lag.time.max.ms`, in comes one that has the
+    /// high watermark. The change is written to the cluster's metadata off the shard, fenced by
+    /// the leader epoch; the high watermark follows when the view comes back.
+    func checkInSyncReplicas(nowMs: Int64) {
+        guard nowMs >= nextReplicaCheckMs, let membership = mesh.cluster else { return }
+        nextReplicaCheckMs = nowMs + 500
+        for (tp, set) in replicaSets where nowMs >= set.quietUntilMs {
+            guard let replication = replication(tp.topic, tp.partition), replication.leader == config.nodeId,
+                  let log = topics[tp.topic].flatMap({ self.log($0, tp.partition) }) else { continue }
+            var isr = replication.isr
+            for (id, follower) in set.followers.sorted(by: { $0.key < $1.key }) {
+                if isr.contains(id) && nowMs - follower.caughtUpMs > config.replicaLagTimeMaxMs {
+                    isr.removeAll { $0 == id }
+                } else if !isr.contains(id) && follower.logEnd >= log.highWatermark && nowMs - follower.caughtUpMs <= config.replicaLagTimeMaxMs {
+                    isr.append(id)
+                }
+            }
+            guard isr != replication.isr else { continue }
+            set.quietUntilMs = nowMs + 2_000
+            let store = membership.store, me = config.nodeId, wanted = isr
+            logger.info(isr.count < replication.isr.count ? "shrinking the in-sync replicas" : "expanding the in-sync replicas",
+                        metadata: ["partition": "\(tp)", "from": "\(replication.isr)", "to": "\(isr)", "epoch": "\(replication.epoch)"])
+            mesh.afterDiskWork(on: index, worker: membership.worker, { () -> String? in
+                do {
+                    return try store.setInSyncReplicas(tp.topic, partition: tp.partition, leader: me, epoch: replication.epoch, isr: wanted)
+                        ? nil : "the leader or its epoch moved"
+                } catch {
+                    return "\(error)"
+                }
+            }, then: { broker, failure in
+                if let failure { broker.logger.warning("in-sync replicas not changed", metadata: ["partition": "\(tp)", "reason": "\(failure)"]) }
+            })
+        }
+    }
+
+    /// Appends batches the partition's leader sent (this broker follows it; on the shard owning
+    /// the log): each must start at the log end and is kept with the leader's offsets; a partial
+    /// batch at the end (a cut response) is left for the next fetch. The follower's high
+    /// watermark follows the leader's. Returns the log end after the append, or why not.
+    public func appendReplicated(topic: String, partition: Int32, records: [UInt8], leaderHighWatermark: Int64, nowMs: Int64) -> Result<Int64, ReplicaAppendError> {
+        guard let entry = self.topic(topic), let log = log(entry, partition) else { return .failure(.noLog) }
+        if !records.isEmpty {
+            let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
+            owned.copyBytes(from: records)
+            replicaBuffers.append(owned)
+            var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true)
+            do {
+                while let view = try sequence.next() {
+                    if view.lastOffset < log.nextOffset { continue }  // already here (a repeated fetch)
+                    let start = view.bytes.baseAddress! - UnsafeRawPointer(owned.baseAddress!)
+                    let batch = UnsafeMutableRawBufferPointer(rebasing: owned[start..<(start + view.bytes.count)])
+                    _ = try shard.append(batch, to: log, requireDurable: false, nowMs: nowMs, keepOffsets: true)
+                }
+            } catch let error as StorageError {
+                return .failure(.storage("\(error)"))
+            } catch {
+                return .failure(.invalid("\(error)"))
+            }
+            producerStates[log.topicPartition] = nil  // rebuilt from the log if this broker leads it later
+            markAdvanced(log)
+        }
+        let mark = min(leaderHighWatermark, log.nextOffset)
+        if mark > (log.replicatedHighWatermark ?? -1) { log.replicatedHighWatermark = mark }
+        return .success(log.nextOffset)
+    }
+
+    /// The log end of a partition this shard owns (where a follower starts fetching), or nil.
+    public func replicaLogEnd(topic: String, partition: Int32) -> Int64? {
+        guard let entry = self.topic(topic), let log = log(entry, partition) else { return nil }
+        return log.nextOffset
+    }
+
+    /// Frees the batches follower appends staged, once the commit has written them.
+    func releaseReplicaBuffers() {
+        replicaBuffers.forEach { $0.deallocate() }
+        replicaBuffers.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Why a follower's append was refused.
+public enum ReplicaAppendError: Error, CustomStringConvertible {
+    /// This broker has no log for the partition (yet).
+    case noLog
+    /// The log refused it (offline, out of space…).
+    case storage(String)
+    /// The leader's bytes are not valid batches.
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .noLog: "no local log for the partition"
+        case .storage(let why): "storage: \(why)"
+        case .invalid(let why): "invalid batches: \(why)"
+        }
+    }
+}
