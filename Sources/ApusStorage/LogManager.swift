@@ -22,6 +22,8 @@ public final class LogManager: @unchecked Sendable {
     let logger: Logger
     private var logs: [TopicPartition: PartitionLog] = [:]
     private var checkpointed: [TopicPartition: Int64] = [:]
+    /// Replicated partitions' high watermarks as last checkpointed.
+    private var checkpointedMarks: [TopicPartition: Int64] = [:]
     /// A background checkpoint is being written (at most one at a time).
     private let checkpointsUnderway = Atomic<Bool>(false)
     /// The data directory's `.lock`, held for the manager's life.
@@ -155,18 +157,27 @@ public final class LogManager: @unchecked Sendable {
         }
     }
 
-    /// The (partition, durable offset) pairs that moved since their last checkpoint.
-    private func due(_ logs: [PartitionLog]) -> [(TopicPartition, Int64)] {
+    /// The partitions whose durable offset (or, replicated, high watermark) moved since their
+    /// last checkpoint, with the values to write (nil: unchanged).
+    private func due(_ logs: [PartitionLog]) -> [(TopicPartition, durable: Int64?, mark: Int64?)] {
         lock.withLock { _ in
-            logs.compactMap { log in checkpointed[log.topicPartition] == log.durableOffset ? nil : (log.topicPartition, log.durableOffset) }
+            logs.compactMap { log in
+                let tp = log.topicPartition
+                let durable = checkpointed[tp] == log.durableOffset ? nil : log.durableOffset
+                let mark = log.replicatedHighWatermark.flatMap { checkpointedMarks[tp] == $0 ? nil : $0 }
+                return durable == nil && mark == nil ? nil : (tp, durable, mark)
+            }
         }
     }
 
-    private func writeCheckpoints(_ points: [(TopicPartition, Int64)]) {
-        for (tp, durable) in points {
-            let path = dataDirectory + "/" + tp.description + "/" + Self.recoveryCheckpoint
-            if (try? Sys.writeFileAtomically(path, Array(String(durable).utf8))) != nil {
+    private func writeCheckpoints(_ points: [(TopicPartition, durable: Int64?, mark: Int64?)]) {
+        for (tp, durable, mark) in points {
+            let directory = dataDirectory + "/" + tp.description + "/"
+            if let durable, (try? Sys.writeFileAtomically(directory + Self.recoveryCheckpoint, Array(String(durable).utf8))) != nil {
                 lock.withLock { _ in checkpointed[tp] = durable }
+            }
+            if let mark, (try? Sys.writeFileAtomically(directory + PartitionLog.highWatermarkFile, Array(String(mark).utf8))) != nil {
+                lock.withLock { _ in checkpointedMarks[tp] = mark }
             }
         }
     }

@@ -105,6 +105,11 @@ struct LogRecovery {
            let start = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
             log.restoreLogStartOffset(start)
         }
+        // A replicated partition's high watermark when last checkpointed (a follower truncates to it).
+        if let bytes = try? Sys.readFile(directory + "/" + PartitionLog.highWatermarkFile),
+           let mark = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
+            log.checkpointedHighWatermark = min(max(mark, log.logStartOffset), log.logEndOffset)
+        }
         if log.lockWaitNs >= 1_000_000 {
             logger.warning("waited for a previous process's writes to finish before opening the log", metadata: [
                 "partition": "\(topicPartition)", "waitedMs": "\(log.lockWaitNs / 1_000_000)",

@@ -79,6 +79,8 @@ public final class PartitionLog {
     /// A replicated partition's high watermark as its leader computes it from the in-sync
     /// replicas (or a follower learns it from the leader); nil when this log is the only replica.
     public var replicatedHighWatermark: Int64?
+    /// The replicated high watermark read from the partition's checkpoint when the log opened.
+    public internal(set) var checkpointedHighWatermark: Int64?
     /// Offsets below this are what consumers may read: every in-sync replica has them.
     public var highWatermark: Int64 { min(replicatedHighWatermark ?? logEndOffset, logEndOffset) }
 
@@ -539,6 +541,39 @@ extension PartitionLog {
         DiskWorker.shared.run { try? Sys.writeFileAtomically(path, text) }
         logger.info("deleted records", metadata: ["partition": "\(topicPartition)", "logStartOffset": "\(target)"])
         return target
+    }
+
+    /// Where a replicated partition's high watermark is checkpointed (``LogManager``).
+    static let highWatermarkFile = "high-watermark"
+
+    /// A follower's divergent tail goes (its leader changed): every batch at or after `offset`
+    /// (a batch boundary; clamped to the log start) is removed — later segments deleted (their
+    /// files unlinked by the disk worker), the segment holding `offset` cut there. Nothing may be
+    /// staged. Returns whether the log was cut (false: nothing past `offset`).
+    public func truncate(to offset: Int64) throws(StorageError) -> Bool {
+        if let failure { throw .offline(failure) }
+        guard dirtySegments.isEmpty else { throw .invalidBatch("truncation with appends staged") }
+        let target = max(offset, logStartOffset)
+        guard target < logEndOffset else { return false }
+        while segments.count > 1, segments[segments.count - 1].baseOffset >= target {
+            let gone = segments.removeLast()
+            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { gone.path + $0 })
+        }
+        let segment = activeSegment
+        let cut = try findBatch(containing: target, in: segment) ?? segment.size
+        do {
+            try ShardThreadContract.allowingDiskWait("truncating a follower's divergent tail") { () throws(SystemError) in
+                try segment.truncate(toSize: cut, nextOffset: target)
+            }
+        } catch {
+            throw .io(error)
+        }
+        nextOffset = target
+        logEndOffset = target
+        durableOffset = min(durableOffset, target)
+        if let mark = replicatedHighWatermark { replicatedHighWatermark = min(mark, target) }
+        logger.warning("truncated the log to follow a new leader", metadata: ["partition": "\(topicPartition)", "logEndOffset": "\(target)"])
+        return true
     }
 
     /// Sets the log start offset stored by ``deleteRecords(before:)`` when the log opens (an

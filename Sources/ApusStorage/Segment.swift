@@ -299,6 +299,25 @@ final class Segment {
         }
     }
 
+    /// Cuts committed data at `size` (a batch boundary), whose first offset is `next`: the
+    /// files and in-memory indexes lose every entry past it (a follower's divergent tail).
+    func truncate(toSize cut: Int64, nextOffset next: Int64) throws(SystemError) {
+        offsetIndex.removeAll { Int64($0.position) >= cut }
+        timeIndex.removeAll { baseOffset + Int64($0.relativeOffset) >= next }
+        offsetIndexWritten = min(offsetIndexWritten, offsetIndex.count)
+        timeIndexWritten = min(timeIndexWritten, timeIndex.count)
+        try Sys.ftruncate(logFd, cut)
+        try Sys.ftruncate(indexFd, Int64(offsetIndexWritten * 8))
+        try Sys.ftruncate(timeIndexFd, Int64(timeIndexWritten * 12))
+        size = cut
+        stagedSize = cut
+        nextOffset = next
+        verifiedSize = min(verifiedSize, cut)
+        if let bad = corruptAt, bad.position >= cut { corruptAt = nil }
+        maxTimestamp = timeIndex.last?.timestamp ?? -1
+        bytesSinceIndexEntry = Int(cut - Int64(offsetIndex.last?.position ?? 0))
+    }
+
     private func clearStage() {
         pending.removeAll(keepingCapacity: true)
         stagedOffsetIndex.removeAll()

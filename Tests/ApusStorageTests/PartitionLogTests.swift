@@ -310,6 +310,62 @@ import Testing
         #expect(pageCache.name == "posix" && why != nil)
         #expect(try makeAppendBackend(.posix).0.name == "posix")
     }
+
+    /// A follower's tail past its high watermark goes when its leader changes: later segments
+    /// are deleted, the one holding the offset is cut at the batch, the high watermark follows,
+    /// appends continue from there (a replicated batch keeps its offsets, one that does not start
+    /// at the log end is refused), and the log reopens as it was left.
+    @Test(arguments: backends)
+    func truncationCutsAtABatchAcrossSegmentsAndTheLogReopensCut(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 4096
+        config.indexIntervalBytes = 256
+        var (manager, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        var ends: [Int64] = []
+        for i in 0..<60 {
+            _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 60), to: log, requireDurable: false, nowMs: now)
+            #expect(shard.commit(nowMs: now).isEmpty)
+            ends.append(log.logEndOffset)
+        }
+        #expect(log.segmentCount > 3)
+        log.replicatedHighWatermark = log.logEndOffset
+        let cut = ends[20]  // a batch boundary inside an early segment
+        let before = try readAll(log)
+        #expect(try log.truncate(to: cut))
+        #expect(log.logEndOffset == cut && log.nextOffset == cut && log.highWatermark == cut)
+        #expect(log.segmentBaseOffsets.allSatisfy { $0 <= cut })
+        var kept = try readAll(log)
+        #expect(try records(in: kept).map(\.offset) == Array(0..<cut))
+        let prefixKept = Array(before.prefix(kept.count)) == kept
+        #expect(prefixKept, "what is kept is the log's beginning, unchanged")
+        #expect(try !log.truncate(to: cut + 4), "nothing past the log end")
+        #expect(try log.read(from: cut, maxBytes: 1 << 20) == nil)
+
+        // A replicated batch must start at the log end and keeps its offsets.
+        let replicated = arena.batch(records: 3, first: 900, valueSize: 60)
+        RecordBatchView.setBaseOffset(cut + 1, inBatchAt: replicated.baseAddress!)
+        #expect(throws: StorageError.self) { try shard.append(replicated, to: log, requireDurable: false, nowMs: now, keepOffsets: true) }
+        RecordBatchView.setBaseOffset(cut, inBatchAt: replicated.baseAddress!)
+        #expect(try shard.append(replicated, to: log, requireDurable: false, nowMs: now, keepOffsets: true).baseOffset == cut)
+        #expect(shard.commit(nowMs: now).isEmpty)
+        #expect(log.logEndOffset == cut + 3)
+        // A consumer's read stops at the high watermark; a follower's does not.
+        #expect(try log.read(from: cut, maxBytes: 1 << 20, upTo: log.highWatermark) == nil)
+        #expect(try log.read(from: cut, maxBytes: 1 << 20) != nil)
+        kept = try readAll(log)
+
+        shard.syncAll(nowMs: now)
+        try manager.close()
+        (manager, log) = try open(dir, config)
+        #expect(log.logEndOffset == cut + 3)
+        let reopened = try readAll(log) == kept
+        #expect(reopened, "the log reopens as it was left")
+        try manager.close()
+    }
 }
 
 extension PartitionLogTests {
