@@ -132,6 +132,11 @@ public final class Broker {
     var replicaBuffers: [UnsafeMutableRawBufferPointer] = []
     /// When the in-sync replicas are checked next (``checkInSyncReplicas(nowMs:)``).
     var nextReplicaCheckMs: Int64 = 0
+    /// The leader epoch each partition this shard follows was last followed at: a new one means
+    /// a new leader, and the log is first cut to its high watermark.
+    var followedEpochs: [TopicPartition: Int32] = [:]
+    /// Followed partitions to cut to their high watermark after this turn's commit (the epoch).
+    var followerTruncations: [TopicPartition: Int32] = [:]
     /// The time of the latest request or turn end (for work that has no clock of its own: jobs).
     var turnMs: Int64 = 0
     /// Produce requests whose only wait is for the in-sync replicas (no need to poll for them).
@@ -266,6 +271,7 @@ public final class Broker {
         let failures = shard.commit(nowMs: nowMs)
         shard.poll()
         if !replicaBuffers.isEmpty { releaseReplicaBuffers() }
+        if !followerTruncations.isEmpty { truncateFollowers() }
         if !replicaSets.isEmpty { checkInSyncReplicas(nowMs: nowMs) }
         publishAppends()
         completeProduces(failures: failures, nowMs: nowMs, into: &completions)

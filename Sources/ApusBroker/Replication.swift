@@ -66,11 +66,16 @@ extension Broker {
                 }
                 continue
             }
-            if log.replicatedHighWatermark == nil { log.replicatedHighWatermark = log.logStartOffset }
+            if log.replicatedHighWatermark == nil { log.replicatedHighWatermark = log.checkpointedHighWatermark ?? log.logStartOffset }
             guard replication.leader == config.nodeId else {
                 replicaSets[tp] = nil
+                // A new leader, or the first since this broker started: what this log has past its
+                // high watermark may not be on the leader; it goes before fetching.
+                if followedEpochs[tp] != replication.epoch { followerTruncations[tp] = replication.epoch }
                 continue
             }
+            followedEpochs[tp] = nil
+            followerTruncations[tp] = nil
             let set = replicaSets[tp] ?? ReplicaSet()
             for id in replication.replicas where id != config.nodeId && set.followers[id] == nil {
                 set.followers[id] = ReplicaSet.Follower(caughtUpMs: turnMs)
@@ -107,6 +112,27 @@ extension Broker {
         if offset >= log.logEndOffset { follower.caughtUpMs = turnMs }
         set.followers[replica] = follower
         markAdvanced(log)
+    }
+
+    /// Cuts followed logs to their high watermark once their leader changed (after the turn's
+    /// commit, so nothing is staged), as Kafka followers did before leader epochs (KIP-101): what
+    /// is below the high watermark is on every in-sync replica, what is above may not be.
+    func truncateFollowers() {
+        for (tp, epoch) in followerTruncations {
+            guard let entry = topics[tp.topic], let log = log(entry, tp.partition) else {
+                followerTruncations[tp] = nil
+                continue
+            }
+            do {
+                _ = try log.truncate(to: log.highWatermark)
+                producerStates[tp] = nil
+                followedEpochs[tp] = epoch
+                followerTruncations[tp] = nil
+                markAdvanced(log)
+            } catch {
+                logger.warning("could not truncate a followed log; retrying", metadata: ["partition": "\(tp)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Shrinks or grows the in-sync replicas of the partitions this shard leads (twice a second):
@@ -151,6 +177,7 @@ extension Broker {
     /// watermark follows the leader's. Returns the log end after the append, or why not.
     public func appendReplicated(topic: String, partition: Int32, records: [UInt8], leaderHighWatermark: Int64, nowMs: Int64) -> Result<Int64, ReplicaAppendError> {
         guard let entry = self.topic(topic), let log = log(entry, partition) else { return .failure(.noLog) }
+        if followerTruncations[log.topicPartition] != nil { return .failure(.noLog) }  // fetched before the leader changed
         if !records.isEmpty {
             let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
             owned.copyBytes(from: records)
@@ -178,7 +205,8 @@ extension Broker {
 
     /// The log end of a partition this shard owns (where a follower starts fetching), or nil.
     public func replicaLogEnd(topic: String, partition: Int32) -> Int64? {
-        guard let entry = self.topic(topic), let log = log(entry, partition) else { return nil }
+        guard let entry = self.topic(topic), let log = log(entry, partition),
+              followerTruncations[log.topicPartition] == nil else { return nil }  // not before it is cut
         return log.nextOffset
     }
 

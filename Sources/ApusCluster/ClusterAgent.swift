@@ -108,6 +108,8 @@ public final class ClusterAgent: @unchecked Sendable {
     private let state = Mutex<ClusterView>(ClusterView())
     private let stopping = Atomic<Bool>(false)
     private var lease: Int64 = 0
+    /// Partitions reported offline (logged once until they have a leader again).
+    private var offline: Set<String> = []
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
     /// Called on the agent's thread with each view that differs from the one before.
@@ -194,7 +196,8 @@ public final class ClusterAgent: @unchecked Sendable {
         if try client.create(keys.controller, Array(String(registration.nodeId).utf8), lease: lease) {
             logger.info("elected controller", metadata: ["nodeId": "\(registration.nodeId)"])
         }
-        let fresh = try keys.read(client)
+        var fresh = try keys.read(client)
+        if fresh.controller == registration.nodeId, try electLeaders(fresh) { fresh = try keys.read(client) }
         let old = state.withLock { view in
             defer { view = fresh }
             return view
@@ -203,6 +206,51 @@ public final class ClusterAgent: @unchecked Sendable {
             logger.info("cluster membership", metadata: ["brokers": "\(fresh.brokers.map(\.nodeId))", "controller": "\(fresh.controller.map(String.init) ?? "none")"])
         }
         if old != fresh { onChange?(fresh) }
+    }
+
+    /// The controller's duty when brokers go (Kafka's controller on a broker failure): each
+    /// replicated partition whose leader's registration is gone is led next by its first replica
+    /// that is alive and in sync, with the leader epoch raised and the in-sync replicas reduced to
+    /// the live ones — a compare-and-swap on the topic's record, so a change made meanwhile wins
+    /// and the next pass looks again. With no live in-sync replica the partition stays offline
+    /// (no unclean election). Returns whether a record changed.
+    private func electLeaders(_ view: ClusterView) throws(EtcdError) -> Bool {
+        let live = Set(view.brokers.map(\.nodeId))
+        var changed = false
+        for name in view.topics.keys.sorted() {
+            guard let kv = try client.get(keys.topic(name)), var record = try? JSONDecoder().decode(TopicRecord.self, from: Data(kv.value)),
+                  let replicas = record.replicas, replicas.count == record.leaders.count else { continue }
+            var isr = record.isr ?? replicas
+            var epochs = record.epochs ?? record.leaders.map { _ in 0 }
+            var elected: [(Int, Int32)] = []
+            for p in record.leaders.indices where replicas[p].count > 1 && !live.contains(record.leaders[p]) {
+                let inSync = isr[p].filter(live.contains)
+                guard let next = replicas[p].first(where: inSync.contains) else {
+                    if !offline.contains("\(name)-\(p)") {
+                        offline.insert("\(name)-\(p)")
+                        logger.warning("partition offline: no live in-sync replica to lead it", metadata: ["topic": "\(name)", "partition": "\(p)", "isr": "\(isr[p])"])
+                    }
+                    continue
+                }
+                offline.remove("\(name)-\(p)")
+                record.leaders[p] = next
+                isr[p] = inSync
+                epochs[p] += 1
+                elected.append((p, next))
+            }
+            guard !elected.isEmpty else { continue }
+            record.isr = isr
+            record.epochs = epochs
+            let bytes: [UInt8]
+            do { bytes = Array(try JSONEncoder().encode(record)) } catch { throw EtcdError(description: "encoding topic \(name): \(error)") }
+            if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, bytes) {
+                changed = true
+                for (p, leader) in elected {
+                    logger.info("elected a partition leader", metadata: ["topic": "\(name)", "partition": "\(p)", "leader": "\(leader)", "epoch": "\(epochs[p])", "isr": "\(isr[p])"])
+                }
+            }
+        }
+        return changed
     }
 
     private func tick(keepAlive: Bool) {

@@ -47,6 +47,7 @@ public enum ErrorCode: Int16, Sendable {
     case resourceNotFound = 91
     case duplicateResource = 92
     case unacceptableCredential = 93
+    case fencedLeaderEpoch = 74
     case unknownLeaderEpoch = 75
     case memberIdRequired = 79
     case fencedInstanceId = 82

@@ -255,3 +255,65 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     assert set(acked) <= set(seen)
     restart_after_lease(second)
     assert eventually(20, lambda: segment(second) == segment(leader))
+
+
+def test_leader_killed_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated):
+    import threading
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
+    for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: partition_state(replicated[0], "rep") is not None and partition_state(replicated[0], "rep")[2] == [1, 2, 3])
+    old_id = partition_state(replicated[0], "rep")[0]
+    old = replicated[old_id - 1]
+    survivors = [b for b in replicated if b is not old]
+
+    # An idempotent acks=all producer keeps sending numbered records through the failover.
+    acked, failed, stop = [], [], threading.Event()
+
+    def report(err, msg):
+        (acked if err is None else failed).append(int(msg.value()) if err is None else err)
+
+    def run():
+        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in replicated), "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 5})
+        n = 0
+        while not stop.is_set():
+            p.produce("rep", b"%d" % n, on_delivery=report)
+            p.poll(0)
+            n += 1
+            time.sleep(0.002)
+        p.flush(60)
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert eventually(10, lambda: len(acked) > 500)
+
+    old.stop(signal.SIGKILL)
+    killed = time.time()
+    assert eventually(20, lambda: (partition_state(survivors[0], "rep") or (None,))[0] in (s_id(survivors[0]), s_id(survivors[1])))
+    failover = time.time() - killed
+    new_id = partition_state(survivors[0], "rep")[0]
+    new = replicated[new_id - 1]
+    assert "elected a partition leader" in "".join(b.log() for b in survivors)
+    count = len(acked)
+    assert eventually(30, lambda: len(acked) > count + 500), f"no acknowledgements after the failover ({failover:.1f} s): {failed[:3]}"
+
+    # The old leader comes back as a follower: cuts its log to its high watermark, catches up
+    # from the new leader and rejoins the in-sync replicas.
+    restart_after_lease(old)
+    stop.set()
+    thread.join(timeout=90)
+    assert not failed, failed[:5]
+    assert eventually(30, lambda: segment(old) == segment(new)), old.log()[-3000:]
+    assert eventually(20, lambda: sorted(partition_state(new, "rep")[2]) == [1, 2, 3])
+
+    # Every acknowledged record exactly once, in the order produced.
+    seen = [int(v) for v in read_all(new.bootstrap)]
+    assert len(seen) == len(set(seen)), "duplicates"
+    assert set(acked) <= set(seen), f"lost {len(set(acked) - set(seen))} acknowledged records"
+    assert seen == sorted(seen)
+    print(f"failover: new leader {new_id} seen {failover:.1f} s after the SIGKILL; {len(acked)} acknowledged")
+
+
+def s_id(broker):
+    return int(os.path.basename(broker.data_dir)[1:])

@@ -6,8 +6,10 @@ extension Broker {
     static let leaderEpoch: Int32 = 0
 
     /// OffsetForLeaderEpoch v0–4: clients validate their position after a leader change. With
-    /// one leader epoch (0) the end of epoch 0 is the high watermark; an epoch before or after
-    /// it is UNDEFINED (-1, -1), as Kafka's epoch cache answers. A current leader epoch newer
+    /// one leader epoch (0: a single broker) the end of epoch 0 is the high watermark; an epoch
+    /// before or after it is UNDEFINED (-1, -1), as Kafka's epoch cache answers. In cluster mode
+    /// the current epoch is the partition's in the cluster's metadata, and an older one is
+    /// answered with the high watermark too (no epoch cache yet). A current leader epoch newer
     /// than the broker's gets UNKNOWN_LEADER_EPOCH. Read from the published high watermarks, on
     /// whichever shard received it.
     static let offsetForLeaderEpoch = HandlerEntry(api: .offsetForLeaderEpoch, versions: 0...4) { broker, context, r throws(WireError) in
@@ -21,10 +23,19 @@ extension Broker {
                 if !broker.authorizedTopic(.describe, topic.topic, context) {
                     result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
                 } else if let entry, p.partition >= 0, Int(p.partition) < entry.partitionCount {
-                    if p.currentLeaderEpoch > Broker.leaderEpoch {
+                    // Cluster mode: the partition's epoch moves with each new leader.
+                    let current = broker.cluster?.topics[topic.topic].flatMap { $0.epochs.indices.contains(Int(p.partition)) ? $0.epochs[Int(p.partition)] : nil }
+                        ?? Broker.leaderEpoch
+                    if !broker.leads(topic.topic, p.partition) {
+                        result.errorCode = ErrorCode.notLeaderOrFollower.rawValue
+                    } else if p.currentLeaderEpoch > current {
                         result.errorCode = ErrorCode.unknownLeaderEpoch.rawValue  // the client knows a newer leader?
-                    } else if p.leaderEpoch == Broker.leaderEpoch {
-                        result.leaderEpoch = Broker.leaderEpoch
+                    } else if p.currentLeaderEpoch >= 0 && p.currentLeaderEpoch < current {
+                        result.errorCode = ErrorCode.fencedLeaderEpoch.rawValue
+                    } else if p.leaderEpoch == current || (current > Broker.leaderEpoch && p.leaderEpoch >= 0 && p.leaderEpoch < current) {
+                        // No epoch cache: an earlier epoch is answered with the high watermark, which
+                        // is never below a consumer's position (consumers read below it only).
+                        result.leaderEpoch = current
                         result.endOffset = entry.signals[Int(p.partition)].highWatermark.load(ordering: .acquiring)
                     }
                 } else {
