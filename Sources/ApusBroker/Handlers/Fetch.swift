@@ -163,11 +163,7 @@ extension Broker {
         }
         // Ask the owners of other shards' partitions for a wake-up when they advance, then
         // check once more so that an advance in between is not missed.
-        for (read, topic) in zip(fetch.reads, fetch.topics) {
-            guard let topic else { continue }
-            let p = Int(read.partition)
-            if topic.owners[p] != index { topic.signals[p].interest.bitwiseOr(1 << UInt64(index), ordering: .sequentiallyConsistent) }
-        }
+        armInterest(fetch)
         parkedFetches.append(fetch)
         if advanced(fetch) { mesh.wake(index) }  // read again next turn
         return nil
@@ -192,6 +188,19 @@ extension Broker {
             remaining = max(0, remaining - range.length)
         }
         return reads
+    }
+
+    /// Sets this shard's bit in the interest mask of each partition of `fetch` another shard owns
+    /// (where it is not set already): the owner wakes this shard when the partition advances.
+    private func armInterest(_ fetch: FetchInFlight) {
+        let bit = UInt64(1) << UInt64(index)
+        for (read, topic) in zip(fetch.reads, fetch.topics) {
+            guard let topic else { continue }
+            let p = Int(read.partition)
+            guard topic.owners[p] != index else { continue }
+            let signal = topic.signals[p]
+            if signal.interest.load(ordering: .sequentiallyConsistent) & bit == 0 { signal.interest.bitwiseOr(bit, ordering: .sequentiallyConsistent) }
+        }
     }
 
     /// Whether a partition the fetch reads has advanced since it was read.
@@ -279,6 +288,10 @@ extension Broker {
         guard !parkedFetches.isEmpty else { return }
         var due: [FetchInFlight] = []
         parkedFetches.removeAll { fetch in
+            // An owner's wake-up took every shard's interest in the partition, also for fetches
+            // it did not satisfy (a replicated partition's high watermark moves without its log
+            // end, and the other way round): ask again before looking, so nothing is missed.
+            armInterest(fetch)
             let ready = fetch.expired || nowMs >= fetch.deadlineMs || advanced(fetch)
             if ready { due.append(fetch) }
             return ready
