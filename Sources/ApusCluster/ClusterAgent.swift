@@ -317,6 +317,41 @@ public final class TopicRecords: @unchecked Sendable {
         }
     }
 
+    /// Controlled shutdown (Kafka's): broker `node` is leaving, so each replicated partition it
+    /// leads goes to its first other in-sync replica that is alive (epoch raised), and it leaves
+    /// the in-sync replicas of every partition, so that acks=all does not wait for it. Returns the
+    /// partitions whose leadership moved; those without another live in-sync replica stay.
+    public func handOff(from node: Int32, live: Set<Int32>) throws -> [String] {
+        try client.withLock { client in
+            var moved: [String] = []
+            let (kvs, _) = try client.range(prefix: keys.topics)
+            for kv in kvs {
+                let name = String(kv.key.dropFirst(keys.topics.count))
+                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+                guard let replicas = record.replicas, replicas.count == record.leaders.count else { continue }
+                var isr = record.isr ?? replicas
+                var epochs = record.epochs ?? record.leaders.map { _ in 0 }
+                var changed = false
+                for p in record.leaders.indices where replicas[p].count > 1 && isr[p].contains(node) {
+                    let others = isr[p].filter { $0 != node }
+                    if record.leaders[p] == node {
+                        guard let next = replicas[p].first(where: { $0 != node && others.contains($0) && live.contains($0) }) else { continue }
+                        record.leaders[p] = next
+                        epochs[p] += 1
+                        moved.append("\(name)-\(p)")
+                    }
+                    isr[p] = others
+                    changed = true
+                }
+                guard changed else { continue }
+                record.isr = isr
+                record.epochs = epochs
+                _ = try client.compareAndSwap(kv.key, modRevision: kv.modRevision, Array(try JSONEncoder().encode(record)))
+            }
+            return moved
+        }
+    }
+
     /// Deletes the record; false if there was none.
     public func delete(_ name: String) throws -> Bool {
         try client.withLock { client in try client.delete(keys.topic(name)) } > 0

@@ -5,6 +5,7 @@ import ApusIO
 import ApusStorage
 import KafkaWire
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,6 +39,9 @@ public final class Server {
     let cluster: ClusterAgent?
     /// Follower fetching from the leaders of replicated partitions (cluster mode).
     let replicaFetchers: ReplicaFetchers?
+    /// The topic records on etcd (cluster mode): a stopping broker hands its leadership off.
+    let topicRecords: TopicRecords?
+    private let handedOff = Atomic<Bool>(false)
     /// Every metric family the endpoint exports, as docs/metrics.md's table.
     public static var metricsTable: String { MetricsCatalog.markdownTable }
     /// tools/deploy/grafana-dashboard.json, generated from the same list.
@@ -104,13 +108,15 @@ public final class Server {
         if config.clusterEtcd.isEmpty {
             cluster = nil
             replicaFetchers = nil
+            topicRecords = nil
         } else {
             let me = BrokerRegistration(nodeId: brokerConfig.nodeId, listeners: brokerConfig.listeners.map {
                 .init(name: $0.name, securityProtocol: $0.securityProtocol.rawValue, host: $0.host, port: $0.port)
             }, startedAtMs: now)
             let agent = try ClusterAgent(endpoints: config.clusterEtcd, prefix: config.clusterPrefix, registration: me, logger: logger)
-            let membership = ClusterMembership(store: EtcdTopicStore(try TopicRecords(endpoints: config.clusterEtcd, prefix: config.clusterPrefix)),
-                                               worker: DiskWorker(label: "apus.cluster"))
+            let records = try TopicRecords(endpoints: config.clusterEtcd, prefix: config.clusterPrefix)
+            topicRecords = records
+            let membership = ClusterMembership(store: EtcdTopicStore(records), worker: DiskWorker(label: "apus.cluster"))
             mesh.cluster = membership
             // Followers reach their leaders on the listener of the same name (the first plaintext one).
             if let replication = brokerConfig.listeners.first(where: { $0.securityProtocol == .plaintext }) {
@@ -211,9 +217,32 @@ public final class Server {
 
     /// Asks every shard to stop gracefully (any thread; used by the signal handlers).
     public func requestStop() {
+        handOffLeadership()
         replicaFetchers?.stop()
         mesh.beginShutdown()
         for loop in loops { loop.requestStop() }
+    }
+
+    /// Controlled shutdown in cluster mode: leadership of the replicated partitions this broker
+    /// leads moves to other in-sync replicas, and this broker leaves the in-sync replicas, before
+    /// the shards stop — then waits (3 s at most) until its own view shows it, so that its shards
+    /// answer NOT_LEADER_OR_FOLLOWER and clients move at once instead of after a lease.
+    private func handOffLeadership() {
+        guard let cluster, let topicRecords, !handedOff.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let me = config.broker.nodeId
+        do {
+            let moved = try topicRecords.handOff(from: me, live: Set(cluster.view.brokers.map(\.nodeId)))
+            guard !moved.isEmpty else { return }
+            let deadline = Sys.monotonicNs() + 3_000_000_000
+            while Sys.monotonicNs() < deadline && cluster.view.topics.values.contains(where: { t in
+                t.leaders.indices.contains { p in t.leaders[p] == me && (t.replicas?[p].count ?? 1) > 1 }
+            }) {
+                Sys.sleep(microseconds: 50_000)
+            }
+            logger.info("handed off partition leadership before stopping", metadata: ["partitions": "\(moved.count)"])
+        } catch {
+            logger.warning("could not hand off partition leadership; followers take over when the registration goes", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Runs the shards until a stop is requested; each finishes its in-flight requests (up to

@@ -317,6 +317,13 @@ extension Broker {
             let unreplicated = { (wait: (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)) in
                 wait.log.highWatermark <= wait.lastOffset && wait.log.failure == nil
             }
+            if pending.acks == -1 {
+                // Leadership moved away meanwhile: the new leader decides; the client retries there.
+                for wait in pending.waits where unreplicated(wait) && !leads(wait.log.topicPartition.topic, wait.log.topicPartition.partition) {
+                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notLeaderOrFollower)
+                }
+                pending.waits.removeAll { unreplicated($0) && !leads($0.log.topicPartition.topic, $0.log.topicPartition.partition) }
+            }
             if pending.acks == -1 && pending.waits.contains(where: unreplicated) {
                 let deadline = pending.replicationDeadlineMs ?? nowMs + Int64(pending.timeoutMs)
                 if nowMs < deadline {
