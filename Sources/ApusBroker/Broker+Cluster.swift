@@ -34,7 +34,7 @@ extension Broker {
         guard let membership = mesh.cluster, let cluster else { return done(self, [:]) }
         for spec in specs { creating.insert(spec.name) }
         let planned = specs.map { spec in
-            (spec.name, ClusterState.Topic(id: spec.id, replicas: cluster.placement(spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor),
+            (spec.name, ClusterState.Topic(id: spec.id, replicas: spec.assignment ?? cluster.placement(spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor),
                                            configs: spec.overrides))
         }
         let store = membership.store

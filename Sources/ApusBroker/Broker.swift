@@ -467,6 +467,8 @@ public final class Broker {
         var id = KafkaUUID.random()
         /// Replicas per partition (cluster mode).
         var replicationFactor = 1
+        /// Each partition's replicas as CreateTopics assigned them (cluster mode), the leader first.
+        var assignment: [[Int32]]?
     }
 
     /// Creates topics' partitions (empty logs) and stores their configuration on the disk

@@ -17,12 +17,15 @@ public final class KafkaConnection {
     var nextCorrelationId: Int32 = 1
     /// The broker's version range per API key, from ApiVersions.
     public private(set) var brokerVersions: [Int16: ClosedRange<Int16>] = [:]
+    /// The broker's address as connected to.
+    let address: (host: String, port: UInt16)
 
     /// Connects to `bootstrap` ("host:port") and performs the ApiVersions handshake (v3, or v0
     /// if the broker answers UNSUPPORTED_VERSION).
     public init(bootstrap: String, clientId: String = "apus-lab") throws(ClientError) {
         let (host, port) = try Self.parse(bootstrap)
         do { transport = try ClientSocket(host: host, port: port) } catch { throw ClientError(error) }
+        address = (host, port)
         self.clientId = clientId
         try handshake()
     }
@@ -118,8 +121,12 @@ public final class KafkaConnection {
             if let t = response.topics.first(where: { $0.name == topic }) {
                 last = t.errorCode
                 if t.errorCode == 0, !t.partitions.isEmpty, t.partitions.allSatisfy({ $0.leaderId >= 0 && $0.errorCode == 0 }) {
-                    if Set(t.partitions.map(\.leaderId)).count > 1 || response.brokers.count > 1 {
-                        throw ClientError("\(topic): leaders on several brokers; ApusClient supports one broker so far")
+                    // One connection: every leader must be the broker connected to (in a cluster, a
+                    // topic whose partitions it leads).
+                    let leaders = Set(t.partitions.map(\.leaderId))
+                    let leader = response.brokers.first { $0.nodeId == leaders.first }
+                    if leaders.count > 1 || (response.brokers.count > 1 && (leader?.host != address.host || leader?.port != Int32(address.port))) {
+                        throw ClientError("\(topic): led by brokers \(leaders.sorted()) (not all the one at \(address.host):\(address.port)); ApusClient sends to one broker")
                     }
                     return t
                 }

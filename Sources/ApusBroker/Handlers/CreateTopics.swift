@@ -54,12 +54,15 @@ extension Broker {
             }
             if result.errorCode == 0 {
                 result.numPartitions = partitions
-                result.replicationFactor = Int16(factor)
+                result.replicationFactor = Int16(topic.assignments.first?.brokerIds.count ?? factor)
                 result.configs = TopicConfig.entries(overrides, broker: broker.config).map {
                     .init(name: $0.name, value: $0.value, readOnly: $0.readOnly, configSource: $0.source, isSensitive: false)
                 }
                 if !request.validateOnly {
-                    let spec = TopicSpec(name: topic.name, partitions: partitions, overrides: overrides, replicationFactor: factor)
+                    var spec = TopicSpec(name: topic.name, partitions: partitions, overrides: overrides, replicationFactor: factor)
+                    if !topic.assignments.isEmpty {
+                        spec.assignment = topic.assignments.sorted { $0.partitionIndex < $1.partitionIndex }.map(\.brokerIds)
+                    }
                     result.topicId = spec.id
                     toCreate.append(spec)
                 }
@@ -93,8 +96,9 @@ extension Broker {
     }
 
     /// Why a manual assignment of partitions `firstPartition...` is refused, or nil: the
-    /// partitions are consecutive from `firstPartition` and each has exactly one replica, this
-    /// broker (INVALID_REPLICA_ASSIGNMENT otherwise, as Kafka answers).
+    /// partitions are consecutive from `firstPartition` and each has distinct replicas — this
+    /// broker alone on a single broker, live brokers in cluster mode (INVALID_REPLICA_ASSIGNMENT
+    /// otherwise, as Kafka answers).
     func assignmentProblem(_ assignments: [(partition: Int32, brokers: [Int32])], firstPartition: Int32) -> String? {
         guard !assignments.isEmpty else { return nil }
         let indexes = assignments.map(\.partition).sorted()
@@ -104,7 +108,11 @@ extension Broker {
         for (partition, brokers) in assignments {
             if brokers.isEmpty { return "partition \(partition) has no replica" }
             if Set(brokers).count != brokers.count { return "partition \(partition) names a broker twice" }
-            if let unknown = brokers.first(where: { $0 != config.nodeId }) { return "broker \(unknown) is not registered (this cluster is broker \(config.nodeId))" }
+            if let cluster {
+                if let unknown = brokers.first(where: { !cluster.isLive($0) }) { return "broker \(unknown) is not a live broker of the cluster" }
+            } else if let unknown = brokers.first(where: { $0 != config.nodeId }) {
+                return "broker \(unknown) is not registered (this cluster is broker \(config.nodeId))"
+            }
         }
         return nil
     }
