@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker, free_port
+from conftest import Broker, apus_binary, free_port
 
 
 @pytest.fixture
@@ -150,13 +150,17 @@ def replicated(etcd):
                 assert b.stop() == 0, b.log()[-3000:]
 
 
-def partition_state(broker, topic):
-    md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(topic, timeout=5)
-    t = md.topics.get(topic)
-    if t is None or t.error is not None or 0 not in t.partitions:
-        return None
-    p = t.partitions[0]
-    return p.leader, sorted(p.replicas), sorted(p.isrs)
+def partition_state(broker, topic, attempts=10):
+    """(leader, replicas, in-sync replicas) of partition 0, asked again while the metadata
+    answers without it for a moment (a topic being created, a leader being elected)."""
+    for _ in range(attempts):
+        md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(topic, timeout=5)
+        t = md.topics.get(topic)
+        if t is not None and t.error is None and 0 in t.partitions:
+            p = t.partitions[0]
+            return p.leader, sorted(p.replicas), sorted(p.isrs)
+        time.sleep(0.1)
+    return None
 
 
 def produce(bootstrap, values, **config):
@@ -207,12 +211,12 @@ def restart_after_lease(broker):
             time.sleep(1)
 
 
-def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_return(replicated):
+def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_return(replicated, etcd):
     assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
     admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
     for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
         f.result(timeout=10)
-    assert eventually(10, lambda: partition_state(replicated[0], "rep") is not None and partition_state(replicated[0], "rep")[2] == [1, 2, 3])
+    assert eventually(10, lambda: (partition_state(replicated[0], "rep") or (0, [], []))[2] == [1, 2, 3])
     leader_id, replicas, _ = partition_state(replicated[0], "rep")
     assert replicas == [1, 2, 3]
     leader = replicated[leader_id - 1]
@@ -222,6 +226,10 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     # leader's, byte for byte.
     acked, errors = produce(leader.bootstrap, [b"a%d" % i for i in range(2000)], **{"enable.idempotence": True})
     assert len(acked) == 2000 and not errors
+    # A manual assignment names live brokers, the first leads.
+    for f in admin.create_topics([NewTopic("assigned", num_partitions=1, replica_assignment=[[2, 1, 3]])]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: partition_state(replicated[0], "assigned") == (2, [1, 2, 3], [1, 2, 3]))
     assert eventually(15, lambda: segment(first) == segment(leader) and segment(second) == segment(leader))
 
     # One follower dies: after the lag time it leaves the in-sync replicas and acks=all goes on
@@ -231,6 +239,11 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     assert len(more) == 500 and not errors
     acked += more
     assert "shrinking the in-sync replicas" in leader.log()
+    status = subprocess.run([apus_binary(), "cluster", "status", "--etcd", f"etcd://{etcd}", "--json"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    import json
+    rep = [p for p in json.loads(status.stdout)["partitions"] if p["topic"] == "rep"][0]
+    assert rep["underReplicated"] and sorted(rep["isr"]) == sorted([leader_id, int(os.path.basename(first.data_dir)[1:])])
 
     # Both followers dead: acks=all is refused with NOT_ENOUGH_REPLICAS (19) once the in-sync
     # replicas are down to the leader (a request caught in the shrink gets 20, after its append).
@@ -257,13 +270,16 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     assert eventually(20, lambda: segment(second) == segment(leader))
 
 
-def test_leader_killed_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated, sig):
+    """SIGKILL: the controller elects a new leader once the dead leader's lease expires (6 s).
+    SIGTERM: a controlled shutdown hands leadership off before the broker stops."""
     import threading
     assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
     admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
     for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
         f.result(timeout=10)
-    assert eventually(10, lambda: partition_state(replicated[0], "rep") is not None and partition_state(replicated[0], "rep")[2] == [1, 2, 3])
+    assert eventually(10, lambda: (partition_state(replicated[0], "rep") or (0, [], []))[2] == [1, 2, 3])
     old_id = partition_state(replicated[0], "rep")[0]
     old = replicated[old_id - 1]
     survivors = [b for b in replicated if b is not old]
@@ -288,13 +304,17 @@ def test_leader_killed_fails_over_and_rejoins_without_losing_or_duplicating_ackn
     thread.start()
     assert eventually(10, lambda: len(acked) > 500)
 
-    old.stop(signal.SIGKILL)
+    old.stop(sig)
     killed = time.time()
     assert eventually(20, lambda: (partition_state(survivors[0], "rep") or (None,))[0] in (s_id(survivors[0]), s_id(survivors[1])))
     failover = time.time() - killed
     new_id = partition_state(survivors[0], "rep")[0]
     new = replicated[new_id - 1]
-    assert "elected a partition leader" in "".join(b.log() for b in survivors)
+    if sig == signal.SIGKILL:
+        assert "elected a partition leader" in "".join(b.log() for b in survivors)
+    else:
+        assert "handed off partition leadership before stopping" in old.log()
+        assert failover < 3, f"a controlled shutdown took {failover:.1f} s to move the leader"
     count = len(acked)
     assert eventually(30, lambda: len(acked) > count + 500), f"no acknowledgements after the failover ({failover:.1f} s): {failed[:3]}"
 
@@ -305,7 +325,7 @@ def test_leader_killed_fails_over_and_rejoins_without_losing_or_duplicating_ackn
     thread.join(timeout=90)
     assert not failed, failed[:5]
     assert eventually(30, lambda: segment(old) == segment(new)), old.log()[-3000:]
-    assert eventually(20, lambda: sorted(partition_state(new, "rep")[2]) == [1, 2, 3])
+    assert eventually(20, lambda: (partition_state(new, "rep") or (0, [], []))[2] == [1, 2, 3])
 
     # Every acknowledged record exactly once, in the order produced.
     seen = [int(v) for v in read_all(new.bootstrap)]
