@@ -16,6 +16,9 @@ public struct BrokerCounters: Sendable, Equatable {
     public var errors: [Int32: UInt64] = [:]
     /// Jobs run for other shards (forwarded requests, parts of scattered ones, answers).
     public var jobs: UInt64 = 0
+    /// In-sync replica changes this shard's leaders asked for (cluster mode).
+    public var isrShrinks: UInt64 = 0
+    public var isrExpands: UInt64 = 0
 
     mutating func noteRequest(_ apiKey: Int16) {
         guard apiKey >= 0 && Int(apiKey) < Self.apiKeyLimit else { return }
@@ -36,6 +39,18 @@ public struct PartitionStats: Sendable, Equatable {
     public var sizeBytes: Int64
     public var segments: Int
     public var traffic: LogTraffic
+    /// What consumers may read (the log end when the partition has one replica).
+    public var highWatermark: Int64
+    /// A replicated partition this broker leads: its replicas, in-sync replicas and each
+    /// follower's lag in records (the leader's log end minus the follower's last fetch offset).
+    public var leading: ReplicationStats?
+}
+
+/// A replicated partition as its leader sees it.
+public struct ReplicationStats: Sendable, Equatable {
+    public var replicas: Int
+    public var inSync: Int
+    public var followerLag: [Int32: Int64]
 }
 
 /// One consumer group as the coordinator (shard 0) saw it at a snapshot.
@@ -71,7 +86,8 @@ extension Broker {
         let partitions = ownedLogs.map { log in
             PartitionStats(topic: log.topicPartition.topic, partition: log.topicPartition.partition,
                            logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset,
-                           sizeBytes: log.sizeInBytes, segments: log.segmentCount, traffic: log.traffic)
+                           sizeBytes: log.sizeInBytes, segments: log.segmentCount, traffic: log.traffic,
+                           highWatermark: log.highWatermark, leading: leaderStats(log))
         }
         var groupStats: [GroupStats] = []
         if index == 0 {
@@ -83,5 +99,13 @@ extension Broker {
         }
         return BrokerSnapshot(counters: counters, queuedJobs: mesh.queuedJobs(index), partitions: partitions, groups: groupStats, backend: shard.backend.name,
                               writeLatency: shard.writeLatency, syncLatency: shard.syncLatency)
+    }
+
+    /// A replicated partition this shard leads, for the metrics; nil otherwise.
+    private func leaderStats(_ log: PartitionLog) -> ReplicationStats? {
+        let tp = log.topicPartition
+        guard let set = replicaSets[tp], let replication = replication(tp.topic, tp.partition), replication.leader == config.nodeId else { return nil }
+        let lag = set.followers.mapValues { $0.logEnd < 0 ? log.logEndOffset : max(0, log.logEndOffset - $0.logEnd) }
+        return ReplicationStats(replicas: replication.replicas.count, inSync: replication.isr.count, followerLag: lag)
     }
 }

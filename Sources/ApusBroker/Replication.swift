@@ -155,6 +155,7 @@ extension Broker {
             }
             guard isr != replication.isr else { continue }
             set.quietUntilMs = nowMs + 2_000
+            if isr.count < replication.isr.count { counters.isrShrinks &+= 1 } else { counters.isrExpands &+= 1 }
             let store = membership.store, me = config.nodeId, wanted = isr
             logger.info(isr.count < replication.isr.count ? "shrinking the in-sync replicas" : "expanding the in-sync replicas",
                         metadata: ["partition": "\(tp)", "from": "\(replication.isr)", "to": "\(isr)", "epoch": "\(replication.epoch)"])

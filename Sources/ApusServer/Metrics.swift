@@ -56,6 +56,22 @@ enum MetricsCatalog {
               kafka: "kafka.log:type=Log,name=Size"),
         .init(name: "apus_log_segments", kind: .gauge, labels: ["topic", "partition"], help: "Segments of the partition.",
               kafka: "kafka.log:type=Log,name=NumLogSegments"),
+        .init(name: "apus_log_high_watermark", kind: .gauge, labels: ["topic", "partition"],
+              help: "What consumers may read: the lowest log end among the in-sync replicas (the log end with one replica).",
+              kafka: "kafka.cluster:type=Partition,name=LastStableOffsetLag (Kafka has no high watermark gauge; ListOffsets returns it)"),
+        .init(name: "apus_under_replicated_partitions", kind: .gauge, labels: [],
+              help: "Replicated partitions this broker leads whose in-sync replicas are fewer than their replicas.",
+              kafka: "kafka.server:type=ReplicaManager,name=UnderReplicatedPartitions"),
+        .init(name: "apus_partition_in_sync_replicas", kind: .gauge, labels: ["topic", "partition"],
+              help: "In-sync replicas of a replicated partition this broker leads.",
+              kafka: "kafka.cluster:type=Partition,name=InSyncReplicasCount"),
+        .init(name: "apus_replica_lag_records", kind: .gauge, labels: ["topic", "partition", "replica"],
+              help: "For each follower of a partition this broker leads: the leader's log end minus the follower's last fetch offset.",
+              kafka: "kafka.server:type=FetcherLagMetrics,name=ConsumerLag (measured on the follower)"),
+        .init(name: "apus_isr_shrinks", kind: .counter, labels: [], help: "Followers this broker's leaders removed from the in-sync replicas.",
+              kafka: "kafka.server:type=ReplicaManager,name=IsrShrinksPerSec"),
+        .init(name: "apus_isr_expands", kind: .counter, labels: [], help: "Followers this broker's leaders added back to the in-sync replicas.",
+              kafka: "kafka.server:type=ReplicaManager,name=IsrExpandsPerSec"),
         .init(name: "apus_log_retention_deleted_segments", kind: .counter, labels: ["topic"], help: "Segments deleted by retention since start.",
               kafka: "(kafka.log:type=LogCleanerManager has no equivalent; Kafka logs each deletion)"),
         .init(name: "apus_consumer_group_committed_offset", kind: .gauge, labels: ["group", "topic", "partition"], help: "The group's committed offset.",
@@ -290,13 +306,32 @@ extension MetricsExposition {
             e.family(name)
             for (topic, t) in topics { e.counter(name, [("topic", topic)], t[keyPath: value]) }
         }
-        let endOffsets = Dictionary(partitions.map { (TopicPartition($0.topic, $0.partition), $0.logEndOffset) }, uniquingKeysWith: { a, _ in a })
+        // Consumers read up to the high watermark: lag is measured against it.
+        let endOffsets = Dictionary(partitions.map { (TopicPartition($0.topic, $0.partition), $0.highWatermark) }, uniquingKeysWith: { a, _ in a })
         for (name, value) in [("apus_log_start_offset", { (p: PartitionStats) in Double(p.logStartOffset) }),
                               ("apus_log_end_offset", { Double($0.logEndOffset) }),
                               ("apus_log_size_bytes", { Double($0.sizeBytes) }),
-                              ("apus_log_segments", { Double($0.segments) })] {
+                              ("apus_log_segments", { Double($0.segments) }),
+                              ("apus_log_high_watermark", { Double($0.highWatermark) })] {
             e.family(name)
             for p in partitions { e.sample(name, [("topic", p.topic), ("partition", String(p.partition))], value(p)) }
+        }
+
+        // Replication (cluster mode): partitions this broker leads.
+        let led = partitions.compactMap { p in p.leading.map { (p, $0) } }
+        e.family("apus_under_replicated_partitions")
+        e.sample("apus_under_replicated_partitions", [], Double(led.filter { $0.1.inSync < $0.1.replicas }.count))
+        e.family("apus_partition_in_sync_replicas")
+        for (p, r) in led { e.sample("apus_partition_in_sync_replicas", [("topic", p.topic), ("partition", String(p.partition))], Double(r.inSync)) }
+        e.family("apus_replica_lag_records")
+        for (p, r) in led {
+            for (replica, lag) in r.followerLag.sorted(by: { $0.key < $1.key }) {
+                e.sample("apus_replica_lag_records", [("topic", p.topic), ("partition", String(p.partition)), ("replica", String(replica))], Double(lag))
+            }
+        }
+        for (name, value) in [("apus_isr_shrinks", \BrokerCounters.isrShrinks), ("apus_isr_expands", \.isrExpands)] {
+            e.family(name)
+            e.counter(name, [], samples.reduce(0) { $0 &+ $1.broker.counters[keyPath: value] })
         }
 
         // Consumer groups (shard 0's coordinator).

@@ -239,6 +239,16 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     assert len(more) == 500 and not errors
     acked += more
     assert "shrinking the in-sync replicas" in leader.log()
+    # The leader's metrics say so: an under-replicated partition, a shrink, the dead follower's lag.
+    import urllib.request
+
+    def metric(line_start):
+        body = urllib.request.urlopen(f"http://127.0.0.1:{leader.metrics_port}/metrics", timeout=5).read().decode()
+        return [l for l in body.splitlines() if l.startswith(line_start)]
+    assert eventually(5, lambda: metric("apus_under_replicated_partitions 1"))
+    assert eventually(5, lambda: any(float(l.split()[-1]) >= 1 for l in metric("apus_isr_shrinks_total")))
+    dead = int(os.path.basename(second.data_dir)[1:])
+    assert eventually(5, lambda: metric(f'apus_replica_lag_records{{topic="rep",partition="0",replica="{dead}"}}'))
     status = subprocess.run([apus_binary(), "cluster", "status", "--etcd", f"etcd://{etcd}", "--json"], capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     import json
