@@ -16,30 +16,45 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import Broker, apus_binary, free_port
 
 
+class Etcd(str):
+    """A real etcd on loopback: the fixture's value is its endpoint ("127.0.0.1:port"), and it can
+    be stopped and started again on the same data directory."""
+
+    def __new__(cls, client, peer, data):
+        endpoint = super().__new__(cls, f"127.0.0.1:{client}")
+        endpoint.client, endpoint.peer, endpoint.data, endpoint.process = client, peer, data, None
+        return endpoint
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", self.data, "--listen-client-urls", f"http://127.0.0.1:{self.client}",
+             "--advertise-client-urls", f"http://127.0.0.1:{self.client}", "--listen-peer-urls", f"http://127.0.0.1:{self.peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer}", "--initial-cluster", f"t=http://127.0.0.1:{self.peer}",
+             "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if subprocess.run(["etcdctl", f"--endpoints={self}", "endpoint", "health"], capture_output=True,
+                              env={**os.environ, "ETCDCTL_API": "3"}).returncode == 0:
+                return
+            time.sleep(0.1)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
 def etcd():
     if not shutil.which("etcd"):
         pytest.fail("etcd is not installed (tools/setup installs etcd-server)")
-    client, peer = free_port(), free_port()
-    data = tempfile.mkdtemp(prefix="apus-etcd-")
-    process = subprocess.Popen(["etcd", "--name", "t", "--data-dir", data, "--listen-client-urls", f"http://127.0.0.1:{client}",
-                                "--advertise-client-urls", f"http://127.0.0.1:{client}", "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-                                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster", f"t=http://127.0.0.1:{peer}",
-                                "--log-level", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"127.0.0.1:{client}"
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        ok = subprocess.run(["etcdctl", f"--endpoints={endpoint}", "endpoint", "health"], capture_output=True,
-                            env={**os.environ, "ETCDCTL_API": "3"}).returncode == 0
-        if ok:
-            break
-        time.sleep(0.1)
+    endpoint = Etcd(free_port(), free_port(), tempfile.mkdtemp(prefix="apus-etcd-"))
+    endpoint.start()
     try:
         yield endpoint
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(data, ignore_errors=True)
+        endpoint.stop()
+        shutil.rmtree(endpoint.data, ignore_errors=True)
 
 
 @pytest.fixture
@@ -347,3 +362,136 @@ def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_dupli
 
 def s_id(broker):
     return int(os.path.basename(broker.data_dir)[1:])
+
+
+def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated):
+    """A seeded, bounded run of faults — SIGKILL and restart, SIGSTOP and SIGCONT, SIGTERM and
+    restart of a random broker, one at a time — under idempotent acks=all producers on three RF=3
+    partitions; then a checker over the whole history: every acknowledged record is read back
+    exactly once, in the order produced within its partition."""
+    import random
+    import threading
+    from confluent_kafka import TopicPartition, OFFSET_BEGINNING
+    seed = int(os.environ.get("APUS_FAULT_SEED", "1205"))
+    seconds = float(os.environ.get("APUS_FAULT_SECONDS", "45"))
+    rng = random.Random(seed)
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
+    for f in admin.create_topics([NewTopic("chaos", 3, 3, config={"min.insync.replicas": "2"})]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: all((partition_state(replicated[0], "chaos") or (0, [], []))[2] == [1, 2, 3] for _ in [0]))
+
+    acked, failed, stop = {}, [], threading.Event()  # partition -> [record numbers acknowledged]
+    lock = threading.Lock()
+
+    def report(err, msg):
+        with lock:
+            if err is None:
+                acked.setdefault(msg.partition(), []).append(int(msg.value()))
+            else:
+                failed.append(err.name())
+
+    def run():
+        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in replicated), "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 2, "message.timeout.ms": 120000})
+        n = 0
+        while not stop.is_set():
+            p.produce("chaos", b"%d" % n, key=b"%d" % (n % 97), on_delivery=report)
+            p.poll(0)
+            n += 1
+            time.sleep(0.001)
+        assert p.flush(120) == 0
+    producer = threading.Thread(target=run)
+    producer.start()
+
+    faults = []
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        time.sleep(rng.uniform(1, 4))
+        victim = rng.choice(replicated)
+        kind = rng.choice(["kill", "pause", "term"])
+        faults.append(f"{kind} b{s_id(victim)}")
+        if kind == "pause":
+            victim.process.send_signal(signal.SIGSTOP)
+            time.sleep(rng.uniform(1, 9))  # past the lease (6 s) or not
+            victim.process.send_signal(signal.SIGCONT)
+        else:
+            victim.stop(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
+            time.sleep(rng.uniform(0.5, 4))
+            restart_after_lease(victim)
+        # One fault at a time: wait until every partition is led and has two in sync again.
+        assert eventually(40, lambda: all(len(isr) >= 2 for isr in in_sync_sets(replicated[0]))), faults
+    stop.set()
+    producer.join(timeout=180)
+    assert not producer.is_alive()
+    assert not failed, (failed[:5], faults)
+
+    total = sum(len(v) for v in acked.values())
+    c = Consumer({"bootstrap.servers": ",".join(b.bootstrap for b in replicated), "group.id": "checker", "enable.auto.commit": False})
+    c.assign([TopicPartition("chaos", p, OFFSET_BEGINNING) for p in range(3)])
+    seen, idle = {}, time.time()
+    while time.time() - idle < 5:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.setdefault(m.partition(), []).append(int(m.value()))
+            idle = time.time()
+    c.close()
+    for p, values in acked.items():
+        got = seen.get(p, [])
+        assert len(got) == len(set(got)), f"partition {p}: duplicates ({faults})"
+        assert got == sorted(got), f"partition {p}: out of order ({faults})"
+        missing = set(values) - set(got)
+        assert not missing, f"partition {p}: {len(missing)} acknowledged records lost ({faults})"
+    print(f"seed {seed}: {len(faults)} faults {faults}; {total} acknowledged, all read back once and in order")
+
+
+def in_sync_sets(broker):
+    md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics("chaos", timeout=5)
+    t = md.topics.get("chaos")
+    if t is None or t.error is not None or len(t.partitions) != 3:
+        return [[]]
+    return [p.isrs if p.leader >= 0 else [] for p in t.partitions.values()]
+
+
+def test_etcd_restarted_under_load_data_flows_and_metadata_changes_wait(replicated, etcd):
+    """etcd stops for a few seconds under an acks=all producer: records keep being acknowledged
+    (the partition's replicas and ISR do not change), a topic creation fails cleanly meanwhile,
+    and works again once etcd is back."""
+    import threading
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
+    for f in admin.create_topics([NewTopic("steady", 1, 3, config={"min.insync.replicas": "2"})]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: (partition_state(replicated[0], "steady") or (0, [], []))[2] == [1, 2, 3])
+    acked, failed, stop = [], [], threading.Event()
+
+    def run():
+        p = Producer({"bootstrap.servers": replicated[0].bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2})
+        n = 0
+        while not stop.is_set():
+            p.produce("steady", b"%d" % n, on_delivery=lambda err, msg: (acked if err is None else failed).append(msg.value() if err is None else err))
+            p.poll(0)
+            n += 1
+            time.sleep(0.002)
+        p.flush(60)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert eventually(10, lambda: len(acked) > 200)
+        etcd.stop()
+        during = len(acked)
+        assert eventually(4, lambda: len(acked) > during + 500), "acknowledgements stopped with etcd"
+        with pytest.raises(KafkaException):
+            for f in admin.create_topics([NewTopic("while-down", 1, 3)]).values():
+                f.result(timeout=15)
+        etcd.start()
+        admin2 = AdminClient({"bootstrap.servers": replicated[1].bootstrap})
+        for f in admin2.create_topics([NewTopic("after", 1, 3)]).values():
+            f.result(timeout=20)
+        after = len(acked)
+        assert eventually(10, lambda: len(acked) > after + 500)
+    finally:
+        stop.set()
+        thread.join(timeout=90)
+    assert not failed, failed[:5]
+    assert eventually(15, lambda: (partition_state(replicated[0], "after") or (0, [], []))[2] == [1, 2, 3])
