@@ -213,6 +213,36 @@ def segment(broker):
         return f.read()
 
 
+class BackgroundProducer:
+    """An idempotent acks=all producer sending numbered records ("0", "1", …) from a thread until
+    stopped; `report(err, msg)` gets every delivery. With `keyed`, keys spread records over the
+    partitions."""
+
+    def __init__(self, bootstrap, topic, report, keyed=False, interval=0.002, **config):
+        import threading
+        self.topic, self.report, self.keyed, self.interval = topic, report, keyed, interval
+        self.config = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, **config}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        p = Producer(self.config)
+        n = 0
+        while not self.stopping.is_set():
+            p.produce(self.topic, b"%d" % n, key=(b"%d" % (n % 97)) if self.keyed else None, on_delivery=self.report)
+            p.poll(0)
+            n += 1
+            time.sleep(self.interval)
+        self.unflushed = p.flush(120)
+
+    def stop(self, timeout=180):
+        """Stops sending, waits for every record's delivery report; True if all were reported."""
+        self.stopping.set()
+        self.thread.join(timeout)
+        return not self.thread.is_alive() and self.unflushed == 0
+
+
 def restart_after_lease(broker):
     """Starts a SIGKILLed broker again once etcd has let its registration go (lease of 6 s)."""
     deadline = time.time() + 30
@@ -299,7 +329,6 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
 def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated, sig):
     """SIGKILL: the controller elects a new leader once the dead leader's lease expires (6 s).
     SIGTERM: a controlled shutdown hands leadership off before the broker stops."""
-    import threading
     assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
     admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
     for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
@@ -310,23 +339,11 @@ def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_dupli
     survivors = [b for b in replicated if b is not old]
 
     # An idempotent acks=all producer keeps sending numbered records through the failover.
-    acked, failed, stop = [], [], threading.Event()
+    acked, failed = [], []
 
     def report(err, msg):
         (acked if err is None else failed).append(int(msg.value()) if err is None else err)
-
-    def run():
-        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in replicated), "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 5})
-        n = 0
-        while not stop.is_set():
-            p.produce("rep", b"%d" % n, on_delivery=report)
-            p.poll(0)
-            n += 1
-            time.sleep(0.002)
-        p.flush(60)
-    thread = threading.Thread(target=run)
-    thread.start()
+    producer = BackgroundProducer(",".join(b.bootstrap for b in replicated), "rep", report, **{"linger.ms": 5})
     assert eventually(10, lambda: len(acked) > 500)
 
     old.stop(sig)
@@ -346,8 +363,7 @@ def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_dupli
     # The old leader comes back as a follower: cuts its log to its high watermark, catches up
     # from the new leader and rejoins the in-sync replicas.
     restart_after_lease(old)
-    stop.set()
-    thread.join(timeout=90)
+    assert producer.stop()
     assert not failed, failed[:5]
     assert eventually(30, lambda: segment(old) == segment(new)), old.log()[-3000:]
     assert eventually(20, lambda: (partition_state(new, "rep") or (0, [], []))[2] == [1, 2, 3])
@@ -381,7 +397,7 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated)
         f.result(timeout=10)
     assert eventually(10, lambda: all((partition_state(replicated[0], "chaos") or (0, [], []))[2] == [1, 2, 3] for _ in [0]))
 
-    acked, failed, stop = {}, [], threading.Event()  # partition -> [record numbers acknowledged]
+    acked, failed = {}, []  # partition -> [record numbers acknowledged]
     lock = threading.Lock()
 
     def report(err, msg):
@@ -390,19 +406,8 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated)
                 acked.setdefault(msg.partition(), []).append(int(msg.value()))
             else:
                 failed.append(err.name())
-
-    def run():
-        p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in replicated), "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 2, "message.timeout.ms": 120000})
-        n = 0
-        while not stop.is_set():
-            p.produce("chaos", b"%d" % n, key=b"%d" % (n % 97), on_delivery=report)
-            p.poll(0)
-            n += 1
-            time.sleep(0.001)
-        assert p.flush(120) == 0
-    producer = threading.Thread(target=run)
-    producer.start()
+    producer = BackgroundProducer(",".join(b.bootstrap for b in replicated), "chaos", report, keyed=True, interval=0.001,
+                                  **{"linger.ms": 2, "message.timeout.ms": 120000})
 
     faults = []
     deadline = time.time() + seconds
@@ -421,9 +426,7 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated)
             restart_after_lease(victim)
         # One fault at a time: wait until every partition is led and has two in sync again.
         assert eventually(40, lambda: all(len(isr) >= 2 for isr in in_sync_sets(replicated[0]))), faults
-    stop.set()
-    producer.join(timeout=180)
-    assert not producer.is_alive()
+    assert producer.stop()
     assert not failed, (failed[:5], faults)
 
     total = sum(len(v) for v in acked.values())
@@ -457,25 +460,14 @@ def test_etcd_restarted_under_load_data_flows_and_metadata_changes_wait(replicat
     """etcd stops for a few seconds under an acks=all producer: records keep being acknowledged
     (the partition's replicas and ISR do not change), a topic creation fails cleanly meanwhile,
     and works again once etcd is back."""
-    import threading
     assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
     admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
     for f in admin.create_topics([NewTopic("steady", 1, 3, config={"min.insync.replicas": "2"})]).values():
         f.result(timeout=10)
     assert eventually(10, lambda: (partition_state(replicated[0], "steady") or (0, [], []))[2] == [1, 2, 3])
-    acked, failed, stop = [], [], threading.Event()
-
-    def run():
-        p = Producer({"bootstrap.servers": replicated[0].bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 2})
-        n = 0
-        while not stop.is_set():
-            p.produce("steady", b"%d" % n, on_delivery=lambda err, msg: (acked if err is None else failed).append(msg.value() if err is None else err))
-            p.poll(0)
-            n += 1
-            time.sleep(0.002)
-        p.flush(60)
-    thread = threading.Thread(target=run)
-    thread.start()
+    acked, failed = [], []
+    producer = BackgroundProducer(replicated[0].bootstrap, "steady", lambda err, msg: (acked if err is None else failed).append(err or msg.value()),
+                                  **{"linger.ms": 2})
     try:
         assert eventually(10, lambda: len(acked) > 200)
         etcd.stop()
@@ -491,7 +483,6 @@ def test_etcd_restarted_under_load_data_flows_and_metadata_changes_wait(replicat
         after = len(acked)
         assert eventually(10, lambda: len(acked) > after + 500)
     finally:
-        stop.set()
-        thread.join(timeout=90)
+        assert producer.stop()
     assert not failed, failed[:5]
     assert eventually(15, lambda: (partition_state(replicated[0], "after") or (0, [], []))[2] == [1, 2, 3])
