@@ -386,7 +386,7 @@ public final class Broker {
     private func publishAppends() {
         guard !appended.isEmpty else { return }
         for (log, signal) in appended {
-            if let replicas = replicaSets[log.topicPartition] { advanceHighWatermark(log, replicas) }
+            if !replicaSets.isEmpty, let replicas = replicaSets[log.topicPartition] { advanceHighWatermark(log, replicas) }
             signal.logEnd.store(log.logEndOffset, ordering: .sequentiallyConsistent)
             signal.highWatermark.store(log.highWatermark, ordering: .sequentiallyConsistent)
             let waiting = signal.interest.exchange(0, ordering: .sequentiallyConsistent)
