@@ -110,12 +110,19 @@ public final class ClusterAgent: @unchecked Sendable {
     private var lease: Int64 = 0
     /// Partitions reported offline (logged once until they have a leader again).
     private var offline: Set<String> = []
+    let preferredLeaderDelaySeconds: Int64?
+    /// Partitions whose preferred replica is in sync but does not lead, since when.
+    private var preferredWaiting: [String: Date] = [:]
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
     /// Called on the agent's thread with each view that differs from the one before.
     public var onChange: (@Sendable (ClusterView) -> Void)?
 
-    public init(endpoints: [String], prefix: String, registration: BrokerRegistration, leaseSeconds: Int64 = 6, logger: Logger) throws(EtcdError) {
+    /// - Parameter preferredLeaderDelaySeconds: as controller, give a partition's leadership back
+    ///   to its preferred replica once it has been in sync this long (nil: never).
+    public init(endpoints: [String], prefix: String, registration: BrokerRegistration, leaseSeconds: Int64 = 6,
+                preferredLeaderDelaySeconds: Int64? = nil, logger: Logger) throws(EtcdError) {
+        self.preferredLeaderDelaySeconds = preferredLeaderDelaySeconds
         client = try EtcdClient(endpoints: endpoints)
         keys = ClusterKeys(prefix: prefix)
         self.registration = registration
@@ -223,6 +230,22 @@ public final class ClusterAgent: @unchecked Sendable {
             var isr = record.isr ?? replicas
             var epochs = record.epochs ?? record.leaders.map { _ in 0 }
             var elected: [(Int, Int32)] = []
+            // Preferred leaders (Kafka's auto.leader.rebalance): a live leader gives way to the
+            // partition's first replica once that one has been in sync for the delay.
+            for p in record.leaders.indices where replicas[p].count > 1 && live.contains(record.leaders[p]) {
+                let key = "\(name)-\(p)", preferred = replicas[p][0]
+                guard let delay = preferredLeaderDelaySeconds, record.leaders[p] != preferred, live.contains(preferred), isr[p].contains(preferred) else {
+                    preferredWaiting[key] = nil
+                    continue
+                }
+                let since = preferredWaiting[key] ?? Date()
+                preferredWaiting[key] = since
+                guard Date().timeIntervalSince(since) >= Double(delay) else { continue }
+                preferredWaiting[key] = nil
+                record.leaders[p] = preferred
+                epochs[p] += 1
+                elected.append((p, preferred))
+            }
             for p in record.leaders.indices where replicas[p].count > 1 && !live.contains(record.leaders[p]) {
                 let inSync = isr[p].filter(live.contains)
                 guard let next = replicas[p].first(where: inSync.contains) else {

@@ -32,6 +32,8 @@ extension ServerConfig {
         ("default.replication.factor", "1", "replicas of an auto-created topic, or of CreateTopics with -1, in cluster mode (at most the live brokers)"),
         ("replica.lag.time.max.ms", "10000", "in cluster mode, a follower that has not caught up with its leader's log end for this long leaves the in-sync replicas; it returns once it has the high watermark"),
         ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
+        ("auto.leader.rebalance.enable", "true", "in cluster mode, the controller gives each partition's leadership back to its preferred replica (the first one) once that replica has been in sync for leader.imbalance.check.interval.seconds, so that leaders spread out again after a failover"),
+        ("leader.imbalance.check.interval.seconds", "300", "how long a preferred replica must have been in sync before the controller makes it leader again"),
         ("data.dir", "./apus-data", "directory holding the partition logs"),
         ("io.backend", "auto", "appends and network I/O: uring (io_uring rings), posix (pwritev + epoll), or auto: uring when appends are synced and a NOP round trip works, else posix"),
         ("durability", "page-cache", "page-cache | fsync-on-ack-all | fsync-always: when an append is acknowledged relative to fdatasync"),
@@ -142,6 +144,11 @@ extension ServerConfig {
                 }
                 clusterEtcd = endpoints
             }
+        case "auto.leader.rebalance.enable":
+            guard let b = Bool(value) else { throw ConfigError("auto.leader.rebalance.enable: expected true or false, got '\(value)'") }
+            rebalanceLeaders = b
+        case "leader.imbalance.check.interval.seconds":
+            rebalanceDelaySeconds = try int(1...86_400)
         case "cluster.prefix":
             guard value.hasPrefix("/"), value.count > 1 else { throw ConfigError("cluster.prefix: expected a key prefix such as /apus, got '\(value)'") }
             clusterPrefix = value

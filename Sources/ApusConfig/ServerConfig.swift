@@ -42,6 +42,13 @@ public struct ServerConfig: Sendable {
     public var clusterEtcd: [String] = []
     /// `cluster.prefix`: where this cluster's keys live in etcd.
     public var clusterPrefix = "/apus"
+    /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`: the
+    /// controller gives leadership back to a partition's preferred replica once it has been in
+    /// sync this long.
+    public var rebalanceLeaders = true
+    public var rebalanceDelaySeconds: Int64 = 300
+    /// How long a preferred replica must be in sync before it leads again; nil: never.
+    public var preferredLeaderDelaySeconds: Int64? { rebalanceLeaders ? rebalanceDelaySeconds : nil }
     /// The `ssl.*` keys: SSL and SASL_SSL listeners' certificate, trust and protocol settings.
     public var tls = TLSSettings()
     /// `listener.name.<listener>.ssl.*`: per listener (upper-cased name), `ssl.*` key → value.

@@ -154,10 +154,12 @@ def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
 
 @pytest.fixture
 def replicated(etcd):
-    """Three brokers that drop a follower from the in-sync replicas after 2 s without catching up."""
+    """Three brokers that drop a follower from the in-sync replicas after 2 s without catching up,
+    and give leadership back to a preferred replica 2 s after it is in sync again."""
     with tempfile.TemporaryDirectory(prefix="apus-cluster-") as tmp:
         brokers = [Broker(os.path.join(tmp, f"b{n}"), ["--set", f"cluster.metadata=etcd://{etcd}", "--set", f"node.id={n}",
-                                                       "--set", "replica.lag.time.max.ms=2000"]) for n in (1, 2, 3)]
+                                                       "--set", "replica.lag.time.max.ms=2000",
+                                                       "--set", "leader.imbalance.check.interval.seconds=2"]) for n in (1, 2, 3)]
         try:
             yield brokers
         finally:
@@ -367,6 +369,9 @@ def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_dupli
     assert not failed, failed[:5]
     assert eventually(30, lambda: segment(old) == segment(new)), old.log()[-3000:]
     assert eventually(20, lambda: (partition_state(new, "rep") or (0, [], []))[2] == [1, 2, 3])
+    # The old leader is the partition's preferred replica: in sync again, it leads again.
+    assert eventually(20, lambda: (partition_state(new, "rep") or (0,))[0] == old_id)
+    assert eventually(20, lambda: segment(old) == segment(new))
 
     # Every acknowledged record exactly once, in the order produced.
     seen = [int(v) for v in read_all(new.bootstrap)]
