@@ -157,6 +157,11 @@ import Testing
                                  topics: [.init(topic: "orders", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])])
         #expect(try h.call(fetch, version: 11, session: alice)?.responses[0].partitions[0].errorCode == 0)
         #expect(try h.call(fetch, version: 11, session: bob)?.responses[0].partitions[0].errorCode == ErrorCode.topicAuthorizationFailed.rawValue)
+        // A follower's fetch (a replica id) reads past the high watermark: it needs CLUSTER_ACTION.
+        var replicaFetch = fetch
+        replicaFetch.replicaId = 2
+        #expect(try h.call(replicaFetch, version: 11, session: alice)?.responses[0].partitions[0].errorCode == ErrorCode.clusterAuthorizationFailed.rawValue)
+        #expect(try h.call(replicaFetch, version: 11, session: admin)?.responses[0].partitions[0].errorCode == 0)
         // Metadata: every topic → only those described; a named one refused → 29, not created.
         #expect(try h.call(MetadataRequest(topics: nil), version: 9, session: alice)?.topics.map(\.name) == ["orders"])
         #expect(try h.call(MetadataRequest(topics: nil), version: 9, session: admin)?.topics.map(\.name) == ["orders", "secret"])

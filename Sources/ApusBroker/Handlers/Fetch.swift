@@ -46,6 +46,10 @@ extension Broker {
         let wait = min(Int64(max(request.maxWaitMs, 0)), Broker.maxFetchWaitMs)
         let fetch = FetchInFlight(context: context, request: request, deadlineMs: context.nowMs + wait)
         let byId = context.apiVersion >= 13
+        // A follower's fetch reads past the high watermark and counts as that replica's progress:
+        // with ACLs only a principal allowed CLUSTER_ACTION may send one, as in Kafka.
+        let replica = request.replicaId >= 0 || request.replicaState.replicaId >= 0
+        let replicaRefused = replica && broker.denyCluster(.clusterAction, context) != nil
         for topic in request.topics {
             let entry = byId ? broker.topics.values.first { $0.id == topic.topicId } : broker.topic(topic.topic)
             // READ on the topic (ACLs); a name is checked whether or not it exists, as Kafka does.
@@ -54,9 +58,10 @@ extension Broker {
                 var read = PartitionRead(topic: entry?.name ?? topic.topic, topicId: topic.topicId, partition: p.partition, error: .none)
                 let exists = entry.map { p.partition >= 0 && Int(p.partition) < $0.partitionCount } ?? false
                 let led = exists && broker.leads(entry!.name, p.partition)  // cluster mode: another broker may lead it
-                let known = readable && led
+                let known = readable && led && !replicaRefused
                 if !known {
-                    read.error = !readable ? .topicAuthorizationFailed : exists ? .notLeaderOrFollower : entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition
+                    read.error = replicaRefused ? .clusterAuthorizationFailed : !readable ? .topicAuthorizationFailed
+                        : exists ? .notLeaderOrFollower : entry == nil && byId ? .unknownTopicId : .unknownTopicOrPartition
                 }
                 fetch.reads.append(read)
                 fetch.topics.append(known ? entry : nil)
