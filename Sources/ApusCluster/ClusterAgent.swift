@@ -50,6 +50,13 @@ public struct TopicRecord: Codable, Sendable, Equatable {
         self.isr = isr
         self.epochs = epochs
     }
+
+    /// Each partition's replicas (a record from before replication: its leader alone).
+    public var partitionReplicas: [[Int32]] { replicas.flatMap { $0.count == leaders.count ? $0 : nil } ?? leaders.map { [$0] } }
+    /// Each partition's in-sync replicas (all its replicas when the record has none).
+    public var inSyncReplicas: [[Int32]] { isr.flatMap { $0.count == leaders.count ? $0 : nil } ?? partitionReplicas }
+    /// Each partition's leader epoch (0 when the record has none).
+    public var leaderEpochs: [Int32] { epochs.flatMap { $0.count == leaders.count ? $0 : nil } ?? leaders.map { _ in 0 } }
 }
 
 /// The cluster as one broker last read it from etcd.
@@ -75,6 +82,26 @@ public struct ClusterKeys: Sendable {
     public var controller: String { prefix + "/controller" }
     public var topics: String { prefix + "/topics/" }
     public func topic(_ name: String) -> String { topics + name }
+
+    /// Changes topic `name`'s record with a compare-and-swap on its revision, reading it again
+    /// when another change came first; `change` returns false to leave it as it is. Returns nil
+    /// when there is no such topic, else whether the record was written.
+    public func update(_ client: EtcdClient, topic name: String, _ change: (inout TopicRecord) -> Bool) throws(EtcdError) -> Bool? {
+        for _ in 0..<16 {
+            guard let kv = try client.get(topic(name)) else { return nil }
+            var record: TopicRecord
+            let bytes: [UInt8]
+            do {
+                record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+                guard change(&record) else { return false }
+                bytes = Array(try JSONEncoder().encode(record))
+            } catch {
+                throw EtcdError(description: "topic \(name)'s record: \(error)")
+            }
+            if try client.compareAndSwap(topic(name), modRevision: kv.modRevision, bytes) { return true }
+        }
+        throw EtcdError(description: "topic \(name) kept changing; it was not written")
+    }
 
     /// Reads the live brokers, the topics and the controller.
     public func read(_ client: EtcdClient) throws(EtcdError) -> ClusterView {
@@ -225,55 +252,55 @@ public final class ClusterAgent: @unchecked Sendable {
         let live = Set(view.brokers.map(\.nodeId))
         var changed = false
         for name in view.topics.keys.sorted() {
-            guard let kv = try client.get(keys.topic(name)), var record = try? JSONDecoder().decode(TopicRecord.self, from: Data(kv.value)),
-                  let replicas = record.replicas, replicas.count == record.leaders.count else { continue }
-            var isr = record.isr ?? replicas
-            var epochs = record.epochs ?? record.leaders.map { _ in 0 }
-            var elected: [(Int, Int32)] = []
-            // Preferred leaders (Kafka's auto.leader.rebalance): a live leader gives way to the
-            // partition's first replica once that one has been in sync for the delay.
-            for p in record.leaders.indices where replicas[p].count > 1 && live.contains(record.leaders[p]) {
-                let key = "\(name)-\(p)", preferred = replicas[p][0]
-                guard let delay = preferredLeaderDelaySeconds, record.leaders[p] != preferred, live.contains(preferred), isr[p].contains(preferred) else {
-                    preferredWaiting[key] = nil
-                    continue
-                }
-                let since = preferredWaiting[key] ?? Date()
-                preferredWaiting[key] = since
-                guard Date().timeIntervalSince(since) >= Double(delay) else { continue }
-                preferredWaiting[key] = nil
-                record.leaders[p] = preferred
-                epochs[p] += 1
-                elected.append((p, preferred))
-            }
-            for p in record.leaders.indices where replicas[p].count > 1 && !live.contains(record.leaders[p]) {
-                let inSync = isr[p].filter(live.contains)
-                guard let next = replicas[p].first(where: inSync.contains) else {
-                    if !offline.contains("\(name)-\(p)") {
-                        offline.insert("\(name)-\(p)")
-                        logger.warning("partition offline: no live in-sync replica to lead it", metadata: ["topic": "\(name)", "partition": "\(p)", "isr": "\(isr[p])"])
+            var elected: [(partition: Int, leader: Int32, epoch: Int32, isr: [Int32])] = []
+            let written = try keys.update(client, topic: name) { record in
+                let replicas = record.partitionReplicas
+                var isr = record.inSyncReplicas, epochs = record.leaderEpochs
+                elected = []
+                for p in record.leaders.indices where replicas[p].count > 1 {
+                    let key = "\(name)-\(p)"
+                    var next: Int32?
+                    if live.contains(record.leaders[p]) {
+                        next = preferredLeader(key, replicas[p], isr[p], leader: record.leaders[p], live: live)
+                    } else {
+                        isr[p] = isr[p].filter(live.contains)
+                        next = replicas[p].first(where: isr[p].contains)
+                        if next == nil, offline.insert(key).inserted {
+                            logger.warning("partition offline: no live in-sync replica to lead it", metadata: ["topic": "\(name)", "partition": "\(p)", "isr": "\(record.inSyncReplicas[p])"])
+                        }
                     }
-                    continue
+                    guard let next else { continue }
+                    offline.remove(key)
+                    record.leaders[p] = next
+                    epochs[p] += 1
+                    elected.append((p, next, epochs[p], isr[p]))
                 }
-                offline.remove("\(name)-\(p)")
-                record.leaders[p] = next
-                isr[p] = inSync
-                epochs[p] += 1
-                elected.append((p, next))
+                record.isr = isr
+                record.epochs = epochs
+                return !elected.isEmpty
             }
-            guard !elected.isEmpty else { continue }
-            record.isr = isr
-            record.epochs = epochs
-            let bytes: [UInt8]
-            do { bytes = Array(try JSONEncoder().encode(record)) } catch { throw EtcdError(description: "encoding topic \(name): \(error)") }
-            if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, bytes) {
-                changed = true
-                for (p, leader) in elected {
-                    logger.info("elected a partition leader", metadata: ["topic": "\(name)", "partition": "\(p)", "leader": "\(leader)", "epoch": "\(epochs[p])", "isr": "\(isr[p])"])
-                }
+            guard written == true else { continue }
+            changed = true
+            for e in elected {
+                logger.info("elected a partition leader", metadata: ["topic": "\(name)", "partition": "\(e.partition)", "leader": "\(e.leader)", "epoch": "\(e.epoch)", "isr": "\(e.isr)"])
             }
         }
         return changed
+    }
+
+    /// Preferred leaders (Kafka's auto.leader.rebalance): a live leader gives way to the
+    /// partition's first replica once that one has been in sync for the delay; returns it then.
+    private func preferredLeader(_ key: String, _ replicas: [Int32], _ isr: [Int32], leader: Int32, live: Set<Int32>) -> Int32? {
+        let preferred = replicas[0]
+        guard let delay = preferredLeaderDelaySeconds, leader != preferred, live.contains(preferred), isr.contains(preferred) else {
+            preferredWaiting[key] = nil
+            return nil
+        }
+        let since = preferredWaiting[key] ?? Date()
+        preferredWaiting[key] = since
+        guard Date().timeIntervalSince(since) >= Double(delay) else { return nil }
+        preferredWaiting[key] = nil
+        return preferred
     }
 
     private func tick(keepAlive: Bool) {
@@ -311,13 +338,10 @@ public final class TopicRecords: @unchecked Sendable {
     /// retried when another change came first; false if there is no such topic.
     public func setConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
         try client.withLock { client in
-            for _ in 0..<16 {
-                guard let kv = try client.get(keys.topic(name)) else { return false }
-                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+            try keys.update(client, topic: name) { record in
                 record.configs = configs
-                if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, Array(try JSONEncoder().encode(record))) { return true }
-            }
-            throw EtcdError(description: "topic \(name) kept changing; its configuration was not written")
+                return true
+            } ?? false
         }
     }
 
@@ -326,17 +350,14 @@ public final class TopicRecords: @unchecked Sendable {
     /// False when the leader or epoch moved meanwhile (the request is fenced) or the topic is gone.
     public func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
         try client.withLock { client in
-            for _ in 0..<16 {
-                guard let kv = try client.get(keys.topic(name)) else { return false }
-                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
+            try keys.update(client, topic: name) { record in
                 let p = Int(partition)
-                guard record.leaders.indices.contains(p), record.leaders[p] == leader, (record.epochs?[p] ?? 0) == epoch else { return false }
-                var all = record.isr ?? record.leaders.map { [$0] }
+                guard record.leaders.indices.contains(p), record.leaders[p] == leader, record.leaderEpochs[p] == epoch else { return false }
+                var all = record.inSyncReplicas
                 all[p] = isr
                 record.isr = all
-                if try client.compareAndSwap(keys.topic(name), modRevision: kv.modRevision, Array(try JSONEncoder().encode(record))) { return true }
-            }
-            throw EtcdError(description: "topic \(name) kept changing; its in-sync replicas were not written")
+                return true
+            } ?? false
         }
     }
 
@@ -347,29 +368,29 @@ public final class TopicRecords: @unchecked Sendable {
     public func handOff(from node: Int32, live: Set<Int32>) throws -> [String] {
         try client.withLock { client in
             var moved: [String] = []
-            let (kvs, _) = try client.range(prefix: keys.topics)
-            for kv in kvs {
+            for kv in try client.range(prefix: keys.topics).kvs {
                 let name = String(kv.key.dropFirst(keys.topics.count))
-                var record = try JSONDecoder().decode(TopicRecord.self, from: Data(kv.value))
-                guard let replicas = record.replicas, replicas.count == record.leaders.count else { continue }
-                var isr = record.isr ?? replicas
-                var epochs = record.epochs ?? record.leaders.map { _ in 0 }
-                var changed = false
-                for p in record.leaders.indices where replicas[p].count > 1 && isr[p].contains(node) {
-                    let others = isr[p].filter { $0 != node }
-                    if record.leaders[p] == node {
-                        guard let next = replicas[p].first(where: { $0 != node && others.contains($0) && live.contains($0) }) else { continue }
-                        record.leaders[p] = next
-                        epochs[p] += 1
-                        moved.append("\(name)-\(p)")
+                var movedHere: [String] = []
+                let written = try keys.update(client, topic: name) { record in
+                    let replicas = record.partitionReplicas
+                    var isr = record.inSyncReplicas, epochs = record.leaderEpochs
+                    movedHere = []
+                    for p in record.leaders.indices where replicas[p].count > 1 && isr[p].contains(node) {
+                        let others = isr[p].filter { $0 != node }
+                        if record.leaders[p] == node {
+                            guard let next = replicas[p].first(where: { $0 != node && others.contains($0) && live.contains($0) }) else { continue }
+                            record.leaders[p] = next
+                            epochs[p] += 1
+                            movedHere.append("\(name)-\(p)")
+                        }
+                        isr[p] = others
                     }
-                    isr[p] = others
-                    changed = true
+                    guard isr != record.inSyncReplicas || !movedHere.isEmpty else { return false }
+                    record.isr = isr
+                    record.epochs = epochs
+                    return true
                 }
-                guard changed else { continue }
-                record.isr = isr
-                record.epochs = epochs
-                _ = try client.compareAndSwap(kv.key, modRevision: kv.modRevision, Array(try JSONEncoder().encode(record)))
+                if written == true { moved += movedHere }
             }
             return moved
         }

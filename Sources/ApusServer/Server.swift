@@ -236,7 +236,7 @@ public final class Server {
             guard !moved.isEmpty else { return }
             let deadline = Sys.monotonicNs() + 3_000_000_000
             while Sys.monotonicNs() < deadline && cluster.view.topics.values.contains(where: { t in
-                t.leaders.indices.contains { p in t.leaders[p] == me && (t.replicas?[p].count ?? 1) > 1 }
+                t.leaders.indices.contains { p in t.leaders[p] == me && t.partitionReplicas[p].count > 1 }
             }) {
                 Sys.sleep(microseconds: 50_000)
             }
@@ -341,10 +341,10 @@ extension ClusterState {
         }
         for (name, record) in view.topics {
             guard let id = KafkaUUID(base64URL: record.id) else { continue }
-            var topic = Topic(id: id, leaders: record.leaders, configs: record.configs)
-            if let replicas = record.replicas, replicas.count == record.leaders.count { topic.replicas = replicas }
-            if let isr = record.isr, isr.count == record.leaders.count { topic.isr = isr }
-            if let epochs = record.epochs, epochs.count == record.leaders.count { topic.epochs = epochs }
+            var topic = Topic(id: id, replicas: record.partitionReplicas, configs: record.configs)
+            topic.leaders = record.leaders
+            topic.isr = record.inSyncReplicas
+            topic.epochs = record.leaderEpochs
             topics[name] = topic
         }
     }

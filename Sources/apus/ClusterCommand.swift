@@ -36,11 +36,11 @@ struct ClusterCommand: ParsableCommand {
             }, controller: view.controller, revision: view.revision, partitions: [], underReplicated: 0, offline: 0)
             let live = Set(view.brokers.map(\.nodeId))
             for (name, record) in view.topics.sorted(by: { $0.key < $1.key }) {
+                let replicas = record.partitionReplicas, isrs = record.inSyncReplicas, epochs = record.leaderEpochs
                 for (p, leader) in record.leaders.enumerated() {
-                    let replicas = record.replicas?[p] ?? [leader]
-                    let isr = record.isr?[p] ?? [leader]
-                    report.partitions.append(Report.Partition(topic: name, partition: p, leader: leader, epoch: record.epochs?[p] ?? 0, replicas: replicas, isr: isr,
-                                                   underReplicated: isr.filter(live.contains).count < replicas.count, offline: !live.contains(leader)))
+                    let isr = isrs[p]
+                    report.partitions.append(Report.Partition(topic: name, partition: p, leader: leader, epoch: epochs[p], replicas: replicas[p], isr: isr,
+                                                   underReplicated: isr.filter(live.contains).count < replicas[p].count, offline: !live.contains(leader)))
                 }
             }
             report.underReplicated = report.partitions.filter { $0.underReplicated }.count
