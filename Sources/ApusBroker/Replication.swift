@@ -172,6 +172,35 @@ extension Broker {
         }
     }
 
+    /// An acks=all produce whose batches are written (cluster mode): whether it still waits for
+    /// the in-sync replicas — until the high watermark passes each partition's append, or the
+    /// request's timeout (REQUEST_TIMED_OUT). A partition whose leadership moved meanwhile is
+    /// answered NOT_LEADER_OR_FOLLOWER (the client retries at the new leader); one replicated
+    /// while the in-sync replicas shrank below min.insync.replicas, NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+    func awaitsReplicas(_ pending: PendingProduce, nowMs: Int64) -> Bool {
+        let unreplicated = { (wait: PendingProduce.Wait) in wait.log.highWatermark <= wait.lastOffset && wait.log.failure == nil }
+        let moved = { (wait: PendingProduce.Wait) in unreplicated(wait) && !self.leads(wait.log.topicPartition.topic, wait.log.topicPartition.partition) }
+        for wait in pending.waits where moved(wait) {
+            pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notLeaderOrFollower)
+        }
+        pending.waits.removeAll(where: moved)
+        if pending.waits.contains(where: unreplicated) {
+            let deadline = pending.replicationDeadlineMs ?? nowMs + Int64(pending.timeoutMs)
+            pending.replicationDeadlineMs = deadline
+            if nowMs < deadline { return true }
+        }
+        for wait in pending.waits where wait.log.failure == nil {
+            let tp = wait.log.topicPartition
+            if unreplicated(wait) {
+                pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.requestTimedOut)
+            } else if let replication = replication(tp.topic, tp.partition), let minimum = topics[tp.topic]?.settings.minInsyncReplicas,
+                      replication.isr.count < minimum {
+                pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notEnoughReplicasAfterAppend)
+            }
+        }
+        return false
+    }
+
     /// Appends batches the partition's leader sent (this broker follows it; on the shard owning
     /// the log): each must start at the log end and is kept with the leader's offsets; a partial
     /// batch at the end (a cut response) is left for the next fetch. The follower's high

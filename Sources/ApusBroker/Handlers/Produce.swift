@@ -17,7 +17,8 @@ final class PendingProduce {
     var timeoutMs: Int32 = 30_000
     var response: ProduceResponse
     /// (topic index, partition index in the response) → log and the last offset to wait for.
-    var waits: [(topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)] = []
+    typealias Wait = (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)
+    var waits: [Wait] = []
     /// The request's batches, owned until the commit has written them.
     var buffers: [UnsafeMutableRawBufferPointer] = []
     var abandoned = false
@@ -290,7 +291,7 @@ extension Broker {
         for (log, error) in failures {
             producerStates[log.topicPartition] = nil  // the log was cut back: rebuild from it
             // Only this turn's appends were dropped; earlier ones are written (and may be syncing).
-            let lost = { (wait: (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)) in
+            let lost = { (wait: PendingProduce.Wait) in
                 wait.log === log && wait.lastOffset >= log.logEndOffset
             }
             for pending in pendingProduces {
@@ -312,38 +313,10 @@ extension Broker {
                 remaining.append(pending)
                 continue
             }
-            // acks=all on a replicated partition: every in-sync replica has it (the high watermark
-            // passed it), or the request's timeout ends the wait.
-            let unreplicated = { (wait: (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)) in
-                wait.log.highWatermark <= wait.lastOffset && wait.log.failure == nil
-            }
-            if pending.acks == -1 {
-                // Leadership moved away meanwhile: the new leader decides; the client retries there.
-                for wait in pending.waits where unreplicated(wait) && !leads(wait.log.topicPartition.topic, wait.log.topicPartition.partition) {
-                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notLeaderOrFollower)
-                }
-                pending.waits.removeAll { unreplicated($0) && !leads($0.log.topicPartition.topic, $0.log.topicPartition.partition) }
-            }
-            if pending.acks == -1 && pending.waits.contains(where: unreplicated) {
-                let deadline = pending.replicationDeadlineMs ?? nowMs + Int64(pending.timeoutMs)
-                if nowMs < deadline {
-                    pending.replicationDeadlineMs = deadline
-                    awaitingReplicas += 1
-                    remaining.append(pending)
-                    continue
-                }
-                for wait in pending.waits where unreplicated(wait) {
-                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.requestTimedOut)
-                }
-            }
-            if pending.acks == -1 {
-                // Replicated, but the in-sync replicas shrank below min.insync.replicas meanwhile.
-                for wait in pending.waits {
-                    let tp = wait.log.topicPartition
-                    guard let replication = replication(tp.topic, tp.partition),
-                          let minimum = topics[tp.topic]?.settings.minInsyncReplicas, replication.isr.count < minimum else { continue }
-                    pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.notEnoughReplicasAfterAppend)
-                }
+            if pending.acks == -1 && mesh.cluster != nil && awaitsReplicas(pending, nowMs: nowMs) {
+                awaitingReplicas += 1
+                remaining.append(pending)
+                continue
             }
             for wait in pending.waits where wait.log.failure != nil {
                 pending.response.responses[wait.topic].partitionResponses[wait.partition].error(.kafkaStorageError)
