@@ -11,15 +11,18 @@ struct GroupToken {
 }
 
 /// A group response that waits for its offset commits to be written (and synced per the
-/// durability mode) in the internal offsets log.
+/// durability mode) in the internal offsets log — in cluster mode, in each offsets partition it
+/// wrote, up to the partition's high watermark (its in-sync replicas have them).
 struct PendingGroupWrite {
     var output: GroupOutput<GroupToken>
-    var lastOffset: Int64
-    var buffer: UnsafeMutableRawBufferPointer?
+    /// Each offsets log written, and the last offset written there.
+    var writes: [(log: PartitionLog, lastOffset: Int64)]
+    /// When it fails with COORDINATOR_NOT_AVAILABLE (cluster mode: `offsets.commit.timeout.ms`).
+    var deadlineMs: Int64?
 }
 
 extension Broker {
-    static let offsetsTopic = "__consumer_offsets"
+    static let offsetsTopic = consumerOffsetsTopic
 
     /// Opens the internal offsets log and replays the commits it holds into the coordinator.
     func loadGroupOffsets(nowMs: Int64) throws(StorageError) {
@@ -56,8 +59,8 @@ extension Broker {
             var frame = encode(output)
             let isCaller = caller.map { $0.connection == token.connection && $0.sequence == token.sequence } ?? false
             if !output.recordsToPersist.isEmpty {
-                if let write = persist(output.recordsToPersist, nowMs: nowMs) {
-                    pendingGroupWrites.append(PendingGroupWrite(output: output, lastOffset: write.lastOffset, buffer: write.buffer))
+                if let write = persist(output, nowMs: nowMs) {
+                    pendingGroupWrites.append(write)
                     continue
                 }
                 groups.revert(output)  // the offsets log refused the write
@@ -72,48 +75,64 @@ extension Broker {
         return mine
     }
 
-    /// Stages committed offsets as one batch on the offsets log.
-    private func persist(_ records: [OffsetCommitRecord], nowMs: Int64) -> (lastOffset: Int64, buffer: UnsafeMutableRawBufferPointer)? {
-        guard let log = offsetsLog else { return nil }
-        let encoded = records.map { ($0.groupId, $0.encoded()) }
-        var builder = RecordBatchBuilder(capacity: 128 + encoded.reduce(0) { $0 + $1.0.utf8.count + $1.1.count + 32 })
-        builder.reset(baseTimestamp: nowMs)
-        for (group, value) in encoded {
-            _ = Array(group.utf8).withUnsafeBytes { key in value.withUnsafeBytes { builder.append(key: key, value: $0) } }
+    /// Stages an output's records as one batch per offsets log (one log on a single broker; in
+    /// cluster mode the partition of each record's group, which this broker leads).
+    private func persist(_ output: GroupOutput<GroupToken>, nowMs: Int64) -> PendingGroupWrite? {
+        var byLog: [(log: PartitionLog, records: [OffsetCommitRecord])] = []
+        for record in output.recordsToPersist {
+            guard let log = offsetsLog(for: record.groupId) else { return nil }
+            if let i = byLog.firstIndex(where: { $0.log === log }) { byLog[i].records.append(record) } else { byLog.append((log, [record])) }
         }
-        guard let finished = try? builder.finish() else { return nil }
-        let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: finished.count, alignment: 16)
-        owned.copyMemory(from: finished)
-        do {
-            let info = try shard.append(owned, to: log, requireDurable: true, nowMs: nowMs)
-            return (info.lastOffset, owned)
-        } catch {
-            owned.deallocate()
-            logger.error("could not persist committed offsets", metadata: ["error": "\(error)"])
-            return nil
+        var write = PendingGroupWrite(output: output, writes: [], deadlineMs: cluster == nil ? nil : nowMs + config.offsetCommitTimeoutMs)
+        for (log, records) in byLog {
+            let encoded = records.map { ($0.groupId, $0.encoded()) }
+            var builder = RecordBatchBuilder(capacity: 128 + encoded.reduce(0) { $0 + $1.0.utf8.count + $1.1.count + 32 })
+            builder.reset(baseTimestamp: nowMs)
+            for (group, value) in encoded {
+                _ = Array(group.utf8).withUnsafeBytes { key in value.withUnsafeBytes { builder.append(key: key, value: $0) } }
+            }
+            guard let finished = try? builder.finish() else { break }
+            let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: finished.count, alignment: 16)
+            owned.copyMemory(from: finished)
+            do {
+                let info = try shard.append(owned, to: log, requireDurable: true, nowMs: nowMs)
+                write.writes.append((log, info.lastOffset))
+                stagedBuffers.append(owned)
+                if cluster != nil { markAdvanced(log) }  // followers' long polls wake for it
+            } catch {
+                owned.deallocate()
+                logger.error("could not persist committed offsets", metadata: ["error": "\(error)", "log": "\(log.topicPartition)"])
+                break
+            }
         }
+        // Some batches staged is still a failure: the client commits again.
+        return write.writes.count == byLog.count ? write : nil
     }
 
     /// After the commit: answers offset commits that are written (and synced as required), and
     /// whatever the coordinator's timers completed.
     func completeGroups(nowMs: Int64, into completions: inout [Completion]) {
-        if let log = offsetsLog, !pendingGroupWrites.isEmpty {
+        if !pendingGroupWrites.isEmpty {
             var still: [PendingGroupWrite] = []
-            for var write in pendingGroupWrites {
-                if let buffer = write.buffer {
-                    buffer.deallocate()
-                    write.buffer = nil
-                }
+            for write in pendingGroupWrites {
                 let token = write.output.token
-                if log.logEndOffset > write.lastOffset && (log.config.durability == .pageCache || log.durableOffset > write.lastOffset) {
+                let done = write.writes.allSatisfy { log, last in
+                    log.highWatermark > last && (log.config.durability == .pageCache || log.durableOffset > last)
+                }
+                let failed = write.writes.contains { log, last in log.failure != nil || log.logEndOffset <= last && log.nextOffset <= last }
+                let moved = write.writes.contains { log, _ in !leads(log.topicPartition.topic, log.topicPartition.partition) }
+                if done {
                     completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId, frame: encode(write.output)))
-                } else if log.failure != nil || log.logEndOffset <= write.lastOffset && log.nextOffset <= write.lastOffset {
-                    // The write failed: forget the commit and answer with a retriable error so
-                    // that the client commits again.
-                    groups.revert(write.output)
+                } else if failed || moved || write.deadlineMs.map({ nowMs >= $0 }) == true {
+                    // Not written, or not known to be on the in-sync replicas in time: forget the
+                    // commit and answer with a retriable error so that the client commits again
+                    // (NOT_COORDINATOR when the offsets partition's leadership moved: the group
+                    // is not here any more, nothing to revert).
+                    if !moved { groups.revert(write.output) }
                     completions.append(Completion(connection: token.connection, sequence: token.sequence, correlationId: token.correlationId,
-                                                  frame: encode(Broker.failedCommit(write.output))))
-                    logger.warning("offset commit not persisted", metadata: ["connection": "\(token.connection)"])
+                                                  frame: encode(Broker.failedCommit(write.output, moved ? .notCoordinator : .coordinatorNotAvailable))))
+                    logger.warning("offset commit not persisted", metadata: ["connection": "\(token.connection)",
+                                                                            "why": "\(failed ? "write failed" : moved ? "coordinator moved" : "replicas timed out")"])
                 } else {
                     still.append(write)
                 }
@@ -132,11 +151,11 @@ extension Broker {
         }
     }
 
-    /// The same answer with COORDINATOR_NOT_AVAILABLE (retriable) wherever it said success: an
-    /// OffsetCommit, DeleteGroups or OffsetDelete whose records the offsets log refused (the
-    /// caller has reverted the change in the coordinator).
-    static func failedCommit(_ output: GroupOutput<GroupToken>) -> GroupOutput<GroupToken> {
-        let unavailable = ErrorCode.coordinatorNotAvailable.rawValue
+    /// The same answer with `code` (COORDINATOR_NOT_AVAILABLE or NOT_COORDINATOR, both retriable)
+    /// wherever it said success: an OffsetCommit, DeleteGroups or OffsetDelete whose records the
+    /// offsets log refused (the caller has reverted the change in the coordinator).
+    static func failedCommit(_ output: GroupOutput<GroupToken>, _ code: ErrorCode = .coordinatorNotAvailable) -> GroupOutput<GroupToken> {
+        let unavailable = code.rawValue
         var failed = output
         failed.recordsToPersist = []
         switch output.response {

@@ -128,8 +128,8 @@ public final class Broker {
     var reconfiguring: Set<String> = []
     /// Replicated partitions this shard owns and leads: what each follower has (cluster mode).
     var replicaSets: [TopicPartition: ReplicaSet] = [:]
-    /// Batches a follower append staged this turn, freed after the commit.
-    var replicaBuffers: [UnsafeMutableRawBufferPointer] = []
+    /// Batches staged this turn (follower appends, offset commits), freed after the commit.
+    var stagedBuffers: [UnsafeMutableRawBufferPointer] = []
     /// When the in-sync replicas are checked next (``checkInSyncReplicas(nowMs:)``).
     var nextReplicaCheckMs: Int64 = 0
     /// The leader epoch each partition this shard follows was last followed at: a new one means
@@ -137,6 +137,15 @@ public final class Broker {
     var followedEpochs: [TopicPartition: Int32] = [:]
     /// Followed partitions to cut to their high watermark after this turn's commit (the epoch).
     var followerTruncations: [TopicPartition: Int32] = [:]
+    /// Cluster mode (shard 0): the `__consumer_offsets` partitions this broker leads whose commits
+    /// are in `groups`, with the leader epoch they were loaded at.
+    var coordinatedPartitions: [Int32: Int32] = [:]
+    /// Offsets partitions being read back into `groups`: the epoch, and the next offset to replay.
+    var loadingPartitions: [Int32: (epoch: Int32, next: Int64)] = [:]
+    /// FindCoordinator has said that too few brokers are live to create the offsets topic.
+    var warnedOffsetsTopicWait = false
+    /// The cluster view and catalog versions group coordination was last brought in line with.
+    var coordinationSeen: (cluster: UInt64, catalog: UInt64) = (.max, .max)
     /// The time of the latest request or turn end (for work that has no clock of its own: jobs).
     var turnMs: Int64 = 0
     /// Produce requests whose only wait is for the in-sync replicas (no need to poll for them).
@@ -166,7 +175,7 @@ public final class Broker {
             return groupMemberUUID(seed: seed, sequence: sequence)
         })
         refreshTopics()
-        if index == 0 {
+        if index == 0 && mesh.cluster == nil {  // a cluster's offsets are a replicated topic
             try loadGroupOffsets(nowMs: nowMs)
             if let offsetsLog { owned[ObjectIdentifier(offsetsLog)] = offsetsLog }  // checkpointed with the rest
         }
@@ -270,12 +279,16 @@ public final class Broker {
         turnMs = nowMs
         let failures = shard.commit(nowMs: nowMs)
         shard.poll()
-        if !replicaBuffers.isEmpty { releaseReplicaBuffers() }
+        if !stagedBuffers.isEmpty {
+            stagedBuffers.forEach { $0.deallocate() }
+            stagedBuffers.removeAll(keepingCapacity: true)
+        }
         if !followerTruncations.isEmpty { truncateFollowers() }
         if !replicaSets.isEmpty { checkInSyncReplicas(nowMs: nowMs) }
         publishAppends()
         completeProduces(failures: failures, nowMs: nowMs, into: &completions)
         completeFetches(nowMs: nowMs, into: &completions)
+        if index == 0 { coordinateGroups() }
         completeGroups(nowMs: nowMs, into: &completions)
         completions += arrivedCompletions
         arrivedCompletions.removeAll()
@@ -293,13 +306,16 @@ public final class Broker {
 
     /// The earliest time something parked needs attention (long-poll deadlines), if any.
     public var nextDeadlineMs: Int64? {
-        (parkedFetches.map(\.deadlineMs) + pendingProduces.compactMap(\.replicationDeadlineMs) + [groups.nextDeadlineMs].compactMap { $0 }).min()
+        (parkedFetches.map(\.deadlineMs) + pendingProduces.compactMap(\.replicationDeadlineMs) + pendingGroupWrites.compactMap(\.deadlineMs)
+            + [groups.nextDeadlineMs].compactMap { $0 }).min()
     }
 
     /// Whether responses are waiting on a sync in flight or on another shard (the server
     /// should poll soon).
     public var awaitingSync: Bool {
-        pendingProduces.count > awaitingReplicas || !pendingGroupWrites.isEmpty
+        pendingProduces.count > awaitingReplicas || pendingGroupWrites.contains { write in
+            write.writes.contains { $0.log.config.durability != .pageCache && $0.log.durableOffset <= $0.lastOffset }
+        }
     }
 
     /// Set at shutdown: every fetch is answered with what there is, none parks.

@@ -18,6 +18,13 @@ public struct BrokerConfig: Sendable {
     /// `replica.lag.time.max.ms` (cluster mode): a follower not caught up for this long leaves
     /// the in-sync replicas.
     public var replicaLagTimeMaxMs: Int64 = 10_000
+    /// `offsets.topic.num.partitions` (cluster mode): partitions of the replicated
+    /// `__consumer_offsets`; a group is coordinated by the leader of the one its id hashes to.
+    public var offsetsTopicPartitions: Int32 = 50
+    /// `offsets.topic.replication.factor` (cluster mode): its replicas.
+    public var offsetsTopicReplicationFactor = 3
+    /// `offsets.commit.timeout.ms` (cluster mode): how long a commit waits for the in-sync replicas.
+    public var offsetCommitTimeoutMs: Int64 = 5_000
     /// `message.max.bytes`: the largest record batch accepted.
     public var messageMaxBytes = 1 << 20 + 12 * 1024
     /// `fetch.max.bytes`: the most record data one Fetch response carries (beyond the first batch).

@@ -2,6 +2,10 @@ import ApusIO
 import KafkaWire
 import Synchronization
 
+/// The internal topic of committed offsets: one local partition on a single broker, a replicated
+/// topic of `offsets.topic.num.partitions` in cluster mode.
+public let consumerOffsetsTopic = "__consumer_offsets"
+
 /// The cluster as the broker sees it when its metadata lives on etcd (`cluster.metadata`): the
 /// live brokers with their listeners, and every topic's partition leaders. Published by the
 /// server's cluster agent (off the shards), read by every shard; changes to topics go through
@@ -74,10 +78,18 @@ public struct ClusterState: Sendable, Equatable {
         return (0..<Int(partitions)).map { p in (0..<factor).map { brokers[(start + p + $0) % brokers.count].nodeId } }
     }
 
-    /// The broker coordinating `group`: the same answer on every broker with the same view.
+    /// The `__consumer_offsets` partition that holds `group`'s offsets (the same on every broker).
+    public static func offsetsPartition(of group: String, partitions: Int) -> Int32 {
+        Int32(fnv1a(group) % UInt64(max(partitions, 1)))
+    }
+
+    /// The broker coordinating `group`: the live leader of its `__consumer_offsets` partition, so
+    /// that the group moves with that partition; nil while the topic does not exist or the
+    /// partition has no live leader.
     public func coordinator(of group: String) -> Broker? {
-        guard !brokers.isEmpty else { return nil }
-        return brokers[Int(fnv1a(group) % UInt64(brokers.count))]
+        guard let offsets = topics[consumerOffsetsTopic], !offsets.leaders.isEmpty else { return nil }
+        let leader = offsets.leaders[Int(Self.offsetsPartition(of: group, partitions: offsets.leaders.count))]
+        return brokers.first { $0.nodeId == leader }
     }
 }
 

@@ -87,7 +87,7 @@ extension Broker {
     }
 
     /// Has the log's high watermark recomputed and its signal published at the end of the turn.
-    private func markAdvanced(_ log: PartitionLog) {
+    func markAdvanced(_ log: PartitionLog) {
         guard !appended.contains(where: { $0.log === log }), let topic = topics[log.topicPartition.topic],
               topic.logs.indices.contains(Int(log.topicPartition.partition)) else { return }
         appended.append((log, topic.signals[Int(log.topicPartition.partition)]))
@@ -211,7 +211,7 @@ extension Broker {
         if !records.isEmpty {
             let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
             owned.copyBytes(from: records)
-            replicaBuffers.append(owned)
+            stagedBuffers.append(owned)
             var sequence = RecordBatchSequence(UnsafeRawBufferPointer(owned), validate: true)
             do {
                 while let view = try sequence.next() {
@@ -238,12 +238,6 @@ extension Broker {
         guard let entry = self.topic(topic), let log = log(entry, partition),
               followerTruncations[log.topicPartition] == nil else { return nil }  // not before it is cut
         return log.nextOffset
-    }
-
-    /// Frees the batches follower appends staged, once the commit has written them.
-    func releaseReplicaBuffers() {
-        replicaBuffers.forEach { $0.deallocate() }
-        replicaBuffers.removeAll(keepingCapacity: true)
     }
 }
 

@@ -127,7 +127,8 @@ public final class ShardMesh: @unchecked Sendable {
     }
 
     static func owner(topic: String, partition: Int32, shards count: Int) -> Int {
-        guard count > 1 else { return 0 }
+        // Shard 0 keeps the groups, so it owns their offsets logs.
+        guard count > 1, topic != consumerOffsetsTopic else { return 0 }
         return Int((fnv1a(topic) &+ UInt64(partition)) % UInt64(count))
     }
 
@@ -222,13 +223,15 @@ public final class TopicCatalog: @unchecked Sendable {
 
     /// Opens every partition log found in the data directory (recovering them if the last
     /// shutdown was not clean) with its topic's configuration and publishes their topics; the
-    /// internal offsets topic is left to the coordinator shard.
-    public static func load(logs: LogManager, shards: Int, broker: BrokerConfig, logger: Logger, nowMs: Int64) throws(StorageError) -> TopicCatalog {
+    /// internal offsets topic is left to the coordinator shard, unless it is a cluster's
+    /// replicated topic (`replicatedOffsets`), which is loaded like any other.
+    public static func load(logs: LogManager, shards: Int, broker: BrokerConfig, logger: Logger, nowMs: Int64,
+                            replicatedOffsets: Bool = false) throws(StorageError) -> TopicCatalog {
         let catalog = TopicCatalog()
         var found: [String: [Int32: PartitionLog]] = [:]
         let existing = try logs.existingPartitions()
         let overrides = try logs.topicConfigs()
-        for tp in existing where tp.topic != Broker.offsetsTopic {
+        for tp in existing where replicatedOffsets || tp.topic != Broker.offsetsTopic {
             let settings = TopicConfig.settings(overrides[tp.topic] ?? [:], broker: broker)
             do {
                 found[tp.topic, default: [:]][tp.partition] = try logs.openLog(tp, config: settings.log, nowMs: nowMs)

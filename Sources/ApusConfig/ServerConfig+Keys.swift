@@ -31,6 +31,9 @@ extension ServerConfig {
         ("cluster.metadata", "none", "etcd://host:port[,host:port…]: join a cluster whose metadata lives on etcd: brokers register under leases and elect a controller (`apus cluster status`), topics' partitions are placed on distinct live brokers and replicated (followers fetch from leaders; the high watermark is what the in-sync replicas have; acks=all waits for them) and every broker answers Metadata for the whole cluster; none: a single broker"),
         ("default.replication.factor", "1", "replicas of an auto-created topic, or of CreateTopics with -1, in cluster mode (at most the live brokers)"),
         ("replica.lag.time.max.ms", "10000", "in cluster mode, a follower that has not caught up with its leader's log end for this long leaves the in-sync replicas; it returns once it has the high watermark"),
+        ("offsets.topic.num.partitions", "50", "in cluster mode, partitions of the replicated __consumer_offsets topic (created at the first FindCoordinator): a group's coordinator is the leader of the partition its id hashes to, and the group moves with that partition's leadership"),
+        ("offsets.topic.replication.factor", "3", "in cluster mode, replicas of __consumer_offsets; FindCoordinator answers COORDINATOR_NOT_AVAILABLE until this many brokers are live to create it, as in Kafka"),
+        ("offsets.commit.timeout.ms", "5000", "in cluster mode, how long an offset commit waits for the in-sync replicas of its __consumer_offsets partition before it fails with COORDINATOR_NOT_AVAILABLE (the client retries)"),
         ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
         ("auto.leader.rebalance.enable", "true", "in cluster mode, the controller gives each partition's leadership back to its preferred replica (the first one) once that replica has been in sync for leader.imbalance.check.interval.seconds, so that leaders spread out again after a failover"),
         ("leader.imbalance.check.interval.seconds", "300", "how long a preferred replica must have been in sync before the controller makes it leader again"),
@@ -177,6 +180,9 @@ extension ServerConfig {
         case "num.partitions": broker.numPartitions = Int32(try int(1...10_000))
         case "default.replication.factor": broker.defaultReplicationFactor = Int(try int(1...16))
         case "replica.lag.time.max.ms": broker.replicaLagTimeMaxMs = try int(100...Int64(Int32.max))
+        case "offsets.topic.num.partitions": broker.offsetsTopicPartitions = Int32(try int(1...1_000))
+        case "offsets.topic.replication.factor": broker.offsetsTopicReplicationFactor = Int(try int(1...16))
+        case "offsets.commit.timeout.ms": broker.offsetCommitTimeoutMs = try int(1...Int64(Int32.max))
         case "message.max.bytes": broker.messageMaxBytes = Int(try int(64...Int64(Int32.max)))
         case "socket.request.max.bytes": requestMaxBytes = Int(try int(64...Int64(Int32.max)))
         case "segment.bytes": broker.log.segmentBytes = try int(1024...Int64(Int32.max))

@@ -60,7 +60,8 @@ public final class Server {
         let openStarted = Sys.monotonicNs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
         if !logs.wasCleanShutdown { logger.info("no clean-shutdown marker: logs will be recovered") }
-        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, broker: config.broker, logger: logger, nowMs: now),
+        mesh = ShardMesh(count: cpus.count, catalog: try TopicCatalog.load(logs: logs, shards: cpus.count, broker: config.broker, logger: logger, nowMs: now,
+                                                                          replicatedOffsets: !config.clusterEtcd.isEmpty),
                          security: try SecurityStore.load(logs: logs, logger: logger))
         metrics = MetricsHub(shards: cpus.count)
         metrics.setRecovery(ns: Sys.monotonicNs() - openStarted)

@@ -11,7 +11,9 @@ public enum ErrorCode: Int16, Sendable {
     case messageTooLarge = 10
     case offsetMetadataTooLarge = 12
     case networkException = 13
+    case coordinatorLoadInProgress = 14
     case coordinatorNotAvailable = 15
+    case notCoordinator = 16
     case invalidTopic = 17
     case notEnoughReplicas = 19
     case notEnoughReplicasAfterAppend = 20

@@ -75,8 +75,18 @@ import Testing
                                      topics: [.init(topic: "spread", partitions: [.init(partition: partition, fetchOffset: 0, partitionMaxBytes: 1 << 20)])])
             #expect(try h.call(fetch, version: 11)?.responses[0].partitions[0].errorCode == expected)
         }
-        // The same group has the same coordinator whichever broker computes it.
+        // The first FindCoordinator creates the replicated offsets topic (COORDINATOR_NOT_AVAILABLE
+        // meanwhile); then the group's coordinator is its partition's leader, whichever broker asks.
+        let before = try #require(try h.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3))
+        #expect(before.errorCode == ErrorCode.coordinatorNotAvailable.rawValue)
+        DiskWorker.shared.waitUntilIdle()
+        membership.worker.waitUntilIdle()
+        let offsets = try #require(store.topics.withLock { $0[consumerOffsetsTopic] })
+        #expect(offsets.replicas.count == 50 && offsets.replicas.allSatisfy { Set($0).count == 3 })
+        #expect(offsets.configs["retention.ms"] == "-1")
+        membership.publish(Self.state(store), to: h.broker.mesh)
         let coordinator = try #require(try h.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3))
+        #expect(coordinator.errorCode == 0)
         #expect(coordinator.nodeId == Self.state(store).coordinator(of: "g")?.nodeId)
         #expect(coordinator.host == "10.0.0.\(coordinator.nodeId)")
         // A configuration change is written to the record, and applied here when the view shows it.
@@ -165,5 +175,78 @@ import Testing
         #expect(refused.responses[0].partitionResponses[0].errorCode == ErrorCode.notEnoughReplicas.rawValue)
         let one = try #require(try h.call(produceRequest(topic: "rep", batch: makeBatch(values: ["d"]), acks: 1), version: 9, nowMs: t0 + 4_000))
         #expect(one.responses[0].partitionResponses[0].errorCode == 0)
+    }
+
+    /// Groups live with their offsets partition (Kafka's `__consumer_offsets`): the leader of the
+    /// partition a group hashes to coordinates it, other brokers answer NOT_COORDINATOR, a commit
+    /// is answered once the partition's in-sync replicas have it, and when leadership leaves and
+    /// comes back the group's offsets are read back from the replicated log.
+    @Test func groupsLiveWithTheLeaderOfTheirOffsetsPartition() throws {
+        let h = try BrokerHarness()  // node.id 1
+        defer { h.remove() }
+        let store = Store()
+        let id = KafkaUUID.random()
+        store.topics.withLock {
+            $0["t"] = ClusterState.Topic(id: .random(), replicas: [[1]], configs: [:])
+            $0[consumerOffsetsTopic] = ClusterState.Topic(id: id, replicas: [[1, 2], [2, 1]], configs: ["retention.ms": "-1"])
+        }
+        let membership = ClusterMembership(store: store, worker: DiskWorker(label: "test.cluster"))
+        h.broker.mesh.cluster = membership
+        let t0: Int64 = 1_700_000_000_000
+        func settle(_ nowMs: Int64 = t0) {
+            membership.publish(Self.state(store), to: h.broker.mesh)
+            for _ in 0..<20 { _ = h.turn(nowMs: nowMs, collecting: 0); DiskWorker.shared.waitUntilIdle() }
+        }
+        settle()
+        let names = (0..<100).map { "group-\($0)" }
+        let here = try #require(names.first { ClusterState.offsetsPartition(of: $0, partitions: 2) == 0 })
+        let there = try #require(names.first { ClusterState.offsetsPartition(of: $0, partitions: 2) == 1 })
+        func commit(_ group: String, _ offset: Int64) -> OffsetCommitRequest {
+            OffsetCommitRequest(groupId: group, generationIdOrMemberEpoch: -1, memberId: "",
+                                topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: offset)])])
+        }
+        func committed(_ group: String) throws -> (Int16, Int64?) {
+            let response = try #require(try h.call(OffsetFetchRequest(groupId: group, topics: [.init(name: "t", partitionIndexes: [0])]), version: 7))
+            return (response.errorCode, response.topics.first?.partitions.first?.committedOffset)
+        }
+        #expect(try h.call(commit(there, 1), version: 7)?.topics[0].partitions[0].errorCode == ErrorCode.notCoordinator.rawValue)
+        #expect(try committed(there).0 == ErrorCode.notCoordinator.rawValue)
+        #expect(try h.call(FindCoordinatorRequest(key: there, keyType: 0), version: 3)?.nodeId == 2)
+
+        // A commit here waits for follower 2 to have it in partition 0 of the offsets topic.
+        var w = WireWriter()
+        RequestHeader(requestApiKey: OffsetCommitRequest.apiKey, requestApiVersion: 7, correlationId: 7_000, clientId: "test")
+            .encode(into: &w, version: OffsetCommitRequest.requestHeaderVersion(7))
+        commit(here, 42).encode(into: &w, version: 7)
+        let outcome = w.bytes.withUnsafeBytes { h.broker.handle(frame: $0, connection: 1, sequence: 7_000, nowMs: t0) }
+        guard case .pending = outcome else { Issue.record("expected a pending commit, got \(outcome)"); return }
+        var completions: [Completion] = []
+        for _ in 0..<5 { completions += h.turn(nowMs: t0, collecting: 0) }
+        #expect(!completions.contains { $0.correlationId == 7_000 })
+        func follow(_ offset: Int64) throws -> FetchResponse.PartitionData {
+            let request = FetchRequest(replicaId: 2, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0,
+                                       topics: [.init(topic: consumerOffsetsTopic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])])
+            return try #require(try h.call(request, version: 12, nowMs: t0)).responses[0].partitions[0]
+        }
+        #expect(!(try follow(0).records ?? []).isEmpty)
+        _ = try follow(1)
+        for _ in 0..<3 { completions += h.turn(nowMs: t0, collecting: 0) }
+        let answered = try #require(completions.first { $0.correlationId == 7_000 })
+        #expect(try h.decode(answered.frame, OffsetCommitRequest.self, version: 7, correlationId: 7_000).topics[0].partitions[0].errorCode == 0)
+        #expect(try committed(here) == (0, 42))
+
+        // Leadership of partition 0 moves to broker 2: the group is not here any more.
+        store.topics.withLock { $0[consumerOffsetsTopic]!.leaders[0] = 2; $0[consumerOffsetsTopic]!.epochs[0] = 1 }
+        settle()
+        #expect(try committed(here).0 == ErrorCode.notCoordinator.rawValue)
+        // It comes back at a new epoch: the offsets are read back from the log.
+        store.topics.withLock { $0[consumerOffsetsTopic]!.leaders[0] = 1; $0[consumerOffsetsTopic]!.epochs[0] = 2 }
+        settle()
+        #expect(try committed(here) == (0, 42))
+        // Clients cannot write the offsets topic nor delete it.
+        let produced = try #require(try h.call(produceRequest(topic: consumerOffsetsTopic, partition: 0, batch: makeBatch(values: ["x"])), version: 9))
+        #expect(produced.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidTopic.rawValue)
+        #expect(try h.call(DeleteTopicsRequest(topicNames: [consumerOffsetsTopic], timeoutMs: 1000), version: 5)?.responses[0].errorCode
+            == ErrorCode.invalidTopic.rawValue)
     }
 }

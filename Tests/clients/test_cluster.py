@@ -461,6 +461,97 @@ def in_sync_sets(broker):
     return [p.isrs if p.leader >= 0 else [] for p in t.partitions.values()]
 
 
+def commit_until_done(consumer, received, seconds=60):
+    """A synchronous commit of the consumer's positions, retried while the group's coordinator
+    moves (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, a rebalance under way); records the
+    polls between tries return go to `received`."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            consumer.commit(asynchronous=False)
+            return
+        except KafkaException as e:
+            if e.args[0].code() == KafkaError._NO_OFFSET:
+                return  # nothing consumed since the last commit
+            if time.time() > deadline:
+                raise
+            m = consumer.poll(0.2)
+            if m is not None and m.error() is None:
+                received(m)
+
+
+def test_a_group_keeps_its_committed_offsets_when_its_coordinator_is_killed(replicated):
+    """Groups live with their __consumer_offsets partition (RF 3): the coordinator is SIGKILLed
+    while a member consumes and commits; the group continues at the partition's new leader, and
+    a consumer started afterwards resumes exactly where the group's last commit left it."""
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    bootstrap = ",".join(b.bootstrap for b in replicated)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic("work", 2, 3)]).values():
+        f.result(timeout=10)
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    for i in range(2000):
+        p.produce("work", b"%d" % i, key=b"%d" % (i % 31))
+    assert p.flush(30) == 0
+
+    group = {"bootstrap.servers": bootstrap, "group.id": "workers", "enable.auto.commit": False, "auto.offset.reset": "earliest"}
+    first = Consumer(group)
+    first.subscribe(["work"])
+    seen = set()
+
+    def keep(m):
+        seen.add(int(m.value()))
+
+    def consume(consumer, until, seconds=60):
+        deadline = time.time() + seconds
+        while not until() and time.time() < deadline:
+            m = consumer.poll(0.5)
+            if m is not None and m.error() is None:
+                keep(m)
+                if len(seen) % 100 == 0:
+                    commit_until_done(consumer, keep)
+    consume(first, lambda: len(seen) >= 600)
+    commit_until_done(first, keep)
+    assert len(seen) >= 600
+    described = admin.describe_consumer_groups(["workers"])["workers"].result(timeout=10)
+    coordinator = replicated[described.coordinator.id - 1]
+    offsets_partition = [b for b in replicated if "coordinating the groups of an offsets partition" in b.log()]
+    assert coordinator in offsets_partition
+
+    coordinator.stop(signal.SIGKILL)
+    killed = time.time()
+    consume(first, lambda: len(seen) >= 2000, seconds=90)
+    assert len(seen) == 2000, f"the group read {len(seen)} of 2000 after its coordinator died"
+    commit_until_done(first, keep)
+    moved = time.time() - killed
+    new = admin.describe_consumer_groups(["workers"])["workers"].result(timeout=10).coordinator.id
+    assert new != s_id(coordinator)
+    first.close()
+
+    # A new member starts where the group's commits are: only what is produced now.
+    for i in range(2000, 2100):
+        p.produce("work", b"%d" % i, key=b"%d" % (i % 31))
+    assert p.flush(30) == 0
+    second = Consumer(group)
+    second.subscribe(["work"])
+    later = []
+    deadline = time.time() + 60
+    while len(later) < 100 and time.time() < deadline:
+        m = second.poll(0.5)
+        if m is not None and m.error() is None:
+            later.append(int(m.value()))
+    while True:  # nothing more arrives: no record before the commit is read again
+        m = second.poll(2)
+        if m is None:
+            break
+        if m.error() is None:
+            later.append(int(m.value()))
+    second.close()
+    assert sorted(later) == list(range(2000, 2100)), f"{len(later)} records, first {sorted(later)[:5]}"
+    restart_after_lease(coordinator)
+    print(f"coordinator {s_id(coordinator)} killed; the group committed at broker {new} {moved:.1f} s later")
+
+
 def test_etcd_restarted_under_load_data_flows_and_metadata_changes_wait(replicated, etcd):
     """etcd stops for a few seconds under an acks=all producer: records keep being acknowledged
     (the partition's replicas and ISR do not change), a topic creation fails cleanly meanwhile,

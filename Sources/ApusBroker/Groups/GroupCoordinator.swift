@@ -516,6 +516,26 @@ public struct GroupCoordinator<Token> {
         put(group)
     }
 
+    /// Forgets every group `moved` picks (cluster mode: its coordinator is elsewhere now), with
+    /// its members and offsets; parked JoinGroup/SyncGroup requests are answered with
+    /// NOT_COORDINATOR, so that their members look the new coordinator up.
+    public mutating func unload(where moved: (String) -> Bool) -> [Output] {
+        var out: [Output] = []
+        for id in groups.keys where moved(id) {
+            let group = groups.removeValue(forKey: id)!
+            for id in group.memberOrder {
+                guard let member = group.members[id] else { continue }
+                if let parked = member.awaitingJoin {
+                    out.append(Output(parked, .joinGroup(ConsumerGroup<Token>.joinError(.notCoordinator, memberId: id, version: parked.version))))
+                }
+                if let parked = member.awaitingSync {
+                    out.append(Output(parked, .syncGroup(ConsumerGroup<Token>.syncError(.notCoordinator))))
+                }
+            }
+        }
+        return out
+    }
+
     /// Undoes an OffsetCommit whose records could not be persisted: each partition gets back
     /// the offset the commit replaced, unless a later commit has replaced it since.
     public mutating func revert(_ output: Output) {

@@ -14,8 +14,8 @@ extension Broker {
             })
         }
         for id in request.groupIds {
-            guard broker.authorizedGroup(.describe, id, context) else {
-                response.groups.append(.init(errorCode: ErrorCode.groupAuthorizationFailed.rawValue, errorMessage: "needs DESCRIBE on group \(id)", groupId: id))
+            if let refusal = broker.groupRefusal(.describe, id, context) {  // ACLs, or not the coordinator
+                response.groups.append(.init(errorCode: refusal.rawValue, errorMessage: refusal == .groupAuthorizationFailed ? "needs DESCRIBE on group \(id)" : nil, groupId: id))
                 continue
             }
             guard let group = broker.consumerGroups.groups[id] else {

@@ -10,9 +10,9 @@ extension Broker {
     static let consumerGroupHeartbeat = HandlerEntry(api: .consumerGroupHeartbeat, versions: 0...1, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try ConsumerGroupHeartbeatRequest.decode(from: &r, version: context.apiVersion)
         var response = ConsumerGroupHeartbeatResponse(heartbeatIntervalMs: broker.config.consumerGroups.heartbeatIntervalMs)
-        guard broker.authorizedGroup(.read, request.groupId, context) else {
-            response.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
-            response.errorMessage = "needs READ on group \(request.groupId)"
+        if let refusal = broker.groupRefusal(.read, request.groupId, context) {  // ACLs, or not the coordinator
+            response.errorCode = refusal.rawValue
+            response.errorMessage = refusal == .groupAuthorizationFailed ? "needs READ on group \(request.groupId)" : "this broker does not coordinate the group now"
             return broker.respond(response, context)
         }
         if let classic = broker.groups.describeGroup(request.groupId), !classic.members.isEmpty {

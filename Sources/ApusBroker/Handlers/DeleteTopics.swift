@@ -19,6 +19,9 @@ extension Broker {
             if let name, !broker.authorizedTopic(.delete, name, context) {
                 result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
                 result.errorMessage = "needs DELETE on topic \(name)"
+            } else if name == Broker.offsetsTopic {
+                result.errorCode = ErrorCode.invalidTopic.rawValue
+                result.errorMessage = "\(Broker.offsetsTopic) holds the groups' committed offsets and cannot be deleted"
             } else if let name, let cluster = broker.cluster, let entry = cluster.topics[name] {
                 inCluster.append(name)  // cluster mode: it leaves the cluster's metadata (below)
                 result.topicId = entry.id

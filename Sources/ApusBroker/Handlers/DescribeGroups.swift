@@ -10,8 +10,8 @@ extension Broker {
         var response = DescribeGroupsResponse()
         for id in request.groups {
             var described = DescribeGroupsResponse.DescribedGroup(groupId: id, groupState: GroupState.dead.rawValue)
-            guard broker.authorizedGroup(.describe, id, context) else {
-                described.errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+            if let refusal = broker.groupRefusal(.describe, id, context) {  // ACLs, or not the coordinator
+                described.errorCode = refusal.rawValue
                 described.groupState = ""
                 response.groups.append(described)
                 continue

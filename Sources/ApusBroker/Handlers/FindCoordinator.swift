@@ -2,15 +2,23 @@ import KafkaProtocol
 import KafkaWire
 
 extension Broker {
-    /// FindCoordinator v0–6 (v4+: several keys at once): this (single) broker coordinates every
-    /// group; transaction and share-group coordinators do not exist here.
-    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...6) { broker, context, r throws(WireError) in
+    /// FindCoordinator v0–6 (v4+: several keys at once): a single broker coordinates every group;
+    /// in cluster mode the leader of the group's `__consumer_offsets` partition does (the topic
+    /// is created at the first request; COORDINATOR_NOT_AVAILABLE until it has a live leader).
+    /// Transaction and share-group coordinators do not exist here.
+    static let findCoordinator = HandlerEntry(api: .findCoordinator, versions: 0...6, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try FindCoordinatorRequest.decode(from: &r, version: context.apiVersion)
         var response = FindCoordinatorResponse()
         let address = broker.config.advertised(context.listener)
         // Cluster mode: the group's coordinator is the same broker whichever broker is asked.
+        let cluster = broker.cluster
+        if cluster != nil && !broker.createOffsetsTopicIfMissing() && !broker.warnedOffsetsTopicWait {
+            broker.warnedOffsetsTopicWait = true  // once: clients ask again every few hundred ms
+            broker.logger.warning("FindCoordinator: too few live brokers to create the offsets topic (offsets.topic.replication.factor)",
+                              metadata: ["live": "\(cluster?.brokers.count ?? 0)", "needed": "\(broker.config.offsetsTopicReplicationFactor)"])
+        }
         func coordinate(_ group: String) -> (Int32, String, Int32)? {
-            guard let cluster = broker.cluster else { return (broker.config.nodeId, address.host, address.port) }
+            guard let cluster else { return (broker.config.nodeId, address.host, address.port) }
             guard let chosen = cluster.coordinator(of: group), let at = chosen.listeners[address.name] else { return nil }
             return (chosen.nodeId, at.host, at.port)
         }

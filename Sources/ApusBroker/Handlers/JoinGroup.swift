@@ -5,8 +5,8 @@ extension Broker {
     /// JoinGroup v0...9, answered by the group coordinator (parked responses come later).
     static let joinGroup = HandlerEntry(api: .joinGroup, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try JoinGroupRequest.decode(from: &r, version: context.apiVersion)
-        guard broker.authorizedGroup(.read, request.groupId, context) else {
-            return broker.respond(JoinGroupResponse(errorCode: ErrorCode.groupAuthorizationFailed.rawValue, generationId: -1,
+        if let refusal = broker.groupRefusal(.read, request.groupId, context) {  // ACLs, or not the coordinator
+            return broker.respond(JoinGroupResponse(errorCode: refusal.rawValue, generationId: -1,
                                                     protocolName: context.apiVersion >= 7 ? nil : "", leader: "", memberId: request.memberId), context)
         }
         if broker.consumerGroups.groups[request.groupId] != nil {

@@ -108,7 +108,7 @@ extension Broker {
                 response.topics.append(.init(errorCode: code.rawValue, name: name))
                 continue
             }
-            var out = MetadataResponse.MetadataResponseTopic(name: name, topicId: topic.id)
+            var out = MetadataResponse.MetadataResponseTopic(name: name, topicId: topic.id, isInternal: name == Broker.offsetsTopic)
             out.partitions = topic.leaders.enumerated().map { p, leader in
                 let live = cluster.isLive(leader)
                 let replicas = topic.replicas[p]

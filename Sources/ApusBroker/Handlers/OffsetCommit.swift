@@ -6,10 +6,10 @@ extension Broker {
     /// commits for partitions that do not exist are refused per partition.
     static let offsetCommit = HandlerEntry(api: .offsetCommit, versions: 0...9, onCoordinator: true) { broker, context, r throws(WireError) in
         var request = try OffsetCommitRequest.decode(from: &r, version: context.apiVersion)
-        // READ on the group (ACLs), else every partition is refused.
-        if !broker.authorizedGroup(.read, request.groupId, context) {
+        // READ on the group (ACLs) and its coordinator here, else every partition is refused.
+        if let refusal = broker.groupRefusal(.read, request.groupId, context) {
             return broker.respond(OffsetCommitResponse(topics: request.topics.map { topic in
-                .init(name: topic.name, partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: ErrorCode.groupAuthorizationFailed.rawValue) })
+                .init(name: topic.name, partitions: topic.partitions.map { .init(partitionIndex: $0.partitionIndex, errorCode: refusal.rawValue) })
             }), context)
         }
         if broker.consumerGroups.groups[request.groupId] != nil {

@@ -6,8 +6,8 @@ extension Broker {
     /// log; topics the group's members subscribe to keep their offsets.
     static let offsetDelete = HandlerEntry(api: .offsetDelete, versions: 0...0, onCoordinator: true) { broker, context, r throws(WireError) in
         let request = try OffsetDeleteRequest.decode(from: &r, version: context.apiVersion)
-        guard broker.authorizedGroup(.delete, request.groupId, context) else {
-            return broker.respond(OffsetDeleteResponse(errorCode: ErrorCode.groupAuthorizationFailed.rawValue), context)
+        if let refusal = broker.groupRefusal(.delete, request.groupId, context) {  // ACLs, or not the coordinator
+            return broker.respond(OffsetDeleteResponse(errorCode: refusal.rawValue), context)
         }
         let outputs = broker.groups.handleOffsetDelete(request, version: context.apiVersion, token: broker.groupToken(context))
         return broker.route(outputs, caller: context, nowMs: context.nowMs)

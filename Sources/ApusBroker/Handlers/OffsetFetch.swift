@@ -16,11 +16,13 @@ extension Broker {
             }
             outputs[0].response = .offsetFetch(response)
         }
-        // DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED); of its topics, only those the
-        // principal may describe are shown (the others: TOPIC_AUTHORIZATION_FAILED when asked for).
-        if broker.config.authorizer.enabled, let first = outputs.first, case .offsetFetch(var response) = first.response {
+        // DESCRIBE on each group (GROUP_AUTHORIZATION_FAILED) and its coordinator here
+        // (NOT_COORDINATOR…); of its topics, only those the principal may describe are shown (the
+        // others: TOPIC_AUTHORIZATION_FAILED when asked for).
+        if let first = outputs.first, case .offsetFetch(var response) = first.response {
             func filter(_ topics: [OffsetFetchResponse.OffsetFetchResponseTopic]) -> [OffsetFetchResponse.OffsetFetchResponseTopic] {
-                topics.map { topic in
+                guard broker.config.authorizer.enabled else { return topics }
+                return topics.map { topic in
                     guard !broker.authorizedTopic(.describe, topic.name, context) else { return topic }
                     var denied = topic
                     for j in denied.partitions.indices {
@@ -32,10 +34,10 @@ extension Broker {
             }
             if context.apiVersion >= 8 {
                 for i in response.groups.indices {
-                    if !broker.authorizedGroup(.describe, response.groups[i].groupId, context) {
-                        response.groups[i].errorCode = ErrorCode.groupAuthorizationFailed.rawValue
+                    if let refusal = broker.groupRefusal(.describe, response.groups[i].groupId, context) {
+                        response.groups[i].errorCode = refusal.rawValue
                         response.groups[i].topics = []
-                    } else {
+                    } else if broker.config.authorizer.enabled {  // the v8+ types of `filter`'s
                         response.groups[i].topics = response.groups[i].topics.map { topic in
                             guard !broker.authorizedTopic(.describe, topic.name, context) else { return topic }
                             var denied = topic
@@ -47,8 +49,8 @@ extension Broker {
                         }
                     }
                 }
-            } else if !broker.authorizedGroup(.describe, request.groupId, context) {
-                response = OffsetFetchResponse(errorCode: ErrorCode.groupAuthorizationFailed.rawValue)
+            } else if let refusal = broker.groupRefusal(.describe, request.groupId, context) {
+                response = OffsetFetchResponse(errorCode: refusal.rawValue)
             } else {
                 response.topics = filter(response.topics)
             }

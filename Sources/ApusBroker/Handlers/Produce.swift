@@ -132,6 +132,7 @@ extension Broker {
         if ![-1, 0, 1].contains(acks) { return .invalidRequiredAcks }
         guard writable else { return .topicAuthorizationFailed }  // WRITE on the topic (ACLs)
         guard let topic, partition.index >= 0, Int(partition.index) < topic.partitionCount else { return .unknownTopicOrPartition }
+        guard topic.name != Broker.offsetsTopic else { return .invalidTopic }  // the coordinators write it, clients do not
         guard leads(topic.name, partition.index) else { return .notLeaderOrFollower }  // cluster mode: another broker leads it
         guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
         let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
