@@ -42,6 +42,10 @@ public struct ClusterState: Sendable, Equatable {
         public var replicas: [[Int32]]
         public var isr: [[Int32]]
         public var epochs: [Int32]
+        /// Per partition under reassignment: the replicas being added (not in sync yet) and
+        /// removed; `replicas` holds both until the controller completes it.
+        public var adding: [[Int32]]
+        public var removing: [[Int32]]
 
         /// One replica per partition, its leader.
         public init(id: KafkaUUID, leaders: [Int32], configs: [String: String]) {
@@ -56,6 +60,8 @@ public struct ClusterState: Sendable, Equatable {
             self.replicas = replicas
             isr = replicas
             epochs = replicas.map { _ in 0 }
+            adding = replicas.map { _ in [] }
+            removing = adding
         }
     }
 
@@ -100,6 +106,10 @@ public protocol ClusterMetadataStore: Sendable {
     func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool
     /// Deletes the topic; false if there was none.
     func deleteTopic(_ name: String) throws -> Bool
+    /// Changes a topic's record with a compare-and-swap (read again and `change` called again
+    /// when another change came first; `change` returns false to leave it); nil when there is no
+    /// such topic, else whether it was written.
+    func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool?
     /// Sets a partition's in-sync replicas, as its leader at `epoch` asks; false when the
     /// leader or epoch moved meanwhile (fenced) or the topic is gone.
     func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool

@@ -51,9 +51,10 @@ extension Broker {
     }
 
     /// For every log this shard owns: a replicated partition gets a high watermark of its own
-    /// (it starts at the log start and rises as the in-sync replicas report), and where this
-    /// broker leads it, a ``ReplicaSet`` whose followers count as caught up from now (as Kafka
-    /// starts them), so a follower that never fetches leaves the in-sync replicas after the lag time.
+    /// (from its checkpoint — else the log end on its leader, the log start on a follower —
+    /// rising as the in-sync replicas report), and where this broker leads it, a ``ReplicaSet``
+    /// whose followers count as caught up from now (as Kafka starts them), so a follower that
+    /// never fetches leaves the in-sync replicas after the lag time.
     func configureReplication() {
         guard mesh.cluster != nil else { return }
         for log in ownedLogs {
@@ -66,7 +67,11 @@ extension Broker {
                 }
                 continue
             }
-            if log.replicatedHighWatermark == nil { log.replicatedHighWatermark = log.checkpointedHighWatermark ?? log.logStartOffset }
+            if log.replicatedHighWatermark == nil {
+                // A partition that was not replicated (one replica, now more: a reassignment) had
+                // everything its leader has; a follower without a checkpoint knows nothing.
+                log.replicatedHighWatermark = log.checkpointedHighWatermark ?? (replication.leader == config.nodeId ? log.logEndOffset : log.logStartOffset)
+            }
             guard replication.leader == config.nodeId else {
                 replicaSets[tp] = nil
                 // A new leader, or the first since this broker started: what this log has past its

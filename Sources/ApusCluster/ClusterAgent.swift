@@ -41,14 +41,21 @@ public struct TopicRecord: Codable, Sendable, Equatable {
     public var replicas: [[Int32]]?
     public var isr: [[Int32]]?
     public var epochs: [Int32]?
+    /// Per partition under reassignment, the replicas being added and removed (Kafka's
+    /// AlterPartitionReassignments): `replicas` holds both until the added ones are in sync.
+    public var adding: [[Int32]]?
+    public var removing: [[Int32]]?
 
-    public init(id: String, leaders: [Int32], configs: [String: String], replicas: [[Int32]]? = nil, isr: [[Int32]]? = nil, epochs: [Int32]? = nil) {
+    public init(id: String, leaders: [Int32], configs: [String: String], replicas: [[Int32]]? = nil, isr: [[Int32]]? = nil, epochs: [Int32]? = nil,
+                adding: [[Int32]]? = nil, removing: [[Int32]]? = nil) {
         self.id = id
         self.leaders = leaders
         self.configs = configs
         self.replicas = replicas
         self.isr = isr
         self.epochs = epochs
+        self.adding = adding
+        self.removing = removing
     }
 
     /// Each partition's replicas (a record from before replication: its leader alone).
@@ -57,6 +64,10 @@ public struct TopicRecord: Codable, Sendable, Equatable {
     public var inSyncReplicas: [[Int32]] { isr.flatMap { $0.count == leaders.count ? $0 : nil } ?? partitionReplicas }
     /// Each partition's leader epoch (0 when the record has none).
     public var leaderEpochs: [Int32] { epochs.flatMap { $0.count == leaders.count ? $0 : nil } ?? leaders.map { _ in 0 } }
+    /// Each partition's replicas being added by a reassignment (none when the record has none).
+    public var addingReplicas: [[Int32]] { adding.flatMap { $0.count == leaders.count ? $0 : nil } ?? leaders.map { _ in [] } }
+    /// Each partition's replicas being removed by a reassignment.
+    public var removingReplicas: [[Int32]] { removing.flatMap { $0.count == leaders.count ? $0 : nil } ?? leaders.map { _ in [] } }
 }
 
 /// The cluster as one broker last read it from etcd.
@@ -253,10 +264,25 @@ public final class ClusterAgent: @unchecked Sendable {
         var changed = false
         for name in view.topics.keys.sorted() {
             var elected: [(partition: Int, leader: Int32, epoch: Int32, isr: [Int32])] = []
+            var completed: [(partition: Int, replicas: [Int32], leader: Int32)] = []
             let written = try keys.update(client, topic: name) { record in
-                let replicas = record.partitionReplicas
+                var replicas = record.partitionReplicas, adding = record.addingReplicas, removing = record.removingReplicas
                 var isr = record.inSyncReplicas, epochs = record.leaderEpochs
                 elected = []
+                completed = []
+                // A reassignment is complete once every replica it keeps is live and in sync: the
+                // removed ones go, and the leader too if it was one of them (epoch raised).
+                for p in record.leaders.indices where !adding[p].isEmpty || !removing[p].isEmpty {
+                    let target = replicas[p].filter { !removing[p].contains($0) }
+                    guard !target.isEmpty, target.allSatisfy({ isr[p].contains($0) && live.contains($0) }) else { continue }
+                    replicas[p] = target
+                    isr[p] = isr[p].filter(target.contains)
+                    adding[p] = []
+                    removing[p] = []
+                    if !target.contains(record.leaders[p]) { record.leaders[p] = target[0] }
+                    epochs[p] += 1
+                    completed.append((p, target, record.leaders[p]))
+                }
                 for p in record.leaders.indices where replicas[p].count > 1 {
                     let key = "\(name)-\(p)"
                     var next: Int32?
@@ -277,10 +303,17 @@ public final class ClusterAgent: @unchecked Sendable {
                 }
                 record.isr = isr
                 record.epochs = epochs
-                return !elected.isEmpty
+                record.replicas = replicas
+                let moving = adding.contains { !$0.isEmpty } || removing.contains { !$0.isEmpty }
+                record.adding = moving ? adding : nil
+                record.removing = moving ? removing : nil
+                return !elected.isEmpty || !completed.isEmpty
             }
             guard written == true else { continue }
             changed = true
+            for c in completed {
+                logger.info("completed a partition reassignment", metadata: ["topic": "\(name)", "partition": "\(c.partition)", "replicas": "\(c.replicas)", "leader": "\(c.leader)"])
+            }
             for e in elected {
                 logger.info("elected a partition leader", metadata: ["topic": "\(name)", "partition": "\(e.partition)", "leader": "\(e.leader)", "epoch": "\(e.epoch)", "isr": "\(e.isr)"])
             }
@@ -393,6 +426,16 @@ public final class TopicRecords: @unchecked Sendable {
                 if written == true { moved += movedHere }
             }
             return moved
+        }
+    }
+
+    /// Changes the record with a compare-and-swap (``ClusterKeys/update(_:topic:_:)``): nil when
+    /// there is no such topic, else whether it was written.
+    public func update(_ name: String, _ change: (inout TopicRecord) -> Bool) throws -> Bool? {
+        try withoutActuallyEscaping(change) { change in
+            nonisolated(unsafe) let change = change  // called on this thread, under the lock
+            let sendable: @Sendable (inout TopicRecord) -> Bool = { change(&$0) }
+            return try client.withLock { client in try keys.update(client, topic: name, sendable) }
         }
     }
 

@@ -320,8 +320,15 @@ struct EtcdTopicStore: ClusterMetadataStore {
     init(_ records: TopicRecords) { self.records = records }
 
     func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool {
-        try records.create(name, TopicRecord(id: topic.id.base64URL, leaders: topic.leaders, configs: topic.configs,
-                                             replicas: topic.replicas, isr: topic.isr, epochs: topic.epochs))
+        try records.create(name, TopicRecord(topic))
+    }
+
+    func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool? {
+        try records.update(name) { record in
+            guard var topic = ClusterState.Topic(record), change(&topic) else { return false }
+            record = TopicRecord(topic)
+            return true
+        }
     }
 
     func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
@@ -340,13 +347,28 @@ extension ClusterState {
         brokers = view.brokers.map { b in
             Broker(nodeId: b.nodeId, listeners: Dictionary(b.listeners.map { ($0.name, Address(host: $0.host, port: $0.port)) }, uniquingKeysWith: { a, _ in a }))
         }
-        for (name, record) in view.topics {
-            guard let id = KafkaUUID(base64URL: record.id) else { continue }
-            var topic = Topic(id: id, replicas: record.partitionReplicas, configs: record.configs)
-            topic.leaders = record.leaders
-            topic.isr = record.inSyncReplicas
-            topic.epochs = record.leaderEpochs
-            topics[name] = topic
-        }
+        for (name, record) in view.topics { topics[name] = Topic(record) }
+    }
+}
+
+extension ClusterState.Topic {
+    /// A topic as its record on etcd has it (nil: a record with an unreadable id).
+    init?(_ record: TopicRecord) {
+        guard let id = KafkaUUID(base64URL: record.id) else { return nil }
+        self.init(id: id, replicas: record.partitionReplicas, configs: record.configs)
+        leaders = record.leaders
+        isr = record.inSyncReplicas
+        epochs = record.leaderEpochs
+        adding = record.addingReplicas
+        removing = record.removingReplicas
+    }
+}
+
+extension TopicRecord {
+    /// The record of a topic (reassignment lists only while a partition has one).
+    init(_ topic: ClusterState.Topic) {
+        let reassigning = topic.adding.contains { !$0.isEmpty } || topic.removing.contains { !$0.isEmpty }
+        self.init(id: topic.id.base64URL, leaders: topic.leaders, configs: topic.configs, replicas: topic.replicas, isr: topic.isr,
+                  epochs: topic.epochs, adding: reassigning ? topic.adding : nil, removing: reassigning ? topic.removing : nil)
     }
 }

@@ -15,7 +15,7 @@ public struct Generator {
         "DescribeCluster", "DeleteGroups", "OffsetDelete", "OffsetForLeaderEpoch", "DescribeLogDirs",
         "DescribeProducers", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe",
         "SaslHandshake", "SaslAuthenticate", "DescribeUserScramCredentials", "AlterUserScramCredentials",
-        "CreateAcls", "DescribeAcls", "DeleteAcls",
+        "CreateAcls", "DescribeAcls", "DeleteAcls", "ElectLeaders", "AlterPartitionReassignments", "ListPartitionReassignments",
     ]
     public static let headers = ["RequestHeader", "ResponseHeader"]
 

@@ -52,7 +52,11 @@ public enum ErrorCode: Int16, Sendable {
     case fencedLeaderEpoch = 74
     case unknownLeaderEpoch = 75
     case memberIdRequired = 79
+    case preferredLeaderNotAvailable = 80
     case fencedInstanceId = 82
+    case eligibleLeadersNotAvailable = 83
+    case electionNotNeeded = 84
+    case noReassignmentInProgress = 85
     case groupSubscribedToTopic = 86
     case unknownTopicId = 100
     case fencedMemberEpoch = 110

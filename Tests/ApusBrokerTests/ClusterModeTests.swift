@@ -31,6 +31,14 @@ import Testing
                 return true
             }
         }
+        func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool? {
+            try topics.withLock { all in
+                guard var topic = all[name] else { return nil }
+                guard change(&topic) else { return false }
+                all[name] = topic
+                return true
+            }
+        }
         func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
             topics.withLock { all in
                 guard all[name] != nil else { return false }
@@ -248,5 +256,70 @@ import Testing
         #expect(produced.responses[0].partitionResponses[0].errorCode == ErrorCode.invalidTopic.rawValue)
         #expect(try h.call(DeleteTopicsRequest(topicNames: [consumerOffsetsTopic], timeoutMs: 1000), version: 5)?.responses[0].errorCode
             == ErrorCode.invalidTopic.rawValue)
+    }
+
+    /// The operator's APIs: ElectLeaders moves leadership to the preferred replica (or, unclean,
+    /// to a live one when the leader is gone) with the epoch raised; AlterPartitionReassignments
+    /// starts and cancels moves as Kafka records them (target first, then the replicas being
+    /// removed) and ListPartitionReassignments shows them; bad requests get Kafka's errors.
+    @Test func operatorsElectLeadersAndMovePartitions() throws {
+        let h = try BrokerHarness()  // node.id 1
+        defer { h.remove() }
+        let store = Store()
+        store.topics.withLock {
+            var topic = ClusterState.Topic(id: .random(), replicas: [[2, 1, 3]], configs: [:])
+            topic.leaders = [1]
+            $0["m"] = topic
+        }
+        let membership = ClusterMembership(store: store, worker: DiskWorker(label: "test.cluster"))
+        h.broker.mesh.cluster = membership
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        func elect(_ type: Int8, _ topic: String = "m") throws -> Int16? {
+            try h.call(ElectLeadersRequest(electionType: type, topicPartitions: [.init(topic: topic, partitions: [0])]), version: 2)?
+                .replicaElectionResults.first?.partitionResult.first?.errorCode
+        }
+        #expect(try elect(0) == 0)
+        #expect(store.topics.withLock { ($0["m"]!.leaders, $0["m"]!.epochs) } == ([2], [1]))
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        #expect(try elect(0) == ErrorCode.electionNotNeeded.rawValue)
+        #expect(try elect(1) == ErrorCode.electionNotNeeded.rawValue)  // the leader is live
+        #expect(try elect(2) == nil)  // no such election type: INVALID_REQUEST for the whole request
+        #expect(try elect(0, "nope") == ErrorCode.unknownTopicOrPartition.rawValue)
+        store.topics.withLock { $0["m"]!.leaders = [1]; $0["m"]!.isr = [[1, 3]] }
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        #expect(try elect(0) == ErrorCode.preferredLeaderNotAvailable.rawValue)
+
+        func reassign(_ target: [Int32]?) throws -> Int16? {
+            try h.call(AlterPartitionReassignmentsRequest(topics: [.init(name: "m", partitions: [.init(partitionIndex: 0, replicas: target)])]), version: 0)?
+                .responses.first?.partitions.first?.errorCode
+        }
+        #expect(try reassign([3, 1]) == 0)
+        let moving = try #require(store.topics.withLock { $0["m"] })
+        #expect(moving.replicas == [[3, 1, 2]] && moving.adding == [[]] && moving.removing == [[2]] && moving.leaders == [1])
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        let listed = try #require(try h.call(ListPartitionReassignmentsRequest(topics: nil), version: 0))
+        #expect(listed.topics.map(\.name) == ["m"])
+        #expect(listed.topics.first?.partitions.first.map { [$0.replicas, $0.addingReplicas, $0.removingReplicas] } == [[3, 1, 2], [], [2]])
+        #expect(try reassign([4]) == ErrorCode.invalidReplicaAssignment.rawValue)
+        #expect(try reassign([1, 1]) == ErrorCode.invalidReplicaAssignment.rawValue)
+        #expect(try reassign(nil) == 0)
+        #expect(store.topics.withLock { $0["m"]!.removing } == [[]])
+        membership.publish(Self.state(store), to: h.broker.mesh)
+        #expect(try reassign(nil) == ErrorCode.noReassignmentInProgress.rawValue)
+        #expect(try h.call(ListPartitionReassignmentsRequest(topics: nil), version: 0)?.topics.isEmpty == true)
+    }
+
+    /// A single broker leads every partition already, and can only "move" one onto itself.
+    @Test func aSingleBrokerNeedsNoElectionNorMove() throws {
+        let h = try BrokerHarness()
+        defer { h.remove() }
+        _ = try h.call(CreateTopicsRequest(topics: [.init(name: "solo", numPartitions: 1, replicationFactor: 1)]), version: 5)
+        let elected = try #require(try h.call(ElectLeadersRequest(electionType: 0, topicPartitions: [.init(topic: "solo", partitions: [0, 0, 7])]), version: 2))
+        #expect(elected.replicaElectionResults.first?.partitionResult.map(\.errorCode)
+            == [ErrorCode.electionNotNeeded.rawValue, ErrorCode.electionNotNeeded.rawValue, ErrorCode.unknownTopicOrPartition.rawValue])
+        for (target, expected) in [([Int32(1)], Int16(0)), ([2], ErrorCode.invalidReplicaAssignment.rawValue), (nil, ErrorCode.noReassignmentInProgress.rawValue)] {
+            let moved = try h.call(AlterPartitionReassignmentsRequest(topics: [.init(name: "solo", partitions: [.init(partitionIndex: 0, replicas: target)])]), version: 0)
+            #expect(moved?.responses.first?.partitions.first?.errorCode == expected, "\(String(describing: target))")
+        }
     }
 }

@@ -31,6 +31,7 @@ enum Handlers {
         Broker.consumerGroupHeartbeat, Broker.consumerGroupDescribe,
         Broker.saslHandshake, Broker.saslAuthenticate, Broker.describeUserScramCredentials, Broker.alterUserScramCredentials,
         Broker.createAcls, Broker.describeAcls, Broker.deleteAcls,
+        Broker.electLeaders, Broker.alterPartitionReassignments, Broker.listPartitionReassignments,
     ]
 
     static let byKey: [Int16: HandlerEntry] = Dictionary(uniqueKeysWithValues: all.map { ($0.api.rawValue, $0) })

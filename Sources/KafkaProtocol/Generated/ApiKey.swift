@@ -31,7 +31,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
     case saslAuthenticate = 36
     case createPartitions = 37
     case deleteGroups = 42
+    case electLeaders = 43
     case incrementalAlterConfigs = 44
+    case alterPartitionReassignments = 45
+    case listPartitionReassignments = 46
     case offsetDelete = 47
     case describeUserScramCredentials = 50
     case alterUserScramCredentials = 51
@@ -72,7 +75,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .saslAuthenticate: "SaslAuthenticate"
             case .createPartitions: "CreatePartitions"
             case .deleteGroups: "DeleteGroups"
+            case .electLeaders: "ElectLeaders"
             case .incrementalAlterConfigs: "IncrementalAlterConfigs"
+            case .alterPartitionReassignments: "AlterPartitionReassignments"
+            case .listPartitionReassignments: "ListPartitionReassignments"
             case .offsetDelete: "OffsetDelete"
             case .describeUserScramCredentials: "DescribeUserScramCredentials"
             case .alterUserScramCredentials: "AlterUserScramCredentials"
@@ -115,7 +121,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable {
             case .saslAuthenticate: SaslAuthenticateRequest.self
             case .createPartitions: CreatePartitionsRequest.self
             case .deleteGroups: DeleteGroupsRequest.self
+            case .electLeaders: ElectLeadersRequest.self
             case .incrementalAlterConfigs: IncrementalAlterConfigsRequest.self
+            case .alterPartitionReassignments: AlterPartitionReassignmentsRequest.self
+            case .listPartitionReassignments: ListPartitionReassignmentsRequest.self
             case .offsetDelete: OffsetDeleteRequest.self
             case .describeUserScramCredentials: DescribeUserScramCredentialsRequest.self
             case .alterUserScramCredentials: AlterUserScramCredentialsRequest.self
@@ -206,5 +215,11 @@ public enum GeneratedMessages {
         DescribeAclsResponse.self,
         DeleteAclsRequest.self,
         DeleteAclsResponse.self,
+        ElectLeadersRequest.self,
+        ElectLeadersResponse.self,
+        AlterPartitionReassignmentsRequest.self,
+        AlterPartitionReassignmentsResponse.self,
+        ListPartitionReassignmentsRequest.self,
+        ListPartitionReassignmentsResponse.self,
     ]
 }
