@@ -133,10 +133,10 @@ public final class Broker {
     /// When the in-sync replicas are checked next (``checkInSyncReplicas(nowMs:)``).
     var nextReplicaCheckMs: Int64 = 0
     /// The leader epoch each partition this shard follows was last followed at: a new one means
-    /// a new leader, and the log is first cut to its high watermark.
+    /// a new leader, whose log may differ from this one past some offset.
     var followedEpochs: [TopicPartition: Int32] = [:]
-    /// Followed partitions to cut to their high watermark after this turn's commit (the epoch).
-    var followerTruncations: [TopicPartition: Int32] = [:]
+    /// Followed partitions whose log must be cut before fetching (``FollowerTruncation``).
+    var followerTruncations: [TopicPartition: FollowerTruncation] = [:]
     /// Cluster mode (shard 0): the `__consumer_offsets` partitions this broker leads whose commits
     /// are in `groups`, with the leader epoch they were loaded at.
     var coordinatedPartitions: [Int32: Int32] = [:]
@@ -405,6 +405,10 @@ public final class Broker {
             if !replicaSets.isEmpty, let replicas = replicaSets[log.topicPartition] { advanceHighWatermark(log, replicas) }
             signal.logEnd.store(log.logEndOffset, ordering: .sequentiallyConsistent)
             signal.highWatermark.store(log.highWatermark, ordering: .sequentiallyConsistent)
+            if log.epochsVersion != signal.epochsVersion.load(ordering: .relaxed) {  // a new leader epoch, or a cut: rare
+                signal.epochs.withLock { $0 = log.epochStarts }
+                signal.epochsVersion.store(log.epochsVersion, ordering: .releasing)
+            }
             let waiting = signal.interest.exchange(0, ordering: .sequentiallyConsistent)
             guard waiting != 0 else { continue }
             for shard in 0..<mesh.count where waiting & (1 << UInt64(shard)) != 0 && shard != index { mesh.wake(shard) }

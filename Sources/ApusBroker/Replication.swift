@@ -60,6 +60,7 @@ extension Broker {
         for log in ownedLogs {
             let tp = log.topicPartition
             guard let replication = replication(tp.topic, tp.partition) else {
+                log.leaderEpoch = nil
                 if log.replicatedHighWatermark != nil || replicaSets[tp] != nil {
                     log.replicatedHighWatermark = nil
                     replicaSets[tp] = nil
@@ -74,11 +75,15 @@ extension Broker {
             }
             guard replication.leader == config.nodeId else {
                 replicaSets[tp] = nil
-                // A new leader, or the first since this broker started: what this log has past its
-                // high watermark may not be on the leader; it goes before fetching.
-                if followedEpochs[tp] != replication.epoch { followerTruncations[tp] = replication.epoch }
+                log.leaderEpoch = nil
+                // A new leader, or the first since this broker started: the fetcher asks it where
+                // this log's last epoch ends, and the log is cut there before fetching.
+                if followedEpochs[tp] != replication.epoch && followerTruncations[tp]?.epoch != replication.epoch {
+                    followerTruncations[tp] = FollowerTruncation(epoch: replication.epoch)
+                }
                 continue
             }
+            log.leaderEpoch = replication.epoch
             followedEpochs[tp] = nil
             followerTruncations[tp] = nil
             let set = replicaSets[tp] ?? ReplicaSet()
@@ -119,25 +124,60 @@ extension Broker {
         markAdvanced(log)
     }
 
-    /// Cuts followed logs to their high watermark once their leader changed (after the turn's
-    /// commit, so nothing is staged), as Kafka followers did before leader epochs (KIP-101): what
-    /// is below the high watermark is on every in-sync replica, what is above may not be.
+    /// Cuts followed logs where their fetchers decided (``decideTruncation``), after the turn's
+    /// commit so that nothing is staged.
     func truncateFollowers() {
-        for (tp, epoch) in followerTruncations {
+        for (tp, truncation) in followerTruncations {
+            guard let target = truncation.target else { continue }
             guard let entry = topics[tp.topic], let log = log(entry, tp.partition) else {
                 followerTruncations[tp] = nil
                 continue
             }
             do {
-                _ = try log.truncate(to: log.highWatermark)
+                _ = try log.truncate(to: target)
                 producerStates[tp] = nil
-                followedEpochs[tp] = epoch
+                followedEpochs[tp] = truncation.epoch
                 followerTruncations[tp] = nil
                 markAdvanced(log)
             } catch {
                 logger.warning("could not truncate a followed log; retrying", metadata: ["partition": "\(tp)", "error": "\(error)"])
             }
         }
+    }
+
+    /// Where a follower's fetcher starts with a partition this shard owns: fetching from the log
+    /// end, or — at a new leader epoch — first asking the leader where this log's last epoch ends
+    /// (KIP-279; `lastEpoch` nil: this log has no epochs, it will be cut to its high watermark).
+    /// Nil when this broker has no log for it, or a cut is decided and not done yet.
+    public func followerStart(topic: String, partition: Int32) -> FollowerStart? {
+        guard let entry = self.topic(topic), let log = log(entry, partition) else { return nil }
+        guard let truncation = followerTruncations[log.topicPartition] else { return .fetch(from: log.nextOffset) }
+        guard truncation.target == nil else { return nil }
+        return .askLeader(followedEpoch: truncation.epoch, lastEpoch: log.epochStarts.last?.epoch)
+    }
+
+    /// The leader refused this log's fetch offset (OFFSET_OUT_OF_RANGE: the log ends past the
+    /// leader's): the fetcher asks the leader again where to cut it.
+    public func refollow(topic: String, partition: Int32) {
+        guard let entry = self.topic(topic), let log = log(entry, partition), let epoch = followedEpochs[log.topicPartition] else { return }
+        followerTruncations[log.topicPartition] = FollowerTruncation(epoch: epoch)
+    }
+
+    /// The leader's answer for this log's last epoch: the log is cut (after this turn's commit)
+    /// where that epoch ends on both — the leader's end offset for it, or where this log's copy of
+    /// the leader's (older) epoch ends if this log went on in an epoch the leader never had.
+    /// `leaderEndOffset` -1 (the leader has no such epoch, or this log has none): the high
+    /// watermark, what every in-sync replica has. Ignored if the partition moved on meanwhile.
+    public func decideTruncation(topic: String, partition: Int32, followedEpoch: Int32, leaderEpoch: Int32, leaderEndOffset: Int64) {
+        guard let entry = self.topic(topic), let log = log(entry, partition),
+              followerTruncations[log.topicPartition]?.epoch == followedEpoch else { return }
+        let target: Int64
+        if leaderEndOffset < 0 || leaderEpoch < 0 {
+            target = log.highWatermark
+        } else {
+            target = min(leaderEndOffset, log.epochStarts.endOffset(forEpoch: leaderEpoch, logEnd: log.nextOffset)?.endOffset ?? log.logStartOffset)
+        }
+        followerTruncations[log.topicPartition]?.target = target
     }
 
     /// Shrinks or grows the in-sync replicas of the partitions this shard leads (twice a second):
@@ -238,12 +278,19 @@ extension Broker {
         return .success(log.nextOffset)
     }
 
-    /// The log end of a partition this shard owns (where a follower starts fetching), or nil.
-    public func replicaLogEnd(topic: String, partition: Int32) -> Int64? {
-        guard let entry = self.topic(topic), let log = log(entry, partition),
-              followerTruncations[log.topicPartition] == nil else { return nil }  // not before it is cut
-        return log.nextOffset
-    }
+}
+
+/// A followed partition whose log is cut before fetching from a new leader: at `epoch`, to
+/// `target` once the fetcher has asked the leader (``Broker/decideTruncation``).
+struct FollowerTruncation {
+    var epoch: Int32
+    var target: Int64?
+}
+
+/// Where a follower's fetcher begins with a partition (``Broker/followerStart(topic:partition:)``).
+public enum FollowerStart: Sendable, Equatable {
+    case fetch(from: Int64)
+    case askLeader(followedEpoch: Int32, lastEpoch: Int32?)
 }
 
 /// Why a follower's append was refused.

@@ -155,10 +155,16 @@ final class PartitionSignal: Sendable {
     /// partition is replicated).
     let logEnd: Atomic<Int64>
     let interest = Atomic<UInt64>(0)
+    /// The log's leader epoch cache as its owner last published it (OffsetForLeaderEpoch is
+    /// answered on any shard), and the log's `epochsVersion` it was published at.
+    let epochs: Mutex<[EpochStart]>
+    let epochsVersion: Atomic<UInt64>
 
-    init(highWatermark: Int64, logEnd: Int64) {
-        self.highWatermark = Atomic(highWatermark)
-        self.logEnd = Atomic(logEnd)
+    init(_ log: PartitionLog) {
+        highWatermark = Atomic(log.highWatermark)
+        logEnd = Atomic(log.logEndOffset)
+        epochs = Mutex(log.epochStarts)
+        epochsVersion = Atomic(log.epochsVersion)
     }
 }
 
@@ -183,7 +189,7 @@ public final class CatalogTopic: @unchecked Sendable {
         self.id = id
         self.logs = logs
         owners = logs.indices.map { ShardMesh.owner(topic: name, partition: Int32($0), shards: shards) }
-        signals = logs.map { PartitionSignal(highWatermark: $0.highWatermark, logEnd: $0.logEndOffset) }
+        signals = logs.map(PartitionSignal.init)
         self.overrides = overrides
         self.settings = settings
     }
@@ -207,7 +213,7 @@ public final class CatalogTopic: @unchecked Sendable {
     /// This topic with `added` partitions after its own.
     func extended(_ added: [PartitionLog], shards: Int) -> CatalogTopic {
         let owners = self.owners + added.indices.map { ShardMesh.owner(topic: name, partition: Int32(logs.count + $0), shards: shards) }
-        return CatalogTopic(self, logs: logs + added, signals: signals + added.map { PartitionSignal(highWatermark: $0.highWatermark, logEnd: $0.logEndOffset) },
+        return CatalogTopic(self, logs: logs + added, signals: signals + added.map(PartitionSignal.init),
                             owners: owners, overrides: overrides, settings: settings)
     }
 }

@@ -122,11 +122,18 @@ private final class ReplicaFetcher: @unchecked Sendable {
             offsets = offsets.filter { followed.contains($0.key) }
             let now = Date()
             resting = resting.filter { $0.value > now }
+            var asks: [TopicPartition: (followedEpoch: Int32, lastEpoch: Int32)] = [:]
             for tp in followed where offsets[tp] == nil && resting[tp] == nil {
-                offsets[tp] = onOwner(tp) { $0.replicaLogEnd(topic: tp.topic, partition: tp.partition) } ?? nil
+                switch onOwner(tp, { $0.followerStart(topic: tp.topic, partition: tp.partition) }) ?? nil {
+                case .fetch(let from)?: offsets[tp] = from
+                case .askLeader(let epoch, let last?)?: asks[tp] = (epoch, last)
+                case .askLeader(let epoch, nil)?:  // no epochs here: cut to the high watermark
+                    _ = onOwner(tp) { $0.decideTruncation(topic: tp.topic, partition: tp.partition, followedEpoch: epoch, leaderEpoch: -1, leaderEndOffset: -1) }
+                case nil: break
+                }
             }
             let ready = offsets.filter { resting[$0.key] == nil }
-            if ready.isEmpty {
+            if ready.isEmpty && asks.isEmpty {
                 Thread.sleep(forTimeInterval: 0.1)
                 continue
             }
@@ -134,12 +141,39 @@ private final class ReplicaFetcher: @unchecked Sendable {
                 if connection == nil {
                     connection = try KafkaConnection(bootstrap: "\(address.host):\(address.port)", clientId: "apus-replica-\(nodeId)")
                 }
-                let response = try connection!.roundTrip(request(ready), version: 12)
-                apply(response)
+                if !asks.isEmpty { try askLeader(asks, connection!) }
+                if !ready.isEmpty { apply(try connection!.roundTrip(request(ready), version: 12)) }
             } catch {
                 connection = nil
                 warn("fetching from the leader failed; retrying", ["error": "\(error)"])
                 Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
+    /// KIP-279: asks the leader where each partition's last local epoch ends, and has the owning
+    /// shard cut the log there before it fetches; an error leaves the partition resting a moment.
+    private func askLeader(_ asks: [TopicPartition: (followedEpoch: Int32, lastEpoch: Int32)], _ connection: KafkaConnection) throws {
+        var request = OffsetForLeaderEpochRequest()
+        request.replicaId = nodeId
+        for (name, entries) in Dictionary(grouping: asks, by: \.key.topic).sorted(by: { $0.key < $1.key }) {
+            request.topics.append(.init(topic: name, partitions: entries.map {
+                .init(partition: $0.key.partition, currentLeaderEpoch: $0.value.followedEpoch, leaderEpoch: $0.value.lastEpoch)
+            }))
+        }
+        let response = try connection.roundTrip(request, version: 4)
+        for topic in response.topics {
+            for result in topic.partitions {
+                let tp = TopicPartition(topic.topic, result.partition)
+                guard let ask = asks[tp] else { continue }
+                guard result.errorCode == 0 else {
+                    resting[tp] = Date().addingTimeInterval(0.5)  // the view will move (fenced, not the leader…)
+                    continue
+                }
+                _ = onOwner(tp) { broker in
+                    broker.decideTruncation(topic: tp.topic, partition: tp.partition, followedEpoch: ask.followedEpoch,
+                                            leaderEpoch: result.leaderEpoch, leaderEndOffset: result.endOffset)
+                }
             }
         }
     }
@@ -181,11 +215,13 @@ private final class ReplicaFetcher: @unchecked Sendable {
                     case nil: offsets[tp] = nil
                     }
                 case .offsetOutOfRange?:
-                    // The local log ends past the leader's (a divergent tail) or before its start.
-                    warn("the local log does not match the leader's (truncation is not built yet); partition set aside",
+                    // The local log ends past the leader's (a divergent tail) or before its start:
+                    // ask the leader again where this log's last epoch ends, cut it there.
+                    warn("the local log does not match the leader's; asking where to cut it",
                          ["partition": "\(tp)", "fetchOffset": "\(offsets[tp] ?? -1)", "leaderHighWatermark": "\(part.highWatermark)"])
+                    _ = onOwner(tp) { $0.refollow(topic: tp.topic, partition: tp.partition) }
                     offsets[tp] = nil
-                    resting[tp] = Date().addingTimeInterval(5)
+                    resting[tp] = Date().addingTimeInterval(1)
                 default:
                     // NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION…: the view will move.
                     offsets[tp] = nil

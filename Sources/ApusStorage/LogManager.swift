@@ -24,6 +24,7 @@ public final class LogManager: @unchecked Sendable {
     private var checkpointed: [TopicPartition: Int64] = [:]
     /// Replicated partitions' high watermarks as last checkpointed.
     private var checkpointedMarks: [TopicPartition: Int64] = [:]
+    private var checkpointedEpochs: [TopicPartition: [EpochStart]] = [:]
     /// A background checkpoint is being written (at most one at a time).
     private let checkpointsUnderway = Atomic<Bool>(false)
     /// The data directory's `.lock`, held for the manager's life.
@@ -157,26 +158,40 @@ public final class LogManager: @unchecked Sendable {
         }
     }
 
-    /// The partitions whose durable offset (or, replicated, high watermark) moved since their
-    /// last checkpoint, with the values to write (nil: unchanged).
-    private func due(_ logs: [PartitionLog]) -> [(TopicPartition, durable: Int64?, mark: Int64?)] {
+    /// The partitions whose durable offset (or, replicated, high watermark or leader epochs)
+    /// moved since their last checkpoint, with the values to write (nil: unchanged).
+    private func due(_ logs: [PartitionLog]) -> [Checkpoint] {
         lock.withLock { _ in
             logs.compactMap { log in
                 let tp = log.topicPartition
                 let durable = checkpointed[tp] == log.durableOffset ? nil : log.durableOffset
                 let mark = log.replicatedHighWatermark.flatMap { checkpointedMarks[tp] == $0 ? nil : $0 }
-                return durable == nil && mark == nil ? nil : (tp, durable, mark)
+                let epochs = log.epochStarts == (checkpointedEpochs[tp] ?? []) ? nil : log.epochStarts
+                return durable == nil && mark == nil && epochs == nil ? nil : Checkpoint(tp: tp, durable: durable, mark: mark, epochs: epochs)
             }
         }
     }
 
-    private func writeCheckpoints(_ points: [(TopicPartition, durable: Int64?, mark: Int64?)]) {
-        for (tp, durable, mark) in points {
+    private struct Checkpoint {
+        var tp: TopicPartition
+        var durable: Int64?
+        var mark: Int64?
+        var epochs: [EpochStart]?
+    }
+
+    private func writeCheckpoints(_ points: [Checkpoint]) {
+        for point in points {
+            let tp = point.tp
             let directory = dataDirectory + "/" + tp.description + "/"
-            if let durable, (try? Sys.writeFileAtomically(directory + Self.recoveryCheckpoint, Array(String(durable).utf8))) != nil {
+            // The epochs first: recovery trusts them up to the recovery point and scans after it.
+            if let epochs = point.epochs {
+                guard (try? Sys.writeFileAtomically(directory + PartitionLog.epochCheckpointFile, PartitionLog.encodeEpochs(epochs))) != nil else { continue }
+                lock.withLock { _ in checkpointedEpochs[tp] = epochs }
+            }
+            if let durable = point.durable, (try? Sys.writeFileAtomically(directory + Self.recoveryCheckpoint, Array(String(durable).utf8))) != nil {
                 lock.withLock { _ in checkpointed[tp] = durable }
             }
-            if let mark, (try? Sys.writeFileAtomically(directory + PartitionLog.highWatermarkFile, Array(String(mark).utf8))) != nil {
+            if let mark = point.mark, (try? Sys.writeFileAtomically(directory + PartitionLog.highWatermarkFile, Array(String(mark).utf8))) != nil {
                 lock.withLock { _ in checkpointedMarks[tp] = mark }
             }
         }

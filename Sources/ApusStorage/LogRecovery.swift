@@ -19,6 +19,8 @@ struct LogRecovery {
     let clean: Bool
     let logger: Logger
     let nowMs: Int64
+    /// Leader epochs found by the segment scans of this open.
+    private let scannedEpochs = ScannedEpochs()
 
     func open() throws -> PartitionLog {
         var names = try Sys.listDirectory(directory)
@@ -105,6 +107,11 @@ struct LogRecovery {
            let start = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
             log.restoreLogStartOffset(start)
         }
+        // The leader epoch cache as last checkpointed (written with, and so at least as new as, the
+        // recovery point), then the epochs of the batches scanned since.
+        var epochs = (try? Sys.readFile(directory + "/" + PartitionLog.epochCheckpointFile)).map(PartitionLog.decodeEpochs) ?? []
+        for entry in scannedEpochs.value where entry.epoch > (epochs.last?.epoch ?? -1) { epochs.append(entry) }
+        log.epochStarts = epochs.filter { $0.startOffset < log.logEndOffset }
         // A replicated partition's high watermark when last checkpointed (a follower truncates to it).
         if let bytes = try? Sys.readFile(directory + "/" + PartitionLog.highWatermarkFile),
            let mark = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
@@ -191,6 +198,7 @@ struct LogRecovery {
         }
         segment.verifiedSize = result.validEnd
         try segment.rewriteIndexFiles()
+        scannedEpochs.value += result.epochStarts
         return !damaged
     }
 
@@ -218,4 +226,9 @@ struct LogRecovery {
         // Keep indexing where the last entry left off.
         segment.bytesSinceIndexEntry = Int(segment.size - Int64(segment.offsetIndex.last?.position ?? 0))
     }
+}
+
+/// The epochs a recovery's segment scans found (filled in by `recover`, a non-mutating method).
+private final class ScannedEpochs {
+    var value: [EpochStart] = []
 }

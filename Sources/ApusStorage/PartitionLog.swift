@@ -83,6 +83,16 @@ public final class PartitionLog {
     public internal(set) var checkpointedHighWatermark: Int64?
     /// Offsets below this are what consumers may read: every in-sync replica has them.
     public var highWatermark: Int64 { min(replicatedHighWatermark ?? logEndOffset, logEndOffset) }
+    /// The leader epoch cache (KIP-101): each leader epoch this log holds batches of, with the
+    /// offset where it starts, in order — from the batches' `partitionLeaderEpoch` as they are
+    /// appended, cut with the log, checkpointed in `leader-epoch-checkpoint` (``LogManager``) and
+    /// completed at recovery from the batches scanned.
+    public internal(set) var epochStarts: [EpochStart] = [] { didSet { epochsVersion &+= 1 } }
+    /// Moves whenever `epochStarts` changes (for publishing it to other threads).
+    public private(set) var epochsVersion: UInt64 = 0
+    /// The epoch this broker leads the partition at (cluster mode, replicated): appends that take
+    /// offsets here are stamped with it, as Kafka's leader does.
+    public var leaderEpoch: Int32?
 
     // Group-commit bookkeeping for the current turn.
     var dirtySegments: [(segment: Segment, nextAtTurnStart: Int64)] = []
@@ -115,6 +125,7 @@ public final class PartitionLog {
         for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
         dirtySegments.removeAll()
         nextOffset = logEndOffset
+        epochStarts.removeAll { $0.startOffset >= logEndOffset }
     }
 
     init(topicPartition: TopicPartition, directory: String, config: LogConfig, segments: [Segment], logger: Logger, nowMs: Int64) {
@@ -178,7 +189,12 @@ public final class PartitionLog {
             spare.prepare(directory, nowMs: nowMs, reserve: spareReservation(segment, nowMs: nowMs), intervalBytes: config.indexIntervalBytes)
         }
         let baseOffset = nextOffset
-        if !keepOffsets { RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base) }
+        if !keepOffsets {
+            RecordBatchView.setBaseOffset(baseOffset, inBatchAt: base)
+            if let leaderEpoch { RecordBatchView.setPartitionLeaderEpoch(leaderEpoch, inBatchAt: base) }
+        }
+        let epoch = view.partitionLeaderEpoch
+        if epoch >= 0 && epoch > (epochStarts.last?.epoch ?? -1) { epochStarts.append(EpochStart(epoch: epoch, startOffset: baseOffset)) }
         if !dirtySegments.contains(where: { $0.segment === segment }) {
             dirtySegments.append((segment, segment.nextOffset))
         }
@@ -272,6 +288,7 @@ public final class PartitionLog {
         if let error {
             for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
             nextOffset = logEndOffset
+            epochStarts.removeAll { $0.startOffset >= logEndOffset }
             logger.warning("append failed; log left at its last committed state", metadata: [
                 "partition": "\(topicPartition)", "error": "\(error)", "logEndOffset": "\(logEndOffset)",
             ])
@@ -545,6 +562,26 @@ extension PartitionLog {
 
     /// Where a replicated partition's high watermark is checkpointed (``LogManager``).
     static let highWatermarkFile = "high-watermark"
+    /// Where the leader epoch cache is checkpointed: a line per epoch, "epoch startOffset".
+    static let epochCheckpointFile = "leader-epoch-checkpoint"
+
+
+    /// The cache as a checkpoint file's text.
+    static func encodeEpochs(_ entries: [EpochStart]) -> [UInt8] {
+        Array(entries.map { "\($0.epoch) \($0.startOffset)\n" }.joined().utf8)
+    }
+
+    /// A checkpoint file's entries (malformed lines, and entries out of order, end it).
+    static func decodeEpochs(_ bytes: [UInt8]) -> [EpochStart] {
+        var entries: [EpochStart] = []
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count == 2, let epoch = Int32(fields[0]), let start = Int64(fields[1]), epoch >= 0,
+                  epoch > (entries.last?.epoch ?? -1), start >= (entries.last?.startOffset ?? 0) else { break }
+            entries.append(EpochStart(epoch: epoch, startOffset: start))
+        }
+        return entries
+    }
 
     /// A follower's divergent tail goes (its leader changed): every batch at or after `offset`
     /// (a batch boundary; clamped to the log start) is removed — later segments deleted (their
@@ -571,6 +608,7 @@ extension PartitionLog {
         nextOffset = target
         logEndOffset = target
         durableOffset = min(durableOffset, target)
+        epochStarts.removeAll { $0.startOffset >= target }
         if let mark = replicatedHighWatermark { replicatedHighWatermark = min(mark, target) }
         logger.warning("truncated the log to follow a new leader", metadata: ["partition": "\(topicPartition)", "logEndOffset": "\(target)"])
         return true
@@ -719,5 +757,25 @@ final class SpareSegment: @unchecked Sendable {
             if case .ready(let handed) = s { return handed }
             return nil
         }?.segment
+    }
+}
+
+/// Where a leader epoch starts in a log (``PartitionLog/epochStarts``).
+public struct EpochStart: Equatable, Sendable {
+    public var epoch: Int32
+    public var startOffset: Int64
+
+    public init(epoch: Int32, startOffset: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+    }
+}
+
+extension Array where Element == EpochStart {
+    /// The largest epoch at most `epoch` in this cache, and where it ends — the next epoch's
+    /// start, or `logEnd` (Kafka's answer to OffsetForLeaderEpoch); nil when it has no epoch that old.
+    public func endOffset(forEpoch epoch: Int32, logEnd: Int64) -> (epoch: Int32, endOffset: Int64)? {
+        guard let i = lastIndex(where: { $0.epoch <= epoch }) else { return nil }
+        return (self[i].epoch, i + 1 < count ? self[i + 1].startOffset : logEnd)
     }
 }

@@ -16,6 +16,8 @@ enum SegmentScanner {
         var offsetIndex: [OffsetIndexEntry] = []
         var timeIndex: [TimeIndexEntry] = []
         var bytesSinceIndexEntry = 0
+        /// Where each new leader epoch starts among the batches scanned (``PartitionLog/epochStarts``).
+        var epochStarts: [EpochStart] = []
     }
 
     static let chunkSize = 8 << 20
@@ -81,6 +83,9 @@ enum SegmentScanner {
                     result.bytesSinceIndexEntry += size
                 }
                 result.maxTimestamp = max(result.maxTimestamp, view.maxTimestamp)
+                if view.partitionLeaderEpoch >= 0 && view.partitionLeaderEpoch > (result.epochStarts.last?.epoch ?? -1) {
+                    result.epochStarts.append(EpochStart(epoch: view.partitionLeaderEpoch, startOffset: view.baseOffset))
+                }
                 result.nextOffset = view.lastOffset + 1
                 offset += size
                 result.validEnd = batchPosition + Int64(size)

@@ -322,4 +322,73 @@ import Testing
             #expect(moved?.responses.first?.partitions.first?.errorCode == expected, "\(String(describing: target))")
         }
     }
+
+    /// Leader epochs (KIP-101/279) on both sides: a follower at a new epoch asks the leader where
+    /// its last epoch ends and cuts its log there — keeping what the new leader has past its own
+    /// high watermark; a leader stamps its epoch on appends and answers OffsetForLeaderEpoch from
+    /// its cache.
+    @Test func followersCutWhereTheirLastEpochEndsOnTheLeader() throws {
+        let h = try BrokerHarness()  // node.id 1
+        defer { h.remove() }
+        let store = Store()
+        store.topics.withLock {
+            var topic = ClusterState.Topic(id: .random(), replicas: [[2, 1, 3]], configs: [:])
+            topic.epochs = [1]
+            $0["rep"] = topic
+        }
+        let membership = ClusterMembership(store: store, worker: DiskWorker(label: "test.cluster"))
+        h.broker.mesh.cluster = membership
+        let t0: Int64 = 1_700_000_000_000
+        func settle() {
+            membership.publish(Self.state(store), to: h.broker.mesh)
+            for _ in 0..<20 { _ = h.turn(nowMs: t0, collecting: 0); DiskWorker.shared.waitUntilIdle() }
+        }
+        settle()
+        // First since start: asked, and with no epochs here, cut to the high watermark (nothing).
+        guard case .askLeader(1, nil)? = h.broker.followerStart(topic: "rep", partition: 0) else { Issue.record("expected a question"); return }
+        h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 1, leaderEpoch: -1, leaderEndOffset: -1)
+        _ = h.turn(nowMs: t0, collecting: 0)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .fetch(from: 0))
+        // Replicated batches: offsets 0–1 of epoch 0, 2–4 of epoch 1; the leader's high watermark 2.
+        var records: [UInt8] = []
+        for (base, epoch, values) in [(Int64(0), Int32(0), ["a", "b"]), (2, 1, ["c", "d", "e"])] {
+            var batch = makeBatch(values: values)
+            batch.withUnsafeMutableBytes {
+                RecordBatchView.setBaseOffset(base, inBatchAt: $0.baseAddress!)
+                RecordBatchView.setPartitionLeaderEpoch(epoch, inBatchAt: $0.baseAddress!)
+            }
+            records += batch
+        }
+        #expect(try h.broker.appendReplicated(topic: "rep", partition: 0, records: records, leaderHighWatermark: 2, nowMs: t0).get() == 5)
+        _ = h.turn(nowMs: t0, collecting: 0)
+        // Broker 3 leads at epoch 2; it had epoch 1 up to offset 4: offset 4 goes, 2–3 stay (past
+        // this log's high watermark, which the pre-KIP-101 cut would have dropped).
+        store.topics.withLock { $0["rep"]!.leaders = [3]; $0["rep"]!.epochs = [2] }
+        settle()
+        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .askLeader(followedEpoch: 2, lastEpoch: 1))
+        h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 1, leaderEpoch: 1, leaderEndOffset: 4)  // stale: ignored
+        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .askLeader(followedEpoch: 2, lastEpoch: 1))
+        h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 2, leaderEpoch: 1, leaderEndOffset: 4)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0) == nil)  // decided, cut after the commit
+        _ = h.turn(nowMs: t0, collecting: 0)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .fetch(from: 4))
+
+        // This broker leads at epoch 3: its appends carry the epoch, and OffsetForLeaderEpoch is
+        // answered from the cache.
+        store.topics.withLock { $0["rep"]!.leaders = [1]; $0["rep"]!.epochs = [3]; $0["rep"]!.isr = [[1]] }
+        settle()
+        let produced = try #require(try h.call(produceRequest(topic: "rep", batch: makeBatch(values: ["f"]), acks: 1), version: 9))
+        #expect(produced.responses[0].partitionResponses[0].baseOffset == 4)
+        _ = h.turn(nowMs: t0, collecting: 0)
+        func endOf(_ epoch: Int32) throws -> (Int32, Int64) {
+            let request = OffsetForLeaderEpochRequest(replicaId: 2, topics: [.init(topic: "rep", partitions: [.init(partition: 0, currentLeaderEpoch: 3, leaderEpoch: epoch)])])
+            let result = try #require(try h.call(request, version: 4)).topics[0].partitions[0]
+            #expect(result.errorCode == 0)
+            return (result.leaderEpoch, result.endOffset)
+        }
+        #expect(try endOf(0) == (0, 2))
+        #expect(try endOf(1) == (1, 4))
+        #expect(try endOf(2) == (1, 4))  // this log never had epoch 2
+        #expect(try endOf(3) == (3, 5))
+    }
 }

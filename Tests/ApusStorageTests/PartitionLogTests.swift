@@ -369,6 +369,62 @@ import Testing
 }
 
 extension PartitionLogTests {
+    /// The leader epoch cache (KIP-101): a leader stamps its epoch on the batches it appends, the
+    /// cache records where each epoch starts (replicated batches keep theirs), answers where an
+    /// epoch ends, is cut with the log, and survives a clean reopen (its checkpoint) and an unclean
+    /// one (the epochs of the batches scanned after an older checkpoint).
+    @Test(arguments: backends)
+    func theLeaderEpochCacheFollowsTheLogThroughCutsAndRecovery(_ kind: IOBackendKind) throws {
+        let dir = TemporaryDirectory()
+        var (manager, log) = try open(dir)
+        var shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        let arena = BatchArena()
+        func append(_ epoch: Int32?, keepOffsets: Int32? = nil) throws {
+            let batch = arena.batch(records: 4, first: Int(log.nextOffset), valueSize: 20)
+            if let keepOffsets {
+                RecordBatchView.setBaseOffset(log.nextOffset, inBatchAt: batch.baseAddress!)
+                RecordBatchView.setPartitionLeaderEpoch(keepOffsets, inBatchAt: batch.baseAddress!)
+            }
+            log.leaderEpoch = epoch
+            _ = try shard.append(batch, to: log, requireDurable: false, nowMs: now, keepOffsets: keepOffsets != nil)
+            #expect(shard.commit(nowMs: now).isEmpty)
+        }
+        try append(nil)  // not a leader: the producer's -1 stays, no epoch
+        #expect(log.epochStarts.isEmpty)
+        for _ in 0..<3 { try append(0) }
+        for _ in 0..<2 { try append(2) }
+        #expect(log.epochStarts == [EpochStart(epoch: 0, startOffset: 4), EpochStart(epoch: 2, startOffset: 16)])
+        let stamped = try log.readCopy(from: 16, maxBytes: 1 << 20)
+        #expect(stamped.withUnsafeBytes { RecordBatchView(unchecked: $0).partitionLeaderEpoch } == 2)
+        #expect(log.epochStarts.endOffset(forEpoch: 1, logEnd: log.logEndOffset)! == (0, 16))
+        #expect(log.epochStarts.endOffset(forEpoch: 2, logEnd: log.logEndOffset)! == (2, 24))
+        #expect(log.epochStarts.endOffset(forEpoch: 9, logEnd: log.logEndOffset)! == (2, 24))
+        #expect([EpochStart]().endOffset(forEpoch: 0, logEnd: 5) == nil)
+        try append(nil, keepOffsets: 3)  // a follower's append keeps the leader's epoch
+        #expect(log.epochStarts.last == EpochStart(epoch: 3, startOffset: 24))
+        #expect(try log.truncate(to: 24))
+        #expect(log.epochStarts.count == 2)
+
+        shard.syncAll(nowMs: now)
+        try manager.close()
+        (manager, log) = try open(dir)
+        #expect(log.epochStarts == [EpochStart(epoch: 0, startOffset: 4), EpochStart(epoch: 2, startOffset: 16)])
+        shard = LogShard(backend: backend(kind))
+        shard.adopt(log)
+        try append(5)
+        shard.syncAll(nowMs: now)
+        try manager.close()
+        // An unclean stop whose last epoch checkpoint is older: the scan finds epoch 5.
+        try Data("0 4\n".utf8).write(to: URL(fileURLWithPath: dir.path + "/orders-0/leader-epoch-checkpoint"))
+        try? FileManager.default.removeItem(atPath: dir.path + "/.apus-clean-shutdown")
+        try? FileManager.default.removeItem(atPath: dir.path + "/orders-0/recovery-point")
+        (manager, log) = try open(dir)
+        #expect(!manager.wasCleanShutdown)
+        #expect(log.epochStarts == [EpochStart(epoch: 0, startOffset: 4), EpochStart(epoch: 2, startOffset: 16), EpochStart(epoch: 5, startOffset: 24)])
+        try manager.close()
+    }
+
     @Test func aFileRangeStaysReadableAfterRetentionDeletesItsSegment() throws {
         let dir = TemporaryDirectory()
         var config = LogConfig()
