@@ -34,6 +34,7 @@ extension ServerConfig {
         ("offsets.topic.num.partitions", "50", "in cluster mode, partitions of the replicated __consumer_offsets topic (created at the first FindCoordinator): a group's coordinator is the leader of the partition its id hashes to, and the group moves with that partition's leadership"),
         ("offsets.topic.replication.factor", "3", "in cluster mode, replicas of __consumer_offsets; FindCoordinator answers COORDINATOR_NOT_AVAILABLE until this many brokers are live to create it, as in Kafka"),
         ("offsets.commit.timeout.ms", "5000", "in cluster mode, how long an offset commit waits for the in-sync replicas of its __consumer_offsets partition before it fails with COORDINATOR_NOT_AVAILABLE (the client retries)"),
+        ("broker.session.timeout.ms", "6000", "in cluster mode, the TTL of this broker's registration lease on etcd (whole seconds, 2000 at least): a broker that stops renewing it (crashed, paused, cut off) is declared dead this long after its last renewal, and its partitions fail over; shorter detects crashes sooner, longer rides out pauses (the lease is renewed every second)"),
         ("cluster.prefix", "/apus", "the etcd key prefix of this cluster's metadata (several clusters can share one etcd)"),
         ("auto.leader.rebalance.enable", "true", "in cluster mode, the controller gives each partition's leadership back to its preferred replica (the first one) once that replica has been in sync for leader.imbalance.check.interval.seconds, so that leaders spread out again after a failover"),
         ("leader.imbalance.check.interval.seconds", "300", "how long a preferred replica must have been in sync before the controller makes it leader again"),
@@ -152,6 +153,8 @@ extension ServerConfig {
             rebalanceLeaders = b
         case "leader.imbalance.check.interval.seconds":
             rebalanceDelaySeconds = try int(1...86_400)
+        case "broker.session.timeout.ms":
+            sessionTimeoutMs = try int(2_000...300_000)
         case "cluster.prefix":
             guard value.hasPrefix("/"), value.count > 1 else { throw ConfigError("cluster.prefix: expected a key prefix such as /apus, got '\(value)'") }
             clusterPrefix = value

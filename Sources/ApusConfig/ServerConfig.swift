@@ -40,6 +40,8 @@ public struct ServerConfig: Sendable {
     /// `cluster.metadata`: etcd endpoints (`host:port`) holding the cluster's metadata; empty:
     /// a single broker that needs nothing else.
     public var clusterEtcd: [String] = []
+    /// `broker.session.timeout.ms`: the registration lease's TTL (rounded up to whole seconds).
+    public var sessionTimeoutMs: Int64 = 6_000
     /// `cluster.prefix`: where this cluster's keys live in etcd.
     public var clusterPrefix = "/apus"
     /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`: the

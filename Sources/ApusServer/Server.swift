@@ -115,7 +115,7 @@ public final class Server {
                 .init(name: $0.name, securityProtocol: $0.securityProtocol.rawValue, host: $0.host, port: $0.port)
             }, startedAtMs: now)
             let agent = try ClusterAgent(endpoints: config.clusterEtcd, prefix: config.clusterPrefix, registration: me,
-                                         preferredLeaderDelaySeconds: config.preferredLeaderDelaySeconds, logger: logger)
+                                         leaseSeconds: (config.sessionTimeoutMs + 999) / 1_000, preferredLeaderDelaySeconds: config.preferredLeaderDelaySeconds, logger: logger)
             let records = try TopicRecords(endpoints: config.clusterEtcd, prefix: config.clusterPrefix)
             topicRecords = records
             let membership = ClusterMembership(store: EtcdTopicStore(records), worker: DiskWorker(label: "apus.cluster"))
