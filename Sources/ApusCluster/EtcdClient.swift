@@ -105,8 +105,9 @@ public final class EtcdClient {
 
     /// A lease that lives `ttlSeconds` unless kept alive; returns its id.
     public func grantLease(ttlSeconds: Int64) throws(EtcdError) -> Int64 {
-        let id = Self.int(try call("/v3/lease/grant", ["TTL": String(ttlSeconds)])["ID"])
-        guard id != 0 else { throw EtcdError(description: "etcd granted no lease") }
+        let answer = try call("/v3/lease/grant", ["TTL": String(ttlSeconds)])
+        let id = Self.int(answer["ID"])
+        guard id != 0 else { throw EtcdError(description: "etcd granted no lease: \(String(describing: answer["error"] ?? answer).prefix(200))") }
         return id
     }
 

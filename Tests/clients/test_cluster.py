@@ -155,13 +155,11 @@ def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
 @pytest.fixture
 def replicated(etcd):
     """Three brokers that drop a follower from the in-sync replicas after 2 s without catching up,
-    give leadership back to a preferred replica 2 s after it is in sync again, and are declared
-    dead 3 s after their last lease renewal."""
+    and give leadership back to a preferred replica 2 s after it is in sync again."""
     with tempfile.TemporaryDirectory(prefix="apus-cluster-") as tmp:
         brokers = [Broker(os.path.join(tmp, f"b{n}"), ["--set", f"cluster.metadata=etcd://{etcd}", "--set", f"node.id={n}",
                                                        "--set", "replica.lag.time.max.ms=2000",
-                                                       "--set", "leader.imbalance.check.interval.seconds=2",
-                                                       "--set", "broker.session.timeout.ms=3000"]) for n in (1, 2, 3)]
+                                                       "--set", "leader.imbalance.check.interval.seconds=2"]) for n in (1, 2, 3)]
         try:
             yield brokers
         finally:
@@ -331,7 +329,8 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated, sig):
-    """SIGKILL: the controller elects a new leader once the dead leader's lease expires (3 s here).
+    """SIGKILL: the controller elects a new leader once the dead leader's lease expires
+    (broker.session.timeout.ms, 6 s).
     SIGTERM: a controlled shutdown hands leadership off before the broker stops."""
     assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
     admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
@@ -358,7 +357,7 @@ def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_dupli
     new = replicated[new_id - 1]
     if sig == signal.SIGKILL:
         assert "elected a partition leader" in "".join(b.log() for b in survivors)
-        assert failover < 8, f"a crashed leader's partition took {failover:.1f} s to move (broker.session.timeout.ms=3000)"
+        assert failover < 15, f"a crashed leader's partition took {failover:.1f} s to move (6 s lease)"
     else:
         assert "handed off partition leadership before stopping" in old.log()
         assert failover < 3, f"a controlled shutdown took {failover:.1f} s to move the leader"
@@ -426,7 +425,7 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated)
         faults.append(f"{kind} b{s_id(victim)}")
         if kind == "pause":
             victim.process.send_signal(signal.SIGSTOP)
-            time.sleep(rng.uniform(1, 9))  # past the lease (3 s) or not
+            time.sleep(rng.uniform(1, 9))  # past the lease (6 s) or not
             victim.process.send_signal(signal.SIGCONT)
         else:
             victim.stop(signal.SIGKILL if kind == "kill" else signal.SIGTERM)
