@@ -91,24 +91,12 @@ extension Broker {
             var next = loading.next
             var failed = false
             while next < log.logEndOffset && budget > 0 {
-                guard let chunk = try? log.readCopy(from: next, maxBytes: min(budget, 1 << 20)), !chunk.isEmpty else {
+                guard let (after, _) = (try? replayOffsets(from: log, at: next, maxBytes: 1 << 20)) ?? nil else {
                     failed = true
                     break
                 }
-                budget -= chunk.count
-                let before = next
-                chunk.withUnsafeBytes { raw in
-                    var batches = RecordBatchSequence(raw)
-                    while let view = try? batches.next() {
-                        next = view.lastOffset + 1
-                        guard let batch = try? RecordBatch(view) else { continue }
-                        for record in batch.records { if let value = record.value { try? groups.replay(encoded: value) } }
-                    }
-                }
-                if next == before {
-                    failed = true
-                    break
-                }
+                budget -= 1 << 20
+                next = after
             }
             if failed {
                 // An unreadable offsets log: keep serving the groups from what was read, and say so.

@@ -31,24 +31,30 @@ extension Broker {
         offsetsLog = log
         var offset = log.logStartOffset
         var replayed = 0
-        while offset < log.logEndOffset {
-            let chunk = try log.readCopy(from: offset, maxBytes: 8 << 20)
-            if chunk.isEmpty { break }
-            var next = offset
-            chunk.withUnsafeBytes { raw in
-                var batches = RecordBatchSequence(raw)
-                while let view = try? batches.next() {
-                    next = view.lastOffset + 1
-                    guard let batch = try? RecordBatch(view) else { continue }
-                    for record in batch.records {
-                        if let value = record.value, (try? groups.replay(encoded: value)) != nil { replayed += 1 }
-                    }
-                }
-            }
-            if next == offset { break }
+        while offset < log.logEndOffset, let (next, records) = try replayOffsets(from: log, at: offset, maxBytes: 8 << 20) {
+            replayed += records
             offset = next
         }
         if replayed > 0 { logger.info("replayed committed offsets", metadata: ["records": "\(replayed)"]) }
+    }
+
+    /// Replays the committed offsets in up to `maxBytes` of `log` from `offset` into the
+    /// coordinator; returns the offset after the last batch read and the records replayed, nil
+    /// when nothing could be read there.
+    func replayOffsets(from log: PartitionLog, at offset: Int64, maxBytes: Int) throws(StorageError) -> (next: Int64, records: Int)? {
+        let chunk = try log.readCopy(from: offset, maxBytes: maxBytes)
+        var next = offset, replayed = 0
+        chunk.withUnsafeBytes { raw in
+            var batches = RecordBatchSequence(raw)
+            while let view = try? batches.next() {
+                next = view.lastOffset + 1
+                guard let batch = try? RecordBatch(view) else { continue }
+                for record in batch.records {
+                    if let value = record.value, (try? groups.replay(encoded: value)) != nil { replayed += 1 }
+                }
+            }
+        }
+        return next > offset ? (next, replayed) : nil
     }
 
     /// Sends the coordinator's outputs where they belong; returns the caller's own outcome.
