@@ -391,4 +391,44 @@ import Testing
         #expect(try endOf(2) == (1, 4))  // this log never had epoch 2
         #expect(try endOf(3) == (3, 5))
     }
+
+    /// Random operator requests — unknown topics, negative and repeated partitions, empty,
+    /// repeated and unknown replicas, odd election types — are answered, on a single broker and in
+    /// a cluster, and never trap.
+    @Test func randomOperatorRequestsAreAnsweredNeverTrap() throws {
+        var state: UInt64 = 0x5EED
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        func ids() -> [Int32] { (0..<next(5)).map { _ in Int32(next(7)) - 2 } }
+        for clustered in [false, true] {
+            let h = try BrokerHarness()
+            defer { h.remove() }
+            _ = try h.call(CreateTopicsRequest(topics: [.init(name: "m", numPartitions: 2, replicationFactor: 1)]), version: 5)
+            if clustered {
+                let store = Store()
+                store.topics.withLock { $0["m"] = ClusterState.Topic(id: .random(), replicas: [[1, 2], [2, 3, 1]], configs: [:]) }
+                let membership = ClusterMembership(store: store, worker: DiskWorker(label: "test.cluster"))
+                h.broker.mesh.cluster = membership
+                membership.publish(Self.state(store), to: h.broker.mesh)
+            }
+            for _ in 0..<200 {
+                let topics = (0..<next(3)).map { _ in ["m", "nope", ""][next(3)] }
+                switch next(3) {
+                case 0:
+                    let named = next(4) == 0 ? nil : topics.map { ElectLeadersRequest.TopicPartitions(topic: $0, partitions: ids()) }
+                    #expect(try h.call(ElectLeadersRequest(electionType: Int8(next(4)) - 1, topicPartitions: named), version: Int16(next(3))) != nil)
+                case 1:
+                    let moves = topics.map { name in
+                        AlterPartitionReassignmentsRequest.ReassignableTopic(name: name, partitions: ids().map { .init(partitionIndex: $0, replicas: next(3) == 0 ? nil : ids()) })
+                    }
+                    #expect(try h.call(AlterPartitionReassignmentsRequest(topics: moves), version: 0) != nil)
+                default:
+                    let listed = next(3) == 0 ? nil : topics.map { ListPartitionReassignmentsRequest.ListPartitionReassignmentsTopics(name: $0, partitionIndexes: ids()) }
+                    #expect(try h.call(ListPartitionReassignmentsRequest(topics: listed), version: 0) != nil)
+                }
+            }
+        }
+    }
 }
