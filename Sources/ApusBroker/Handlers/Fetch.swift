@@ -48,8 +48,7 @@ extension Broker {
         let byId = context.apiVersion >= 13
         // A follower's fetch reads past the high watermark and counts as that replica's progress:
         // with ACLs only a principal allowed CLUSTER_ACTION may send one, as in Kafka.
-        let replica = request.replicaId >= 0 || request.replicaState.replicaId >= 0
-        let replicaRefused = replica && broker.denyCluster(.clusterAction, context) != nil
+        let replicaRefused = request.follower >= 0 && broker.denyCluster(.clusterAction, context) != nil
         for topic in request.topics {
             let entry = byId ? broker.topics.values.first { $0.id == topic.topicId } : broker.topic(topic.topic)
             // READ on the topic (ACLs); a name is checked whether or not it exists, as Kafka does.
@@ -98,7 +97,7 @@ extension Broker {
         var items: [ReadItem] = []
         var positions: [Int] = []
         var owners = Set<Int>()
-        let replica = fetch.request.replicaId >= 0 ? fetch.request.replicaId : fetch.request.replicaState.replicaId
+        let replica = fetch.request.follower
         var i = 0
         for topic in fetch.request.topics {
             for p in topic.partitions {
@@ -210,7 +209,7 @@ extension Broker {
 
     /// Whether a partition the fetch reads has advanced since it was read.
     private func advanced(_ fetch: FetchInFlight) -> Bool {
-        let follower = fetch.request.replicaId >= 0 || fetch.request.replicaState.replicaId >= 0
+        let follower = fetch.request.follower >= 0
         for (read, topic) in zip(fetch.reads, fetch.topics) {
             guard let topic else { continue }
             let signal = topic.signals[Int(read.partition)]
@@ -309,4 +308,10 @@ extension Broker {
             }
         }
     }
+}
+
+extension FetchRequest {
+    /// The node id of the follower sending it (`replicaId` up to v14, `replicaState` from v15),
+    /// or -1 for a consumer.
+    var follower: Int32 { replicaId >= 0 ? replicaId : replicaState.replicaId }
 }
