@@ -77,22 +77,58 @@ extension Broker {
         }, then: { broker, outcome in done(broker, outcome.0, outcome.1) })
     }
 
+    /// What became of one topic's change to its record (``updateClusterTopics(_:_:then:)``).
+    enum TopicUpdate<Outcome: Sendable>: Sendable {
+        case missing
+        case failed(String)
+        /// The outcome of the change as written (or as decided, when it changed nothing).
+        case done(Outcome)
+    }
+
+    /// Changes topics' records in the cluster's metadata (off the shard, a compare-and-swap per
+    /// topic): `change` edits a topic and returns whether to write it and what it decided (from the
+    /// attempt that was written, when another change came first); `done` gets each topic's result.
+    func updateClusterTopics<Outcome: Sendable>(
+        _ names: [String], _ change: @escaping @Sendable (String, inout ClusterState.Topic) -> (write: Bool, outcome: Outcome),
+        then done: @escaping (Broker, [String: TopicUpdate<Outcome>]) -> Void
+    ) {
+        guard let membership = mesh.cluster else { return done(self, [:]) }
+        let store = membership.store
+        mesh.afterDiskWork(on: index, worker: membership.worker, { () -> [String: TopicUpdate<Outcome>] in
+            var results: [String: TopicUpdate<Outcome>] = [:]
+            for name in names {
+                var decided: Outcome?
+                do {
+                    let written = try store.updateTopic(name) { topic in
+                        let (write, outcome) = change(name, &topic)
+                        decided = outcome
+                        return write
+                    }
+                    results[name] = written == nil ? .missing : decided.map { .done($0) } ?? .missing
+                } catch {
+                    results[name] = .failed("\(error)")
+                }
+            }
+            return results
+        }, then: done)
+    }
+
     /// Writes topics' new configuration overrides to their records (off the shard); `done` gets
     /// each topic that could not be changed, with why.
     func updateClusterTopicConfigs(_ changes: [(name: String, overrides: [String: String])], then done: @escaping (Broker, [String: String]) -> Void) {
-        guard let membership = mesh.cluster else { return done(self, [:]) }
-        let store = membership.store
-        mesh.afterDiskWork(on: index, worker: membership.worker, { () -> [String: String] in
-            var failures: [String: String] = [:]
-            for (name, overrides) in changes {
-                do {
-                    if try !store.setTopicConfigs(name, overrides) { failures[name] = "the topic is gone" }
-                } catch {
-                    failures[name] = "\(error)"
+        let wanted = Dictionary(changes.map { ($0.name, $0.overrides) }, uniquingKeysWith: { _, last in last })
+        updateClusterTopics(Array(wanted.keys)) { name, topic in
+            topic.configs = wanted[name] ?? topic.configs
+            return (true, ())
+        } then: { broker, results in
+            done(broker, results.compactMapValues { result in
+                switch result {
+                case .done: nil
+                case .missing: "the topic is gone"
+                case .failed(let why): why
                 }
-            }
-            return failures
-        }, then: { broker, failures in done(broker, failures) })
+            })
+        }
     }
 
     /// Brings this broker's logs in line with the cluster (shard 0, after every change): topics

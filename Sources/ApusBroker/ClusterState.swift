@@ -110,12 +110,6 @@ public protocol ClusterMetadataStore: Sendable {
     /// when another change came first; `change` returns false to leave it); nil when there is no
     /// such topic, else whether it was written.
     func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool?
-    /// Sets a partition's in-sync replicas, as its leader at `epoch` asks; false when the
-    /// leader or epoch moved meanwhile (fenced) or the topic is gone.
-    func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool
-    /// Replaces the topic's configuration overrides (a compare-and-swap on its record, retried
-    /// when another change came first); false if there is no such topic.
-    func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool
 }
 
 /// The cluster as published to the shards, and how to change it.

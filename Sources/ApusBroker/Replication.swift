@@ -185,7 +185,7 @@ extension Broker {
     /// high watermark. The change is written to the cluster's metadata off the shard, fenced by
     /// the leader epoch; the high watermark follows when the view comes back.
     func checkInSyncReplicas(nowMs: Int64) {
-        guard nowMs >= nextReplicaCheckMs, let membership = mesh.cluster else { return }
+        guard nowMs >= nextReplicaCheckMs, mesh.cluster != nil else { return }
         nextReplicaCheckMs = nowMs + 500
         for (tp, set) in replicaSets where nowMs >= set.quietUntilMs {
             guard let replication = replication(tp.topic, tp.partition), replication.leader == config.nodeId,
@@ -201,19 +201,23 @@ extension Broker {
             guard isr != replication.isr else { continue }
             set.quietUntilMs = nowMs + 2_000
             if isr.count < replication.isr.count { counters.isrShrinks &+= 1 } else { counters.isrExpands &+= 1 }
-            let store = membership.store, me = config.nodeId, wanted = isr
+            let me = config.nodeId, wanted = isr, p = Int(tp.partition)
             logger.info(isr.count < replication.isr.count ? "shrinking the in-sync replicas" : "expanding the in-sync replicas",
                         metadata: ["partition": "\(tp)", "from": "\(replication.isr)", "to": "\(isr)", "epoch": "\(replication.epoch)"])
-            mesh.afterDiskWork(on: index, worker: membership.worker, { () -> String? in
-                do {
-                    return try store.setInSyncReplicas(tp.topic, partition: tp.partition, leader: me, epoch: replication.epoch, isr: wanted)
-                        ? nil : "the leader or its epoch moved"
-                } catch {
-                    return "\(error)"
+            // Fenced: written only while the record still names this leader at this epoch.
+            updateClusterTopics([tp.topic]) { _, topic in
+                guard topic.leaders.indices.contains(p), topic.leaders[p] == me, topic.epochs[p] == replication.epoch else { return (false, false) }
+                topic.isr[p] = wanted
+                return (true, true)
+            } then: { broker, results in
+                let failure: String? = switch results[tp.topic] {
+                case .done(true)?: nil
+                case .done(false)?: "the leader or its epoch moved"
+                case .failed(let why)?: why
+                case .missing?, nil: "the topic is gone"
                 }
-            }, then: { broker, failure in
                 if let failure { broker.logger.warning("in-sync replicas not changed", metadata: ["partition": "\(tp)", "reason": "\(failure)"]) }
-            })
+            }
         }
     }
 

@@ -367,33 +367,6 @@ public final class TopicRecords: @unchecked Sendable {
         return try client.withLock { client in try client.create(keys.topic(name), bytes) }
     }
 
-    /// Replaces the record's configuration overrides with a compare-and-swap on its revision,
-    /// retried when another change came first; false if there is no such topic.
-    public func setConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
-        try client.withLock { client in
-            try keys.update(client, topic: name) { record in
-                record.configs = configs
-                return true
-            } ?? false
-        }
-    }
-
-    /// Sets partition `partition`'s in-sync replicas, as its leader `leader` at `epoch` asks
-    /// (a compare-and-swap on the record's revision, retried when another change came first).
-    /// False when the leader or epoch moved meanwhile (the request is fenced) or the topic is gone.
-    public func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
-        try client.withLock { client in
-            try keys.update(client, topic: name) { record in
-                let p = Int(partition)
-                guard record.leaders.indices.contains(p), record.leaders[p] == leader, record.leaderEpochs[p] == epoch else { return false }
-                var all = record.inSyncReplicas
-                all[p] = isr
-                record.isr = all
-                return true
-            } ?? false
-        }
-    }
-
     /// Controlled shutdown (Kafka's): broker `node` is leaving, so each replicated partition it
     /// leads goes to its first other in-sync replica that is alive (epoch raised), and it leaves
     /// the in-sync replicas of every partition, so that acks=all does not wait for it. Returns the

@@ -331,13 +331,9 @@ struct EtcdTopicStore: ClusterMetadataStore {
         }
     }
 
-    func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
-        try records.setInSyncReplicas(name, partition: partition, leader: leader, epoch: epoch, isr: isr)
-    }
 
     func deleteTopic(_ name: String) throws -> Bool { try records.delete(name) }
 
-    func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool { try records.setConfigs(name, configs) }
 }
 
 extension ClusterState {

@@ -23,26 +23,11 @@ import Testing
             }
         }
         func deleteTopic(_ name: String) throws -> Bool { topics.withLock { $0.removeValue(forKey: name) != nil } }
-        func setInSyncReplicas(_ name: String, partition: Int32, leader: Int32, epoch: Int32, isr: [Int32]) throws -> Bool {
-            topics.withLock { all in
-                let p = Int(partition)
-                guard let topic = all[name], topic.leaders[p] == leader, topic.epochs[p] == epoch else { return false }
-                all[name]!.isr[p] = isr
-                return true
-            }
-        }
         func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool? {
             try topics.withLock { all in
                 guard var topic = all[name] else { return nil }
                 guard change(&topic) else { return false }
                 all[name] = topic
-                return true
-            }
-        }
-        func setTopicConfigs(_ name: String, _ configs: [String: String]) throws -> Bool {
-            topics.withLock { all in
-                guard all[name] != nil else { return false }
-                all[name]!.configs = configs
                 return true
             }
         }
