@@ -19,10 +19,9 @@ extension Broker {
     /// are being read back here.
     func coordinationRefusal(_ group: String) -> ErrorCode? {
         guard let cluster else { return nil }
-        guard let offsets = cluster.topics[Broker.offsetsTopic], !offsets.leaders.isEmpty else { return .coordinatorNotAvailable }
-        let p = ClusterState.offsetsPartition(of: group, partitions: offsets.leaders.count)
-        guard offsets.leaders[Int(p)] == config.nodeId else { return .notCoordinator }
-        return coordinatedPartitions[p] == offsets.epochs[Int(p)] ? nil : .coordinatorLoadInProgress
+        guard let offsets = cluster.offsetsPartition(of: group) else { return .coordinatorNotAvailable }
+        guard offsets.leader == config.nodeId else { return .notCoordinator }
+        return coordinatedPartitions[offsets.partition] == offsets.epoch ? nil : .coordinatorLoadInProgress
     }
 
     /// The offsets log `group`'s commits go to: the single broker's one, or in cluster mode the

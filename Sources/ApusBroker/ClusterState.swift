@@ -89,12 +89,19 @@ public struct ClusterState: Sendable, Equatable {
         Int32(fnv1a(group) % UInt64(max(partitions, 1)))
     }
 
+    /// `group`'s `__consumer_offsets` partition with its leader and leader epoch; nil while the
+    /// topic does not exist.
+    public func offsetsPartition(of group: String) -> (partition: Int32, leader: Int32, epoch: Int32)? {
+        guard let offsets = topics[consumerOffsetsTopic], !offsets.leaders.isEmpty else { return nil }
+        let p = Self.offsetsPartition(of: group, partitions: offsets.leaders.count)
+        return (p, offsets.leaders[Int(p)], offsets.epochs[Int(p)])
+    }
+
     /// The broker coordinating `group`: the live leader of its `__consumer_offsets` partition, so
     /// that the group moves with that partition; nil while the topic does not exist or the
     /// partition has no live leader.
     public func coordinator(of group: String) -> Broker? {
-        guard let offsets = topics[consumerOffsetsTopic], !offsets.leaders.isEmpty else { return nil }
-        let leader = offsets.leaders[Int(Self.offsetsPartition(of: group, partitions: offsets.leaders.count))]
+        guard let leader = offsetsPartition(of: group)?.leader else { return nil }
         return brokers.first { $0.nodeId == leader }
     }
 }
