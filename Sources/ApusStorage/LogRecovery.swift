@@ -47,10 +47,7 @@ struct LogRecovery {
             indexed.append(names.contains(segmentStem(base) + ".index") && names.contains(segmentStem(base) + ".timeindex"))
             segments.append(try Segment(directory: directory, baseOffset: base, create: false, nowMs: nowMs))
         }
-        var recoveryPoint: Int64?
-        if let bytes = try? Sys.readFile(directory + "/" + LogManager.recoveryCheckpoint) {
-            recoveryPoint = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self))
-        }
+        let recoveryPoint = offsetFile(LogManager.recoveryCheckpoint)
         var firstToScan = segments.count
         if !clean {
             firstToScan = 0
@@ -103,18 +100,14 @@ struct LogRecovery {
         let log = PartitionLog(topicPartition: topicPartition, directory: directory, config: config,
                                segments: segments, logger: logger, nowMs: nowMs)
         // Records deleted by DeleteRecords inside the first segment stay deleted.
-        if let bytes = try? Sys.readFile(directory + "/" + PartitionLog.logStartOffsetFile),
-           let start = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
-            log.restoreLogStartOffset(start)
-        }
+        if let start = offsetFile(PartitionLog.logStartOffsetFile) { log.restoreLogStartOffset(start) }
         // The leader epoch cache as last checkpointed (written with, and so at least as new as, the
         // recovery point), then the epochs of the batches scanned since.
         var epochs = (try? Sys.readFile(directory + "/" + PartitionLog.epochCheckpointFile)).map(PartitionLog.decodeEpochs) ?? []
         for entry in scannedEpochs.value where entry.epoch > (epochs.last?.epoch ?? -1) { epochs.append(entry) }
         log.epochStarts = epochs.filter { $0.startOffset < log.logEndOffset }
         // A replicated partition's high watermark when last checkpointed (a follower truncates to it).
-        if let bytes = try? Sys.readFile(directory + "/" + PartitionLog.highWatermarkFile),
-           let mark = Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self)) {
+        if let mark = offsetFile(PartitionLog.highWatermarkFile) {
             log.checkpointedHighWatermark = min(max(mark, log.logStartOffset), log.logEndOffset)
         }
         if log.lockWaitNs >= 1_000_000 {
@@ -123,6 +116,12 @@ struct LogRecovery {
             ])
         }
         return log
+    }
+
+    /// The offset a checkpoint file of the partition holds (nil: no file, or not a number).
+    private func offsetFile(_ name: String) -> Int64? {
+        guard let bytes = try? Sys.readFile(directory + "/" + name) else { return nil }
+        return Int64(String(decoding: bytes.filter { $0 != 0x0A && $0 != 0x20 }, as: UTF8.self))
     }
 
     /// A spare segment's files (`spare.*`) left by a crash: empty, they go; holding batches

@@ -565,7 +565,6 @@ extension PartitionLog {
     /// Where the leader epoch cache is checkpointed: a line per epoch, "epoch startOffset".
     static let epochCheckpointFile = "leader-epoch-checkpoint"
 
-
     /// The cache as a checkpoint file's text.
     static func encodeEpochs(_ entries: [EpochStart]) -> [UInt8] {
         Array(entries.map { "\($0.epoch) \($0.startOffset)\n" }.joined().utf8)
