@@ -327,6 +327,37 @@ def test_replicated_partition_keeps_acknowledged_records_as_followers_die_and_re
     assert eventually(20, lambda: segment(second) == segment(leader))
 
 
+def test_a_paused_follower_leaves_the_in_sync_replicas_and_returns(replicated):
+    """SIGSTOP of a follower (shorter than its lease, so it stays registered): after the lag time
+    (2 s here) the leader drops it from the in-sync replicas and acks=all goes on with
+    min.insync.replicas = 2; after SIGCONT it catches up and is in sync again."""
+    assert eventually(10, lambda: all(len(AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=5).brokers) == 3 for b in replicated))
+    admin = AdminClient({"bootstrap.servers": replicated[0].bootstrap})
+    for f in admin.create_topics([NewTopic("rep", 1, 3, config={"min.insync.replicas": "2"})]).values():
+        f.result(timeout=10)
+    assert eventually(10, lambda: (partition_state(replicated[0], "rep") or (0, [], []))[2] == [1, 2, 3])
+    leader_id = partition_state(replicated[0], "rep")[0]
+    leader = replicated[leader_id - 1]
+    paused = [b for b in replicated if b is not leader][0]
+    acked, errors = produce(leader.bootstrap, [b"a%d" % i for i in range(200)], **{"enable.idempotence": True})
+    assert len(acked) == 200 and not errors
+
+    paused.process.send_signal(signal.SIGSTOP)
+    started = time.time()
+    try:
+        more, errors = produce(leader.bootstrap, [b"b%d" % i for i in range(300)], **{"enable.idempotence": True})
+        waited = time.time() - started
+        in_sync = partition_state(leader, "rep")[2]
+    finally:
+        paused.process.send_signal(signal.SIGCONT)
+    assert len(more) == 300 and not errors, errors[:3]
+    assert s_id(paused) not in in_sync and len(in_sync) == 2, in_sync
+    assert "shrinking the in-sync replicas" in leader.log()
+    assert eventually(20, lambda: partition_state(leader, "rep")[2] == [1, 2, 3])
+    assert eventually(20, lambda: segment(paused) == segment(leader))
+    print(f"acks=all waited {waited:.1f} s for the paused follower to leave the in-sync replicas")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_leader_killed_or_stopped_fails_over_and_rejoins_without_losing_or_duplicating_acknowledged_records(replicated, sig):
     """SIGKILL: the controller elects a new leader once the dead leader's lease expires
