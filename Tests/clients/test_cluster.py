@@ -418,9 +418,9 @@ def s_id(broker):
     return int(os.path.basename(broker.data_dir)[1:])
 
 
-def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated):
+def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated, etcd):
     """A seeded, bounded run of faults — SIGKILL and restart, SIGSTOP and SIGCONT, SIGTERM and
-    restart of a random broker, one at a time — under idempotent acks=all producers on three RF=3
+    restart of a random broker, or a restart of etcd, one at a time — under idempotent acks=all producers on three RF=3
     partitions; then a checker over the whole history: every acknowledged record is read back
     exactly once, in the order produced within its partition."""
     import random
@@ -452,9 +452,13 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated)
     while time.time() < deadline:
         time.sleep(rng.uniform(1, 4))
         victim = rng.choice(replicated)
-        kind = rng.choice(["kill", "pause", "term"])
-        faults.append(f"{kind} b{s_id(victim)}")
-        if kind == "pause":
+        kind = rng.choice(["kill", "pause", "term", "etcd"])
+        faults.append("restart etcd" if kind == "etcd" else f"{kind} b{s_id(victim)}")
+        if kind == "etcd":
+            etcd.stop()
+            time.sleep(rng.uniform(0.5, 3))
+            etcd.start()
+        elif kind == "pause":
             victim.process.send_signal(signal.SIGSTOP)
             time.sleep(rng.uniform(1, 9))  # past the lease (6 s) or not
             victim.process.send_signal(signal.SIGCONT)
