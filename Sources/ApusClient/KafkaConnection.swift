@@ -21,10 +21,11 @@ public final class KafkaConnection {
     let address: (host: String, port: UInt16)
 
     /// Connects to `bootstrap` ("host:port") and performs the ApiVersions handshake (v3, or v0
-    /// if the broker answers UNSUPPORTED_VERSION).
-    public init(bootstrap: String, clientId: String = "apus-lab") throws(ClientError) {
+    /// if the broker answers UNSUPPORTED_VERSION). `timeoutMs` > 0: a read or write that waits
+    /// longer fails.
+    public init(bootstrap: String, clientId: String = "apus-lab", timeoutMs: Int = 0) throws(ClientError) {
         let (host, port) = try Self.parse(bootstrap)
-        do { transport = try ClientSocket(host: host, port: port) } catch { throw ClientError(error) }
+        do { transport = try ClientSocket(host: host, port: port, timeoutMs: timeoutMs) } catch { throw ClientError(error) }
         address = (host, port)
         self.clientId = clientId
         try handshake()
@@ -108,47 +109,57 @@ public final class KafkaConnection {
         }
     }
 
-    /// Partition count and leader ids of `topic` (Metadata, v8 at most as the lab specifies),
-    /// creating it if the broker auto-creates topics. Retries while leaders are being elected.
-    public func partitions(of topic: String, attempts: Int = 50) throws(ClientError) -> MetadataResponse.MetadataResponseTopic {
+    /// `topic`'s partitions with their leaders, and the brokers Metadata lists (v8 at most, as
+    /// the lab specifies), creating the topic if the broker auto-creates topics. With `wait`,
+    /// asks again (100 ms apart, `attempts` times) until every partition has a leader, as while
+    /// a topic is created or a leader elected; without, returns what the broker knows now.
+    public func metadata(of topic: String, wait: Bool = true, attempts: Int = 50) throws(ClientError)
+        -> (topic: MetadataResponse.MetadataResponseTopic, brokers: [MetadataResponse.MetadataResponseBroker]) {
         let version = try version(of: MetadataRequest.self, supported: 1...8)
         var request = MetadataRequest()
         request.topics = [MetadataRequest.MetadataRequestTopic(name: topic)]
         request.allowAutoTopicCreation = true
         var last: Int16 = 0
-        for _ in 0..<attempts {
+        for _ in 0..<(wait ? attempts : 1) {
             let response = try roundTrip(request, version: version)
             if let t = response.topics.first(where: { $0.name == topic }) {
                 last = t.errorCode
-                if t.errorCode == 0, !t.partitions.isEmpty, t.partitions.allSatisfy({ $0.leaderId >= 0 && $0.errorCode == 0 }) {
-                    // One connection: every leader must be the broker connected to (in a cluster, a
-                    // topic whose partitions it leads).
-                    let leaders = Set(t.partitions.map(\.leaderId))
-                    let leader = response.brokers.first { $0.nodeId == leaders.first }
-                    if leaders.count > 1 || (response.brokers.count > 1 && (leader?.host != address.host || leader?.port != Int32(address.port))) {
-                        throw ClientError("\(topic): led by brokers \(leaders.sorted()) (not all the one at \(address.host):\(address.port)); ApusClient sends to one broker")
-                    }
-                    return t
+                if t.errorCode == 0, !t.partitions.isEmpty,
+                   !wait || t.partitions.allSatisfy({ $0.leaderId >= 0 && $0.errorCode == 0 }) {
+                    return (t, response.brokers)
                 }
                 // 3 UNKNOWN_TOPIC_OR_PARTITION and 5 LEADER_NOT_AVAILABLE are transient while a topic is created.
                 if t.errorCode != 0 && t.errorCode != 3 && t.errorCode != 5 {
                     throw ClientError("Metadata for \(topic): error \(t.errorCode)", kafkaErrorCode: t.errorCode)
                 }
             }
-            Sys.sleep(microseconds: 100_000)
+            if wait { Sys.sleep(microseconds: 100_000) }
         }
         throw ClientError("Metadata for \(topic): no leaders after \(attempts) attempts (last error \(last))", kafkaErrorCode: last)
     }
 
-    /// Creates `topic` with `partitions` partitions and replication factor 1 (CreateTopics);
-    /// an existing topic is an error unless `existingIsFine`.
-    public func createTopic(_ topic: String, partitions: Int, configs: [String: String] = [:], existingIsFine: Bool = false) throws(ClientError) {
+    /// Partition count and leader ids of `topic`, for a client that talks to this one broker
+    /// only (the consumer): every partition must be led by it.
+    public func partitions(of topic: String, attempts: Int = 50) throws(ClientError) -> MetadataResponse.MetadataResponseTopic {
+        let (t, brokers) = try metadata(of: topic, attempts: attempts)
+        let leaders = Set(t.partitions.map(\.leaderId))
+        let leader = brokers.first { $0.nodeId == leaders.first }
+        if leaders.count > 1 || (brokers.count > 1 && (leader?.host != address.host || leader?.port != Int32(address.port))) {
+            throw ClientError("\(topic): led by brokers \(leaders.sorted()) (not all the one at \(address.host):\(address.port)); this client reads from one broker")
+        }
+        return t
+    }
+
+    /// Creates `topic` with `partitions` partitions and `replicationFactor` replicas of each
+    /// (CreateTopics); an existing topic is an error unless `existingIsFine`.
+    public func createTopic(_ topic: String, partitions: Int, replicationFactor: Int16 = 1, configs: [String: String] = [:],
+                            existingIsFine: Bool = false) throws(ClientError) {
         let version = try version(of: CreateTopicsRequest.self, supported: 0...4)
         var request = CreateTopicsRequest()
         var t = CreateTopicsRequest.CreatableTopic()
         t.name = topic
         t.numPartitions = Int32(partitions)
-        t.replicationFactor = 1
+        t.replicationFactor = replicationFactor
         t.configs = configs.keys.sorted().map { .init(name: $0, value: configs[$0]) }
         request.topics = [t]
         request.timeoutMs = 30_000

@@ -127,6 +127,9 @@ public struct ProducerMetrics: Sendable, Equatable {
     /// Batches reported failed, by Kafka error code.
     public var errorsByCode: [Int16: UInt64] = [:]
     public var metadataRefreshes: UInt64 = 0
+    /// Connections to a leader that failed (closed, refused, or a request unanswered for
+    /// `request.timeout.ms`); their requests were retried.
+    public var connectionFailures: UInt64 = 0
     /// Request written → response read, over answered requests.
     public var requestLatencyTotalNanos: UInt64 = 0
     public var requestLatencyMaxNanos: UInt64 = 0
@@ -144,6 +147,7 @@ public struct ProducerMetrics: Sendable, Equatable {
         retries += o.retries
         errorsByCode.merge(o.errorsByCode, uniquingKeysWith: +)
         metadataRefreshes += o.metadataRefreshes
+        connectionFailures += o.connectionFailures
         requestLatencyTotalNanos += o.requestLatencyTotalNanos
         requestLatencyMaxNanos = max(requestLatencyMaxNanos, o.requestLatencyMaxNanos)
         answeredRequests += o.answeredRequests
@@ -169,20 +173,27 @@ public struct ProducerMetrics: Sendable, Equatable {
             ("request-latency-max (ms)", f(Double(requestLatencyMaxNanos) / 1e6)),
             ("requests-in-flight-max", String(maxInFlight)),
             ("metadata-refresh-total", String(metadataRefreshes)),
+            ("connection-failure-total", String(connectionFailures)),
         ]
         for (code, n) in errorsByCode.sorted(by: { $0.key < $1.key }) { out.append(("errors-with-code-\(code) (batches)", String(n))) }
         return out
     }
 }
 
-/// A fast Kafka producer for one topic on one broker.
+/// A fast Kafka producer for one topic, sending each partition's batches to its leader.
 ///
 /// Records are written straight into one `RecordBatchBuilder` per partition (nothing is
 /// allocated per record); a full batch, or one older than `linger.ms`, becomes a ProduceRequest
-/// written by hand around the batch bytes (no copy) and sent on the caller's thread with up to
-/// `max.in.flight.requests.per.connection` requests pipelined; responses are matched by
-/// correlation id and reported to `onAck` once per batch. Timestamps: one wall-clock and one
-/// monotonic reading per batch, and a monotonic reading every 256 records for linger.
+/// written by hand around the batch bytes (no copy) and sent on the caller's thread to the
+/// partition's leader, with up to `max.in.flight.requests.per.connection` requests pipelined on
+/// each leader's connection; responses are matched by connection and correlation id and reported
+/// to `onAck` once per batch. Timestamps: one wall-clock and one monotonic reading per batch, and
+/// a monotonic reading every 256 records for linger.
+///
+/// In a cluster, a leader that moves (NOT_LEADER_OR_FOLLOWER…), whose connection fails, or that
+/// leaves a request unanswered for `request.timeout.ms` (a stopped broker) sends its batches back
+/// to be retried after a metadata refresh, as Kafka's clients do; metadata comes from any broker
+/// that answers. Only when no known broker answers does the producer throw.
 ///
 /// Not thread-safe: one thread calls `send`, `poll`, `flush` and receives `onAck` on that thread.
 /// Run one producer per thread for more.
@@ -198,28 +209,36 @@ public final class Producer {
     /// Called on the producer's thread once per batch.
     public var onAck: (ProduceAck) -> Void = { _ in }
 
-    let connection: KafkaConnection
-    /// A second connection for metadata refreshes, so that they never wait behind pipelined
-    /// produce requests (opened on the first refresh).
-    var metadataConnection: KafkaConnection?
+    /// For metadata (and the caller's admin calls): never carries produce requests, so a
+    /// refresh does not wait behind them. Replaced by one to another broker if it fails.
+    var connection: KafkaConnection
     var metadataFetchedNanos: UInt64
     var metadataStale = false
+    /// The brokers produce requests go to (leaders met so far), each with its connection.
+    var links: [Link] = []
+    /// Per partition, its leader's index in `links` (-1: no leader known).
+    var leaderLink: [Int] = []
+    /// Per partition, its batches in the retry queue: new batches of the partition wait for
+    /// them, so that a failover does not reorder it.
+    var retryPending: [Int] = []
     var builders: UnsafeMutablePointer<RecordBatchBuilder>
     var batchInfo: UnsafeMutablePointer<BatchInfo>
     /// With idempotence, the next sequence number per partition.
     var nextSequence: [Int32]
     /// Builders holding sent batches until they are acknowledged (a retry sends the same
-    /// bytes): one per request that may be in flight, plus one. A sent batch's builder is
-    /// swapped with a free one here, so nothing is copied.
+    /// bytes): max.in.flight per broker, plus one. A sent batch's builder is swapped with a
+    /// free one here, so nothing is copied.
     let slots: UnsafeMutablePointer<RecordBatchBuilder>
+    let slotCount: Int
     var freeSlots: [Int]
-    /// Failed batches waiting for their retry time, in the order they were first sent.
+    /// Batches waiting for their retry time (or a leader), in the order they were first sent.
     var retryQueue: [InFlight] = []
     var current = 0
     var random = SplitMix64(seed: UInt64(truncatingIfNeeded: Sys.monotonicNs()))
     var sinceClock = 0
     var prefix = WireWriter(capacity: 512)
     var inFlight: [InFlight] = []
+    var pollFds: [pollfd] = []
     let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 3)
     let suffixBytes = UnsafeMutableRawPointer.allocate(byteCount: 4, alignment: 4)
     let prefixCapacity = 4096
@@ -229,6 +248,15 @@ public final class Producer {
     struct BatchInfo {
         var createdNanos: UInt64 = 0
         var userTime: UInt64 = 0
+    }
+
+    /// A broker as Metadata names it, and the connection produce requests to it use (opened
+    /// when first needed, dropped when it fails).
+    struct Link {
+        var nodeId: Int32
+        var address: String
+        var connection: KafkaConnection?
+        var inFlight = 0
     }
 
     struct InFlight {
@@ -242,6 +270,8 @@ public final class Producer {
         var slot: Int
         var batch: UnsafeRawBufferPointer
         var attempts: Int
+        /// The link it was written to.
+        var link = -1
         /// When a queued retry may be sent.
         var dueNanos: UInt64 = 0
     }
@@ -256,19 +286,20 @@ public final class Producer {
                                             .kafkaStorageError].map(\.rawValue))
     /// Of those, the ones that say the partition's leader may have moved: refresh metadata.
     static let staleMetadata: Set<Int16> = Set([ErrorCode.unknownTopicOrPartition, .leaderNotAvailable, .notLeaderOrFollower,
-                                                .kafkaStorageError].map(\.rawValue))
+                                                .networkException, .kafkaStorageError].map(\.rawValue))
 
-    /// Connects, agrees versions (Produce v3+) and reads the topic's partitions (creating the
-    /// topic if the broker auto-creates topics).
+    /// Connects, agrees versions (Produce v3+), reads the topic's partitions and their leaders
+    /// (creating the topic if the broker auto-creates topics) and connects to each leader.
     public init(config: ProducerConfig, topic: String) throws(ClientError) {
         self.config = config
         self.topic = topic
         if config.enableIdempotence && (config.acks != -1 || config.maxInFlight > 5) {
             throw ClientError("enable.idempotence=true needs acks=all and max.in.flight.requests.per.connection <= 5")
         }
-        connection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId)
+        connection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId, timeoutMs: Int(config.requestTimeoutMs))
         produceVersion = try connection.version(of: ProduceRequest.self, supported: 3...11)
-        partitionCount = try connection.partitions(of: topic).partitions.count
+        let (metadata, brokers) = try connection.metadata(of: topic)
+        partitionCount = metadata.partitions.count
         metadataFetchedNanos = Sys.monotonicNs()
         if config.enableIdempotence {
             let version = try connection.version(of: InitProducerIdRequest.self, supported: 0...4)
@@ -289,19 +320,24 @@ public final class Producer {
             (batchInfo + p).initialize(to: BatchInfo())
         }
         nextSequence = [Int32](repeating: 0, count: partitionCount)
-        let slotCount = config.acks == 0 ? 0 : config.maxInFlight + 1
+        slotCount = config.acks == 0 ? 0 : config.maxInFlight * max(brokers.count, 1) + 1
         slots = .allocate(capacity: max(slotCount, 1))
         for i in 0..<slotCount { (slots + i).initialize(to: RecordBatchBuilder(capacity: config.batchSize)) }
         freeSlots = Array((0..<slotCount).reversed())
         current = Int(random.next() % UInt64(partitionCount))
-        inFlight.reserveCapacity(config.maxInFlight + 1)
+        inFlight.reserveCapacity(slotCount + 1)
         suffixBytes.initializeMemory(as: UInt8.self, repeating: 0, count: 4)  // empty tagged-field sections
+        leaderLink = [Int](repeating: -1, count: partitionCount)
+        retryPending = [Int](repeating: 0, count: partitionCount)
+        apply(metadata, brokers)
+        for l in links.indices { links[l].connection = try KafkaConnection(bootstrap: links[l].address, clientId: config.clientId,
+                                                                           timeoutMs: Int(config.requestTimeoutMs)) }
     }
 
     deinit {
         builders.deinitialize(count: partitionCount)
         builders.deallocate()
-        slots.deinitialize(count: config.acks == 0 ? 0 : config.maxInFlight + 1)
+        slots.deinitialize(count: slotCount)
         slots.deallocate()
         batchInfo.deallocate()
         iov.deallocate()
@@ -358,8 +394,8 @@ public final class Producer {
     public func poll() throws(ClientError) {
         while try readResponse(wait: false) {}
         let now = Sys.monotonicNs()
-        if !retryQueue.isEmpty { try sendDueRetries(now: now) }
         if metadataStale || now &- metadataFetchedNanos >= UInt64(config.metadataMaxAgeMs) * 1_000_000 { try refreshMetadata() }
+        if !retryQueue.isEmpty { try sendDueRetries(now: now) }
         let linger = UInt64(config.lingerMs) * 1_000_000
         for p in 0..<partitionCount where !builders[p].isEmpty && now &- batchInfo[p].createdNanos >= linger {
             try sendBatch(p)
@@ -370,17 +406,22 @@ public final class Producer {
     /// Sends every open batch and waits until every batch is acknowledged or has failed.
     public func flush() throws(ClientError) {
         for p in 0..<partitionCount where !builders[p].isEmpty { try sendBatch(p) }
-        while !inFlight.isEmpty || !retryQueue.isEmpty {
-            if inFlight.isEmpty {
-                try waitForRetry()
-            } else {
-                _ = try readResponse(wait: true)
-            }
-        }
+        while !inFlight.isEmpty || !retryQueue.isEmpty { try waitForProgress() }
+    }
+
+    /// Sends what retries are due, then waits for a response, a failed connection or the next
+    /// retry's time.
+    func waitForProgress() throws(ClientError) {
+        if metadataStale { try refreshMetadata() }
+        if !retryQueue.isEmpty { try sendDueRetries(now: Sys.monotonicNs()) }
+        if inFlight.isEmpty { try waitForRetry() } else { _ = try readResponse(wait: true) }
     }
 
     /// Requests sent and not yet answered.
     public var inFlightCount: Int { inFlight.count }
+
+    /// The metadata connection, for admin and list-offsets calls (never carries produce requests).
+    public var kafkaConnection: KafkaConnection { connection }
 
     /// Sleeps until the first queued retry is due and sends what is due.
     func waitForRetry() throws(ClientError) {
@@ -391,11 +432,17 @@ public final class Producer {
         try sendDueRetries(now: Sys.monotonicNs())
     }
 
+    /// Whether a new batch of partition `p` (or, `retry`, a queued one) must wait: no free slot
+    /// or the partition has retries queued (new batches only), or its leader's connection
+    /// already has max.in.flight requests.
+    func mustWait(_ p: Int, retry: Bool = false) -> Bool {
+        if !retry && ((config.acks != 0 && freeSlots.isEmpty) || retryPending[p] > 0) { return true }
+        let l = leaderLink[p]
+        return l >= 0 && links[l].inFlight >= config.maxInFlight
+    }
+
     func sendBatch(_ p: Int) throws(ClientError) {
-        // Batches held (in flight or waiting to be retried) never exceed max.in.flight.
-        while inFlight.count + retryQueue.count >= config.maxInFlight {
-            if inFlight.isEmpty { try waitForRetry() } else { _ = try readResponse(wait: true) }
-        }
+        while mustWait(p) { try waitForProgress() }
         let batch: UnsafeRawBufferPointer
         let uncompressed = builders[p].sizeInBytes
         if config.enableIdempotence {
@@ -429,18 +476,66 @@ public final class Producer {
             request.slot = freeSlots.removeLast()
             swap(&builders[p], &slots[request.slot])
         }
-        try write(&request)
+        let sent = dispatch(&request)
         builders[p].reset(baseTimestamp: 0)
         if config.acks == 0 {
-            onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: 0,
+            onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: sent ? 0 : ErrorCode.networkException.rawValue,
                              createdNanos: info.createdNanos, sentNanos: request.sentNanos, ackNanos: request.sentNanos, userTime: info.userTime))
         }
     }
 
+    /// Writes the request to its partition's leader; false if there is none to write to (no
+    /// leader known, or its connection cannot be opened or fails), the request then waits in
+    /// the retry queue (acks≠0) and the metadata is looked up again.
+    func dispatch(_ request: inout InFlight) -> Bool {
+        let l = leaderLink[Int(request.partition)]
+        if l >= 0, let c = link(l) {
+            do {
+                try write(&request, on: c)
+                if config.acks != 0 {
+                    request.link = l
+                    links[l].inFlight += 1
+                    inFlight.append(request)
+                    metrics.maxInFlight = max(metrics.maxInFlight, inFlight.count)
+                }
+                return true
+            } catch {
+                fail(link: l)
+            }
+        }
+        metadataStale = true
+        if config.acks != 0 { finish(request, errorCode: ErrorCode.networkException.rawValue, baseOffset: -1, at: Sys.monotonicNs()) }
+        return false
+    }
+
+    /// Link `l`'s connection, opened if it has none (nil if it cannot be).
+    func link(_ l: Int) -> KafkaConnection? {
+        if let c = links[l].connection { return c }
+        guard let c = try? KafkaConnection(bootstrap: links[l].address, clientId: config.clientId, timeoutMs: Int(config.requestTimeoutMs)) else {
+            metrics.connectionFailures += 1
+            return nil
+        }
+        links[l].connection = c
+        return c
+    }
+
+    /// Drops link `l`'s connection; its unanswered requests fail with NETWORK_EXCEPTION (and so
+    /// are retried, within retries and delivery.timeout.ms, once the metadata is looked up again).
+    func fail(link l: Int) {
+        links[l].connection = nil
+        links[l].inFlight = 0
+        metrics.connectionFailures += 1
+        metadataStale = true
+        let now = Sys.monotonicNs()
+        let lost = inFlight.filter { $0.link == l }
+        inFlight.removeAll { $0.link == l }
+        for request in lost { finish(request, errorCode: ErrorCode.networkException.rawValue, baseOffset: -1, at: now) }
+    }
+
     /// Frames and writes a ProduceRequest around `request.batch` with a new correlation id.
-    func write(_ request: inout InFlight) throws(ClientError) {
-        let correlationId = connection.nextCorrelationId
-        connection.nextCorrelationId = correlationId == Int32.max ? 1 : correlationId + 1
+    func write(_ request: inout InFlight, on c: KafkaConnection) throws(ClientError) {
+        let correlationId = c.nextCorrelationId
+        c.nextCorrelationId = correlationId == Int32.max ? 1 : correlationId + 1
         ProduceRequestEncoder.writePrefix(
             into: &prefix, version: produceVersion, correlationId: correlationId, clientId: config.clientId,
             acks: config.acks, timeoutMs: config.requestTimeoutMs, topic: topic, partition: request.partition,
@@ -451,49 +546,89 @@ public final class Producer {
         iov[0] = iovec(iov_base: prefixBytes, iov_len: prefix.count)
         iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: request.batch.baseAddress), iov_len: request.batch.count)
         iov[2] = iovec(iov_base: suffixBytes, iov_len: suffix)
-        do { try connection.transport.writeAll(iov, count: suffix > 0 ? 3 : 2) } catch { throw ClientError(error) }
+        do { try c.transport.writeAll(iov, count: suffix > 0 ? 3 : 2) } catch { throw ClientError(error) }
         request.correlationId = correlationId
         request.sentNanos = Sys.monotonicNs()
         metrics.requests += 1
-        if config.acks != 0 {
-            inFlight.append(request)
-            metrics.maxInFlight = max(metrics.maxInFlight, inFlight.count)
-        }
     }
 
     /// Sends the queued retries that are due, oldest first, as far as max.in.flight allows.
     func sendDueRetries(now: UInt64) throws(ClientError) {
-        while let first = retryQueue.first, first.dueNanos <= now, inFlight.count < config.maxInFlight {
+        var waiting = retryQueue.count
+        while waiting > 0, let first = retryQueue.first, first.dueNanos <= now,
+              leaderLink[Int(first.partition)] < 0 || !mustWait(Int(first.partition), retry: true) {
+            waiting -= 1
             var request = retryQueue.removeFirst()
+            retryPending[Int(request.partition)] -= 1
             request.attempts += 1
             metrics.retries += 1
-            try write(&request)
+            _ = dispatch(&request)
         }
     }
 
-    /// Looks the topic up again on the metadata connection; more partitions than before get
-    /// builders of their own (Kafka never takes partitions away).
+    /// Looks the topic up again, on the metadata connection or, if that fails, on any other
+    /// broker known; more partitions than before get builders of their own (Kafka never takes
+    /// partitions away).
     func refreshMetadata() throws(ClientError) {
-        if metadataConnection == nil { metadataConnection = try KafkaConnection(bootstrap: config.bootstrap, clientId: config.clientId) }
-        let count = try metadataConnection!.partitions(of: topic).partitions.count
+        var answer = try? connection.metadata(of: topic, wait: false)
+        if answer == nil {
+            let known = config.bootstrap.split(separator: ",").map(String.init) + links.map(\.address)
+            for address in known {
+                guard let c = try? KafkaConnection(bootstrap: address, clientId: config.clientId, timeoutMs: Int(config.requestTimeoutMs)),
+                      let a = try? c.metadata(of: topic, wait: false) else { continue }
+                connection = c
+                answer = a
+                break
+            }
+        }
+        guard let (metadata, brokers) = answer else {
+            throw ClientError("metadata for \(topic): no broker answers (bootstrap \(config.bootstrap), leaders \(links.map(\.address)))")
+        }
         metrics.metadataRefreshes += 1
         metadataFetchedNanos = Sys.monotonicNs()
         metadataStale = false
-        guard count > partitionCount else { return }
-        let grown = UnsafeMutablePointer<RecordBatchBuilder>.allocate(capacity: count)
-        grown.moveInitialize(from: builders, count: partitionCount)
-        let info = UnsafeMutablePointer<BatchInfo>.allocate(capacity: count)
-        info.moveInitialize(from: batchInfo, count: partitionCount)
-        for p in partitionCount..<count {
-            (grown + p).initialize(to: RecordBatchBuilder(capacity: config.batchSize))
-            (info + p).initialize(to: BatchInfo())
+        let count = metadata.partitions.count
+        if count > partitionCount {
+            let grown = UnsafeMutablePointer<RecordBatchBuilder>.allocate(capacity: count)
+            grown.moveInitialize(from: builders, count: partitionCount)
+            let info = UnsafeMutablePointer<BatchInfo>.allocate(capacity: count)
+            info.moveInitialize(from: batchInfo, count: partitionCount)
+            for p in partitionCount..<count {
+                (grown + p).initialize(to: RecordBatchBuilder(capacity: config.batchSize))
+                (info + p).initialize(to: BatchInfo())
+            }
+            builders.deallocate()
+            batchInfo.deallocate()
+            builders = grown
+            batchInfo = info
+            nextSequence += [Int32](repeating: 0, count: count - partitionCount)
+            leaderLink += [Int](repeating: -1, count: count - partitionCount)
+            retryPending += [Int](repeating: 0, count: count - partitionCount)
+            partitionCount = count
         }
-        builders.deallocate()
-        batchInfo.deallocate()
-        builders = grown
-        batchInfo = info
-        nextSequence += [Int32](repeating: 0, count: count - partitionCount)
-        partitionCount = count
+        apply(metadata, brokers)
+    }
+
+    /// Points each partition at its leader's link (added for a broker not met before; a broker
+    /// whose address changed gets a new connection). A partition without a leader gets -1.
+    func apply(_ metadata: MetadataResponse.MetadataResponseTopic, _ brokers: [MetadataResponse.MetadataResponseBroker]) {
+        for p in metadata.partitions where p.partitionIndex >= 0 && Int(p.partitionIndex) < partitionCount {
+            guard p.errorCode == 0, p.leaderId >= 0, let b = brokers.first(where: { $0.nodeId == p.leaderId }) else {
+                leaderLink[Int(p.partitionIndex)] = -1
+                continue
+            }
+            let address = "\(b.host):\(b.port)"
+            if let l = links.firstIndex(where: { $0.nodeId == b.nodeId }) {
+                if links[l].address != address {
+                    fail(link: l)
+                    links[l].address = address
+                }
+                leaderLink[Int(p.partitionIndex)] = l
+            } else {
+                links.append(Link(nodeId: b.nodeId, address: address))
+                leaderLink[Int(p.partitionIndex)] = links.count - 1
+            }
+        }
     }
 
     /// Writes `now` (big-endian) into the first 8 bytes of the first record's value of an
@@ -504,19 +639,77 @@ public final class Producer {
         UnsafeMutableRawPointer(mutating: address).storeBytes(of: now.bigEndian, as: UInt64.self)
     }
 
-    /// Handles one response if one is (or, with `wait`, becomes) available.
+    /// Handles one response if one is (or, with `wait`, becomes) available; with `wait`, also
+    /// returns when a connection failed or timed out (its requests went to the retry queue).
     func readResponse(wait: Bool) throws(ClientError) -> Bool {
+        var waited = false
         while true {
-            if let frame = try connection.reader.nextFrame() {
-                try handle(frame)
-                return true
+            for l in links.indices where links[l].inFlight > 0 {
+                let frame: UnsafeRawBufferPointer?
+                do { frame = try links[l].connection!.reader.nextFrame() } catch {
+                    fail(link: l)
+                    return true
+                }
+                if let frame {
+                    try handle(frame, link: l)
+                    return true
+                }
             }
-            if inFlight.isEmpty && !wait { return false }
-            if try connection.reader.fill(from: connection.transport, wait: wait) == 0 { return false }
+            if inFlight.isEmpty || waited { return false }
+            if !wait {
+                var read = false
+                for l in links.indices where links[l].inFlight > 0 {
+                    let c = links[l].connection!
+                    do { read = try c.reader.fill(from: c.transport, wait: false) > 0 || read } catch {
+                        fail(link: l)
+                        return true
+                    }
+                }
+                if !read { return false }
+                continue
+            }
+            if try awaitResponses() { return true }
+            // Whatever arrived is read above; then back to the caller, which may have retries due.
+            waited = true
         }
     }
 
-    func handle(_ frame: UnsafeRawBufferPointer) throws(ClientError) {
+    /// Waits until a connection with requests in flight has bytes to read (and reads them), or
+    /// until its oldest request has waited `request.timeout.ms` (the connection then fails).
+    /// True if a connection failed.
+    func awaitResponses() throws(ClientError) -> Bool {
+        let now = Sys.monotonicNs()
+        let timeout = UInt64(config.requestTimeoutMs) * 1_000_000
+        var oldest = [UInt64](repeating: .max, count: links.count)
+        for r in inFlight { oldest[r.link] = min(oldest[r.link], r.sentNanos) }
+        pollFds.removeAll(keepingCapacity: true)
+        var owners: [Int] = []
+        var firstDeadline = UInt64.max
+        for l in links.indices where links[l].inFlight > 0 {
+            if now &- oldest[l] >= timeout {
+                fail(link: l)
+                return true
+            }
+            firstDeadline = min(firstDeadline, oldest[l] + timeout)
+            pollFds.append(pollfd(fd: links[l].connection!.transport.fd, events: Int16(POLLIN), revents: 0))
+            owners.append(l)
+        }
+        if let due = retryQueue.first?.dueNanos { firstDeadline = min(firstDeadline, max(due, now)) }
+        let waitMs = Int32(min((firstDeadline - now) / 1_000_000 + 1, 1000))
+        let n = Glibc.poll(&pollFds, nfds_t(pollFds.count), waitMs)
+        if n < 0 && errno != EINTR { throw ClientError("poll: errno \(errno)") }
+        guard n > 0 else { return false }
+        for (i, l) in owners.enumerated() where pollFds[i].revents != 0 {
+            let c = links[l].connection!
+            do { _ = try c.reader.fill(from: c.transport, wait: false) } catch {
+                fail(link: l)
+                return true
+            }
+        }
+        return false
+    }
+
+    func handle(_ frame: UnsafeRawBufferPointer, link l: Int) throws(ClientError) {
         let ack = Sys.monotonicNs()
         var r = WireReader(frame)
         let response: ProduceResponse
@@ -527,26 +720,35 @@ public final class Producer {
         } catch {
             throw ClientError("decoding a ProduceResponse v\(produceVersion): \(error)")
         }
-        guard let index = inFlight.firstIndex(where: { $0.correlationId == correlationId }) else {
-            throw ClientError("ProduceResponse with unknown correlation id \(correlationId)")
+        guard let index = inFlight.firstIndex(where: { $0.link == l && $0.correlationId == correlationId }) else {
+            throw ClientError("ProduceResponse with unknown correlation id \(correlationId) from \(links[l].address)")
         }
-        var request = inFlight.remove(at: index)
+        let request = inFlight.remove(at: index)
+        links[l].inFlight -= 1
         metrics.answeredRequests += 1
         metrics.requestLatencyTotalNanos &+= ack &- request.sentNanos
         metrics.requestLatencyMaxNanos = max(metrics.requestLatencyMaxNanos, ack &- request.sentNanos)
-        var result = ProduceAck(partition: request.partition, baseOffset: -1, recordCount: request.recordCount, errorCode: -1,
-                                createdNanos: request.createdNanos, sentNanos: request.sentNanos, ackNanos: ack, userTime: request.userTime)
+        var code: Int16 = -1
+        var baseOffset: Int64 = -1
         if let p = response.responses.first(where: { $0.name == topic })?.partitionResponses.first(where: { $0.index == request.partition }) {
-            result.errorCode = p.errorCode
-            result.baseOffset = p.errorCode == 0 ? p.baseOffset : -1
+            code = p.errorCode
+            baseOffset = p.errorCode == 0 ? p.baseOffset : -1
         }
-        let code = result.errorCode
+        finish(request, errorCode: code, baseOffset: baseOffset, at: ack)
+    }
+
+    /// A request's outcome: acknowledged, queued for a retry (a retriable error within retries
+    /// and delivery.timeout.ms), or reported failed.
+    func finish(_ request: InFlight, errorCode code: Int16, baseOffset: Int64, at ack: UInt64) {
         if code != 0 && (Self.retriable.contains(code) || (code == ErrorCode.outOfOrderSequenceNumber.rawValue && config.enableIdempotence))
             && request.attempts <= config.retries
             && ack &- request.createdNanos < UInt64(config.deliveryTimeoutMs) * 1_000_000 {
             if Self.staleMetadata.contains(code) { metadataStale = true }
-            request.dueNanos = ack + UInt64(config.retryBackoffMs) * 1_000_000
-            retryQueue.append(request)
+            var retry = request
+            retry.link = -1
+            retry.dueNanos = ack + UInt64(max(config.retryBackoffMs, 1)) * 1_000_000
+            retryQueue.append(retry)
+            retryPending[Int(request.partition)] += 1
             return
         }
         if code != 0 { metrics.errorsByCode[code, default: 0] += 1 }
@@ -554,9 +756,7 @@ public final class Producer {
             slots[request.slot].reset(baseTimestamp: 0)
             freeSlots.append(request.slot)
         }
-        onAck(result)
+        onAck(ProduceAck(partition: request.partition, baseOffset: baseOffset, recordCount: request.recordCount, errorCode: code,
+                         createdNanos: request.createdNanos, sentNanos: request.sentNanos, ackNanos: ack, userTime: request.userTime))
     }
-
-    /// The connection, for metadata and list-offsets calls once nothing is in flight.
-    public var kafkaConnection: KafkaConnection { connection }
 }

@@ -7,8 +7,10 @@ import Glibc
 public final class ClientSocket {
     public let fd: Int32
 
-    /// Connects to `host:port` (an IPv4 literal or `localhost`).
-    public init(host: String, port: UInt16) throws(SystemError) {
+    /// Connects to `host:port` (an IPv4 literal or `localhost`). With `timeoutMs` > 0 a blocking
+    /// read or write that makes no progress for that long fails (ETIMEDOUT): a broker that is
+    /// stopped (SIGSTOP) or wedged must not hang its client forever.
+    public init(host: String, port: UInt16, timeoutMs: Int = 0) throws(SystemError) {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
@@ -30,6 +32,11 @@ public final class ClientSocket {
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var bufferSize: Int32 = 4 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufferSize, socklen_t(MemoryLayout<Int32>.size))
+        if timeoutMs > 0 {
+            var limit = timeval(tv_sec: timeoutMs / 1000, tv_usec: (timeoutMs % 1000) * 1000)
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
+        }
         self.fd = fd
     }
 
@@ -45,6 +52,7 @@ public final class ClientSocket {
             let n = sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
             if n < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { throw SystemError("sendmsg", errno: ETIMEDOUT, "the broker took nothing for the socket's timeout") }
                 throw SystemError("sendmsg", errno: errno)
             }
             var left = n
@@ -71,7 +79,11 @@ public final class ClientSocket {
             if n > 0 { return n }
             if n == 0 { throw SystemError("recv", errno: ECONNRESET, "connection closed by the broker") }
             if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                // Blocking, EAGAIN means the socket's receive timeout passed.
+                if wait { throw SystemError("recv", errno: ETIMEDOUT, "no answer within the socket's timeout") }
+                return 0
+            }
             throw SystemError("recv", errno: errno)
         }
     }
