@@ -216,11 +216,11 @@ public enum ProducePerf {
     static func progressLine(records: UInt64, seconds: Double, recordSize: Int, histogram: Histogram<UInt64>, errors: UInt64) -> String {
         let rate = Double(records) / seconds
         func ms(_ p: Double) -> String { String(format: "%.2f", Double(histogram.valueAtPercentile(p)) / 1e6) }
-        return String(
-            format: "%d records sent, %.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, p50 %@ / p99 %@ / p99.9 %@ ms, %d errors.",
-            records, rate, rate * Double(recordSize) / 1_048_576,
-            histogram.totalCount == 0 ? 0 : histogram.mean / 1e6, Double(histogram.max) / 1e6,
-            ms(50), ms(99), ms(99.9), errors)
+        // Interpolated, not %@ and %d: an empty interval (a failover) printed "(null)" and garbage there.
+        let head = String(format: "%.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency",
+                          rate, rate * Double(recordSize) / 1_048_576,
+                          histogram.totalCount == 0 ? 0.0 : histogram.mean / 1e6, Double(histogram.max) / 1e6)
+        return "\(records) records sent, \(head), p50 \(ms(50)) / p99 \(ms(99)) / p99.9 \(ms(99.9)) ms, \(errors) errors."
     }
 
     /// The final summary: totals, then both percentile distributions in milliseconds.

@@ -144,6 +144,9 @@ public struct BrokerStalls: Codable, Sendable, Equatable {
 public struct IntervalSummary: Codable, Sendable, Equatable {
     /// Seconds from the start of the run (warm-up included).
     public var startSeconds: Double
+    /// The interval's length (nil in bundles from before it was kept: the report interval, 1 s).
+    public var lengthSeconds: Double?
+    /// Records acknowledged in it.
     public var count: UInt64
     public var p50Ms: Double
     public var p99Ms: Double
@@ -151,11 +154,21 @@ public struct IntervalSummary: Codable, Sendable, Equatable {
 
     public init(_ interval: IntervalHistogram) {
         startSeconds = interval.startSeconds
+        lengthSeconds = interval.lengthSeconds
         count = interval.histogram.totalCount
         p50Ms = Double(interval.histogram.valueAtPercentile(50)) / 1e6
         p99Ms = Double(interval.histogram.valueAtPercentile(99)) / 1e6
         maxMs = Double(interval.histogram.max) / 1e6
     }
+}
+
+/// One thing a sweep did to its cluster during a run.
+public struct FaultEvent: Codable, Sendable, Equatable {
+    /// Seconds from the start of the run (warm-up included); for an undo, when it was done
+    /// (a restarted broker: when it accepted connections again).
+    public var atSeconds: Double
+    /// e.g. "kill broker 2 (leader of partition 0)", "broker 2 serving again".
+    public var event: String
 }
 
 /// One measured run: what `apus perf` prints at the end, as data.
@@ -181,6 +194,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// Produce latency (intended) per reporting interval, so that a periodic stall shows as
     /// spikes rather than averaged into a percentile (sweeps).
     public var overTime: [IntervalSummary]?
+    /// What the plan's faults did during the run (target: cluster), in time order.
+    public var faults: [FaultEvent]?
 
     public init(_ r: ProducePerfResult, targetRate: Double) {
         self.targetRate = targetRate

@@ -228,3 +228,65 @@ struct SweepExternalTests {
         #expect(report.contains("e2e p99 ms"))
     }
 }
+
+@Suite("apus sweep against a cluster it starts", .serialized)
+struct SweepClusterTests {
+    /// target: cluster starts etcd and three brokers, creates each run's topic with three
+    /// replicas, kills the leader of partition 0 during the run and starts it again: the
+    /// producer fails over (nothing reported failed, every record acknowledged), the faults are
+    /// in result.json and the report.
+    @Test func killsALeaderDuringARunAndTheProducerFailsOver() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd") else {
+            Issue.record("etcd is not installed (tools/setup installs etcd-server)")
+            return
+        }
+        let apus = try ApusServerProcess.binary("apus")
+        let root = NSTemporaryDirectory() + "apus-sweep-cluster-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let plan = """
+        name: cluster
+        target: cluster
+        cluster:
+          brokers: 3
+          replication.factor: 3
+        repeats: 1
+        settle: none
+        workload:
+          partitions: 2
+          duration: 14s
+          warmup: 1s
+          rate: 2k
+        client:
+          acks: all
+          enable.idempotence: true
+          linger.ms: 1
+          request.timeout.ms: 5000
+        topic:
+          min.insync.replicas: 2
+        faults:
+          - {at: 3s, kill: leader:0, for: 4s}
+        """
+        try plan.write(toFile: "\(root)/plan.yaml", atomically: true, encoding: .utf8)
+        let r = try run(apus, ["sweep", "\(root)/plan.yaml", "--out", "\(root)/bundle"], timeout: 240)
+        #expect(r.status == 0, "\(r.out)\n\(r.err)")
+        let bundle = try SweepBundle(directory: "\(root)/bundle")
+        let result = try #require(bundle.results.first)
+        #expect(result.brokerExitStatus == 0)
+        let run = try #require(result.repeats.first)
+        // 2,000 records/s for the 14 s measured: acknowledged, none failed, though a leader died.
+        #expect(run.produced.records > 27_000 && run.produced.records <= 28_100, "\(run.produced)")
+        #expect(run.produced.errors == 0)
+        let events = try #require(run.faults).map(\.event)
+        #expect(events.first?.hasPrefix("kill broker ") == true && events.first?.hasSuffix("(leader of partition 0)") == true, "\(events)")
+        #expect(events.contains { $0.hasSuffix("serving again") }, "\(events)")
+        // The failover shows: some batch waited at least until the lease ran out.
+        #expect(run.latency["produce.intended"]?.max ?? 0 > 1_000, "\(run.latency)")
+        #expect(run.producerMetrics?["connection-failure-total"].flatMap { Int($0) } ?? 0 > 0)
+        for n in 1...3 { #expect(FileManager.default.fileExists(atPath: "\(bundle.directory)/points/\(result.point.id)/broker-\(n).log")) }
+        let report = try String(contentsOfFile: "\(root)/bundle/report.md", encoding: .utf8)
+        #expect(report.contains("a fresh cluster per point (etcd and 3 `apus serve` brokers"))
+        #expect(report.contains("| 1 | 3.00 | kill broker "))
+        #expect(report.contains("acknowledged records per second"))
+    }
+}

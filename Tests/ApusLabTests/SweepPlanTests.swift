@@ -106,6 +106,21 @@ struct SweepPlanTests {
         ("name: x\naxes:\n  rate: [max, 150%]\n", "bad.yaml:3: axes.rate: expected max, records/s"),
         ("name: x\nmode: e2e\naxes:\n  record.size: [4, 100]\n", "bad.yaml: record.size: e2e needs records of at least 8 bytes"),
         ("name: x\nknee:\n  slo.ms: 5\naxes:\n  acks: [0, 1]\n", "bad.yaml: acks: acks=0 has no produce latency"),
+        // Clusters and faults.
+        ("name: x\nfaults:\n  - {at: 2s, kill: broker:1}\n", "bad.yaml:3: faults: faults need target: cluster"),
+        ("name: x\ncluster:\n  brokers: 3\ntarget: embedded\n", "bad.yaml:3: cluster: needs target: cluster"),
+        ("name: x\ntarget: cluster\ncluster:\n  brokers: 2\n  replication.factor: 3\n", "bad.yaml:4: cluster.replication.factor: 3 replicas need at least 3 brokers"),
+        ("name: x\ntarget: cluster\nmode: e2e\n", "bad.yaml: mode: e2e reads from one broker"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 2s, kill: broker:4}\n", "bad.yaml:4: faults: broker:4: the cluster has brokers 1...3"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 2s, kill: leader:4}\n", "bad.yaml:4: faults: leader:4: no such partition"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 9s, pause: etcd}\n", "bad.yaml:4: faults: at 9.0 s is after the run's end"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 2s, crash: etcd}\n", "bad.yaml:4: faults.crash: unknown key"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 2s, kill: etcd, stop: broker:1}\n", "bad.yaml:4: faults.stop: one action per fault"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {at: 2s, kill: someone}\n", "bad.yaml:4: faults.kill: expected broker:N, leader:P"),
+        ("name: x\ntarget: cluster\nfaults:\n  - {kill: etcd}\n", "bad.yaml:4: faults: a fault needs at"),
+        ("name: x\naxes:\n  replication.factor: [1, 3]\n", "bad.yaml:3: axes.replication.factor: needs target: cluster"),
+        ("name: x\ntarget: cluster\naxes:\n  replication.factor: [1, 4]\n", "bad.yaml:4: axes.replication.factor: 4 replicas need at least 4 brokers"),
+        ("name: x\nbroker:\n  node.id: 2\n", "bad.yaml:3: node.id: set by the sweep itself"),
     ])
     func badPlansNameLineAndKey(yaml: String, expected: String) {
         do {
@@ -116,8 +131,35 @@ struct SweepPlanTests {
         }
     }
 
+    @Test func aClusterPlanWithFaults() throws {
+        let plan = try SweepPlan(yaml: """
+            name: fo
+            target: cluster
+            cluster:
+              brokers: 3
+              replication.factor: 2
+            workload:
+              duration: 20s
+            topic:
+              min.insync.replicas: 2
+            faults:
+              - at: 12s
+                pause: etcd
+              - {at: 3s, kill: leader:1, for: 5s}
+            axes:
+              replication.factor: [1, 3]
+            """, path: "fo.yaml")
+        #expect(plan.target == .cluster(brokers: 3, replicationFactor: 2))
+        // In time order, whatever the file's order.
+        #expect(plan.faults == [FaultSpec(atSeconds: 3, action: .kill, target: .leader(partition: 1), forSeconds: 5),
+                                FaultSpec(atSeconds: 12, action: .pause, target: .etcd, forSeconds: nil)])
+        #expect(plan.topicConfigs == [.init(key: "min.insync.replicas", value: "2")])
+        #expect(plan.points.map(\.workload.replicationFactor) == [1, 3])
+        #expect(plan.points.allSatisfy { $0.broker.isEmpty })
+    }
+
     @Test func shippedPlansAreValid() throws {
-        for name in ["quick", "full"] {
+        for name in ["quick", "full", "failover"] {
             let path = "\(packageRoot())/tools/plans/\(name).yaml"
             let text = try String(contentsOfFile: path, encoding: .utf8)
             let plan = try SweepPlan(yaml: text, path: path)

@@ -26,6 +26,8 @@ struct SVGChart {
     var series: [Series] = []
     var markers: [Marker] = []
     var horizontalLines: [(y: Double, label: String)] = []
+    /// Events at an x (e.g. a fault during a run): dashed lines, labelled at the top.
+    var verticalLines: [(x: Double, label: String)] = []
     /// Custom tick labels for the x axis (value → text), e.g. for percentiles.
     var xTicks: [(value: Double, label: String)]?
     var width = 820.0
@@ -90,6 +92,7 @@ struct SVGChart {
         let width = self.width - 328 + left + right  // the plot keeps the width it had with a 250 px column
         let plotW = width - left - right, plotH = height - top - bottom
         let all = series.flatMap(\.points) + markers.map { (x: $0.x, y: $0.y) } + horizontalLines.map { (x: Double.nan, y: $0.y) }
+            + verticalLines.map { (x: $0.x, y: Double.nan) }
         let xs = all.map(\.x).filter { $0.isFinite && (!xLog || $0 > 0) }
         let ys = all.map(\.y).filter { $0.isFinite && (!yLog || $0 > 0) }
         var x0 = xs.min() ?? 0, x1 = xs.max() ?? 1
@@ -133,6 +136,11 @@ struct SVGChart {
             s += "<line x1=\"\(f(left))\" y1=\"\(f(sy(line.y)))\" x2=\"\(f(left + plotW))\" y2=\"\(f(sy(line.y)))\" stroke=\"#999\" stroke-dasharray=\"6 4\"/>\n"
             // The label sits in the legend column, level with its line, so it never covers a curve.
             s += "<text x=\"\(f(left + plotW + 6))\" y=\"\(f(sy(line.y) + 4))\" fill=\"#666\">\(Self.escape(line.label))</text>\n"
+        }
+        for (i, line) in verticalLines.enumerated() where line.x >= x0 && line.x <= x1 {
+            s += "<line x1=\"\(f(sx(line.x)))\" y1=\"\(f(top))\" x2=\"\(f(sx(line.x)))\" y2=\"\(f(top + plotH))\" stroke=\"#555\" stroke-dasharray=\"3 3\"/>\n"
+            // Labels step down so that events close together stay readable.
+            s += "<text x=\"\(f(sx(line.x) + 3))\" y=\"\(f(top + 12 + Double(i % 4) * 13))\" font-size=\"11\" fill=\"#333\">\(Self.escape(line.label))</text>\n"
         }
         func visible(_ p: (x: Double, y: Double)) -> Bool {
             p.x.isFinite && p.y.isFinite && (!xLog || p.x > 0) && (!yLog || p.y > 0)

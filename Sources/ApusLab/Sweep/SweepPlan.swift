@@ -24,6 +24,53 @@ public enum SweepTarget: Sendable, Equatable, Codable {
     case embedded
     /// An already running Kafka-compatible broker; broker knobs cannot be swept.
     case external(bootstrap: String)
+    /// A fresh cluster per point: etcd and `brokers` `apus serve` children on 127.0.0.1
+    /// (cluster.metadata), the point's broker knobs on each, its topics created with
+    /// `replicationFactor` replicas; the plan's faults happen during every run.
+    case cluster(brokers: Int, replicationFactor: Int)
+}
+
+/// `faults:` — something done to the cluster at a time in each run (kill, stop or pause a
+/// broker, the leader of a partition, or etcd), undone `forSeconds` later if given.
+public struct FaultSpec: Sendable, Codable, Equatable {
+    public enum Action: String, Sendable, Codable {
+        /// SIGKILL: a crash. Undone by starting it again.
+        case kill
+        /// SIGTERM: a controlled shutdown (a broker hands its leadership off first). Undone by starting it again.
+        case stop
+        /// SIGSTOP: a process that stops answering but keeps its sockets. Undone by SIGCONT.
+        case pause
+    }
+
+    public enum Target: Sendable, Codable, Equatable, CustomStringConvertible {
+        /// Broker `node.id` N (1...brokers).
+        case broker(Int)
+        /// Whichever broker leads this partition of the run's topic at that moment.
+        case leader(partition: Int)
+        case etcd
+
+        public var description: String {
+            switch self {
+            case .broker(let n): "broker:\(n)"
+            case .leader(let p): "leader:\(p)"
+            case .etcd: "etcd"
+            }
+        }
+
+        static func parse(_ s: String) -> Target? {
+            if s == "etcd" { return .etcd }
+            if s.hasPrefix("broker:"), let n = Int(s.dropFirst(7)) { return .broker(n) }
+            if s.hasPrefix("leader:"), let p = Int(s.dropFirst(7)) { return .leader(partition: p) }
+            return nil
+        }
+    }
+
+    /// Seconds from the start of the run (warm-up included).
+    public var atSeconds: Double
+    public var action: Action
+    public var target: Target
+    /// Start (kill, stop) or resume (pause) it again this long after; nil: at the end of the run.
+    public var forSeconds: Double?
 }
 
 /// The load of one point, apart from client and broker knobs.
@@ -41,6 +88,8 @@ public struct SweepWorkload: Sendable, Equatable, Codable {
     public var rateOfMax: Double?
     public var payload = PayloadSpec.random
     public var keys = KeySpec.none
+    /// Replicas of each partition of the run's topics (target: cluster; nil: the cluster's).
+    public var replicationFactor: Int?
 }
 
 /// Knee search: the highest open-loop rate whose percentile stays under the SLO.
@@ -82,6 +131,8 @@ public struct SweepPlan: Sendable {
     public var client: [SweepPoint.Setting] = []
     public var broker: [SweepPoint.Setting] = []
     public var consumer: [SweepPoint.Setting] = []
+    /// `topic`: configurations given to CreateTopics for each run's topic (e.g. min.insync.replicas).
+    public var topicConfigs: [SweepPoint.Setting] = []
     public var axes: [(key: String, values: [String])] = []
     public var knee: KneeSpec?
     /// `settle`: before each run, `sync` and wait until the page cache's dirty and writeback
@@ -91,13 +142,17 @@ public struct SweepPlan: Sendable {
     /// own, not measured) before each run, after settling: the run then starts on the page
     /// cache a heavy run leaves behind. nil: none.
     public var preloadSeconds: Double?
+    /// `faults`, in time order (target: cluster only).
+    public var faults: [FaultSpec] = []
     /// The plan file's text, kept in the bundle.
     public var source: String
 
     public static let workloadKeys = ["record.size", "partitions", "producers", "rate"]
-    public static let clientKeys = ["acks", "batch.size", "linger.ms", "compression.type", "max.in.flight.requests.per.connection", "partitioner"]
+    public static let clientKeys = ["acks", "batch.size", "linger.ms", "compression.type", "max.in.flight.requests.per.connection", "partitioner",
+                                    "enable.idempotence", "request.timeout.ms", "delivery.timeout.ms", "retry.backoff.ms"]
     /// Broker keys a plan must not set: the sweep owns them.
-    static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable", "loop.stall.stats.file"]
+    static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable", "loop.stall.stats.file",
+                                     "cluster.metadata", "node.id"]
 
     /// Every combination of the axes' values, in order (the first axis varies slowest).
     public var points: [SweepPoint] {
@@ -116,6 +171,7 @@ public struct SweepPlan: Sendable {
                 case "partitions": workload.partitions = Int(s.value)!
                 case "producers": workload.producers = Int(s.value)!
                 case "rate": Self.setRate(s.value, in: &workload)
+                case "replication.factor": workload.replicationFactor = Int(s.value)!
                 case let k where Self.clientKeys.contains(k): client.removeAll { $0.key == k }; client.append(s)
                 default: broker.removeAll { $0.key == s.key }; broker.append(s)
                 }
@@ -152,6 +208,8 @@ public struct SweepPlan: Sendable {
             return out
         }
         var sawName = false
+        var sawCluster: Int?
+        var faultLines: [Int?] = []
         var axisNodes: [(key: String, node: Node)] = []
         for (key, keyNode, value) in try pairs(root, "plan") {
             switch key {
@@ -169,10 +227,57 @@ public struct SweepPlan: Sendable {
                 let t = try scalar(value, key)
                 if t == "embedded" {
                     target = .embedded
+                } else if t == "cluster" {
+                    if case .cluster = target {} else { target = .cluster(brokers: 3, replicationFactor: 3) }
                 } else if t.hasPrefix("bootstrap:"), t.count > 10 {
                     target = .external(bootstrap: String(t.dropFirst(10)))
                 } else {
-                    throw PlanError(path, line(value), key, "expected embedded or bootstrap:HOST:PORT")
+                    throw PlanError(path, line(value), key, "expected embedded, cluster or bootstrap:HOST:PORT")
+                }
+            case "cluster":
+                var brokers = 3, rf = 3
+                for (k, kn, v) in try pairs(value, key) {
+                    let s = try scalar(v, "cluster.\(k)")
+                    switch k {
+                    case "brokers":
+                        guard let n = Int(s), (1...9).contains(n) else { throw PlanError(path, line(v), "cluster.brokers", "expected an integer in 1...9") }
+                        brokers = n
+                    case "replication.factor":
+                        guard let n = Int(s), (1...9).contains(n) else { throw PlanError(path, line(v), "cluster.replication.factor", "expected an integer in 1...9") }
+                        rf = n
+                    default:
+                        throw PlanError(path, line(kn), "cluster.\(k)", "unknown key (known: brokers, replication.factor)")
+                    }
+                }
+                guard rf <= brokers else { throw PlanError(path, line(value), "cluster.replication.factor", "\(rf) replicas need at least \(rf) brokers") }
+                sawCluster = line(value) ?? 0
+                target = .cluster(brokers: brokers, replicationFactor: rf)
+            case "faults":
+                guard let seq = value.sequence else { throw PlanError(path, line(value), key, "expected a list, e.g. - {at: 5s, kill: leader:0, for: 10s}") }
+                for item in seq {
+                    var at: Double?, action: FaultSpec.Action?, target: FaultSpec.Target?, duration: Double?
+                    for (k, kn, v) in try pairs(item, "faults") {
+                        let s = try scalar(v, "faults.\(k)")
+                        switch k {
+                        case "at", "for":
+                            guard let seconds = Self.parseSeconds(s), seconds >= 0, seconds <= 86_400 else {
+                                throw PlanError(path, line(v), "faults.\(k)", "expected a duration such as 5s or 500ms, got '\(s)'")
+                            }
+                            if k == "at" { at = seconds } else { duration = seconds }
+                        case let name where FaultSpec.Action(rawValue: name) != nil:
+                            guard action == nil else { throw PlanError(path, line(kn), "faults.\(k)", "one action per fault (kill, stop or pause)") }
+                            guard let t = FaultSpec.Target.parse(s) else {
+                                throw PlanError(path, line(v), "faults.\(k)", "expected broker:N, leader:P (the leader of partition P) or etcd, got '\(s)'")
+                            }
+                            action = FaultSpec.Action(rawValue: name)
+                            target = t
+                        default:
+                            throw PlanError(path, line(kn), "faults.\(k)", "unknown key (known: at, kill, stop, pause, for)")
+                        }
+                    }
+                    guard let at, let action, let target else { throw PlanError(path, line(item), "faults", "a fault needs at and one of kill, stop or pause") }
+                    faults.append(FaultSpec(atSeconds: at, action: action, target: target, forSeconds: duration))
+                    faultLines.append(line(item))
                 }
             case "repeats":
                 guard let r = Int(try scalar(value, key)), (1...100).contains(r) else { throw PlanError(path, line(value), key, "expected an integer in 1...100") }
@@ -204,6 +309,13 @@ public struct SweepPlan: Sendable {
                     do { try c.set(k, s) } catch { throw PlanError(path, line(v), "consumer.\(k)", error.description) }
                     consumer.append(.init(key: k, value: s))
                 }
+            case "topic":
+                for (k, kn, v) in try pairs(value, key) {
+                    guard k.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" }) else {
+                        throw PlanError(path, line(kn), "topic.\(k)", "expected a topic configuration name such as min.insync.replicas")
+                    }
+                    topicConfigs.append(.init(key: k, value: try scalar(v, "topic.\(k)")))
+                }
             case "broker":
                 for (k, kn, v) in try pairs(value, key) {
                     let s = try scalar(v, "broker.\(k)")
@@ -217,7 +329,9 @@ public struct SweepPlan: Sendable {
                     var values: [String] = []
                     for item in seq {
                         let s = try scalar(item, "axes.\(k)")
-                        if Self.workloadKeys.contains(k) {
+                        if k == "replication.factor" {
+                            guard let n = Int(s), (1...9).contains(n) else { throw PlanError(path, line(item), "axes.\(k)", "expected an integer in 1...9") }
+                        } else if Self.workloadKeys.contains(k) {
                             var w = workload
                             try Self.applyWorkload("axes.\(k)", s, to: &w, path: path, line: line(item), key: k)
                         } else if Self.clientKeys.contains(k) {
@@ -256,17 +370,41 @@ public struct SweepPlan: Sendable {
                 }
                 knee = spec
             default:
-                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, repeats, settle, preload, workload, client, consumer, broker, axes, knee)")
+                throw PlanError(path, line(keyNode), key, "unknown key (known: name, description, mode, target, cluster, faults, repeats, settle, preload, workload, client, consumer, topic, broker, axes, knee)")
             }
         }
         guard sawName else { throw PlanError(path, nil, "name", "a plan needs a name (it names the result folder)") }
 
         // Combinations that cannot run.
-        let brokerAxes = axisNodes.filter { !Self.workloadKeys.contains($0.key) && !Self.clientKeys.contains($0.key) }
+        let brokerAxes = axisNodes.filter { !Self.workloadKeys.contains($0.key) && !Self.clientKeys.contains($0.key) && $0.key != "replication.factor" }
         if case .external = target {
             if let first = brokerAxes.first { throw PlanError(path, line(first.node), "axes.\(first.key)", "broker knobs cannot be swept on an external broker (target: bootstrap:…)") }
             if let first = broker.first { throw PlanError(path, nil, "broker.\(first.key)", "broker knobs need target: embedded") }
         }
+        if let rfAxis = axisNodes.first(where: { $0.key == "replication.factor" }) {
+            guard case .cluster(let brokers, _) = target else { throw PlanError(path, line(rfAxis.node), "axes.replication.factor", "needs target: cluster") }
+            if let big = axes.first(where: { $0.key == "replication.factor" })?.values.first(where: { Int($0)! > brokers }) {
+                throw PlanError(path, line(rfAxis.node), "axes.replication.factor", "\(big) replicas need at least \(big) brokers")
+            }
+        }
+        if case .cluster(let brokers, _) = target {
+            if mode == .e2e { throw PlanError(path, nil, "mode", "e2e reads from one broker; use mode: produce with target: cluster") }
+            for (fault, faultLine) in zip(faults, faultLines) {
+                if case .broker(let n) = fault.target, !(1...brokers).contains(n) {
+                    throw PlanError(path, faultLine, "faults", "broker:\(n): the cluster has brokers 1...\(brokers)")
+                }
+                if case .leader(let p) = fault.target, p < 0 || points.contains(where: { p >= $0.workload.partitions }) {
+                    throw PlanError(path, faultLine, "faults", "leader:\(p): no such partition in every point")
+                }
+                if fault.atSeconds >= workload.warmupSeconds + workload.durationSeconds {
+                    throw PlanError(path, faultLine, "faults", "at \(fault.atSeconds) s is after the run's end (warm-up + duration)")
+                }
+            }
+        } else {
+            if sawCluster != nil { throw PlanError(path, sawCluster, "cluster", "needs target: cluster") }
+            if !faults.isEmpty { throw PlanError(path, faultLines.first ?? nil, "faults", "faults need target: cluster (the sweep starts and breaks the brokers)") }
+        }
+        faults.sort { $0.atSeconds < $1.atSeconds }
         if knee != nil, let rateAxis = axisNodes.first(where: { $0.key == "rate" }) {
             throw PlanError(path, line(rateAxis.node), "axes.rate", "knee search chooses the rate itself; drop the rate axis or the knee section")
         }

@@ -93,6 +93,9 @@ public enum SweepReport {
         switch m.target {
         case .embedded: target = "a fresh embedded `apus serve` per point"
         case .external(let b): target = "the external broker at \(b)"
+        case .cluster(let n, let rf):
+            target = "a fresh cluster per point (etcd and \(n) `apus serve` brokers on 127.0.0.1, sharing this machine's CPUs; "
+                + "topics with \(rf) replica\(rf == 1 ? "" : "s") of each partition)"
         }
         md += "- Mode: \(m.mode.rawValue) against \(target); \(m.repeats) repeats per point of \(SVGChart.trim(w.durationSeconds)) s after "
         md += "\(SVGChart.trim(w.warmupSeconds)) s warm-up; \(w.recordSize)-byte records, \(w.partitions) partitions, \(w.producers) producer(s), "
@@ -278,14 +281,52 @@ public enum SweepReport {
             for (i, run) in r.result.repeats.enumerated() {
                 guard let intervals = run.overTime, !intervals.isEmpty else { continue }
                 let name = r.result.repeats.count > 1 ? " run \(i + 1)" : ""
-                chart.series.append(.init(name: "max" + name, points: intervals.map { ($0.startSeconds, $0.maxMs) }, dots: false, dashed: true))
-                chart.series.append(.init(name: "p99" + name, points: intervals.map { ($0.startSeconds, $0.p99Ms) }, dots: false))
-                chart.series.append(.init(name: "p50" + name, points: intervals.map { ($0.startSeconds, $0.p50Ms) }, dots: false))
+                let answered = intervals.filter { $0.count > 0 }
+                chart.series.append(.init(name: "max" + name, points: answered.map { ($0.startSeconds, $0.maxMs) }, dots: false, dashed: true))
+                chart.series.append(.init(name: "p99" + name, points: answered.map { ($0.startSeconds, $0.p99Ms) }, dots: false))
+                chart.series.append(.init(name: "p50" + name, points: answered.map { ($0.startSeconds, $0.p50Ms) }, dots: false))
             }
+            chart.verticalLines = faultLines(r.result)
             let file = "over-time-\(r.result.point.id).svg"
             try chart.render().write(toFile: "\(charts)/\(file)", atomically: true, encoding: .utf8)
             md += "![\(short(r.result.point)) over time](charts/\(file))\n"
+            if r.result.repeats.contains(where: { !($0.faults ?? []).isEmpty }) { md += try faults(r, charts: charts) }
         }
+        return md
+    }
+
+    /// The faults of a point's runs as dashed vertical lines (the same event in several runs once).
+    static func faultLines(_ result: PointResult) -> [(x: Double, label: String)] {
+        var lines: [(x: Double, label: String)] = []
+        for event in result.repeats.flatMap({ $0.faults ?? [] }) where !event.event.hasPrefix("after the run") {
+            let label = event.event.replacingOccurrences(of: "broker ", with: "b").components(separatedBy: " (").first ?? event.event
+            if !lines.contains(where: { $0.label == label && abs($0.x - event.atSeconds) < 1 }) { lines.append((event.atSeconds, label)) }
+        }
+        return lines
+    }
+
+    /// A point with faults: records acknowledged per interval (a failover is a gap, not only a
+    /// latency spike) and what was done when, per run.
+    static func faults(_ r: Row, charts: String) throws -> String {
+        var chart = SVGChart(title: "\(short(r.result.point)) \(label(r.result.point)): acknowledged records/s", xLabel: "seconds",
+                             yLabel: "records/s")
+        chart.height = 260
+        for (i, run) in r.result.repeats.enumerated() {
+            guard let intervals = run.overTime, !intervals.isEmpty else { continue }
+            let points = intervals.map { ($0.startSeconds, Double($0.count) / max($0.lengthSeconds ?? 1, 1e-3)) }
+            chart.series.append(.init(name: r.result.repeats.count > 1 ? "run \(i + 1)" : "records/s", points: points, dots: false))
+        }
+        chart.verticalLines = faultLines(r.result)
+        let file = "acked-\(r.result.point.id).svg"
+        try chart.render().write(toFile: "\(charts)/\(file)", atomically: true, encoding: .utf8)
+        var md = "![\(short(r.result.point)) acknowledged records per second](charts/\(file))\n\n"
+        md += "| run | s | fault |\n|---|---|---|\n"
+        for (i, run) in r.result.repeats.enumerated() {
+            for e in run.faults ?? [] { md += "| \(i + 1) | \(String(format: "%.2f", e.atSeconds)) | \(e.event) |\n" }
+        }
+        let failed = r.result.repeats.map(\.produced.errors)
+        md += "\nRecords reported failed to the producer, per run: \(failed.map(String.init).joined(separator: ", ")) "
+        md += "(after retries within the client's `delivery.timeout.ms`).\n\n"
         return md
     }
 

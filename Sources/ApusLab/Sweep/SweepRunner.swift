@@ -31,7 +31,8 @@ public final class SweepRunner: @unchecked Sendable {
     let plan: SweepPlan
     let options: Options
     let out: @Sendable (String) -> Void
-    private let current = Mutex<EmbeddedBroker?>(nil)
+    /// Kills what the current point started (for `abort`).
+    private let current = Mutex<(@Sendable () -> Void)?>(nil)
     /// The configuration keys the embedded broker's build knows.
     private lazy var brokerKeys = EmbeddedBroker.configKeys(options.apusBinary)
 
@@ -43,8 +44,8 @@ public final class SweepRunner: @unchecked Sendable {
 
     /// Kills the running embedded broker (for a signal handler: the sweep process is ending).
     public func abort() {
-        current.withLock { broker in
-            broker?.kill()
+        current.withLock { kill in
+            kill?()
         }
     }
 
@@ -133,26 +134,40 @@ public final class SweepRunner: @unchecked Sendable {
         try Sys.makeDirectories(pointDir)
         let started = Sys.monotonicNs()
         var broker: EmbeddedBroker?
+        var cluster: EmbeddedCluster?
+        var replicationFactor: Int16 = 1
         let bootstrap: String
         var brokerConfig: [SweepPoint.Setting]?
+        let dataDir = "\(options.dataRoot)/\(point.id)"
         switch plan.target {
         case .external(let address):
             bootstrap = address
         case .embedded:
             status("starting apus serve")
-            let b = try EmbeddedBroker(binary: options.apusBinary, dataDir: "\(options.dataRoot)/\(point.id)", settings: point.broker,
+            let b = try EmbeddedBroker(binary: options.apusBinary, dataDir: dataDir, settings: point.broker,
                                        partitions: point.workload.partitions, logPath: "\(pointDir)/broker.log", knownKeys: brokerKeys)
-            current.withLock { $0 = b }
+            current.withLock { $0 = { b.kill() } }
             broker = b
             bootstrap = b.bootstrap
-            brokerConfig = Self.effectiveBrokerConfig(point)
+        case .cluster(let count, let rf):
+            status("starting etcd and \(count) brokers")
+            let c = try EmbeddedCluster(binary: options.apusBinary, dataDir: dataDir, count: count, settings: point.broker,
+                                        partitions: point.workload.partitions, logDirectory: pointDir, knownKeys: brokerKeys)
+            current.withLock { $0 = { c.kill() } }
+            cluster = c
+            bootstrap = c.bootstrap
+            replicationFactor = Int16(point.workload.replicationFactor ?? rf)
+        }
+        if broker != nil || cluster != nil {
+            brokerConfig = effectiveBrokerConfig(point)
             try write(brokerConfig!, to: "\(pointDir)/broker-config.json")
         }
+        var exitStatus: Int32?
         defer {
-            if let broker {
-                broker.stop()
+            if broker != nil || cluster != nil {
+                if exitStatus == nil { _ = broker?.stop() ?? cluster?.stop() }
                 current.withLock { $0 = nil }
-                try? FileManager.default.removeItem(atPath: broker.dataDir)
+                try? FileManager.default.removeItem(atPath: dataDir)
             }
         }
         var pconfig = ProducerConfig(bootstrap: bootstrap)
@@ -163,15 +178,19 @@ public final class SweepRunner: @unchecked Sendable {
         for s in plan.consumer { try cconfig.set(s.key, s.value) }
 
         var runNumber = 0
+        let topicConfigs = Dictionary(plan.topicConfigs.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         func measure(rate: Double, label: String) throws -> RunRecord {
             runNumber += 1
             let topic = "sweep-\(runNumber)", preloadTopic = "preload-\(runNumber)"
-            try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: point.workload.partitions)
+            try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: point.workload.partitions, replicationFactor: replicationFactor,
+                                                                configs: topicConfigs)
             // On the sweep's own broker the run's topics go once it is measured: a preload leaves
             // ~1 GB a second, and kept for every repeat of a point that filled this machine's disk
             // (68 GB in one tail-plan point). An external broker keeps them.
             defer {
-                if broker != nil { try? KafkaAdmin(bootstrap: bootstrap).deleteTopics(plan.preloadSeconds == nil ? [topic] : [topic, preloadTopic]) }
+                if broker != nil || cluster != nil {
+                    try? KafkaAdmin(bootstrap: bootstrap).deleteTopics(plan.preloadSeconds == nil ? [topic] : [topic, preloadTopic])
+                }
             }
             status("\(label) at \(rate > 0 ? Self.rate(rate) + "/s" : "max rate")")
             let logPath = "\(pointDir)/run-\(runNumber).txt"
@@ -189,7 +208,8 @@ public final class SweepRunner: @unchecked Sendable {
             if let seconds = plan.preloadSeconds {
                 status("\(label): preloading at the maximum rate for \(Self.duration(seconds))")
                 pageCache.preloadSeconds = seconds
-                pageCache.preloadRecordsPerSecond = try preload(bootstrap: bootstrap, topic: preloadTopic, seconds: seconds, workload: point.workload)
+                pageCache.preloadRecordsPerSecond = try preload(bootstrap: bootstrap, topic: preloadTopic, seconds: seconds, workload: point.workload,
+                                                                replicationFactor: replicationFactor)
                 // The broker rewrites its stall statistics every second: the snapshot the run
                 // starts from must not leave the preload's last second to the run.
                 if broker != nil { Sys.sleep(microseconds: 1_100_000) }
@@ -209,6 +229,9 @@ public final class SweepRunner: @unchecked Sendable {
             workload.producers = w.producers
             workload.payload = w.payload
             workload.keys = w.keys
+            let schedule = cluster.flatMap { c in
+                plan.faults.isEmpty ? nil : FaultSchedule(plan.faults, on: c, topic: topic, runSeconds: w.warmupSeconds + w.durationSeconds)
+            }
             switch plan.mode {
             case .produce:
                 let r = try ProducePerf.run(workload: workload, config: pconfig, reportInterval: options.reportInterval, log: sink)
@@ -225,7 +248,15 @@ public final class SweepRunner: @unchecked Sendable {
             record.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
             pageCache.atEnd = PageCache.sample()
             record.pageCache = pageCache
-            record.overTime = intervals.filter { $0.histogram.totalCount > 0 }.map(IntervalSummary.init)
+            record.overTime = intervals.map(IntervalSummary.init)
+            if let schedule {
+                var events = schedule.finish()
+                status("\(label): undoing the faults")
+                let end = Double(Sys.monotonicNs() - schedule.start) / 1e9
+                events += try cluster!.restore().map { FaultEvent(atSeconds: end, event: "after the run: \($0)") }
+                record.faults = events
+                for e in events { sink(String(format: "fault at %.2f s: ", e.atSeconds) + e.event) }
+            }
             if let broker {
                 // The broker rewrites its statistics every second: wait for a fresh copy.
                 let endedMs = Int64(Date().timeIntervalSince1970 * 1000)
@@ -253,17 +284,17 @@ public final class SweepRunner: @unchecked Sendable {
                 try (1...spec.repeats).map { _ in try measure(rate: rate, label: "knee step \(step)/\(spec.iterations)") }
             }
         }
-        let exit = broker?.stop()
+        exitStatus = broker?.stop() ?? cluster?.stop()
         return PointResult(
             point: point, brokerConfig: brokerConfig, producerConfig: PerfDocument.describe(pconfig),
             consumerConfig: plan.mode == .e2e ? PerfDocument.describe(cconfig) : nil, repeats: repeats, knee: knee,
-            brokerExitStatus: exit, seconds: Double(Sys.monotonicNs() - started) / 1e9)
+            brokerExitStatus: exitStatus, seconds: Double(Sys.monotonicNs() - started) / 1e9)
     }
 
     /// The plan's `preload`: maximum-rate produce with 1 MiB batches and acks=1 into a topic of
     /// its own, as the heavy run before a probe would; returns the records/s it reached.
-    func preload(bootstrap: String, topic: String, seconds: Double, workload w: SweepWorkload) throws -> Double {
-        try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: w.partitions)
+    func preload(bootstrap: String, topic: String, seconds: Double, workload w: SweepWorkload, replicationFactor: Int16) throws -> Double {
+        try KafkaConnection(bootstrap: bootstrap).createTopic(topic, partitions: w.partitions, replicationFactor: replicationFactor)
         var config = ProducerConfig(bootstrap: bootstrap)
         for (key, value) in [("acks", "1"), ("batch.size", "1048576"), ("linger.ms", "5")] { try config.set(key, value) }
         var workload = ProducePerfWorkload(topic: topic)
@@ -314,9 +345,13 @@ public final class SweepRunner: @unchecked Sendable {
     }
 
     /// Every `apus serve` key with the value this point runs with.
-    static func effectiveBrokerConfig(_ point: SweepPoint) -> [SweepPoint.Setting] {
+    func effectiveBrokerConfig(_ point: SweepPoint) -> [SweepPoint.Setting] {
         var set = Dictionary(point.broker.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
         set["num.partitions"] = String(point.workload.partitions)
+        if case .cluster = plan.target {
+            set["cluster.metadata"] = "etcd://127.0.0.1:(a free port; one etcd per point)"
+            set["node.id"] = "1...N"
+        }
         set["listeners"] = "127.0.0.1:(a free port)"
         set["data.dir"] = "(a fresh directory per point)"
         return ServerConfig.keys.map { SweepPoint.Setting(key: $0.key, value: set[$0.key] ?? $0.defaultValue) }
@@ -373,4 +408,49 @@ public func median(_ values: [Double]) -> Double {
     guard !values.isEmpty else { return .nan }
     let s = values.sorted()
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// The plan's faults done to a cluster during one run, on a thread of their own: each at its
+/// time from the start of the run, undone `for` seconds later (undos due after the run are
+/// left to `EmbeddedCluster.restore`).
+final class FaultSchedule: @unchecked Sendable {
+    let start = Sys.monotonicNs()
+    private let events = Mutex<[FaultEvent]>([])
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ faults: [FaultSpec], on cluster: EmbeddedCluster, topic: String, runSeconds: Double) {
+        Thread.detachNewThread { [self] in
+            var steps: [(at: Double, fault: FaultSpec?, undo: EmbeddedCluster.Down?)] = faults.map { ($0.atSeconds, $0, nil) }
+            while !steps.isEmpty {
+                steps.sort { $0.at < $1.at }
+                let step = steps.removeFirst()
+                guard step.at < runSeconds else { break }
+                let due = start + UInt64(step.at * 1e9)
+                let now = Sys.monotonicNs()
+                if due > now { Thread.sleep(forTimeInterval: Double(due - now) / 1e9) }
+                let at = seconds()
+                if let fault = step.fault {
+                    let (what, undo) = cluster.apply(fault, topic: topic)
+                    record(at, what)
+                    if let undo, let duration = fault.forSeconds { steps.append((step.at + duration, nil, undo)) }
+                } else if let undo = step.undo {
+                    let what = cluster.undo(undo)
+                    record(seconds(), what)
+                }
+            }
+            done.signal()
+        }
+    }
+
+    func seconds() -> Double { Double(Sys.monotonicNs() - start) / 1e9 }
+
+    func record(_ at: Double, _ event: String) {
+        events.withLock { $0.append(FaultEvent(atSeconds: at, event: event)) }
+    }
+
+    /// Waits until the schedule is through; what it did, in time order.
+    func finish() -> [FaultEvent] {
+        done.wait()
+        return events.withLock { $0 }.sorted { $0.atSeconds < $1.atSeconds }
+    }
 }
