@@ -46,13 +46,17 @@ public struct ProducerConfig: Sendable {
     public var enableIdempotence = false
     /// Partitions are looked up again this often, and after an error that says they moved.
     public var metadataMaxAgeMs = 300_000
+    /// Bytes of batches the producer may hold unacknowledged (in flight, or waiting for a
+    /// leader or a retry) before `send` waits: while one partition has no leader, the others
+    /// go on until this is full.
+    public var bufferMemory = 32 << 20
 
     public init(bootstrap: String) { self.bootstrap = bootstrap }
 
     /// Sets one Java-style property: acks, batch.size, linger.ms, compression.type,
     /// max.in.flight.requests.per.connection, partitioner (round-robin|sticky|murmur2),
     /// request.timeout.ms, client.id, retries, retry.backoff.ms, delivery.timeout.ms,
-    /// enable.idempotence, metadata.max.age.ms.
+    /// enable.idempotence, metadata.max.age.ms, buffer.memory.
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -76,6 +80,7 @@ public struct ProducerConfig: Sendable {
         case "retry.backoff.ms": retryBackoffMs = try int(0...3_600_000)
         case "delivery.timeout.ms": deliveryTimeoutMs = try int(1...Int(Int32.max))
         case "metadata.max.age.ms": metadataMaxAgeMs = try int(0...Int(Int32.max))
+        case "buffer.memory": bufferMemory = try int(0...Int(Int32.max))
         case "enable.idempotence":
             guard let b = Bool(value) else { throw ClientError("enable.idempotence=\(value): expected true or false") }
             enableIdempotence = b
@@ -221,15 +226,19 @@ public final class Producer {
     /// Per partition, its batches in the retry queue: new batches of the partition wait for
     /// them, so that a failover does not reorder it.
     var retryPending: [Int] = []
+    /// `sendDueRetries`' partitions held in its current pass (== `blockedPass`).
+    var blocked: [UInt32] = []
+    var blockedPass: UInt32 = 0
     var builders: UnsafeMutablePointer<RecordBatchBuilder>
     var batchInfo: UnsafeMutablePointer<BatchInfo>
     /// With idempotence, the next sequence number per partition.
     var nextSequence: [Int32]
     /// Builders holding sent batches until they are acknowledged (a retry sends the same
-    /// bytes): max.in.flight per broker, plus one. A sent batch's builder is swapped with a
-    /// free one here, so nothing is copied.
+    /// bytes): max.in.flight per broker plus one at first, more (allocated when needed) up to
+    /// buffer.memory. A sent batch's builder is swapped with a free one here, so nothing is copied.
     let slots: UnsafeMutablePointer<RecordBatchBuilder>
     let slotCount: Int
+    var slotsMade = 0
     var freeSlots: [Int]
     /// Batches waiting for their retry time (or a leader), in the order they were first sent.
     var retryQueue: [InFlight] = []
@@ -269,6 +278,7 @@ public final class Producer {
         /// The slot holding the batch bytes (-1 with acks=0).
         var slot: Int
         var batch: UnsafeRawBufferPointer
+        /// Times written (0: queued behind its partition's retries before its first send).
         var attempts: Int
         /// The link it was written to.
         var link = -1
@@ -320,10 +330,11 @@ public final class Producer {
             (batchInfo + p).initialize(to: BatchInfo())
         }
         nextSequence = [Int32](repeating: 0, count: partitionCount)
-        slotCount = config.acks == 0 ? 0 : config.maxInFlight * max(brokers.count, 1) + 1
+        let first = config.maxInFlight * max(brokers.count, 1) + 1
+        slotCount = config.acks == 0 ? 0 : max(first, min(config.bufferMemory / config.batchSize, 4096))
         slots = .allocate(capacity: max(slotCount, 1))
-        for i in 0..<slotCount { (slots + i).initialize(to: RecordBatchBuilder(capacity: config.batchSize)) }
-        freeSlots = Array((0..<slotCount).reversed())
+        freeSlots = []
+        for _ in 0..<min(first, slotCount) { makeSlot() }
         current = Int(random.next() % UInt64(partitionCount))
         inFlight.reserveCapacity(slotCount + 1)
         suffixBytes.initializeMemory(as: UInt8.self, repeating: 0, count: 4)  // empty tagged-field sections
@@ -337,7 +348,7 @@ public final class Producer {
     deinit {
         builders.deinitialize(count: partitionCount)
         builders.deallocate()
-        slots.deinitialize(count: slotCount)
+        slots.deinitialize(count: slotsMade)
         slots.deallocate()
         batchInfo.deallocate()
         iov.deallocate()
@@ -397,7 +408,10 @@ public final class Producer {
         if metadataStale || now &- metadataFetchedNanos >= UInt64(config.metadataMaxAgeMs) * 1_000_000 { try refreshMetadata() }
         if !retryQueue.isEmpty { try sendDueRetries(now: now) }
         let linger = UInt64(config.lingerMs) * 1_000_000
-        for p in 0..<partitionCount where !builders[p].isEmpty && now &- batchInfo[p].createdNanos >= linger {
+        // A partition with retries queued or without a leader keeps filling its batch (sent,
+        // or queued, once full): small batches queued one per linger could never catch up.
+        for p in 0..<partitionCount where !builders[p].isEmpty && now &- batchInfo[p].createdNanos >= linger
+            && (retryPending[p] == 0 && leaderLink[p] >= 0 || config.acks == 0) {
             try sendBatch(p)
             if p == current { advance() }
         }
@@ -432,13 +446,23 @@ public final class Producer {
         try sendDueRetries(now: Sys.monotonicNs())
     }
 
-    /// Whether a new batch of partition `p` (or, `retry`, a queued one) must wait: no free slot
-    /// or the partition has retries queued (new batches only), or its leader's connection
-    /// already has max.in.flight requests.
+    /// One more slot for a batch held until acknowledged.
+    func makeSlot() {
+        (slots + slotsMade).initialize(to: RecordBatchBuilder(capacity: config.batchSize))
+        freeSlots.append(slotsMade)
+        slotsMade += 1
+    }
+
+    /// Whether a batch of partition `p` must wait before it is sent (or, `retry`, before a
+    /// queued one is): no slot free and none left to make (new batches only), or its leader's
+    /// connection already has max.in.flight requests.
     func mustWait(_ p: Int, retry: Bool = false) -> Bool {
-        if !retry && ((config.acks != 0 && freeSlots.isEmpty) || retryPending[p] > 0) { return true }
+        if !retry && config.acks != 0 && freeSlots.isEmpty {
+            guard slotsMade < slotCount else { return true }
+            makeSlot()
+        }
         let l = leaderLink[p]
-        return l >= 0 && links[l].inFlight >= config.maxInFlight
+        return l >= 0 && links[l].inFlight >= config.maxInFlight && (retry || retryPending[p] == 0)
     }
 
     func sendBatch(_ p: Int) throws(ClientError) {
@@ -470,13 +494,24 @@ public final class Producer {
         metrics.uncompressedBytes += UInt64(uncompressed)
         var request = InFlight(correlationId: 0, partition: Int32(p), recordCount: count, createdNanos: info.createdNanos,
                                sentNanos: 0, userTime: info.userTime, slot: -1, batch: batch, attempts: 1)
+        var sent = true
         if config.acks != 0 {
             // The sent batch stays in a slot until it is acknowledged; the partition gets the
             // slot's free builder.
             request.slot = freeSlots.removeLast()
             swap(&builders[p], &slots[request.slot])
         }
-        let sent = dispatch(&request)
+        if config.acks != 0 && (retryPending[p] > 0 || leaderLink[p] < 0) {
+            // Behind the partition's retries (or until it has a leader), in order; the other
+            // partitions go on meanwhile.
+            request.attempts = 0
+            request.dueNanos = Sys.monotonicNs()
+            retryQueue.append(request)
+            retryPending[p] += 1
+            if leaderLink[p] < 0 { metadataStale = true }
+        } else {
+            sent = dispatch(&request)
+        }
         builders[p].reset(baseTimestamp: 0)
         if config.acks == 0 {
             onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: sent ? 0 : ErrorCode.networkException.rawValue,
@@ -553,16 +588,32 @@ public final class Producer {
     }
 
     /// Sends the queued retries that are due, oldest first, as far as max.in.flight allows.
+    /// Each partition's queued batches go in order: one that cannot go yet (not due, no leader,
+    /// its leader's connection full) holds the rest of its partition, not the others.
     func sendDueRetries(now: UInt64) throws(ClientError) {
-        var waiting = retryQueue.count
-        while waiting > 0, let first = retryQueue.first, first.dueNanos <= now,
-              leaderLink[Int(first.partition)] < 0 || !mustWait(Int(first.partition), retry: true) {
-            waiting -= 1
-            var request = retryQueue.removeFirst()
-            retryPending[Int(request.partition)] -= 1
+        blockedPass &+= 1
+        if blocked.count < partitionCount { blocked += [UInt32](repeating: 0, count: partitionCount - blocked.count) }
+        var i = 0
+        while i < retryQueue.count {
+            let p = Int(retryQueue[i].partition)
+            if blocked[p] == blockedPass { i += 1; continue }
+            if now &- retryQueue[i].createdNanos >= UInt64(config.deliveryTimeoutMs) * 1_000_000 {
+                let expired = retryQueue.remove(at: i)
+                retryPending[p] -= 1
+                finish(expired, errorCode: ErrorCode.requestTimedOut.rawValue, baseOffset: -1, at: now)
+                continue
+            }
+            if retryQueue[i].dueNanos > now || leaderLink[p] < 0 || mustWait(p, retry: true) {
+                if leaderLink[p] < 0 { metadataStale = true }
+                blocked[p] = blockedPass
+                i += 1
+                continue
+            }
+            var request = retryQueue.remove(at: i)
+            retryPending[p] -= 1
+            if request.attempts > 0 { metrics.retries += 1 }
             request.attempts += 1
-            metrics.retries += 1
-            _ = dispatch(&request)
+            if !dispatch(&request) { blocked[p] = blockedPass }
         }
     }
 
@@ -747,7 +798,10 @@ public final class Producer {
             var retry = request
             retry.link = -1
             retry.dueNanos = ack + UInt64(max(config.retryBackoffMs, 1)) * 1_000_000
-            retryQueue.append(retry)
+            // Before the partition's later batches (a failed connection's requests come back
+            // after batches queued meanwhile): each partition's queue stays in creation order.
+            let at = retryQueue.firstIndex { $0.partition == request.partition && $0.createdNanos > request.createdNanos } ?? retryQueue.count
+            retryQueue.insert(retry, at: at)
             retryPending[Int(request.partition)] += 1
             return
         }
