@@ -258,18 +258,22 @@ public final class ClusterAgent: @unchecked Sendable {
     /// that is alive and in sync, with the leader epoch raised and the in-sync replicas reduced to
     /// the live ones — a compare-and-swap on the topic's record, so a change made meanwhile wins
     /// and the next pass looks again. With no live in-sync replica the partition stays offline
-    /// (no unclean election). Returns whether a record changed.
+    /// (no unclean election). A partition whose leader lives loses the dead brokers from its
+    /// in-sync replicas at once (as Kafka's controller does), so acks=all goes on after the
+    /// lease's TTL rather than after `replica.lag.time.max.ms`. Returns whether a record changed.
     private func electLeaders(_ view: ClusterView) throws(EtcdError) -> Bool {
         let live = Set(view.brokers.map(\.nodeId))
         var changed = false
         for name in view.topics.keys.sorted() {
             var elected: [(partition: Int, leader: Int32, epoch: Int32, isr: [Int32])] = []
             var completed: [(partition: Int, replicas: [Int32], leader: Int32)] = []
+            var shrunk: [(partition: Int, isr: [Int32])] = []
             let written = try keys.update(client, topic: name) { record in
                 var replicas = record.partitionReplicas, adding = record.addingReplicas, removing = record.removingReplicas
                 var isr = record.inSyncReplicas, epochs = record.leaderEpochs
                 elected = []
                 completed = []
+                shrunk = []
                 // A reassignment is complete once every replica it keeps is live and in sync: the
                 // removed ones go, and the leader too if it was one of them (epoch raised).
                 for p in record.leaders.indices where !adding[p].isEmpty || !removing[p].isEmpty {
@@ -287,6 +291,11 @@ public final class ClusterAgent: @unchecked Sendable {
                     let key = "\(name)-\(p)"
                     var next: Int32?
                     if live.contains(record.leaders[p]) {
+                        let kept = isr[p].filter(live.contains)
+                        if kept.count < isr[p].count && kept.contains(record.leaders[p]) {
+                            isr[p] = kept
+                            shrunk.append((p, kept))
+                        }
                         next = preferredLeader(key, replicas[p], isr[p], leader: record.leaders[p], live: live)
                     } else {
                         isr[p] = isr[p].filter(live.contains)
@@ -307,12 +316,15 @@ public final class ClusterAgent: @unchecked Sendable {
                 let moving = adding.contains { !$0.isEmpty } || removing.contains { !$0.isEmpty }
                 record.adding = moving ? adding : nil
                 record.removing = moving ? removing : nil
-                return !elected.isEmpty || !completed.isEmpty
+                return !elected.isEmpty || !completed.isEmpty || !shrunk.isEmpty
             }
             guard written == true else { continue }
             changed = true
             for c in completed {
                 logger.info("completed a partition reassignment", metadata: ["topic": "\(name)", "partition": "\(c.partition)", "replicas": "\(c.replicas)", "leader": "\(c.leader)"])
+            }
+            for s in shrunk {
+                logger.info("removed brokers that are gone from the in-sync replicas", metadata: ["topic": "\(name)", "partition": "\(s.partition)", "isr": "\(s.isr)"])
             }
             for e in elected {
                 logger.info("elected a partition leader", metadata: ["topic": "\(name)", "partition": "\(e.partition)", "leader": "\(e.leader)", "epoch": "\(e.epoch)", "isr": "\(e.isr)"])

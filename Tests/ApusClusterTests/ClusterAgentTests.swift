@@ -64,6 +64,28 @@ import Testing
         again.stop()
     }
 
+    /// The controller on a broker's death: partitions it led get a new leader (epoch raised);
+    /// partitions it only followed lose it from their in-sync replicas at once, leader and epoch
+    /// unchanged, so acks=all does not wait for the lag time.
+    @Test func aCrashedBrokerLeavesTheInSyncReplicasOfWhatItFollowed() throws {
+        let etcd = try EtcdServer()
+        defer { etcd.stop() }
+        let one = try Self.agent(etcd, 1), two = try Self.agent(etcd, 2), three = try Self.agent(etcd, 3)
+        try one.start()
+        try two.start()
+        try three.start()
+        defer { one.stop(); two.stop() }
+        #expect(Self.eventually(3) { one.view.brokers.count == 3 })
+        let record = TopicRecord(id: "t", leaders: [1, 3, 2], configs: [:], replicas: [[1, 2, 3], [3, 1, 2], [2, 1]],
+                                 isr: [[1, 2, 3], [3, 1, 2], [2, 1]], epochs: [4, 0, 1])
+        #expect(try TopicRecords(endpoints: [etcd.endpoint], prefix: "/t").create("t", record))
+        three.abandon()  // killed: its lease runs out
+        #expect(Self.eventually(8) { one.view.topics["t"]?.isr == [[1, 2], [1, 2], [2, 1]] }, "\(String(describing: one.view.topics["t"]))")
+        let after = try #require(one.view.topics["t"])
+        #expect(after.leaders == [1, 1, 2])
+        #expect(after.epochs == [4, 1, 1])  // only the partition that lost its leader moved on
+    }
+
     @Test func serveRegistersAndClusterStatusShowsIt() throws {
         let etcd = try EtcdServer()
         defer { etcd.stop() }
