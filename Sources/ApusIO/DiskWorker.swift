@@ -14,6 +14,9 @@ public final class DiskWorker: Sendable {
     /// Whole-segment reservations of spares (up to `segment.bytes`, seconds under writeback):
     /// apart, so that an active segment's next window never queues behind one.
     public static let spareReservation = DiskWorker(label: "apus.reserve-spare")
+    /// Written data dropped from the page cache behind the appends (`page.cache.max.bytes`):
+    /// each job waits for its writeback, so it has a thread of its own.
+    public static let dropBehind = DiskWorker(label: "apus.drop-behind")
     /// CPU work too long for a shard's turn (a PLAIN password's PBKDF2): no disk at all, but the
     /// same rule — the shard carries on and takes the result back as a job.
     public static let compute = DiskWorker(label: "apus.compute")

@@ -108,6 +108,15 @@ public enum Sys {
         return true
     }
 
+    /// Writes `[offset, offset + length)` of `fd` back, waits for it, and drops those pages from
+    /// the page cache (sync_file_range, then POSIX_FADV_DONTNEED), so that the memory is free
+    /// before a later write needs it. Waits for the disk.
+    public static func dropFromPageCache(_ fd: Int32, offset: Int64, length: Int64) throws(SystemError) {
+        ShardThreadContract.note("sync_file_range", "fd \(fd)")
+        let result = apus_drop_behind(fd, offset, length)
+        if result != 0 { throw SystemError("sync_file_range/posix_fadvise", errno: -result, "fd \(fd)") }
+    }
+
     /// Blocks the file system has allocated to `fd` (st_blocks × 512), reservations included.
     public static func allocatedBytes(_ fd: Int32) throws(SystemError) -> Int64 {
         var st = stat()

@@ -161,7 +161,9 @@ public final class Server {
                 for fd in shardListeners { try poller.add(fd, writable: false) }
                 network = EpollNetwork(poller, listeners: shardListeners)
             }
-            let broker = try Broker(config: brokerConfig, logs: logs, shard: LogShard(backend: backend), logger: logger, nowMs: now,
+            let logShard = LogShard(backend: backend)
+            logShard.pageCacheBudget = config.pageCacheMaxBytes / Int64(cpus.count)
+            let broker = try Broker(config: brokerConfig, logs: logs, shard: logShard, logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
             let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, network: network!, broker: broker,
                                  listeners: shardListeners, tls: tls, stalls: stalls, metrics: metrics)

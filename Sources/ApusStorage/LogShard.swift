@@ -22,6 +22,24 @@ public final class LogShard {
     public private(set) var writeLatency = LatencyBuckets()
     /// How long each sync group took, from its start to its last fdatasync's completion.
     public private(set) var syncLatency = LatencyBuckets()
+    /// `page.cache.max.bytes` for this shard (0: no limit): how much of what its appends wrote
+    /// may stay in the page cache. Beyond it, the oldest written ranges are written back and
+    /// dropped from the cache on ``DiskWorker/dropBehind``, so that the memory is free before
+    /// the next writes need it (with the cache full, a write reclaims pages itself, in the
+    /// shard's thread). Consumers reading far behind then read from the disk.
+    public var pageCacheBudget: Int64 = 0
+    /// What the shard wrote and has not dropped, oldest first (from `cachedHead`).
+    private var cached: [CachedRange] = []
+    private var cachedHead = 0
+    private var cachedBytes: Int64 = 0
+    /// Written data is counted in ranges of about this size.
+    static let cacheChunk: Int64 = 8 << 20
+
+    private struct CachedRange {
+        weak var segment: Segment?
+        var from: Int64
+        var to: Int64
+    }
 
     private struct SyncGroup {
         var log: PartitionLog
@@ -74,8 +92,10 @@ public final class LogShard {
                 let fds = log.finishTurn(error: error, nowMs: nowMs)
                 if let error { failures.append((log, .io(error))) }
                 if !fds.isEmpty { syncs.append((log, fds)) }
+                if pageCacheBudget > 0 { countCached(log) }
             }
             dirty.removeAll(keepingCapacity: true)
+            if pageCacheBudget > 0 { dropBehind() }
         }
         for log in logs where !syncs.contains(where: { $0.0 === log }) {
             if let fds = log.dueFlush(nowMs: nowMs) { syncs.append((log, fds)) }
@@ -120,6 +140,40 @@ public final class LogShard {
             }
         }
         return advanced
+    }
+
+    /// Counts what `log`'s last segments hold beyond what was counted, in chunks (a segment
+    /// rolled since: all of its rest).
+    private func countCached(_ log: PartitionLog) {
+        let active = log.activeSegment
+        for segment in log.segments.suffix(2) {
+            if segment.cacheCounted > segment.size { segment.cacheCounted = segment.size }  // truncated
+            let fresh = segment.size - segment.cacheCounted
+            guard fresh >= Self.cacheChunk || (segment !== active && fresh > 0) else { continue }
+            cached.append(CachedRange(segment: segment, from: segment.cacheCounted, to: segment.size))
+            cachedBytes += fresh
+            segment.cacheCounted = segment.size
+        }
+    }
+
+    /// Over the budget: the oldest ranges go to the drop-behind worker (on a duplicate of the
+    /// segment's descriptor, which the worker closes: the segment may be deleted meanwhile).
+    private func dropBehind() {
+        while cachedBytes > pageCacheBudget && cachedHead < cached.count {
+            let range = cached[cachedHead]
+            cachedHead += 1
+            cachedBytes -= range.to - range.from
+            guard let segment = range.segment, let fd = try? Sys.duplicate(segment.logFd) else { continue }
+            let from = range.from, length = range.to - range.from
+            DiskWorker.dropBehind.run {
+                try? Sys.dropFromPageCache(fd, offset: from, length: length)
+                Sys.close(fd)
+            }
+        }
+        if cachedHead > 1024 && cachedHead * 2 > cached.count {
+            cached.removeFirst(cachedHead)
+            cachedHead = 0
+        }
     }
 
     /// Syncs every owned log and waits (clean shutdown, tests).

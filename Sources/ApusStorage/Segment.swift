@@ -70,6 +70,8 @@ final class Segment {
 
     /// Bytes written and readable.
     var size: Int64
+    /// Bytes from the start already counted against the shard's page-cache budget.
+    var cacheCounted: Int64 = 0
     /// Bytes written plus bytes staged for the next commit.
     var stagedSize: Int64
     /// The offset after this segment's last batch (staged included).
@@ -141,6 +143,7 @@ final class Segment {
         lockWaitNs = waited
         size = create ? 0 : ((try? Sys.fileSize(logFd)) ?? 0)
         stagedSize = size
+        cacheCounted = size  // what recovery found is not this run's writing
         nextOffset = baseOffset
         verifiedSize = 0
         createdMs = create ? nowMs : (Sys.modificationTimeMs(path + ".log") ?? nowMs)

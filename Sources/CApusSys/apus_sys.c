@@ -133,6 +133,13 @@ int apus_reserve(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
 
+int apus_drop_behind(int fd, int64_t offset, int64_t length) {
+    if (sync_file_range(fd, (off_t)offset, (off_t)length,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) return -errno;
+    int e = posix_fadvise(fd, (off_t)offset, (off_t)length, POSIX_FADV_DONTNEED);
+    return e == 0 ? 0 : -e;
+}
+
 static _Thread_local int shard_thread;
 static _Thread_local int disk_wait_allowed;
 

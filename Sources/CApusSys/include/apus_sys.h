@@ -36,6 +36,9 @@ int apus_shutdown(int fd);
 int apus_flock(int fd, int operation);
 /// fallocate(2) with FALLOC_FL_KEEP_SIZE: reserves blocks, the file's size unchanged. -1 with errno on failure.
 int apus_reserve(int fd, int64_t offset, int64_t length);
+/// sync_file_range (wait, write, wait) then posix_fadvise(DONTNEED) on the range: written back,
+/// then dropped from the page cache. 0 or -errno.
+int apus_drop_behind(int fd, int64_t offset, int64_t length);
 
 /// Fills `out` with the CPUs this process may run on (ascending); returns the count or -errno.
 int apus_allowed_cpus(int32_t *out, int max);
