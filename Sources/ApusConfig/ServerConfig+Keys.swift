@@ -63,7 +63,7 @@ extension ServerConfig {
         ("group.consumer.session.timeout.ms", "45000", "a consumer-protocol member is removed after this long without a heartbeat"),
         ("group.max.session.timeout.ms", "1800000", "largest session timeout a consumer may ask for"),
         ("shutdown.timeout.ms", "10000", "how long SIGTERM waits for in-flight requests"),
-        ("page.cache.max.bytes", "0", "how much of what the broker's appends write may stay in the page cache, in all (split evenly over the shards); beyond it the oldest written data is written back and dropped from the cache on a worker thread (sync_file_range, POSIX_FADV_DONTNEED), so that memory is free when the next writes need it — with the cache full, every write first reclaims pages in the shard's own thread. Consumers reading older data then read it from the disk. 0: no limit (the kernel decides, as for Kafka)"),
+        ("page.cache.max.bytes", "auto", "how much of what the broker's appends write may stay in the page cache, in all (split evenly over the shards); beyond it the oldest written data is written back and dropped from the cache on a worker thread (sync_file_range, POSIX_FADV_DONTNEED), so that memory is free when the next writes need it — with the cache full, every write first reclaims pages in the shard's own thread (after a heavy run on this project's machine, with 8 GiB: 1.7× the 16 KiB maximum, p99.9 18 ms instead of 70 ms at 1.88 M records/s; Results/2026-12-05-page-cache-budget). Consumers reading older data read it from the disk. auto: a third of the machine's memory; 0: no limit (the kernel decides, as for Kafka)"),
         ("loop.read.bytes", "1048576", "bytes a shard reads from one connection in one turn, at most (about; at least 64 KiB): a client with many large requests queued has the first answered this turn instead of all at the end of one long turn"),
         ("loop.stall.warn.ms", "10", "a shard turn (the work between two waits for I/O) longer than this is a stall: counted, logged at most once per second per shard with the phase it was in, summed up at shutdown"),
         ("loop.stall.stats.file", "none", "write every shard's turn and stall counts and the recent stalls to this file every second (JSON; the lab reads it)"),
@@ -204,7 +204,7 @@ extension ServerConfig {
         case "group.max.session.timeout.ms": broker.groups.maxSessionTimeoutMs = Int32(try int(0...Int64(Int32.max)))
         case "shutdown.timeout.ms": shutdownDeadlineMs = try int(0...Int64.max)
         case "loop.read.bytes": turnReadBytes = Int(try int(4096...Int64(Int32.max)))
-        case "page.cache.max.bytes": pageCacheMaxBytes = try int(0...Int64.max)
+        case "page.cache.max.bytes": pageCacheMaxBytes = value == "auto" ? nil : try int(0...Int64.max)
         case "loop.stall.warn.ms": stallWarnMs = Int(try int(1...3_600_000))
         case "loop.stall.stats.file": stallStatsFile = value == "none" || value.isEmpty ? nil : value
         case "metrics.listen": metricsListen = value == "off" ? nil : try hostPort()

@@ -24,8 +24,9 @@ public struct ServerConfig: Sendable {
     public var logLevel = "info"
     /// `log.format`: text lines, or one JSON object per line.
     public var logJSON = false
-    /// `page.cache.max.bytes`: what the appends may leave in the page cache, over all shards (0: no limit).
-    public var pageCacheMaxBytes: Int64 = 0
+    /// `page.cache.max.bytes`: what the appends may leave in the page cache, over all shards
+    /// (0: no limit; nil: `auto`, a third of the machine's memory).
+    public var pageCacheMaxBytes: Int64?
     /// `loop.read.bytes`: what a shard reads from one connection in one turn, at most (about).
     public var turnReadBytes = 1 << 20
     /// `loop.stall.warn.ms`: a shard turn longer than this is a stall (counted and logged).

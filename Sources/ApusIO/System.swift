@@ -117,6 +117,11 @@ public enum Sys {
         if result != 0 { throw SystemError("sync_file_range/posix_fadvise", errno: -result, "fd \(fd)") }
     }
 
+    /// The machine's memory in bytes.
+    public static func physicalMemoryBytes() -> Int64 {
+        Int64(sysconf(Int32(_SC_PHYS_PAGES))) * Int64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
     /// Blocks the file system has allocated to `fd` (st_blocks × 512), reservations included.
     public static func allocatedBytes(_ fd: Int32) throws(SystemError) -> Int64 {
         var st = stat()

@@ -26,6 +26,8 @@ public final class Server {
     let metrics: MetricsHub
     let metricsServer: MetricsServer?
     let backendName: String
+    /// `page.cache.max.bytes` resolved (`auto`: a third of the machine's memory), over all shards.
+    let pageCacheBudget: Int64
     /// The port actually bound by the first listener (useful with port 0).
     public let port: UInt16
     /// Every listener's bound port, in `listeners` order.
@@ -56,6 +58,7 @@ public final class Server {
         let files = Sys.raiseOpenFileLimit()
         if files.after > files.before { logger.info("raised the open-files limit", metadata: ["from": "\(files.before)", "to": "\(files.after)"]) }
         let cpus = try config.cpus.resolve(allowed: Placement.allowedCPUs())
+        pageCacheBudget = config.pageCacheMaxBytes ?? Sys.physicalMemoryBytes() / 3
         let now = Sys.wallClockMs()
         let openStarted = Sys.monotonicNs()
         logs = try LogManager(dataDirectory: config.dataDirectory, defaultConfig: config.broker.log, logger: logger)
@@ -162,7 +165,7 @@ public final class Server {
                 network = EpollNetwork(poller, listeners: shardListeners)
             }
             let logShard = LogShard(backend: backend)
-            logShard.pageCacheBudget = config.pageCacheMaxBytes / Int64(cpus.count)
+            logShard.pageCacheBudget = pageCacheBudget / Int64(cpus.count)
             let broker = try Broker(config: brokerConfig, logs: logs, shard: logShard, logger: logger, nowMs: now,
                                     mesh: mesh, index: index)
             let loop = ShardLoop(index: index, cpu: cpu, config: config, logger: logger, network: network!, broker: broker,
@@ -260,6 +263,7 @@ public final class Server {
             "ioBackend": "\(backendName)", "network": "\(loops[0].network.name)", "durability": "\(config.broker.log.durability.rawValue)",
             "shards": "\(loops.count)", "cpus": "\(loops.map(\.cpu))",
             "metrics": "\(metricsServer.map { "\(config.metricsListen!.host):\($0.port)" } ?? "off")",
+            "pageCacheBudget": "\(pageCacheBudget == 0 ? "none" : "\(pageCacheBudget >> 20) MiB")",
         ])
         metricsServer?.start()
         metrics.setListening(true)
