@@ -232,6 +232,7 @@ public final class SweepRunner: @unchecked Sendable {
             let schedule = cluster.flatMap { c in
                 plan.faults.isEmpty ? nil : FaultSchedule(plan.faults, on: c, topic: topic, runSeconds: w.warmupSeconds + w.durationSeconds)
             }
+            defer { schedule?.cancel() }  // a run that failed: no more faults on a cluster being stopped
             switch plan.mode {
             case .produce:
                 let r = try ProducePerf.run(workload: workload, config: pconfig, reportInterval: options.reportInterval, log: sink)
@@ -416,6 +417,7 @@ public func median(_ values: [Double]) -> Double {
 final class FaultSchedule: @unchecked Sendable {
     let start = Sys.monotonicNs()
     private let events = Mutex<[FaultEvent]>([])
+    private let cancelled = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
 
     init(_ faults: [FaultSpec], on cluster: EmbeddedCluster, topic: String, runSeconds: Double) {
@@ -428,6 +430,7 @@ final class FaultSchedule: @unchecked Sendable {
                 let due = start + UInt64(step.at * 1e9)
                 let now = Sys.monotonicNs()
                 if due > now { Thread.sleep(forTimeInterval: Double(due - now) / 1e9) }
+                if cancelled.load(ordering: .relaxed) { break }
                 let at = seconds()
                 if let fault = step.fault {
                     let (what, undo) = cluster.apply(fault, topic: topic)
@@ -443,6 +446,9 @@ final class FaultSchedule: @unchecked Sendable {
     }
 
     func seconds() -> Double { Double(Sys.monotonicNs() - start) / 1e9 }
+
+    /// Nothing more is done after the step under way.
+    func cancel() { cancelled.store(true, ordering: .relaxed) }
 
     func record(_ at: Double, _ event: String) {
         events.withLock { $0.append(FaultEvent(atSeconds: at, event: event)) }
