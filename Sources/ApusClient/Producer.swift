@@ -266,6 +266,11 @@ public final class Producer {
         var address: String
         var connection: KafkaConnection?
         var inFlight = 0
+        /// After a failure no new connection is tried before this (monotonic ns); the wait
+        /// doubles from 50 ms to 1 s while failures go on (Kafka's reconnect.backoff.ms and
+        /// reconnect.backoff.max.ms).
+        var reconnectAfter: UInt64 = 0
+        var reconnectBackoffMs: UInt64 = 50
     }
 
     struct InFlight {
@@ -546,12 +551,21 @@ public final class Producer {
     /// Link `l`'s connection, opened if it has none (nil if it cannot be).
     func link(_ l: Int) -> KafkaConnection? {
         if let c = links[l].connection { return c }
+        guard Sys.monotonicNs() >= links[l].reconnectAfter else { return nil }
         guard let c = try? KafkaConnection(bootstrap: links[l].address, clientId: config.clientId, timeoutMs: Int(config.requestTimeoutMs)) else {
             metrics.connectionFailures += 1
+            backOff(l)
             return nil
         }
         links[l].connection = c
+        links[l].reconnectBackoffMs = 50
         return c
+    }
+
+    /// No new connection to link `l` for a while, longer each time in a row.
+    func backOff(_ l: Int) {
+        links[l].reconnectAfter = Sys.monotonicNs() + links[l].reconnectBackoffMs * 1_000_000
+        links[l].reconnectBackoffMs = min(links[l].reconnectBackoffMs * 2, 1000)
     }
 
     /// Drops link `l`'s connection; its unanswered requests fail with NETWORK_EXCEPTION (and so
@@ -560,6 +574,7 @@ public final class Producer {
         links[l].connection = nil
         links[l].inFlight = 0
         metrics.connectionFailures += 1
+        backOff(l)
         metadataStale = true
         let now = Sys.monotonicNs()
         let lost = inFlight.filter { $0.link == l }
