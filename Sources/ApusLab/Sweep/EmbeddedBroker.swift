@@ -6,14 +6,10 @@ import Foundation
 /// port on 127.0.0.1, the point's broker knobs, stderr kept in the bundle. A cluster's broker
 /// can be signalled and started again (same port, data and log).
 final class EmbeddedBroker: @unchecked Sendable {
-    private let lock = NSLock()
-    private var process = Process()
+    let process: ChildProcess
     let port: UInt16
     let dataDir: String
     var bootstrap: String { "127.0.0.1:\(port)" }
-    let binary: String
-    let arguments: [String]
-    let logPath: String
 
     /// Where the broker writes its stall statistics every second.
     let stallsPath: String
@@ -21,62 +17,30 @@ final class EmbeddedBroker: @unchecked Sendable {
     let metricsPort: UInt16?
 
     init(binary: String, dataDir: String, settings: [SweepPoint.Setting], partitions: Int, logPath: String, knownKeys: Set<String>) throws {
-        self.binary = binary
         self.dataDir = dataDir
-        self.logPath = logPath
         stallsPath = logPath + ".stalls.json"
         try? FileManager.default.removeItem(atPath: dataDir)
         try Sys.makeDirectories(dataDir)
-        let (fd, port) = try Net.listen(host: "127.0.0.1", port: 0)
-        let (metricsFd, metricsPort) = try Net.listen(host: "127.0.0.1", port: 0)
-        Net.close(fd)
-        Net.close(metricsFd)
-        self.port = port
+        port = try ChildProcess.freePort()
+        let metricsPort = try ChildProcess.freePort()
         self.metricsPort = knownKeys.contains("metrics.listen") ? metricsPort : nil
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
+        let arguments = ["serve", "--data-dir", dataDir, "--listen", "127.0.0.1:\(port)", "--num-partitions", String(partitions)]
             + settings.flatMap { ["--set", "\($0.key)=\($0.value)"] }
             + (knownKeys.contains("loop.stall.stats.file") ? ["--set", "loop.stall.stats.file=\(stallsPath)"] : [])
             + (self.metricsPort.map { ["--set", "metrics.listen=127.0.0.1:\($0)"] } ?? [])
+        process = ChildProcess(name: "apus serve", executable: binary, arguments: arguments, logPath: logPath)
         try start()
     }
 
-    /// Starts the process (again) and waits until it accepts connections. A cluster broker
+    /// Starts the broker (again) and waits until it accepts connections. A cluster broker
     /// restarted after SIGKILL first waits out its old registration's lease.
-    func start(timeoutSeconds: Double = 30) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments
-        let log = FileHandle(forWritingAtPath: logPath)
-        log?.seekToEndOfFile()
-        p.standardError = log
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        lock.withLock { process = p }
-        let deadline = Sys.monotonicNs() + UInt64(timeoutSeconds * 1e9)
-        while true {
-            if !p.isRunning {
-                throw ClientError("apus serve exited at start-up (status \(p.terminationStatus)); see \(logPath)")
-            }
-            if (try? KafkaConnection(bootstrap: bootstrap, timeoutMs: 5000)) != nil { return }
-            if Sys.monotonicNs() > deadline {
-                p.terminate()
-                throw ClientError("apus serve did not accept connections within \(Int(timeoutSeconds)) s; see \(logPath)")
-            }
-            Sys.sleep(microseconds: 50_000)
-        }
+    func start() throws {
+        try process.start(timeoutSeconds: 30) { (try? KafkaConnection(bootstrap: bootstrap, timeoutMs: 5000)) != nil }
     }
 
-    var isRunning: Bool { lock.withLock { process.isRunning } }
+    var isRunning: Bool { process.isRunning }
 
-    /// Sends `signal` to the running process (SIGKILL and SIGTERM: with `wait`, returns once
-    /// it has exited).
-    func signal(_ signal: Int32, wait: Bool = true) {
-        let p = lock.withLock { process }
-        guard p.isRunning else { return }
-        Sys.signal(p.processIdentifier, signal)
-        if wait && (signal == SIGKILL || signal == SIGTERM) { p.waitUntilExit() }
-    }
+    func signal(_ signal: Int32, wait: Bool = true) { process.signal(signal, wait: wait) }
 
     /// The configuration keys `binary`'s `apus serve` knows: a build from before a key existed
     /// (an older broker given to `apus sweep --broker-binary`) refuses to start with it.
@@ -122,23 +86,8 @@ final class EmbeddedBroker: @unchecked Sendable {
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status (0 for a clean stop).
     @discardableResult
-    func stop(graceSeconds: Double = 20) -> Int32 {
-        let process = lock.withLock { self.process }
-        guard process.isRunning else { return process.terminationStatus }
-        Sys.signal(process.processIdentifier, SIGCONT)  // a paused broker cannot stop
-        process.terminate()
-        let deadline = Sys.monotonicNs() + UInt64(graceSeconds * 1e9)
-        while process.isRunning && Sys.monotonicNs() < deadline { Sys.sleep(microseconds: 20_000) }
-        kill()
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+    func stop(graceSeconds: Double = 20) -> Int32 { process.stop(graceSeconds: graceSeconds) }
 
     /// SIGKILL, at once (an interrupted sweep).
-    func kill() {
-        let process = lock.withLock { self.process }
-        if process.isRunning { Sys.signal(process.processIdentifier, SIGKILL) }
-    }
-
-    deinit { kill() }
+    func kill() { process.kill() }
 }

@@ -144,64 +144,32 @@ final class EmbeddedCluster: @unchecked Sendable {
 /// A single-member etcd on 127.0.0.1 (Debian's etcd-server), on free ports; it can be signalled
 /// and started again on the same data directory.
 final class EtcdProcess: @unchecked Sendable {
-    private let lock = NSLock()
-    private var process = Process()
+    let process: ChildProcess
     let clientPort: UInt16
-    let peerPort: UInt16
-    let dataDir: String
-    let logPath: String
     var endpoint: String { "127.0.0.1:\(clientPort)" }
 
     init(dataDir: String, logPath: String) throws {
-        self.dataDir = dataDir
-        self.logPath = logPath
-        let (a, clientPort) = try Net.listen(host: "127.0.0.1", port: 0)
-        let (b, peerPort) = try Net.listen(host: "127.0.0.1", port: 0)
-        Net.close(a)
-        Net.close(b)
-        self.clientPort = clientPort
-        self.peerPort = peerPort
-        try Sys.makeDirectories(dataDir)
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        try start()
-    }
-
-    /// Starts etcd (again) and waits until it answers on its client port.
-    func start() throws {
         guard let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw ClientError("etcd is not installed (tools/setup installs Debian's etcd-server); target: cluster needs it")
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        let peer = "http://127.0.0.1:\(peerPort)", client = "http://127.0.0.1:\(clientPort)"
-        p.arguments = ["--name", "lab", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
-                       "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "lab=\(peer)",
-                       "--log-level", "error"]
-        let log = FileHandle(forWritingAtPath: logPath)
-        log?.seekToEndOfFile()
-        p.standardError = log
-        p.standardOutput = log
-        try p.run()
-        lock.withLock { process = p }
-        let deadline = Sys.monotonicNs() + 20_000_000_000
-        while Sys.monotonicNs() < deadline {
-            guard p.isRunning else { throw ClientError("etcd exited at start-up (status \(p.terminationStatus)); see \(logPath)") }
-            if (try? ClientSocket(host: "127.0.0.1", port: clientPort)) != nil { return }
-            Sys.sleep(microseconds: 100_000)
-        }
-        throw ClientError("etcd did not listen within 20 s; see \(logPath)")
+        clientPort = try ChildProcess.freePort()
+        let peer = "http://127.0.0.1:\(try ChildProcess.freePort())", client = "http://127.0.0.1:\(clientPort)"
+        try Sys.makeDirectories(dataDir)
+        process = ChildProcess(name: "etcd", executable: binary, arguments: [
+            "--name", "lab", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "lab=\(peer)", "--log-level", "error",
+        ], logPath: logPath, logsOutput: true)
+        try start()
     }
 
-    func signal(_ signal: Int32) {
-        let p = lock.withLock { process }
-        guard p.isRunning else { return }
-        Sys.signal(p.processIdentifier, signal)
-        if signal == SIGKILL || signal == SIGTERM { p.waitUntilExit() }
+    /// Starts etcd (again) and waits until it listens on its client port.
+    func start() throws {
+        try process.start(timeoutSeconds: 20) { (try? ClientSocket(host: "127.0.0.1", port: clientPort)) != nil }
     }
 
-    func stop() { signal(SIGCONT); signal(SIGTERM) }
+    func signal(_ signal: Int32) { process.signal(signal) }
 
-    func kill() { signal(SIGKILL) }
+    func stop() { process.stop() }
 
-    deinit { kill() }
+    func kill() { process.kill() }
 }
