@@ -247,7 +247,9 @@ public final class Producer {
     var sinceClock = 0
     var prefix = WireWriter(capacity: 512)
     var inFlight: [InFlight] = []
+    /// `awaitResponses`' poll set and the link of each entry, kept between calls.
     var pollFds: [pollfd] = []
+    var pollLinks: [Int] = []
     let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 3)
     let suffixBytes = UnsafeMutableRawPointer.allocate(byteCount: 4, alignment: 4)
     let prefixCapacity = 4096
@@ -746,26 +748,25 @@ public final class Producer {
     func awaitResponses() throws(ClientError) -> Bool {
         let now = Sys.monotonicNs()
         let timeout = UInt64(config.requestTimeoutMs) * 1_000_000
-        var oldest = [UInt64](repeating: .max, count: links.count)
-        for r in inFlight { oldest[r.link] = min(oldest[r.link], r.sentNanos) }
+        // In-flight requests are in send order: each link's first one is its oldest.
         pollFds.removeAll(keepingCapacity: true)
-        var owners: [Int] = []
+        pollLinks.removeAll(keepingCapacity: true)
         var firstDeadline = UInt64.max
-        for l in links.indices where links[l].inFlight > 0 {
-            if now &- oldest[l] >= timeout {
-                fail(link: l)
+        for r in inFlight where !pollLinks.contains(r.link) {
+            if now &- r.sentNanos >= timeout {
+                fail(link: r.link)
                 return true
             }
-            firstDeadline = min(firstDeadline, oldest[l] + timeout)
-            pollFds.append(pollfd(fd: links[l].connection!.transport.fd, events: Int16(POLLIN), revents: 0))
-            owners.append(l)
+            firstDeadline = min(firstDeadline, r.sentNanos + timeout)
+            pollFds.append(pollfd(fd: links[r.link].connection!.transport.fd, events: Int16(POLLIN), revents: 0))
+            pollLinks.append(r.link)
         }
         if let due = retryQueue.first?.dueNanos { firstDeadline = min(firstDeadline, max(due, now)) }
         let waitMs = Int32(min((firstDeadline - now) / 1_000_000 + 1, 1000))
         let n = Glibc.poll(&pollFds, nfds_t(pollFds.count), waitMs)
         if n < 0 && errno != EINTR { throw ClientError("poll: errno \(errno)") }
         guard n > 0 else { return false }
-        for (i, l) in owners.enumerated() where pollFds[i].revents != 0 {
+        for (i, l) in pollLinks.enumerated() where pollFds[i].revents != 0 {
             let c = links[l].connection!
             do { _ = try c.reader.fill(from: c.transport, wait: false) } catch {
                 fail(link: l)
