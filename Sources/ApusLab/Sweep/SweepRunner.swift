@@ -158,14 +158,15 @@ public final class SweepRunner: @unchecked Sendable {
             bootstrap = c.bootstrap
             replicationFactor = Int16(point.workload.replicationFactor ?? rf)
         }
-        if broker != nil || cluster != nil {
+        /// The sweep started the brokers (it sets their keys, and deletes topics and data after).
+        let ownsBrokers = broker != nil || cluster != nil
+        if ownsBrokers {
             brokerConfig = effectiveBrokerConfig(point)
             try write(brokerConfig!, to: "\(pointDir)/broker-config.json")
         }
-        var exitStatus: Int32?
         defer {
-            if broker != nil || cluster != nil {
-                if exitStatus == nil { _ = broker?.stop() ?? cluster?.stop() }
+            if ownsBrokers {
+                _ = broker?.stop() ?? cluster?.stop()  // nothing to do if already stopped
                 current.withLock { $0 = nil }
                 try? FileManager.default.removeItem(atPath: dataDir)
             }
@@ -188,9 +189,7 @@ public final class SweepRunner: @unchecked Sendable {
             // ~1 GB a second, and kept for every repeat of a point that filled this machine's disk
             // (68 GB in one tail-plan point). An external broker keeps them.
             defer {
-                if broker != nil || cluster != nil {
-                    try? KafkaAdmin(bootstrap: bootstrap).deleteTopics(plan.preloadSeconds == nil ? [topic] : [topic, preloadTopic])
-                }
+                if ownsBrokers { try? KafkaAdmin(bootstrap: bootstrap).deleteTopics(plan.preloadSeconds == nil ? [topic] : [topic, preloadTopic]) }
             }
             status("\(label) at \(rate > 0 ? Self.rate(rate) + "/s" : "max rate")")
             let logPath = "\(pointDir)/run-\(runNumber).txt"
@@ -285,7 +284,7 @@ public final class SweepRunner: @unchecked Sendable {
                 try (1...spec.repeats).map { _ in try measure(rate: rate, label: "knee step \(step)/\(spec.iterations)") }
             }
         }
-        exitStatus = broker?.stop() ?? cluster?.stop()
+        let exitStatus = broker?.stop() ?? cluster?.stop()
         return PointResult(
             point: point, brokerConfig: brokerConfig, producerConfig: PerfDocument.describe(pconfig),
             consumerConfig: plan.mode == .e2e ? PerfDocument.describe(cconfig) : nil, repeats: repeats, knee: knee,
