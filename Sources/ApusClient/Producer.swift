@@ -26,8 +26,11 @@ public struct ProducerConfig: Sendable {
     /// How long a non-full batch may wait for more records.
     public var lingerMs: Int = 5
     public var compression: CompressionCodec = .none
-    /// Produce requests sent and not yet answered, at most.
+    /// Produce requests sent and not yet answered, at most, per connection.
     public var maxInFlight: Int = 5
+    /// A produce request carries the ready batches of as many of its broker's partitions
+    /// (one each) as fit in this many bytes (at least one batch).
+    public var maxRequestSize = 1 << 20
     public var partitioner: Partitioner = .murmur2
     public var requestTimeoutMs: Int32 = 30_000
     public var clientId: String = "apus-lab"
@@ -56,7 +59,7 @@ public struct ProducerConfig: Sendable {
     /// Sets one Java-style property: acks, batch.size, linger.ms, compression.type,
     /// max.in.flight.requests.per.connection, partitioner (round-robin|sticky|murmur2),
     /// request.timeout.ms, client.id, retries, retry.backoff.ms, delivery.timeout.ms,
-    /// enable.idempotence, metadata.max.age.ms, buffer.memory.
+    /// enable.idempotence, metadata.max.age.ms, buffer.memory, max.request.size.
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -71,6 +74,7 @@ public struct ProducerConfig: Sendable {
             guard let codec = CompressionCodec.named(value) else { throw ClientError("compression.type=\(value): expected none, gzip, snappy, lz4 or zstd") }
             compression = codec
         case "max.in.flight.requests.per.connection": maxInFlight = try int(1...1024)
+        case "max.request.size": maxRequestSize = try int(1...Int(Int32.max))
         case "partitioner":
             guard let p = Partitioner(rawValue: value) else { throw ClientError("partitioner=\(value): expected round-robin, sticky or murmur2") }
             partitioner = p
@@ -126,8 +130,9 @@ public struct ProducerMetrics: Sendable, Equatable {
     /// Bytes of record batches as sent (compressed when they are) and before compression.
     public var batchBytes: UInt64 = 0
     public var uncompressedBytes: UInt64 = 0
-    /// Produce requests written, retries included.
+    /// Produce requests written, retries included, and the batches they carried.
     public var requests: UInt64 = 0
+    public var sentBatches: UInt64 = 0
     public var retries: UInt64 = 0
     /// Batches reported failed, by Kafka error code.
     public var errorsByCode: [Int16: UInt64] = [:]
@@ -149,6 +154,7 @@ public struct ProducerMetrics: Sendable, Equatable {
         batchBytes += o.batchBytes
         uncompressedBytes += o.uncompressedBytes
         requests += o.requests
+        sentBatches += o.sentBatches
         retries += o.retries
         errorsByCode.merge(o.errorsByCode, uniquingKeysWith: +)
         metadataRefreshes += o.metadataRefreshes
@@ -172,6 +178,7 @@ public struct ProducerMetrics: Sendable, Equatable {
             ("records-per-batch-avg", f(Double(records) / b)),
             ("compression-rate-avg", f(uncompressedBytes == 0 ? 1 : Double(batchBytes) / Double(uncompressedBytes))),
             ("request-total", String(requests)),
+            ("batches-per-request-avg", f(requests == 0 ? 0 : Double(sentBatches) / Double(requests))),
             ("record-retry-total (batches)", String(retries)),
             ("record-error-total (batches)", String(errorsByCode.values.reduce(0, +))),
             ("request-latency-avg (ms)", f(answeredRequests == 0 ? 0 : Double(requestLatencyTotalNanos) / Double(answeredRequests) / 1e6)),
@@ -188,11 +195,16 @@ public struct ProducerMetrics: Sendable, Equatable {
 /// A fast Kafka producer for one topic, sending each partition's batches to its leader.
 ///
 /// Records are written straight into one `RecordBatchBuilder` per partition (nothing is
-/// allocated per record); a full batch, or one older than `linger.ms`, becomes a ProduceRequest
-/// written by hand around the batch bytes (no copy) and sent on the caller's thread to the
-/// partition's leader, with up to `max.in.flight.requests.per.connection` requests pipelined on
-/// each leader's connection; responses are matched by connection and correlation id and reported
-/// to `onAck` once per batch. Timestamps: one wall-clock and one monotonic reading per batch, and
+/// allocated per record); a full batch, or one older than `linger.ms`, is ready. Ready batches go
+/// to their partition's leader on the caller's thread, in ProduceRequests written by hand around
+/// the batch bytes (no copy), with up to `max.in.flight.requests.per.connection` requests
+/// pipelined on each leader's connection. While a connection has that many, its partitions'
+/// ready batches wait in order and the records go on into new ones; each answer lets the next
+/// request carry the first waiting batch of every partition of that broker (up to
+/// `max.request.size`), as Kafka's clients drain their accumulator — so a producer that falls
+/// behind catches up with fuller requests instead of stopping the caller. Only when
+/// `buffer.memory` of batches is held does `send` wait. Responses are matched by connection and
+/// correlation id and reported to `onAck` once per batch. Timestamps: one wall-clock and one monotonic reading per batch, and
 /// a monotonic reading every 256 records for linger.
 ///
 /// In a cluster, a leader that moves (NOT_LEADER_OR_FOLLOWER…), whose connection fails, or that
@@ -223,12 +235,20 @@ public final class Producer {
     var links: [Link] = []
     /// Per partition, its leader's index in `links` (-1: no leader known).
     var leaderLink: [Int] = []
-    /// Per partition, its batches in the retry queue: new batches of the partition wait for
-    /// them, so that a failover does not reorder it.
-    var retryPending: [Int] = []
-    /// `sendDueRetries`' partitions held in its current pass (== `blockedPass`).
-    var blocked: [UInt32] = []
-    var blockedPass: UInt32 = 0
+    /// Per partition, its batches waiting to be sent — ready while its leader's connection had
+    /// max.in.flight requests, or to be retried (their time not yet come, or no leader known) —
+    /// in creation order: a new batch of the partition goes behind them, so nothing is reordered.
+    var queues: [BatchQueue] = []
+    /// Batches in `queues`.
+    var queued = 0
+    /// The partition `drain` starts from, moved on each time so that none is always last.
+    var drainStart = 0
+    /// The batches of the request being written (kept between calls), and where each
+    /// partition's head ends in `prefix`.
+    var outgoing: [InFlight] = []
+    var cuts: [Int] = []
+    /// The batches of the response being handled (kept between calls).
+    var answered: [InFlight] = []
     var builders: UnsafeMutablePointer<RecordBatchBuilder>
     var batchInfo: UnsafeMutablePointer<BatchInfo>
     /// With idempotence, the next sequence number per partition.
@@ -240,8 +260,6 @@ public final class Producer {
     let slotCount: Int
     var slotsMade = 0
     var freeSlots: [Int]
-    /// Batches waiting for their retry time (or a leader), in the order they were first sent.
-    var retryQueue: [InFlight] = []
     var current = 0
     var random = SplitMix64(seed: UInt64(truncatingIfNeeded: Sys.monotonicNs()))
     var sinceClock = 0
@@ -250,10 +268,11 @@ public final class Producer {
     /// `awaitResponses`' poll set and the link of each entry, kept between calls.
     var pollFds: [pollfd] = []
     var pollLinks: [Int] = []
-    let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 3)
+    var iov = UnsafeMutablePointer<iovec>.allocate(capacity: 3)
+    var iovCapacity = 3
     let suffixBytes = UnsafeMutableRawPointer.allocate(byteCount: 4, alignment: 4)
-    let prefixCapacity = 4096
-    let prefixBytes = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 16)
+    var prefixCapacity = 4096
+    var prefixBytes = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 16)
     var open = true
 
     struct BatchInfo {
@@ -275,6 +294,33 @@ public final class Producer {
         var reconnectBackoffMs: UInt64 = 50
     }
 
+    /// A partition's waiting batches, oldest first (an array and the index of its first).
+    struct BatchQueue {
+        var items: [InFlight] = []
+        var head = 0
+        var isEmpty: Bool { head == items.count }
+        var count: Int { items.count - head }
+        var first: InFlight { items[head] }
+
+        mutating func removeFirst() -> InFlight {
+            let item = items[head]
+            head += 1
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            return item
+        }
+
+        /// Before the batches created after it (a retry comes back behind batches queued
+        /// meanwhile only if they are older), so the queue stays in creation order.
+        mutating func insert(_ item: InFlight) {
+            var at = items.count
+            while at > head && items[at - 1].createdNanos > item.createdNanos { at -= 1 }
+            items.insert(item, at: at)
+        }
+    }
+
     struct InFlight {
         var correlationId: Int32
         var partition: Int32
@@ -285,7 +331,7 @@ public final class Producer {
         /// The slot holding the batch bytes (-1 with acks=0).
         var slot: Int
         var batch: UnsafeRawBufferPointer
-        /// Times written (0: queued behind its partition's retries before its first send).
+        /// Times written (0: waiting for its first send).
         var attempts: Int
         /// The link it was written to.
         var link = -1
@@ -346,7 +392,7 @@ public final class Producer {
         inFlight.reserveCapacity(slotCount + 1)
         suffixBytes.initializeMemory(as: UInt8.self, repeating: 0, count: 4)  // empty tagged-field sections
         leaderLink = [Int](repeating: -1, count: partitionCount)
-        retryPending = [Int](repeating: 0, count: partitionCount)
+        queues = [BatchQueue](repeating: BatchQueue(), count: partitionCount)
         apply(metadata, brokers)
         for l in links.indices { links[l].connection = try KafkaConnection(bootstrap: links[l].address, clientId: config.clientId,
                                                                            timeoutMs: Int(config.requestTimeoutMs)) }
@@ -406,19 +452,20 @@ public final class Producer {
         batchInfo[p] = BatchInfo(createdNanos: Sys.monotonicNs(), userTime: userTime)
     }
 
-    /// Sends batches older than `linger.ms` and due retries, reads any responses that have
-    /// arrived, refreshes metadata when it is due, without blocking (unless max-in-flight is
-    /// reached). Call it while idle.
+    /// Makes ready the batches older than `linger.ms`, sends what waits and may go, reads any
+    /// responses that have arrived, refreshes metadata when it is due, without blocking (unless
+    /// `buffer.memory` is full). Call it while idle.
     public func poll() throws(ClientError) {
         while try readResponse(wait: false) {}
         let now = Sys.monotonicNs()
         if metadataStale || now &- metadataFetchedNanos >= UInt64(config.metadataMaxAgeMs) * 1_000_000 { try refreshMetadata() }
-        if !retryQueue.isEmpty { try sendDueRetries(now: now) }
+        if queued > 0 { try drain(now: now) }
         let linger = UInt64(config.lingerMs) * 1_000_000
-        // A partition with retries queued or without a leader keeps filling its batch (sent,
-        // or queued, once full): small batches queued one per linger could never catch up.
+        // A partition with batches waiting keeps filling its open batch (it is ready, and
+        // queued, once full), as Kafka's accumulator does: small batches queued one per linger
+        // could never catch up.
         for p in 0..<partitionCount where !builders[p].isEmpty && now &- batchInfo[p].createdNanos >= linger
-            && (retryPending[p] == 0 && leaderLink[p] >= 0 || config.acks == 0) {
+            && (queues[p].isEmpty && leaderLink[p] >= 0 || config.acks == 0) {
             try sendBatch(p)
             if p == current { advance() }
         }
@@ -427,30 +474,38 @@ public final class Producer {
     /// Sends every open batch and waits until every batch is acknowledged or has failed.
     public func flush() throws(ClientError) {
         for p in 0..<partitionCount where !builders[p].isEmpty { try sendBatch(p) }
-        while !inFlight.isEmpty || !retryQueue.isEmpty { try waitForProgress() }
+        while !inFlight.isEmpty || queued > 0 { try waitForProgress() }
     }
 
-    /// Sends what retries are due, then waits for a response, a failed connection or the next
+    /// Sends what waits and may go, then waits for a response, a failed connection or the next
     /// retry's time.
     func waitForProgress() throws(ClientError) {
         if metadataStale { try refreshMetadata() }
-        if !retryQueue.isEmpty { try sendDueRetries(now: Sys.monotonicNs()) }
+        if queued > 0 { try drain(now: Sys.monotonicNs()) }
         if inFlight.isEmpty { try waitForRetry() } else { _ = try readResponse(wait: true) }
     }
 
-    /// Requests sent and not yet answered.
+    /// Requests sent and not yet answered (counted per batch).
     public var inFlightCount: Int { inFlight.count }
 
     /// The metadata connection, for admin and list-offsets calls (never carries produce requests).
     public var kafkaConnection: KafkaConnection { connection }
 
-    /// Sleeps until the first queued retry is due and sends what is due.
+    /// When the first waiting batch that is not yet due may go (nil: none waits for its time).
+    func firstDue() -> UInt64? {
+        guard queued > 0 else { return nil }
+        var due = UInt64.max
+        for p in 0..<partitionCount where !queues[p].isEmpty { due = min(due, queues[p].first.dueNanos) }
+        return due
+    }
+
+    /// Sleeps until the first waiting batch is due and sends what may go.
     func waitForRetry() throws(ClientError) {
-        guard let due = retryQueue.map(\.dueNanos).min() else { return }
+        guard let due = firstDue() else { return }
         let now = Sys.monotonicNs()
         if due > now { Sys.sleep(microseconds: UInt32(min(due - now, 1_000_000_000) / 1000)) }
         if metadataStale { try refreshMetadata() }
-        try sendDueRetries(now: Sys.monotonicNs())
+        try drain(now: Sys.monotonicNs())
     }
 
     /// One more slot for a batch held until acknowledged.
@@ -460,20 +515,19 @@ public final class Producer {
         slotsMade += 1
     }
 
-    /// Whether a batch of partition `p` must wait before it is sent (or, `retry`, before a
-    /// queued one is): no slot free and none left to make (new batches only), or its leader's
-    /// connection already has max.in.flight requests.
-    func mustWait(_ p: Int, retry: Bool = false) -> Bool {
-        if !retry && config.acks != 0 && freeSlots.isEmpty {
-            guard slotsMade < slotCount else { return true }
-            makeSlot()
-        }
-        let l = leaderLink[p]
-        return l >= 0 && links[l].inFlight >= config.maxInFlight && (retry || retryPending[p] == 0)
+    /// Whether a slot is free for a batch to be held in (one is made if buffer.memory allows).
+    func slotAvailable() -> Bool {
+        if !freeSlots.isEmpty { return true }
+        guard slotsMade < slotCount else { return false }
+        makeSlot()
+        return true
     }
 
+    /// Partition `p`'s open batch is ready: it goes now if nothing waits and its leader's
+    /// connection has room, else it waits behind what does (in order) and what may go is sent.
+    /// Waits only while buffer.memory is full.
     func sendBatch(_ p: Int) throws(ClientError) {
-        while mustWait(p) { try waitForProgress() }
+        if config.acks != 0 { while !slotAvailable() { try waitForProgress() } }
         let batch: UnsafeRawBufferPointer
         let uncompressed = builders[p].sizeInBytes
         if config.enableIdempotence {
@@ -499,55 +553,107 @@ public final class Producer {
         metrics.records += UInt64(count)
         metrics.batchBytes += UInt64(batch.count)
         metrics.uncompressedBytes += UInt64(uncompressed)
-        var request = InFlight(correlationId: 0, partition: Int32(p), recordCount: count, createdNanos: info.createdNanos,
-                               sentNanos: 0, userTime: info.userTime, slot: -1, batch: batch, attempts: 1)
-        var sent = true
-        if config.acks != 0 {
-            // The sent batch stays in a slot until it is acknowledged; the partition gets the
-            // slot's free builder.
-            request.slot = freeSlots.removeLast()
-            swap(&builders[p], &slots[request.slot])
-        }
-        if config.acks != 0 && (retryPending[p] > 0 || leaderLink[p] < 0) {
-            // Behind the partition's retries (or until it has a leader), in order; the other
-            // partitions go on meanwhile.
-            request.attempts = 0
-            request.dueNanos = Sys.monotonicNs()
-            retryQueue.append(request)
-            retryPending[p] += 1
-            if leaderLink[p] < 0 { metadataStale = true }
-        } else {
-            sent = dispatch(&request)
-        }
-        builders[p].reset(baseTimestamp: 0)
+        let request = InFlight(correlationId: 0, partition: Int32(p), recordCount: count, createdNanos: info.createdNanos,
+                               sentNanos: 0, userTime: info.userTime, slot: -1, batch: batch, attempts: 0)
         if config.acks == 0 {
+            // Nothing to hold or retry: written at once, reported at once.
+            outgoing.removeAll(keepingCapacity: true)
+            outgoing.append(request)
+            let l = leaderLink[p]
+            var sent = false
+            if l >= 0, let c = link(l) {
+                do {
+                    try writeRequest(on: c)
+                    sent = true
+                } catch {
+                    fail(link: l)
+                }
+            }
+            if !sent { metadataStale = true }
+            builders[p].reset(baseTimestamp: 0)
+            let at = sent ? outgoing[0].sentNanos : Sys.monotonicNs()
             onAck(ProduceAck(partition: Int32(p), baseOffset: -1, recordCount: count, errorCode: sent ? 0 : ErrorCode.networkException.rawValue,
-                             createdNanos: info.createdNanos, sentNanos: request.sentNanos, ackNanos: request.sentNanos, userTime: info.userTime))
+                             createdNanos: info.createdNanos, sentNanos: at, ackNanos: at, userTime: info.userTime))
+            return
+        }
+        // The batch stays in a slot until it is acknowledged (a retry sends the same bytes);
+        // the partition gets the slot's free builder, so nothing is copied.
+        var held = request
+        held.slot = freeSlots.removeLast()
+        swap(&builders[p], &slots[held.slot])
+        builders[p].reset(baseTimestamp: 0)
+        let l = leaderLink[p]
+        if queued == 0 && l >= 0 && links[l].inFlight < config.maxInFlight {
+            // Nothing waits: this batch alone, at once.
+            held.attempts = 1
+            outgoing.removeAll(keepingCapacity: true)
+            outgoing.append(held)
+            send(on: l)
+            return
+        }
+        if l < 0 { metadataStale = true }
+        queues[p].insert(held)
+        queued += 1
+        try drain(now: Sys.monotonicNs())
+    }
+
+    /// Sends what waits and may go: for each broker whose connection has room, one request
+    /// with the first waiting batch of each of its partitions that is due (up to
+    /// max.request.size), until its room or its batches run out. A waiting batch past
+    /// `delivery.timeout.ms` fails; a partition without a leader asks for new metadata.
+    func drain(now: UInt64) throws(ClientError) {
+        let start = drainStart
+        drainStart = partitionCount > 0 ? (drainStart + 1) % partitionCount : 0
+        let deliveryTimeout = UInt64(config.deliveryTimeoutMs) * 1_000_000
+        for p in 0..<partitionCount where !queues[p].isEmpty && now &- queues[p].first.createdNanos >= deliveryTimeout {
+            while !queues[p].isEmpty && now &- queues[p].first.createdNanos >= deliveryTimeout {
+                let expired = queues[p].removeFirst()
+                queued -= 1
+                finish(expired, errorCode: ErrorCode.requestTimedOut.rawValue, baseOffset: -1, at: now)
+            }
+        }
+        for p in 0..<partitionCount where leaderLink[p] < 0 && !queues[p].isEmpty { metadataStale = true }
+        for l in links.indices {
+            while queued > 0 && links[l].inFlight < config.maxInFlight {
+                outgoing.removeAll(keepingCapacity: true)
+                var bytes = 0
+                for i in 0..<partitionCount {
+                    let p = (start + i) % partitionCount
+                    guard leaderLink[p] == l, !queues[p].isEmpty, queues[p].first.dueNanos <= now else { continue }
+                    let size = queues[p].first.batch.count
+                    if !outgoing.isEmpty && bytes + size > config.maxRequestSize { break }
+                    var batch = queues[p].removeFirst()
+                    queued -= 1
+                    if batch.attempts > 0 { metrics.retries += 1 }
+                    batch.attempts += 1
+                    outgoing.append(batch)
+                    bytes += size
+                }
+                if outgoing.isEmpty { break }
+                send(on: l)
+            }
         }
     }
 
-    /// Writes the request to its partition's leader; false if there is none to write to (no
-    /// leader known, or its connection cannot be opened or fails), the request then waits in
-    /// the retry queue (acks≠0) and the metadata is looked up again.
-    func dispatch(_ request: inout InFlight) -> Bool {
-        let l = leaderLink[Int(request.partition)]
-        if l >= 0, let c = link(l) {
+    /// Writes `outgoing` as one request to link `l`, whose batches then are in flight; if the
+    /// connection cannot be opened or fails, they fail with NETWORK_EXCEPTION (and so wait
+    /// for a retry, within retries and delivery.timeout.ms) and the metadata is looked up again.
+    func send(on l: Int) {
+        if let c = link(l) {
             do {
-                try write(&request, on: c)
-                if config.acks != 0 {
-                    request.link = l
-                    links[l].inFlight += 1
-                    inFlight.append(request)
-                    metrics.maxInFlight = max(metrics.maxInFlight, inFlight.count)
-                }
-                return true
+                try writeRequest(on: c)
+                links[l].inFlight += 1
+                metrics.maxInFlight = max(metrics.maxInFlight, links[l].inFlight)
+                for i in outgoing.indices { outgoing[i].link = l }
+                inFlight.append(contentsOf: outgoing)
+                return
             } catch {
                 fail(link: l)
             }
         }
         metadataStale = true
-        if config.acks != 0 { finish(request, errorCode: ErrorCode.networkException.rawValue, baseOffset: -1, at: Sys.monotonicNs()) }
-        return false
+        let now = Sys.monotonicNs()
+        for request in outgoing { finish(request, errorCode: ErrorCode.networkException.rawValue, baseOffset: -1, at: now) }
     }
 
     /// Link `l`'s connection, opened if it has none (nil if it cannot be).
@@ -584,54 +690,51 @@ public final class Producer {
         for request in lost { finish(request, errorCode: ErrorCode.networkException.rawValue, baseOffset: -1, at: now) }
     }
 
-    /// Frames and writes a ProduceRequest around `request.batch` with a new correlation id.
-    func write(_ request: inout InFlight, on c: KafkaConnection) throws(ClientError) {
+    /// Frames and writes one ProduceRequest around the batches in `outgoing` (one partition
+    /// each) with a new correlation id: the header and partition heads go from one buffer,
+    /// the batches from where they lie.
+    func writeRequest(on c: KafkaConnection) throws(ClientError) {
         let correlationId = c.nextCorrelationId
         c.nextCorrelationId = correlationId == Int32.max ? 1 : correlationId + 1
-        ProduceRequestEncoder.writePrefix(
+        ProduceRequestEncoder.writeHeader(
             into: &prefix, version: produceVersion, correlationId: correlationId, clientId: config.clientId,
-            acks: config.acks, timeoutMs: config.requestTimeoutMs, topic: topic, partition: request.partition,
-            recordsLength: request.batch.count)
-        let suffix = ProduceRequestEncoder.suffixLength(version: produceVersion)
-        guard prefix.count <= prefixCapacity else { throw ClientError("topic or client id too long") }
-        prefix.bytes.withUnsafeBytes { prefixBytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        iov[0] = iovec(iov_base: prefixBytes, iov_len: prefix.count)
-        iov[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: request.batch.baseAddress), iov_len: request.batch.count)
-        iov[2] = iovec(iov_base: suffixBytes, iov_len: suffix)
-        do { try c.transport.writeAll(iov, count: suffix > 0 ? 3 : 2) } catch { throw ClientError(error) }
-        request.correlationId = correlationId
-        request.sentNanos = Sys.monotonicNs()
-        metrics.requests += 1
-    }
-
-    /// Sends the queued retries that are due, oldest first, as far as max.in.flight allows.
-    /// Each partition's queued batches go in order: one that cannot go yet (not due, no leader,
-    /// its leader's connection full) holds the rest of its partition, not the others.
-    func sendDueRetries(now: UInt64) throws(ClientError) {
-        blockedPass &+= 1
-        if blocked.count < partitionCount { blocked += [UInt32](repeating: 0, count: partitionCount - blocked.count) }
-        var i = 0
-        while i < retryQueue.count {
-            let p = Int(retryQueue[i].partition)
-            if blocked[p] == blockedPass { i += 1; continue }
-            if now &- retryQueue[i].createdNanos >= UInt64(config.deliveryTimeoutMs) * 1_000_000 {
-                let expired = retryQueue.remove(at: i)
-                retryPending[p] -= 1
-                finish(expired, errorCode: ErrorCode.requestTimedOut.rawValue, baseOffset: -1, at: now)
-                continue
-            }
-            if retryQueue[i].dueNanos > now || leaderLink[p] < 0 || mustWait(p, retry: true) {
-                if leaderLink[p] < 0 { metadataStale = true }
-                blocked[p] = blockedPass
-                i += 1
-                continue
-            }
-            var request = retryQueue.remove(at: i)
-            retryPending[p] -= 1
-            if request.attempts > 0 { metrics.retries += 1 }
-            request.attempts += 1
-            if !dispatch(&request) { blocked[p] = blockedPass }
+            acks: config.acks, timeoutMs: config.requestTimeoutMs, topic: topic, partitions: outgoing.count)
+        cuts.removeAll(keepingCapacity: true)
+        var recordsLength = 0
+        for (i, request) in outgoing.enumerated() {
+            ProduceRequestEncoder.writePartitionHead(into: &prefix, version: produceVersion, partition: request.partition,
+                                                     recordsLength: request.batch.count, first: i == 0)
+            cuts.append(prefix.count)
+            recordsLength += request.batch.count
         }
+        ProduceRequestEncoder.patchSize(&prefix, version: produceVersion, recordsLength: recordsLength)
+        if prefix.count > prefixCapacity {
+            prefixBytes.deallocate()
+            prefixCapacity = prefix.count * 2
+            prefixBytes = .allocate(byteCount: prefixCapacity, alignment: 16)
+        }
+        if 2 * outgoing.count + 1 > iovCapacity {
+            iov.deallocate()
+            iovCapacity = 2 * outgoing.count + 1
+            iov = .allocate(capacity: iovCapacity)
+        }
+        prefix.bytes.withUnsafeBytes { prefixBytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        var from = 0
+        for (i, request) in outgoing.enumerated() {
+            iov[2 * i] = iovec(iov_base: prefixBytes + from, iov_len: cuts[i] - from)
+            iov[2 * i + 1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: request.batch.baseAddress), iov_len: request.batch.count)
+            from = cuts[i]
+        }
+        let suffix = ProduceRequestEncoder.suffixLength(version: produceVersion)
+        iov[2 * outgoing.count] = iovec(iov_base: suffixBytes, iov_len: suffix)
+        do { try c.transport.writeAll(iov, count: 2 * outgoing.count + (suffix > 0 ? 1 : 0)) } catch { throw ClientError(error) }
+        let now = Sys.monotonicNs()
+        for i in outgoing.indices {
+            outgoing[i].correlationId = correlationId
+            outgoing[i].sentNanos = now
+        }
+        metrics.requests += 1
+        metrics.sentBatches += UInt64(outgoing.count)
     }
 
     /// Looks the topic up again, on the metadata connection or, if that fails, on any other
@@ -671,7 +774,7 @@ public final class Producer {
             batchInfo = info
             nextSequence += [Int32](repeating: 0, count: count - partitionCount)
             leaderLink += [Int](repeating: -1, count: count - partitionCount)
-            retryPending += [Int](repeating: 0, count: count - partitionCount)
+            queues += [BatchQueue](repeating: BatchQueue(), count: count - partitionCount)
             partitionCount = count
         }
         apply(metadata, brokers)
@@ -761,7 +864,7 @@ public final class Producer {
             pollFds.append(pollfd(fd: links[r.link].connection!.transport.fd, events: Int16(POLLIN), revents: 0))
             pollLinks.append(r.link)
         }
-        if let due = retryQueue.first?.dueNanos { firstDeadline = min(firstDeadline, max(due, now)) }
+        if let due = firstDue() { firstDeadline = min(firstDeadline, max(due, now)) }
         let waitMs = Int32(min((firstDeadline - now) / 1_000_000 + 1, 1000))
         let n = Glibc.poll(&pollFds, nfds_t(pollFds.count), waitMs)
         if n < 0 && errno != EINTR { throw ClientError("poll: errno \(errno)") }
@@ -787,21 +890,31 @@ public final class Producer {
         } catch {
             throw ClientError("decoding a ProduceResponse v\(produceVersion): \(error)")
         }
-        guard let index = inFlight.firstIndex(where: { $0.link == l && $0.correlationId == correlationId }) else {
+        // A request's batches were put in flight together, so they are next to each other.
+        guard let first = inFlight.firstIndex(where: { $0.link == l && $0.correlationId == correlationId }) else {
             throw ClientError("ProduceResponse with unknown correlation id \(correlationId) from \(links[l].address)")
         }
-        let request = inFlight.remove(at: index)
+        var end = first + 1
+        while end < inFlight.count && inFlight[end].link == l && inFlight[end].correlationId == correlationId { end += 1 }
+        answered.removeAll(keepingCapacity: true)
+        answered.append(contentsOf: inFlight[first..<end])
+        inFlight.removeSubrange(first..<end)
         links[l].inFlight -= 1
+        let sent = answered[0].sentNanos
         metrics.answeredRequests += 1
-        metrics.requestLatencyTotalNanos &+= ack &- request.sentNanos
-        metrics.requestLatencyMaxNanos = max(metrics.requestLatencyMaxNanos, ack &- request.sentNanos)
-        var code: Int16 = -1
-        var baseOffset: Int64 = -1
-        if let p = response.responses.first(where: { $0.name == topic })?.partitionResponses.first(where: { $0.index == request.partition }) {
-            code = p.errorCode
-            baseOffset = p.errorCode == 0 ? p.baseOffset : -1
+        metrics.requestLatencyTotalNanos &+= ack &- sent
+        metrics.requestLatencyMaxNanos = max(metrics.requestLatencyMaxNanos, ack &- sent)
+        let partitions = response.responses.first(where: { $0.name == topic })?.partitionResponses ?? []
+        for request in answered {
+            // A partition the response leaves out failed with UNKNOWN_SERVER_ERROR (-1).
+            var code: Int16 = -1
+            var baseOffset: Int64 = -1
+            if let p = partitions.first(where: { $0.index == request.partition }) {
+                code = p.errorCode
+                baseOffset = p.errorCode == 0 ? p.baseOffset : -1
+            }
+            finish(request, errorCode: code, baseOffset: baseOffset, at: ack)
         }
-        finish(request, errorCode: code, baseOffset: baseOffset, at: ack)
     }
 
     /// A request's outcome: acknowledged, queued for a retry (a retriable error within retries
@@ -816,9 +929,8 @@ public final class Producer {
             retry.dueNanos = ack + UInt64(max(config.retryBackoffMs, 1)) * 1_000_000
             // Before the partition's later batches (a failed connection's requests come back
             // after batches queued meanwhile): each partition's queue stays in creation order.
-            let at = retryQueue.firstIndex { $0.partition == request.partition && $0.createdNanos > request.createdNanos } ?? retryQueue.count
-            retryQueue.insert(retry, at: at)
-            retryPending[Int(request.partition)] += 1
+            queues[Int(request.partition)].insert(retry)
+            queued += 1
             return
         }
         if code != 0 { metrics.errorsByCode[code, default: 0] += 1 }

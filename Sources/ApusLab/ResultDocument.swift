@@ -311,7 +311,8 @@ public struct PerfDocument: Codable, Sendable {
         [
             "bootstrap": c.bootstrap, "acks": c.acks == -1 ? "all" : String(c.acks), "batch.size": String(c.batchSize),
             "linger.ms": String(c.lingerMs), "compression.type": "\(c.compression)",
-            "max.in.flight.requests.per.connection": String(c.maxInFlight), "partitioner": c.partitioner.rawValue,
+            "max.in.flight.requests.per.connection": String(c.maxInFlight), "max.request.size": String(c.maxRequestSize),
+            "partitioner": c.partitioner.rawValue,
             "request.timeout.ms": String(c.requestTimeoutMs),
         ]
     }

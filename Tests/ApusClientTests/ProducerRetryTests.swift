@@ -40,7 +40,7 @@ import Testing
         #expect(tally.acked == 20_000)
         #expect(tally.failed.isEmpty)
         #expect(producer.metrics.retries == 3)
-        #expect(producer.metrics.requests == producer.metrics.batches + 3)
+        #expect(producer.metrics.sentBatches == producer.metrics.batches + 3)
         #expect(producer.metrics.metadataRefreshes >= 1)
         #expect(sink.metadataRequests >= 2)  // start-up, then the refresh
         // Every record was accepted exactly once by the sink.
@@ -76,6 +76,29 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 5)
     }
 
+    /// With one request in flight, the batches made ready meanwhile wait and go together: one
+    /// per partition per request, up to max.request.size; none lost, none twice.
+    @Test(arguments: [1 << 20, 16 << 10])
+    func readyBatchesShareARequestWhileTheConnectionIsFull(maxRequestSize: Int) throws {
+        let sink = try ProduceSink(partitions: 4)
+        var config = Self.config(sink)
+        config.maxInFlight = 1
+        config.maxRequestSize = maxRequestSize
+        let (tally, producer) = try Self.produce(config, count: 200_000)
+        #expect(tally.acked == 200_000 && tally.failed.isEmpty)
+        #expect(sink.acceptedRecords == 200_000)
+        let m = producer.metrics
+        #expect(m.sentBatches == m.batches && m.retries == 0)
+        #expect(m.maxInFlight == 1)
+        if maxRequestSize == 16 << 10 {
+            #expect(m.requests == m.batches)  // a 16 KiB batch fills a 16 KiB request
+        } else {
+            #expect(m.requests < m.batches)
+            #expect(m.requests * 4 >= m.batches)  // at most one batch per partition
+        }
+    }
+
+    /// Idempotence with multi-partition requests against a real broker: sequences stay in order.
     @Test func idempotentProducerAgainstApusServe() throws {
         let broker = try startBroker(partitions: 3)
         defer { broker.stop(); broker.removeData() }
