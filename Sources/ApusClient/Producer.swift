@@ -202,8 +202,9 @@ public struct ProducerMetrics: Sendable, Equatable {
 /// ready batches wait in order and the records go on into new ones; each answer lets the next
 /// request carry the first waiting batch of every partition of that broker (up to
 /// `max.request.size`), as Kafka's clients drain their accumulator — so a producer that falls
-/// behind catches up with fuller requests instead of stopping the caller. Only when
-/// `buffer.memory` of batches is held does `send` wait. Responses are matched by connection and
+/// behind catches up with fuller requests. Unlike Kafka's, `send` then waits once the next
+/// request is full (a second batch of a partition, or `max.request.size`), not only when
+/// `buffer.memory` is: deeper queues add latency and cold buffers, not throughput. Responses are matched by connection and
 /// correlation id and reported to `onAck` once per batch. Timestamps: one wall-clock and one monotonic reading per batch, and
 /// a monotonic reading every 256 records for linger.
 ///
@@ -525,7 +526,8 @@ public final class Producer {
 
     /// Partition `p`'s open batch is ready: it goes now if nothing waits and its leader's
     /// connection has room, else it waits behind what does (in order) and what may go is sent.
-    /// Waits only while buffer.memory is full.
+    /// The caller waits while buffer.memory is full, and while the batch could not go in its
+    /// connection's next request anyway (`mustHold`).
     func sendBatch(_ p: Int) throws(ClientError) {
         if config.acks != 0 { while !slotAvailable() { try waitForProgress() } }
         let batch: UnsafeRawBufferPointer
@@ -582,6 +584,7 @@ public final class Producer {
         held.slot = freeSlots.removeLast()
         swap(&builders[p], &slots[held.slot])
         builders[p].reset(baseTimestamp: 0)
+        while mustHold(p, bytes: batch.count) { try waitForProgress() }
         let l = leaderLink[p]
         if queued == 0 && l >= 0 && links[l].inFlight < config.maxInFlight {
             // Nothing waits: this batch alone, at once.
@@ -595,6 +598,20 @@ public final class Producer {
         queues[p].insert(held)
         queued += 1
         try drain(now: Sys.monotonicNs())
+    }
+
+    /// Whether a ready batch of partition `p` (`bytes` long) must wait for an answer before it
+    /// joins the waiting ones: its leader's connection is full and the next request there
+    /// already has a batch of `p`, or the batches waiting for it fill `max.request.size`.
+    /// Waiting more would only add latency (and cold buffers) without making requests fuller;
+    /// retries and partitions without a leader are held by buffer.memory alone.
+    func mustHold(_ p: Int, bytes: Int) -> Bool {
+        let l = leaderLink[p]
+        guard l >= 0, links[l].inFlight >= config.maxInFlight else { return false }
+        if !queues[p].isEmpty && queues[p].items[queues[p].items.count - 1].attempts == 0 { return true }
+        var waiting = 0
+        for q in 0..<partitionCount where leaderLink[q] == l && !queues[q].isEmpty { waiting += queues[q].first.batch.count }
+        return waiting > 0 && waiting + bytes > config.maxRequestSize
     }
 
     /// Sends what waits and may go: for each broker whose connection has room, one request
