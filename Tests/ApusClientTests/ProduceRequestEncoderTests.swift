@@ -24,19 +24,7 @@ import Testing
             acks: -1, timeoutMs: 1234, topic: "topic-a", partition: 3, recordsLength: batch.count)
         let frame = w.bytes + batch + ProduceRequestEncoder.flexibleSuffix.prefix(ProduceRequestEncoder.suffixLength(version: version))
 
-        // The size prefix covers the rest.
-        let size = frame.prefix(4).reduce(0) { $0 << 8 | Int($1) }
-        #expect(size == frame.count - 4)
-
-        // Decode with the generated types.
-        let body = Array(frame.dropFirst(4))
-        let (header, request) = try body.withUnsafeBytes { raw in
-            var r = WireReader(raw)
-            let header = try RequestHeader.decode(from: &r, version: ProduceRequest.requestHeaderVersion(version))
-            let request = try ProduceRequest.decode(from: &r, version: version)
-            #expect(r.isAtEnd)
-            return (header, request)
-        }
+        let (header, request) = try Self.decode(frame, version: version)
         #expect(header.requestApiKey == 0 && header.requestApiVersion == version)
         #expect(header.correlationId == 42 && header.clientId == "apus-test")
         #expect(request.transactionalId == nil && request.acks == -1 && request.timeoutMs == 1234)
@@ -44,11 +32,6 @@ import Testing
         #expect(request.topicData[0].partitionData.count == 1 && request.topicData[0].partitionData[0].index == 3)
         #expect(request.topicData[0].partitionData[0].records == batch)
 
-        // Same bytes as the generated encoder.
-        var g = WireWriter()
-        header.encode(into: &g, version: ProduceRequest.requestHeaderVersion(version))
-        request.encode(into: &g, version: version)
-        #expect(g.bytes == body)
 
         // And the batch itself reads back: 10 records, lz4.
         let decoded = try batch.withUnsafeBytes { try RecordBatchView(validating: $0) }
@@ -84,8 +67,16 @@ import Testing
         ProduceRequestEncoder.patchSize(&w, version: version, recordsLength: batches.reduce(0) { $0 + $1.count })
         frame.replaceSubrange(0..<4, with: w.bytes[0..<4])
         frame += ProduceRequestEncoder.flexibleSuffix.prefix(ProduceRequestEncoder.suffixLength(version: version))
-        #expect(frame.prefix(4).reduce(0) { $0 << 8 | Int($1) } == frame.count - 4)
+        let (_, request) = try Self.decode(frame, version: version)
+        #expect(request.topicData.count == 1 && request.topicData[0].name == "t")
+        #expect(request.topicData[0].partitionData.map(\.index) == partitions)
+        #expect(request.topicData[0].partitionData.map(\.records) == batches)
+    }
 
+    /// Decodes a whole frame with the generated types, checking that the size prefix covers the
+    /// rest, nothing is left over, and the generated encoder writes the same bytes.
+    static func decode(_ frame: [UInt8], version: Int16) throws -> (RequestHeader, ProduceRequest) {
+        #expect(frame.prefix(4).reduce(0) { $0 << 8 | Int($1) } == frame.count - 4)
         let body = Array(frame.dropFirst(4))
         let (header, request) = try body.withUnsafeBytes { raw in
             var r = WireReader(raw)
@@ -94,12 +85,10 @@ import Testing
             #expect(r.isAtEnd)
             return (header, request)
         }
-        #expect(request.topicData.count == 1 && request.topicData[0].name == "t")
-        #expect(request.topicData[0].partitionData.map(\.index) == partitions)
-        #expect(request.topicData[0].partitionData.map(\.records) == batches)
         var g = WireWriter()
         header.encode(into: &g, version: ProduceRequest.requestHeaderVersion(version))
         request.encode(into: &g, version: version)
         #expect(g.bytes == body)
+        return (header, request)
     }
 }
