@@ -254,7 +254,7 @@ struct SweepClusterTests {
         settle: none
         workload:
           partitions: 2
-          duration: 14s
+          duration: 20s
           warmup: 1s
           rate: 2k
         client:
@@ -274,8 +274,10 @@ struct SweepClusterTests {
         let result = try #require(bundle.results.first)
         #expect(result.brokerExitStatus == 0)
         let run = try #require(result.repeats.first)
-        // 2,000 records/s for the 14 s measured: acknowledged, none failed, though a leader died.
-        #expect(run.produced.records > 27_000 && run.produced.records <= 28_100, "\(run.produced)")
+        // 2,000 records/s for the 20 s measured: acknowledged, none failed, though a leader died.
+        // (The producer waits while acks=all cannot be met — 6 s here, more on a loaded debug
+        // build, which once left a 14 s run too little time to catch up; 20 s leaves 13 s.)
+        #expect(run.produced.records > 39_000 && run.produced.records <= 40_100, "\(run.produced)")
         #expect(run.produced.errors == 0)
         let events = try #require(run.faults).map(\.event)
         #expect(events.first?.hasPrefix("kill broker ") == true && events.first?.hasSuffix("(leader of partition 0)") == true, "\(events)")
