@@ -621,7 +621,9 @@ def test_a_partition_moves_to_other_brokers_and_its_preferred_leader_is_elected(
         f.result(timeout=10)
     assert eventually(10, lambda: partition_state(replicated[0], "rep") is not None)
     old = partition_state(replicated[0], "rep")[0]
-    acked, errors = produce(bootstrap, [b"%d" % i for i in range(500)])
+    # Idempotent: leadership moves during the test (the reassignment, then the preferred leader
+    # every 2 s), and a plain producer's retry after a lost answer may append a batch twice.
+    acked, errors = produce(bootstrap, [b"%d" % i for i in range(500)], **{"enable.idempotence": True})
     assert len(acked) == 500, errors[:3]
     target = [n for n in (1, 2, 3) if n != old]
     kadmin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -633,7 +635,7 @@ def test_a_partition_moves_to_other_brokers_and_its_preferred_leader_is_elected(
     finally:
         kadmin.close()
     assert "completed a partition reassignment" in "".join(b.log() for b in replicated)
-    acked, errors = produce(bootstrap, [b"%d" % i for i in range(500, 600)])
+    acked, errors = produce(bootstrap, [b"%d" % i for i in range(500, 600)], **{"enable.idempotence": True})
     assert len(acked) == 100, errors[:3]
     assert [int(v) for v in read_all(replicated[target[0] - 1].bootstrap)] == list(range(600))
     assert eventually(20, lambda: segment(replicated[target[1] - 1]) == segment(replicated[target[0] - 1]))
