@@ -302,6 +302,7 @@ public final class Producer {
         var isEmpty: Bool { head == items.count }
         var count: Int { items.count - head }
         var first: InFlight { items[head] }
+        var last: InFlight { items[items.count - 1] }
 
         mutating func removeFirst() -> InFlight {
             let item = items[head]
@@ -313,8 +314,9 @@ public final class Producer {
             return item
         }
 
-        /// Before the batches created after it (a retry comes back behind batches queued
-        /// meanwhile only if they are older), so the queue stays in creation order.
+        /// Inserts `item` after every batch created before it and before every batch created
+        /// after it, so a retry goes back ahead of the partition's newer batches and the queue
+        /// stays in creation order.
         mutating func insert(_ item: InFlight) {
             var at = items.count
             while at > head && items[at - 1].createdNanos > item.createdNanos { at -= 1 }
@@ -460,7 +462,7 @@ public final class Producer {
         while try readResponse(wait: false) {}
         let now = Sys.monotonicNs()
         if metadataStale || now &- metadataFetchedNanos >= UInt64(config.metadataMaxAgeMs) * 1_000_000 { try refreshMetadata() }
-        if queued > 0 { try drain(now: now) }
+        if queued > 0 { drain(now: now) }
         let linger = UInt64(config.lingerMs) * 1_000_000
         // A partition with batches waiting keeps filling its open batch (it is ready, and
         // queued, once full), as Kafka's accumulator does: small batches queued one per linger
@@ -482,7 +484,7 @@ public final class Producer {
     /// retry's time.
     func waitForProgress() throws(ClientError) {
         if metadataStale { try refreshMetadata() }
-        if queued > 0 { try drain(now: Sys.monotonicNs()) }
+        if queued > 0 { drain(now: Sys.monotonicNs()) }
         if inFlight.isEmpty { try waitForRetry() } else { _ = try readResponse(wait: true) }
     }
 
@@ -506,7 +508,7 @@ public final class Producer {
         let now = Sys.monotonicNs()
         if due > now { Sys.sleep(microseconds: UInt32(min(due - now, 1_000_000_000) / 1000)) }
         if metadataStale { try refreshMetadata() }
-        try drain(now: Sys.monotonicNs())
+        drain(now: Sys.monotonicNs())
     }
 
     /// One more slot for a batch held until acknowledged.
@@ -597,7 +599,7 @@ public final class Producer {
         if l < 0 { metadataStale = true }
         queues[p].insert(held)
         queued += 1
-        try drain(now: Sys.monotonicNs())
+        drain(now: Sys.monotonicNs())
     }
 
     /// Whether a ready batch of partition `p` (`bytes` long) must wait for an answer before it
@@ -608,7 +610,7 @@ public final class Producer {
     func mustHold(_ p: Int, bytes: Int) -> Bool {
         let l = leaderLink[p]
         guard l >= 0, links[l].inFlight >= config.maxInFlight else { return false }
-        if !queues[p].isEmpty && queues[p].items[queues[p].items.count - 1].attempts == 0 { return true }
+        if !queues[p].isEmpty && queues[p].last.attempts == 0 { return true }  // never sent: retries come first
         var waiting = 0
         for q in 0..<partitionCount where leaderLink[q] == l && !queues[q].isEmpty { waiting += queues[q].first.batch.count }
         return waiting > 0 && waiting + bytes > config.maxRequestSize
@@ -618,18 +620,18 @@ public final class Producer {
     /// with the first waiting batch of each of its partitions that is due (up to
     /// max.request.size), until its room or its batches run out. A waiting batch past
     /// `delivery.timeout.ms` fails; a partition without a leader asks for new metadata.
-    func drain(now: UInt64) throws(ClientError) {
+    func drain(now: UInt64) {
         let start = drainStart
         drainStart = partitionCount > 0 ? (drainStart + 1) % partitionCount : 0
         let deliveryTimeout = UInt64(config.deliveryTimeoutMs) * 1_000_000
-        for p in 0..<partitionCount where !queues[p].isEmpty && now &- queues[p].first.createdNanos >= deliveryTimeout {
+        for p in 0..<partitionCount {
             while !queues[p].isEmpty && now &- queues[p].first.createdNanos >= deliveryTimeout {
                 let expired = queues[p].removeFirst()
                 queued -= 1
                 finish(expired, errorCode: ErrorCode.requestTimedOut.rawValue, baseOffset: -1, at: now)
             }
+            if leaderLink[p] < 0 && !queues[p].isEmpty { metadataStale = true }
         }
-        for p in 0..<partitionCount where leaderLink[p] < 0 && !queues[p].isEmpty { metadataStale = true }
         for l in links.indices {
             while queued > 0 && links[l].inFlight < config.maxInFlight {
                 outgoing.removeAll(keepingCapacity: true)
