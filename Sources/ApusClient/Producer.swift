@@ -338,7 +338,7 @@ public final class Producer {
         var attempts: Int
         /// The link it was written to.
         var link = -1
-        /// When a queued retry may be sent.
+        /// When a waiting batch may be sent (a retry after its backoff; a new batch at once).
         var dueNanos: UInt64 = 0
     }
 
@@ -830,7 +830,7 @@ public final class Producer {
     }
 
     /// Handles one response if one is (or, with `wait`, becomes) available; with `wait`, also
-    /// returns when a connection failed or timed out (its requests went to the retry queue).
+    /// returns when a connection failed or timed out (its requests went back to their partitions' queues).
     func readResponse(wait: Bool) throws(ClientError) -> Bool {
         var waited = false
         while true {
