@@ -27,7 +27,11 @@ def free_port():
 class Broker:
     """One `apus serve` process; restartable on the same data directory and port."""
 
+    # Every broker started by the running test: a failed test's report carries their logs.
+    started = []
+
     def __init__(self, data_dir, extra_args=()):
+        Broker.started.append(self)
         self.data_dir = data_dir
         self.port = free_port()
         self.metrics_port = free_port()
@@ -86,6 +90,26 @@ class Broker:
     def log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+
+@pytest.fixture(autouse=True)
+def _brokers_of_this_test():
+    Broker.started.clear()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the tail of each of its brokers' logs (read before the
+    fixtures' teardown removes their directories)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for b in Broker.started:
+            try:
+                report.sections.append((f"apus log {os.path.basename(b.log_path)} (port {b.port})", b.log()[-6000:]))
+            except OSError as e:
+                report.sections.append((f"apus log {b.log_path}", f"unreadable: {e}"))
 
 
 @pytest.fixture(params=["posix", "uring"])

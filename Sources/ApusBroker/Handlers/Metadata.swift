@@ -118,7 +118,15 @@ extension Broker {
             }
             response.topics.append(out)
         }
-        if !missing.isEmpty { createClusterTopics(missing) { _, _ in } }
+        if !missing.isEmpty {
+            createClusterTopics(missing) { broker, failures in
+                // Another broker creating it first is expected; anything else is worth a line (the
+                // client asks again and the creation is retried then).
+                for (name, (code, why)) in failures where code != .topicAlreadyExists {
+                    broker.logger.warning("could not auto-create a topic in the cluster", metadata: ["topic": "\(name)", "error": "\(why)"])
+                }
+            }
+        }
         return respond(response, context)
     }
 }
