@@ -152,6 +152,12 @@ public enum Sys {
         access(path, F_OK) == 0
     }
 
+    /// Cuts the file at `path` to `length` bytes (truncate(2)).
+    public static func truncate(_ path: String, _ length: Int64) throws(SystemError) {
+        ShardThreadContract.note("truncate", path)
+        _ = try retrying("truncate", path) { Glibc.truncate(path, off_t(length)) }
+    }
+
     public static func unlink(_ path: String) throws(SystemError) {
         ShardThreadContract.note("unlink", path)
         _ = try retrying("unlink", path) { Glibc.unlink(path) }

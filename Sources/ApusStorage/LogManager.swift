@@ -118,7 +118,10 @@ public final class LogManager: @unchecked Sendable {
         return log
     }
 
-    /// Removes a partition's log and its files (DeleteTopics).
+    /// Removes a partition's log and its files (DeleteTopics; the disk worker calls it). Each
+    /// file is cut to nothing before it is unlinked: freeing its blocks and dropping its cached
+    /// pages takes seconds for gigabytes, and without the cut it would happen wherever the last
+    /// descriptor is closed — on a shard, which drops the log's segments after this returns.
     public func deleteLog(_ tp: TopicPartition) throws(StorageError) {
         let directory = dataDirectory + "/" + tp.description
         lock.withLock { _ in logs[tp] = nil }
@@ -126,7 +129,10 @@ public final class LogManager: @unchecked Sendable {
             let deleted = directory + ".deleted"
             try Sys.rename(directory, deleted)
             let names = try Sys.listDirectory(deleted)
-            for name in names { try Sys.unlink(deleted + "/" + name) }
+            for name in names {
+                try? Sys.truncate(deleted + "/" + name, 0)
+                try Sys.unlink(deleted + "/" + name)
+            }
             try Sys.unlink(deleted)  // fails for a directory; fall back below
         } catch {
             if error.errno != 21 /* EISDIR */ { logger.debug("delete log", metadata: ["error": "\(error)"]) }
