@@ -570,15 +570,17 @@ public final class Broker {
     /// answered with an error, and nothing touches it afterwards.
     func dropLog(_ log: PartitionLog) {
         producerStates[log.topicPartition] = nil
-        log.takeOffline("topic deleted")
+        log.markDeleted()
         shard.release(log)
         owned[ObjectIdentifier(log)] = nil
     }
 
-    /// The log of a partition this shard owns.
+    /// The log of a partition this shard owns; nil once its topic is deleted (a request parked
+    /// since then holds the catalog entry, but the files are going).
     func log(_ topic: CatalogTopic, _ partition: Int32) -> PartitionLog? {
         guard partition >= 0, Int(partition) < topic.partitionCount, topic.owners[Int(partition)] == index else { return nil }
-        return topic.logs[Int(partition)]
+        let log = topic.logs[Int(partition)]
+        return log.isDeleted ? nil : log
     }
 }
 

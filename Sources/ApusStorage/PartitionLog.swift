@@ -118,9 +118,14 @@ public final class PartitionLog {
     /// Set when a sync failed (or the log was deleted): the partition takes no more writes.
     public internal(set) var failure: String?
 
-    /// Refuses further appends and drops what is staged (the topic is being deleted).
-    public func takeOffline(_ reason: String) {
-        failure = reason
+    /// The topic was deleted: its files are being cut and removed by the disk worker, so
+    /// nothing reads them any more (a request still holding the log finds no partition).
+    public private(set) var isDeleted = false
+
+    /// Refuses further appends and reads and drops what is staged (the topic is being deleted).
+    public func markDeleted() {
+        isDeleted = true
+        failure = "topic deleted"
         _ = spare.discard()  // its files go with the partition's directory
         for (segment, next) in dirtySegments { segment.rollbackStaged(nextOffset: next) }
         dirtySegments.removeAll()
@@ -385,10 +390,14 @@ public final class PartitionLog {
 
     private func header(_ segment: Segment, at position: Int64, _ buffer: HeaderBuffer) throws(StorageError) -> BatchHeader {
         let raw = try buffer.bytes(segment, at: position)
+        // A file shorter than the size this log recorded (cut by someone else) is an error for
+        // this read, not a load past the bytes read.
+        guard raw.count >= RecordBatchLayout.headerSize else {
+            throw .corruptBatch(segment: segment.baseOffset, position: position, reason: "file shorter than its recorded size")
+        }
         let view = RecordBatchView(unchecked: raw)
         let size = Int(view.batchLength) + RecordBatchLayout.logOverhead
-        guard raw.count >= RecordBatchLayout.headerSize, view.magic == 2,
-              size >= RecordBatchLayout.headerSize, position + Int64(size) <= segment.size else {
+        guard view.magic == 2, size >= RecordBatchLayout.headerSize, position + Int64(size) <= segment.size else {
             segment.corruptAt = segment.corruptAt ?? (position, "bad batch header")
             throw .corruptBatch(segment: segment.baseOffset, position: position, reason: "bad batch header")
         }

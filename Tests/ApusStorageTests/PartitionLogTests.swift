@@ -440,6 +440,8 @@ extension PartitionLogTests {
         try manager.deleteLog(log.topicPartition)
         #expect(!Sys.exists(dir.path + "/" + log.topicPartition.description))
         #expect(try Sys.allocatedBytes(range.fd) == 0)  // the log (and this descriptor) still open
+        // A read of the cut files (a request that still holds the log) is an error, not a trap.
+        #expect(throws: StorageError.self) { try log.read(from: 64 * 32, maxBytes: 1 << 20) }
     }
 
     @Test func aFileRangeStaysReadableAfterRetentionDeletesItsSegment() throws {
