@@ -34,12 +34,19 @@ public struct ConsumerConfig: Sendable {
     /// `poll` that delivers them (like the Java consumer's background fetching), so that
     /// receiving and walking records use two cores. Call `close()` when done.
     public var receiveThread = false
+    /// Fetches kept in flight while every partition has data waiting (catching up), each for
+    /// its own share of the partitions (partition p in share p mod n). With 1 (the Java
+    /// consumer's way) the broker idles while each response is read and the next fetch
+    /// travels; with 2 the other share's fetch is queued behind it. Near the log end one fetch
+    /// asks for every partition, as with 1: a share with nothing to read would wait
+    /// `fetch.max.wait.ms` at the broker, and the responses behind it with it.
+    public var fetchesInFlight = 1
 
     public init(bootstrap: String) { self.bootstrap = bootstrap }
 
     /// Sets one Java-style property: fetch.min.bytes, fetch.max.wait.ms,
     /// max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (earliest|latest),
-    /// check.crcs (true|false), client.id, receive.thread (true|false).
+    /// check.crcs (true|false), client.id, receive.thread (true|false), fetches.in.flight (1–8).
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -60,6 +67,7 @@ public struct ConsumerConfig: Sendable {
         case "receive.thread":
             guard let b = Bool(value) else { throw ClientError("receive.thread=\(value): expected true or false") }
             receiveThread = b
+        case "fetches.in.flight": fetchesInFlight = try int(1...8)
         default: throw ClientError("unknown consumer property '\(key)'")
         }
     }
@@ -92,8 +100,11 @@ public struct ConsumedBatch {
 /// for the next fetch, which starts at `lastOffset + 1` of the last whole batch.
 ///
 /// Pipelining: once a response is parsed and the next positions are known, the next fetch is
-/// sent before the batches are delivered, so the broker works while the callbacks run. A fetch
-/// is therefore in flight between polls; call `drain()` before using `kafkaConnection` directly.
+/// sent before the batches are delivered, so the broker works while the callbacks run. With
+/// `fetches.in.flight` = n and data waiting in every partition, the partitions are split into n
+/// shares, each with its own fetch in flight: the broker has the next share's fetch while a
+/// response travels (near the log end, one fetch for all partitions again). Fetches are
+/// therefore in flight between polls; call `drain()` before using `kafkaConnection` directly.
 ///
 /// Not thread-safe: one thread calls everything and receives the callbacks.
 public final class Consumer {
@@ -116,12 +127,25 @@ public final class Consumer {
     /// ahead of `positions` by the responses received and not yet delivered.
     var fetchPositions: [Int64]
     var fetchWatermarks: [Int64]
-    /// Offsets the in-flight fetch asked for.
-    var requested: [Int64]
-    var request = FetchRequest()
+    /// A fetch sent and not answered yet: which request (``requests``) and the offsets it asked for.
+    struct SentFetch {
+        var correlationId: Int32
+        var request: Int
+        var requested: [Int64]
+    }
+    /// Oldest first: one fetch of every partition, or one per share.
+    var inFlight: [SentFetch] = []
+    /// The Fetch requests: [0] asks for every partition, [1...n] for share 1...n (with
+    /// `fetches.in.flight` = n > 1); each with its partitions and where its list starts next.
+    var requests: [FetchRequest] = []
+    var requestPartitions: [[Int]] = []
+    var rotations: [Int] = []
+    /// The shares' fetches are no longer sent again: one of them found nothing to read, so
+    /// the next fetch, once the others are answered, asks for every partition.
+    var joining = false
+    /// Fetches sent for a share of the partitions (not all of them); read it after `drain()`.
+    public private(set) var shareFetches = 0
     var writer = WireWriter(capacity: 512)
-    var inFlightCorrelationId: Int32?
-    var rotation = 0
     var parts: [PartData] = []
     var scratch: [UInt8] = []
     let iov = UnsafeMutablePointer<iovec>.allocate(capacity: 1)
@@ -146,18 +170,28 @@ public final class Consumer {
         highWatermarks = [Int64](repeating: -1, count: partitionCount)
         fetchPositions = positions
         fetchWatermarks = highWatermarks
-        requested = positions
         parts.reserveCapacity(partitionCount)
-        request.replicaId = -1
-        request.maxWaitMs = config.fetchMaxWaitMs
-        request.minBytes = config.fetchMinBytes
-        request.maxBytes = config.fetchMaxBytes
-        request.isolationLevel = 0
-        request.sessionId = 0
-        request.sessionEpoch = -1
-        request.topics = [FetchRequest.FetchTopic(topic: topic, partitions: (0..<partitionCount).map {
-            FetchRequest.FetchPartition(partition: Int32($0), fetchOffset: 0, partitionMaxBytes: config.maxPartitionFetchBytes)
-        })]
+        let shares = max(1, min(config.fetchesInFlight, partitionCount))
+        requestPartitions = [Array(0..<partitionCount)]
+        if shares > 1 {
+            requestPartitions += (0..<shares).map { Array(stride(from: $0, to: partitionCount, by: shares)) }
+        }
+        for partitions in requestPartitions {
+            var request = FetchRequest()
+            request.replicaId = -1
+            request.maxWaitMs = config.fetchMaxWaitMs
+            request.minBytes = config.fetchMinBytes
+            request.maxBytes = config.fetchMaxBytes
+            request.isolationLevel = 0
+            request.sessionId = 0
+            request.sessionEpoch = -1
+            request.topics = [FetchRequest.FetchTopic(topic: topic, partitions: partitions.map {
+                FetchRequest.FetchPartition(partition: Int32($0), fetchOffset: 0, partitionMaxBytes: config.maxPartitionFetchBytes)
+            })]
+            requests.append(request)
+        }
+        rotations = [Int](repeating: 0, count: requests.count)
+        inFlight.reserveCapacity(shares)
     }
 
     deinit { iov.deallocate() }
@@ -167,20 +201,20 @@ public final class Consumer {
 
     /// Moves a partition's position (only while no fetch is in flight: after `drain()`).
     public func seek(partition: Int, offset: Int64) {
-        precondition(inFlightCorrelationId == nil && handoff == nil, "seek with a fetch in flight; call drain() first")
+        precondition(inFlight.isEmpty && handoff == nil, "seek with a fetch in flight; call drain() first")
         positions[partition] = offset
         fetchPositions[partition] = offset
     }
 
-    /// Waits for the in-flight fetch, if any, and discards its response; positions stay where
-    /// they are (the discarded data will be fetched again). Stops the receive thread first
-    /// (`close`).
+    /// Waits for the in-flight fetches, if any, and discards their responses; positions stay
+    /// where they are (the discarded data will be fetched again). Stops the receive thread
+    /// first (`close`).
     public func drain() throws(ClientError) {
         close()
         fetchPositions = positions
-        guard inFlightCorrelationId != nil else { return }
-        _ = try readFrame()
-        inFlightCorrelationId = nil
+        for _ in inFlight { _ = try readFrame() }
+        inFlight.removeAll(keepingCapacity: true)
+        joining = false
     }
 
     /// Sends a fetch if none is in flight, waits for its response (the broker holds it up to
@@ -211,13 +245,13 @@ public final class Consumer {
     /// sends the next fetch. The frame stays in the connection's reader (single-threaded) or
     /// in a spare reader swapped in for it (`receive.thread`).
     func receive(into spare: Response? = nil) throws(ClientError) -> Response {
-        if inFlightCorrelationId == nil { try sendFetch() }
+        if inFlight.isEmpty { try sendFetch(0) }
         let frame = try readFrame()
         let received = Sys.monotonicNs()
-        guard let expected = inFlightCorrelationId else { throw ClientError("no fetch in flight") }
-        inFlightCorrelationId = nil
-        try parse(frame, expectedCorrelationId: expected)
+        let answered = inFlight.removeFirst()
+        try parse(frame, expectedCorrelationId: answered.correlationId, requested: answered.requested)
         // Pass 1: the next position of every partition (headers only), then the next fetch.
+        var partitionsWithData = 0
         for part in parts {
             let p = Int(part.partition)
             if part.highWatermark >= 0 { fetchWatermarks[p] = part.highWatermark }
@@ -237,20 +271,43 @@ public final class Consumer {
                 throw ClientError("\(topic)-\(p) at \(next): a batch of \(declared + RecordBatchLayout.logOverhead) bytes exceeds max.partition.fetch.bytes=\(config.maxPartitionFetchBytes)")
             }
             fetchPositions[p] = next
+            if whole > 0 { partitionsWithData += 1 }
         }
         let response = spare ?? current
         if let spare {
             // The frame's bytes leave with the spare; the connection reads on into the spare's
-            // (empty) buffer. Exactly one response is outstanding, so nothing follows the frame.
+            // (empty) buffer, starting with what was read past the frame (another share's response).
             swap(&connection.reader, &spare.buffer)
+            connection.reader.takeUnread(from: &spare.buffer)
         }
         response.parts = parts
         response.received = received
-        response.fetchedFrom = requested
+        response.fetchedFrom = answered.requested
         response.positions = fetchPositions
         response.highWatermarks = fetchWatermarks
-        try sendFetch()
+        try sendNext(after: answered.request, backlog: partitionsWithData == requestPartitions[answered.request].count)
         return response
+    }
+
+    /// The next fetch after a response to `requests[answered]`: with shares, one per share
+    /// while every partition answered had data (`backlog`), else one for every partition once
+    /// the shares' fetches still in flight are answered.
+    func sendNext(after answered: Int, backlog: Bool) throws(ClientError) {
+        guard requests.count > 1 else { return try sendFetch(0) }
+        if answered == 0 {
+            if backlog {
+                for share in 1..<requests.count { try sendFetch(share) }
+            } else {
+                try sendFetch(0)
+            }
+            return
+        }
+        if !backlog { joining = true }
+        if !joining { return try sendFetch(answered) }
+        if inFlight.isEmpty {
+            joining = false
+            try sendFetch(0)
+        }
     }
 
     /// Pass 2: validate, decompress and deliver the batches of a received response.
@@ -414,21 +471,21 @@ public final class Consumer {
         return count
     }
 
-    /// Writes one Fetch request for every partition at its position (starting the partition
-    /// list one further each time, for fairness under `fetch.max.bytes`).
-    func sendFetch() throws(ClientError) {
-        let n = partitionCount
+    /// Writes `requests[index]` with each of its partitions at its position (starting the
+    /// partition list one further each time, for fairness under `fetch.max.bytes`).
+    func sendFetch(_ index: Int) throws(ClientError) {
+        let partitions = requestPartitions[index]
+        let n = partitions.count
         for i in 0..<n {
-            let p = (rotation + i) % n
-            request.topics[0].partitions[i].partition = Int32(p)
-            request.topics[0].partitions[i].fetchOffset = fetchPositions[p]
+            let p = partitions[(rotations[index] + i) % n]
+            requests[index].topics[0].partitions[i].partition = Int32(p)
+            requests[index].topics[0].partitions[i].fetchOffset = fetchPositions[p]
         }
-        rotation = (rotation + 1) % n
-        requested = fetchPositions
+        rotations[index] = (rotations[index] + 1) % n
         writer.bytes.removeAll(keepingCapacity: true)
         writer.writeInt32(0)
         let correlationId = connection.writeHeader(FetchRequest.self, version: fetchVersion, into: &writer)
-        request.encode(into: &writer, version: fetchVersion)
+        requests[index].encode(into: &writer, version: fetchVersion)
         let size = Int32(writer.count - 4).bigEndian
         withUnsafeBytes(of: size) { s in for i in 0..<4 { writer.bytes[i] = s[i] } }
         let transport = connection.transport
@@ -439,21 +496,24 @@ public final class Consumer {
             return .success(())
         }
         try result.get()
-        inFlightCorrelationId = correlationId
+        inFlight.append(SentFetch(correlationId: correlationId, request: index, requested: fetchPositions))
+        if index > 0 { shareFetches += 1 }
     }
 
     /// The next response frame, valid until the next read on the connection.
     func readFrame() throws(ClientError) -> UnsafeRawBufferPointer {
         while true {
             if let frame = try connection.reader.nextFrame() { return frame }
-            if try connection.reader.fill(from: connection.transport, wait: true) == 0 {
+            // A reader handed to the caller with its frame (receive.thread) should not take
+            // much of the next response along: it would be copied back.
+            if try connection.reader.fill(from: connection.transport, wait: true, frameEnd: config.receiveThread) == 0 {
                 throw ClientError("connection closed by the broker")
             }
         }
     }
 
     /// Parses a Fetch response (v4–11, classic encoding) into `parts`, pointing into `frame`.
-    func parse(_ frame: UnsafeRawBufferPointer, expectedCorrelationId: Int32) throws(ClientError) {
+    func parse(_ frame: UnsafeRawBufferPointer, expectedCorrelationId: Int32, requested: [Int64]) throws(ClientError) {
         parts.removeAll(keepingCapacity: true)
         var c = Cursor(frame)
         let correlationId = try c.int32()

@@ -40,9 +40,28 @@ struct FrameReader: ~Copyable {
         return frame
     }
 
-    /// Reads from `transport` into the free space (compacting or growing first).
+    /// Moves `other`'s bytes not yet returned as frames to this reader, which must be empty
+    /// (a frame `other` returned stays valid).
+    mutating func takeUnread(from other: inout FrameReader) {
+        let n = other.end - other.start
+        guard n > 0 else { return }
+        precondition(start == end, "takeUnread into a reader holding bytes")
+        if capacity < n {
+            buffer.deallocate()
+            capacity = n
+            buffer = .allocate(byteCount: capacity, alignment: 16)
+        }
+        buffer.copyMemory(from: other.buffer + other.start, byteCount: n)
+        start = 0
+        end = n
+        other.end = other.start
+    }
+
+    /// Reads from `transport` into the free space (compacting or growing first); with
+    /// `frameEnd`, no further than the end of the frame begun (when its size is known), so that
+    /// a reader handed away with its frame takes few bytes of the next one along.
     /// Returns the bytes read (0 if `wait` is false and nothing was there).
-    mutating func fill(from transport: ClientSocket, wait: Bool) throws(ClientError) -> Int {
+    mutating func fill(from transport: ClientSocket, wait: Bool, frameEnd: Bool = false) throws(ClientError) -> Int {
         if start == end {
             start = 0
             end = 0
@@ -66,8 +85,9 @@ struct FrameReader: ~Copyable {
                 capacity = max(capacity * 2, end + needed)
             }
         }
+        let room = frameEnd && end - start >= 4 ? min(capacity - end, needed) : capacity - end
         let n: Int
-        do { n = try transport.read(into: buffer + end, count: capacity - end, wait: wait) } catch { throw ClientError(error) }
+        do { n = try transport.read(into: buffer + end, count: room, wait: wait) } catch { throw ClientError(error) }
         end += n
         return n
     }

@@ -129,6 +129,7 @@ public enum ConsumePerf {
             "bootstrap": c.bootstrap, "fetch.min.bytes": Int(c.fetchMinBytes), "fetch.max.wait.ms": Int(c.fetchMaxWaitMs),
             "max.partition.fetch.bytes": Int(c.maxPartitionFetchBytes), "fetch.max.bytes": Int(c.fetchMaxBytes),
             "auto.offset.reset": c.autoOffsetReset.rawValue, "check.crcs": c.checkCRCs,
+            "fetches.in.flight": c.fetchesInFlight,
         ]
     }
 }

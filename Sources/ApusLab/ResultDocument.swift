@@ -322,6 +322,7 @@ public struct PerfDocument: Codable, Sendable {
             "bootstrap": c.bootstrap, "fetch.min.bytes": String(c.fetchMinBytes), "fetch.max.wait.ms": String(c.fetchMaxWaitMs),
             "max.partition.fetch.bytes": String(c.maxPartitionFetchBytes), "fetch.max.bytes": String(c.fetchMaxBytes),
             "auto.offset.reset": c.autoOffsetReset.rawValue, "check.crcs": String(c.checkCRCs),
+            "fetches.in.flight": String(c.fetchesInFlight),
         ]
     }
 

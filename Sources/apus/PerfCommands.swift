@@ -56,7 +56,7 @@ struct Perf: ParsableCommand {
         @Option(help: "Records to consume.") var numRecords: Int?
         @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
         @Option(help: "With --num-records: stop after this many seconds without a record.") var timeout: Double = 10
-        @Option(parsing: .upToNextOption, help: "Consumer properties: fetch.min.bytes, fetch.max.wait.ms, max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (default earliest), check.crcs, receive.thread (default true here).")
+        @Option(parsing: .upToNextOption, help: "Consumer properties: fetch.min.bytes, fetch.max.wait.ms, max.partition.fetch.bytes, fetch.max.bytes, auto.offset.reset (default earliest), check.crcs, receive.thread (default true here), fetches.in.flight.")
         var consumerProps: [String] = []
         @Option(help: "Write a JSON summary here.") var json: String?
 

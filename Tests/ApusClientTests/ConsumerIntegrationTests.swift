@@ -19,13 +19,14 @@ import Testing
         return i
     }
 
-    /// Both ways of receiving: on the caller's thread, and on the consumer's receive thread.
-    @Test(arguments: ["none", "lz4"], [false, true])
-    func consumesEverythingFromEarliest(compression: String, receiveThread: Bool) throws {
+    /// Both ways of receiving (on the caller's thread, and on the consumer's receive thread),
+    /// with one fetch in flight and with two (each for half of the partitions).
+    @Test(arguments: [("none", false, 1), ("lz4", false, 1), ("none", true, 1), ("lz4", true, 1), ("none", false, 2), ("lz4", true, 2)])
+    func consumesEverythingFromEarliest(compression: String, receiveThread: Bool, fetchesInFlight: Int) throws {
         // The receive-thread runs read from a broker on io_uring, the others from one on epoll.
         let broker = try startBroker(partitions: 4, backend: receiveThread ? "uring" : "posix")
         defer { broker.removeData() }
-        let topic = "consume-\(compression)-\(receiveThread)"
+        let topic = "consume-\(compression)-\(receiveThread)-\(fetchesInFlight)"
         let total = 50_000
         var pconfig = ProducerConfig(bootstrap: broker.bootstrap)
         try pconfig.set("acks", "1")
@@ -49,6 +50,7 @@ import Testing
         try cconfig.set("max.partition.fetch.bytes", "100000")  // several fetches, partial batches at the ends
         try cconfig.set("fetch.max.wait.ms", "100")
         try cconfig.set("receive.thread", String(receiveThread))
+        try cconfig.set("fetches.in.flight", String(fetchesInFlight))
         let consumer = try Consumer(config: cconfig, topic: topic)
         #expect(consumer.positions == [Int64](repeating: 0, count: 4))
         var seen = [Bool](repeating: false, count: total)
@@ -83,6 +85,8 @@ import Testing
         #expect(try consumer.poll() == 0)
         try consumer.drain()
         #expect(try consumer.kafkaConnection.endOffsets(of: topic, partitions: 4) == ends)
+        // Two in flight: the backlog was read in halves (a fetch per share), the end with one.
+        #expect(fetchesInFlight == 1 ? consumer.shareFetches == 0 : consumer.shareFetches > 0, "\(consumer.shareFetches) share fetches")
     }
 
     @Test func latestStartsAtTheEnd() throws {
