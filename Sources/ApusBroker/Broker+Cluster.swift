@@ -50,6 +50,9 @@ extension Broker {
             return failures
         }, then: { broker, failures in
             for spec in specs { broker.creating.remove(spec.name) }
+            // The view may already show the topics: a reconciliation that ran meanwhile skipped
+            // them (reserved here), and no later change of the view need come to open their logs.
+            broker.reconcileWithCluster()
             var codes: [String: (ErrorCode, String)] = [:]
             for (name, failure) in failures {
                 codes[name] = failure == "exists" ? (.topicAlreadyExists, "topic '\(name)' already exists") : (.kafkaStorageError, "cluster metadata: \(failure)")

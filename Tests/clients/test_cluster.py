@@ -96,7 +96,9 @@ def test_topics_spread_across_brokers_and_clients_follow_the_leaders(cluster):
     for f in admin.create_topics([NewTopic("spread", 6, 1)]).values():
         f.result(timeout=10)
     # All brokers agree on the leaders, which cover the three brokers two partitions each.
-    assert eventually(10, lambda: all(leaders(b, "spread") is not None and len(leaders(b, "spread")) == 6 for b in cluster))
+    # (One answer per broker: an admin client may ask any broker it knows, and one whose view
+    # has not caught up yet does not list the topic.)
+    assert eventually(10, lambda: all(len(leaders(b, "spread") or {}) == 6 for b in cluster))
     views = [leaders(b, "spread") for b in cluster]
     assert views[0] == views[1] == views[2]
     assert sorted(views[0].values()) == [1, 1, 2, 2, 3, 3]
