@@ -32,7 +32,6 @@ import Testing
         #expect(request.topicData[0].partitionData.count == 1 && request.topicData[0].partitionData[0].index == 3)
         #expect(request.topicData[0].partitionData[0].records == batch)
 
-
         // And the batch itself reads back: 10 records, lz4.
         let decoded = try batch.withUnsafeBytes { try RecordBatchView(validating: $0) }
         #expect(decoded.recordCount == 10)
