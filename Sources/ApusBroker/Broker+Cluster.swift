@@ -32,7 +32,7 @@ extension Broker {
     /// creates the topics' logs when its view shows them (``reconcileWithCluster()``).
     func createClusterTopics(_ specs: [TopicSpec], then done: @escaping (Broker, [String: (ErrorCode, String)]) -> Void) {
         guard let membership = mesh.cluster, let cluster else { return done(self, [:]) }
-        for spec in specs { creating.insert(spec.name) }
+        for spec in specs { writingToCluster.insert(spec.name) }
         let planned = specs.map { spec in
             (spec.name, ClusterState.Topic(id: spec.id, replicas: spec.assignment ?? cluster.placement(spec.name, partitions: spec.partitions, replicationFactor: spec.replicationFactor),
                                            configs: spec.overrides))
@@ -49,10 +49,7 @@ extension Broker {
             }
             return failures
         }, then: { broker, failures in
-            for spec in specs { broker.creating.remove(spec.name) }
-            // The view may already show the topics: a reconciliation that ran meanwhile skipped
-            // them (reserved here), and no later change of the view need come to open their logs.
-            broker.reconcileWithCluster()
+            for spec in specs { broker.writingToCluster.remove(spec.name) }
             var codes: [String: (ErrorCode, String)] = [:]
             for (name, failure) in failures {
                 codes[name] = failure == "exists" ? (.topicAlreadyExists, "topic '\(name)' already exists") : (.kafkaStorageError, "cluster metadata: \(failure)")

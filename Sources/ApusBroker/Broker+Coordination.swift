@@ -37,7 +37,7 @@ extension Broker {
     func createOffsetsTopicIfMissing() -> Bool {
         guard let cluster, cluster.topics[Broker.offsetsTopic] == nil else { return true }
         guard cluster.brokers.count >= config.offsetsTopicReplicationFactor else { return false }
-        guard !creating.contains(Broker.offsetsTopic) else { return true }
+        guard !writingToCluster.contains(Broker.offsetsTopic) else { return true }
         // Commits are kept (there is no compaction): retention must never delete them.
         let overrides = ["retention.ms": "-1", "retention.bytes": "-1", "segment.bytes": "\(100 << 20)"]
         createClusterTopics([TopicSpec(name: Broker.offsetsTopic, partitions: config.offsetsTopicPartitions, overrides: overrides,

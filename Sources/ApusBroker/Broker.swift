@@ -99,6 +99,9 @@ public final class Broker {
     var deleting: Set<String> = []
     /// Topics whose files are being created, not published yet (shard 0).
     var creating: Set<String> = []
+    /// Topics this shard is writing to the cluster's metadata (cluster mode): the logs follow
+    /// when the view shows them, whether or not the write has returned by then.
+    var writingToCluster: Set<String> = []
     var groupCompletions: [Completion] = []
     var pendingGroupWrites: [PendingGroupWrite] = []
     /// Responses finished by jobs (other shards' answers) this turn.

@@ -26,7 +26,8 @@ extension Broker {
                 refuse(.topicAuthorizationFailed, "needs CREATE on the cluster or on topic \(topic.name)")
             } else if !Broker.isValidTopicName(topic.name) {
                 refuse(.invalidTopic, "topic names are 1–249 characters of [a-zA-Z0-9._-]")
-            } else if broker.deleting.contains(topic.name) || broker.creating.contains(topic.name) || toCreate.contains(where: { $0.name == topic.name }) {
+            } else if broker.deleting.contains(topic.name) || broker.creating.contains(topic.name) || broker.writingToCluster.contains(topic.name)
+                        || toCreate.contains(where: { $0.name == topic.name }) {
                 refuse(.topicAlreadyExists, broker.deleting.contains(topic.name) ? "topic '\(topic.name)' is marked for deletion" : "topic '\(topic.name)' is being created")
             } else if broker.topics[topic.name] != nil || broker.cluster?.topics[topic.name] != nil {
                 refuse(.topicAlreadyExists, "topic '\(topic.name)' already exists")

@@ -101,7 +101,7 @@ extension Broker {
             guard let topic = cluster.topics[name] else {
                 let mayCreate = config.autoCreateTopics && (context.apiVersion < 4 || request.allowAutoTopicCreation) && Broker.isValidTopicName(name)
                     && (denyCluster(.create, context) == nil || authorizedTopic(.create, name, context))
-                if mayCreate && !creating.contains(name) {
+                if mayCreate && !writingToCluster.contains(name) {
                     missing.append(TopicSpec(name: name, partitions: config.numPartitions, replicationFactor: min(config.defaultReplicationFactor, cluster.brokers.count)))
                 }
                 let code: ErrorCode = !Broker.isValidTopicName(name) ? .invalidTopic : mayCreate ? .leaderNotAvailable : .unknownTopicOrPartition
