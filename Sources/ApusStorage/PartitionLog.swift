@@ -1,4 +1,7 @@
 import ApusIO
+#if canImport(Glibc)
+import Glibc  // EIO
+#endif
 import KafkaWire
 import Logging
 import Synchronization
@@ -390,10 +393,10 @@ public final class PartitionLog {
 
     private func header(_ segment: Segment, at position: Int64, _ buffer: HeaderBuffer) throws(StorageError) -> BatchHeader {
         let raw = try buffer.bytes(segment, at: position)
-        // A file shorter than the size this log recorded (cut by someone else) is an error for
-        // this read, not a load past the bytes read.
+        // A file shorter than the size this log recorded (cut by someone else) is a storage
+        // error for this read (KAFKA_STORAGE_ERROR), not a load past the bytes read.
         guard raw.count >= RecordBatchLayout.headerSize else {
-            throw .corruptBatch(segment: segment.baseOffset, position: position, reason: "file shorter than its recorded size")
+            throw .io(SystemError("pread", errno: EIO, "\(segment.path).log is shorter than its recorded \(segment.size) bytes"))
         }
         let view = RecordBatchView(unchecked: raw)
         let size = Int(view.batchLength) + RecordBatchLayout.logOverhead
