@@ -27,6 +27,24 @@ extension Broker {
         return leaders[Int(partition)] == config.nodeId
     }
 
+    /// The partition's leader epoch: the cluster view's (it moves with each new leader), or a
+    /// single broker's one epoch.
+    func currentLeaderEpoch(_ topic: String, _ partition: Int32) -> Int32 {
+        guard refreshClusterView(), let epochs = clusterSeen.state.topics[topic]?.epochs, epochs.indices.contains(Int(partition)) else {
+            return Broker.leaderEpoch
+        }
+        return epochs[Int(partition)]
+    }
+
+    /// KIP-320: a request naming the leader epoch its sender knows (-1: none) is refused when
+    /// that is not the partition's epoch here — UNKNOWN_LEADER_EPOCH if newer (this broker has not
+    /// seen it yet), FENCED_LEADER_EPOCH if older (the sender has not seen the new one).
+    func leaderEpochError(_ topic: String, _ partition: Int32, known: Int32) -> ErrorCode? {
+        guard known >= 0 else { return nil }
+        let current = currentLeaderEpoch(topic, partition)
+        return known > current ? .unknownLeaderEpoch : known < current ? .fencedLeaderEpoch : nil
+    }
+
     /// Writes new topics to the cluster's metadata (off the shard) and calls `done` with each
     /// topic's failure (TOPIC_ALREADY_EXISTS or the store's error), if any. Every broker then
     /// creates the topics' logs when its view shows them (``reconcileWithCluster()``).

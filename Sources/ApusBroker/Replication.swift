@@ -75,12 +75,7 @@ extension Broker {
             }
             guard replication.leader == config.nodeId else {
                 replicaSets[tp] = nil
-                log.leaderEpoch = nil
-                // A new leader, or the first since this broker started: the fetcher asks it where
-                // this log's last epoch ends, and the log is cut there before fetching.
-                if followedEpochs[tp] != replication.epoch && followerTruncations[tp]?.epoch != replication.epoch {
-                    followerTruncations[tp] = FollowerTruncation(epoch: replication.epoch)
-                }
+                log.leaderEpoch = nil  // the fetcher cuts the log for the new epoch (``followerStart``)
                 continue
             }
             log.leaderEpoch = replication.epoch
@@ -145,22 +140,28 @@ extension Broker {
         }
     }
 
-    /// Where a follower's fetcher starts with a partition this shard owns: fetching from the log
-    /// end, or — at a new leader epoch — first asking the leader where this log's last epoch ends
-    /// (KIP-279; `lastEpoch` nil: this log has no epochs, it will be cut to its high watermark).
-    /// Nil when this broker has no log for it, or a cut is decided and not done yet.
-    public func followerStart(topic: String, partition: Int32) -> FollowerStart? {
-        guard let entry = self.topic(topic), let log = log(entry, partition) else { return nil }
-        guard let truncation = followerTruncations[log.topicPartition] else { return .fetch(from: log.nextOffset) }
-        guard truncation.target == nil else { return nil }
-        return .askLeader(followedEpoch: truncation.epoch, lastEpoch: log.epochStarts.last?.epoch)
+    /// Where the fetcher following `leader` starts with a partition this shard owns: fetching
+    /// from the log end at the partition's leader epoch, once the log has been cut for that epoch
+    /// — until then, asking the leader where this log's last epoch ends (KIP-279; `lastEpoch`
+    /// nil: this log has no epochs, it will be cut to its high watermark). Decided here from the
+    /// view this shard reads now, so no fetch at a new epoch can start before its cut. Nil when
+    /// this broker has no log for it, `leader` does not lead it here, or a cut is decided and not
+    /// done yet.
+    public func followerStart(topic: String, partition: Int32, leader: Int32) -> FollowerStart? {
+        guard let entry = self.topic(topic), let log = log(entry, partition), let replication = replication(topic, partition),
+              replication.leader == leader, leader != config.nodeId else { return nil }
+        let tp = log.topicPartition
+        if followedEpochs[tp] == replication.epoch { return .fetch(from: log.nextOffset, epoch: replication.epoch) }
+        if followerTruncations[tp]?.epoch != replication.epoch { followerTruncations[tp] = FollowerTruncation(epoch: replication.epoch) }
+        guard followerTruncations[tp]?.target == nil else { return nil }
+        return .askLeader(followedEpoch: replication.epoch, lastEpoch: log.epochStarts.last?.epoch)
     }
 
     /// The leader refused this log's fetch offset (OFFSET_OUT_OF_RANGE: the log ends past the
     /// leader's): the fetcher asks the leader again where to cut it.
     public func refollow(topic: String, partition: Int32) {
-        guard let entry = self.topic(topic), let log = log(entry, partition), let epoch = followedEpochs[log.topicPartition] else { return }
-        followerTruncations[log.topicPartition] = FollowerTruncation(epoch: epoch)
+        guard let entry = self.topic(topic), let log = log(entry, partition) else { return }
+        followedEpochs[log.topicPartition] = nil
     }
 
     /// The leader's answer for this log's last epoch: the log is cut (after this turn's commit)
@@ -254,9 +255,13 @@ extension Broker {
     /// the log): each must start at the log end and is kept with the leader's offsets; a partial
     /// batch at the end (a cut response) is left for the next fetch. The follower's high
     /// watermark follows the leader's. Returns the log end after the append, or why not.
-    public func appendReplicated(topic: String, partition: Int32, records: [UInt8], leaderHighWatermark: Int64, nowMs: Int64) -> Result<Int64, ReplicaAppendError> {
+    public func appendReplicated(topic: String, partition: Int32, records: [UInt8], fetchedAtEpoch epoch: Int32,
+                                 leaderHighWatermark: Int64, nowMs: Int64) -> Result<Int64, ReplicaAppendError> {
         guard let entry = self.topic(topic), let log = log(entry, partition) else { return .failure(.noLog) }
-        if followerTruncations[log.topicPartition] != nil { return .failure(.noLog) }  // fetched before the leader changed
+        // Fetched before the leader changed (an old leader answering late, after a pause), or
+        // before this log was cut for the new epoch: never appended.
+        guard let replication = replication(topic, partition), replication.epoch == epoch, replication.leader != config.nodeId,
+              followedEpochs[log.topicPartition] == epoch else { return .failure(.fenced) }
         if !records.isEmpty {
             let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
             owned.copyBytes(from: records)
@@ -291,9 +296,9 @@ struct FollowerTruncation {
     var target: Int64?
 }
 
-/// Where a follower's fetcher begins with a partition (``Broker/followerStart(topic:partition:)``).
+/// Where a follower's fetcher begins with a partition (``Broker/followerStart(topic:partition:leader:)``).
 public enum FollowerStart: Sendable, Equatable {
-    case fetch(from: Int64)
+    case fetch(from: Int64, epoch: Int32)
     case askLeader(followedEpoch: Int32, lastEpoch: Int32?)
 }
 
@@ -301,6 +306,8 @@ public enum FollowerStart: Sendable, Equatable {
 public enum ReplicaAppendError: Error, CustomStringConvertible {
     /// This broker has no log for the partition (yet).
     case noLog
+    /// The batches were fetched at a leader epoch that is no longer the partition's here.
+    case fenced
     /// The log refused it (offline, out of space…).
     case storage(String)
     /// The leader's bytes are not valid batches.
@@ -309,6 +316,7 @@ public enum ReplicaAppendError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .noLog: "no local log for the partition"
+        case .fenced: "fetched at an older leader epoch"
         case .storage(let why): "storage: \(why)"
         case .invalid(let why): "invalid batches: \(why)"
         }

@@ -83,8 +83,9 @@ private final class ReplicaFetcher: @unchecked Sendable {
     private let partitions = Mutex<Set<TopicPartition>>([])
     private let stopping = Atomic<Bool>(false)
     private let done = DispatchSemaphore(value: 0)
-    /// Where each followed partition's next fetch starts (the local log end).
-    private var offsets: [TopicPartition: Int64] = [:]
+    /// Where each followed partition's next fetch starts (the local log end), and the leader
+    /// epoch it fetches at (sent to the leader, and checked by the append: KIP-320).
+    private var offsets: [TopicPartition: (offset: Int64, epoch: Int32)] = [:]
     /// Partitions set aside until then (their log diverged from the leader's, or failed).
     private var resting: [TopicPartition: Date] = [:]
     private var lastWarning = Date.distantPast
@@ -124,8 +125,8 @@ private final class ReplicaFetcher: @unchecked Sendable {
             resting = resting.filter { $0.value > now }
             var asks: [TopicPartition: (followedEpoch: Int32, lastEpoch: Int32)] = [:]
             for tp in followed where offsets[tp] == nil && resting[tp] == nil {
-                switch onOwner(tp, { $0.followerStart(topic: tp.topic, partition: tp.partition) }) ?? nil {
-                case .fetch(let from)?: offsets[tp] = from
+                switch onOwner(tp, { [leader] in $0.followerStart(topic: tp.topic, partition: tp.partition, leader: leader) }) ?? nil {
+                case .fetch(let from, let epoch)?: offsets[tp] = (from, epoch)
                 case .askLeader(let epoch, let last?)?: asks[tp] = (epoch, last)
                 case .askLeader(let epoch, nil)?:  // no epochs here: cut to the high watermark
                     _ = onOwner(tp) { $0.decideTruncation(topic: tp.topic, partition: tp.partition, followedEpoch: epoch, leaderEpoch: -1, leaderEndOffset: -1) }
@@ -179,7 +180,7 @@ private final class ReplicaFetcher: @unchecked Sendable {
     }
 
     /// One long poll for every partition ready to fetch.
-    private func request(_ ready: [TopicPartition: Int64]) -> FetchRequest {
+    private func request(_ ready: [TopicPartition: (offset: Int64, epoch: Int32)]) -> FetchRequest {
         var request = FetchRequest()
         request.replicaId = nodeId
         request.maxWaitMs = 500
@@ -187,7 +188,7 @@ private final class ReplicaFetcher: @unchecked Sendable {
         request.maxBytes = 16 << 20
         for (name, entries) in Dictionary(grouping: ready, by: \.key.topic).sorted(by: { $0.key < $1.key }) {
             request.topics.append(.init(topic: name, partitions: entries.sorted { $0.key.partition < $1.key.partition }.map {
-                .init(partition: $0.key.partition, fetchOffset: $0.value, partitionMaxBytes: 4 << 20)
+                .init(partition: $0.key.partition, currentLeaderEpoch: $0.value.epoch, fetchOffset: $0.value.offset, partitionMaxBytes: 4 << 20)
             }))
         }
         return request
@@ -198,16 +199,19 @@ private final class ReplicaFetcher: @unchecked Sendable {
         for topic in response.responses {
             for part in topic.partitions {
                 let tp = TopicPartition(topic.topic, part.partitionIndex)
-                guard offsets[tp] != nil else { continue }
+                guard let epoch = offsets[tp]?.epoch else { continue }
                 switch ErrorCode(rawValue: part.errorCode) {
                 case ErrorCode.none?:
                     let records = part.records ?? []
                     let mark = part.highWatermark
                     let outcome = onOwner(tp) { broker in
-                        broker.appendReplicated(topic: tp.topic, partition: tp.partition, records: records, leaderHighWatermark: mark, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+                        broker.appendReplicated(topic: tp.topic, partition: tp.partition, records: records, fetchedAtEpoch: epoch,
+                                                leaderHighWatermark: mark, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
                     }
                     switch outcome {
-                    case .success(let end)?: offsets[tp] = end
+                    case .success(let end)?: offsets[tp]?.offset = end
+                    case .failure(.fenced)?:  // the leader changed meanwhile: start again with the view
+                        offsets[tp] = nil
                     case .failure(let error)?:
                         warn("a replicated append failed; refetching from the log end", ["partition": "\(tp)", "error": "\(error)"])
                         offsets[tp] = nil
@@ -218,12 +222,13 @@ private final class ReplicaFetcher: @unchecked Sendable {
                     // The local log ends past the leader's (a divergent tail) or before its start:
                     // ask the leader again where this log's last epoch ends, cut it there.
                     warn("the local log does not match the leader's; asking where to cut it",
-                         ["partition": "\(tp)", "fetchOffset": "\(offsets[tp] ?? -1)", "leaderHighWatermark": "\(part.highWatermark)"])
+                         ["partition": "\(tp)", "fetchOffset": "\(offsets[tp]?.offset ?? -1)", "leaderHighWatermark": "\(part.highWatermark)"])
                     _ = onOwner(tp) { $0.refollow(topic: tp.topic, partition: tp.partition) }
                     offsets[tp] = nil
                     resting[tp] = Date().addingTimeInterval(1)
                 default:
-                    // NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION…: the view will move.
+                    // NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, UNKNOWN_LEADER_EPOCH,
+                    // UNKNOWN_TOPIC_OR_PARTITION…: the view will move.
                     offsets[tp] = nil
                     resting[tp] = Date().addingTimeInterval(0.5)
                 }

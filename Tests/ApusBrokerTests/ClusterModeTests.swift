@@ -330,10 +330,15 @@ import Testing
         }
         settle()
         // First since start: asked, and with no epochs here, cut to the high watermark (nothing).
-        guard case .askLeader(1, nil)? = h.broker.followerStart(topic: "rep", partition: 0) else { Issue.record("expected a question"); return }
+        // Nothing fetched before the cut is appended; a fetcher of another broker gets nothing.
+        guard case .askLeader(1, nil)? = h.broker.followerStart(topic: "rep", partition: 0, leader: 2) else { Issue.record("expected a question"); return }
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == nil)
+        guard case .failure(.fenced) = h.broker.appendReplicated(topic: "rep", partition: 0, records: [], fetchedAtEpoch: 1, leaderHighWatermark: 0, nowMs: t0) else {
+            Issue.record("appended before the cut"); return
+        }
         h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 1, leaderEpoch: -1, leaderEndOffset: -1)
         _ = h.turn(nowMs: t0, collecting: 0)
-        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .fetch(from: 0))
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 2) == .fetch(from: 0, epoch: 1))
         // Replicated batches: offsets 0–1 of epoch 0, 2–4 of epoch 1; the leader's high watermark 2.
         var records: [UInt8] = []
         for (base, epoch, values) in [(Int64(0), Int32(0), ["a", "b"]), (2, 1, ["c", "d", "e"])] {
@@ -344,19 +349,32 @@ import Testing
             }
             records += batch
         }
-        #expect(try h.broker.appendReplicated(topic: "rep", partition: 0, records: records, leaderHighWatermark: 2, nowMs: t0).get() == 5)
+        #expect(try h.broker.appendReplicated(topic: "rep", partition: 0, records: records, fetchedAtEpoch: 1, leaderHighWatermark: 2, nowMs: t0).get() == 5)
         _ = h.turn(nowMs: t0, collecting: 0)
         // Broker 3 leads at epoch 2; it had epoch 1 up to offset 4: offset 4 goes, 2–3 stay (past
         // this log's high watermark, which the pre-KIP-101 cut would have dropped).
         store.topics.withLock { $0["rep"]!.leaders = [3]; $0["rep"]!.epochs = [2] }
         settle()
-        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .askLeader(followedEpoch: 2, lastEpoch: 1))
+        // What the old leader answers late (a fetch sent at epoch 1) is not appended.
+        var late = makeBatch(values: ["x"])
+        late.withUnsafeMutableBytes { RecordBatchView.setBaseOffset(5, inBatchAt: $0.baseAddress!) }
+        guard case .failure(.fenced) = h.broker.appendReplicated(topic: "rep", partition: 0, records: late, fetchedAtEpoch: 1, leaderHighWatermark: 5, nowMs: t0) else {
+            Issue.record("appended a fetch of an older epoch"); return
+        }
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 2) == nil)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == .askLeader(followedEpoch: 2, lastEpoch: 1))
         h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 1, leaderEpoch: 1, leaderEndOffset: 4)  // stale: ignored
-        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .askLeader(followedEpoch: 2, lastEpoch: 1))
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == .askLeader(followedEpoch: 2, lastEpoch: 1))
         h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 2, leaderEpoch: 1, leaderEndOffset: 4)
-        #expect(h.broker.followerStart(topic: "rep", partition: 0) == nil)  // decided, cut after the commit
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == nil)  // decided, cut after the commit
         _ = h.turn(nowMs: t0, collecting: 0)
-        #expect(h.broker.followerStart(topic: "rep", partition: 0) == .fetch(from: 4))
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == .fetch(from: 4, epoch: 2))
+        // The leader refuses the fetch offset (a divergent tail): asked again at the same epoch.
+        h.broker.refollow(topic: "rep", partition: 0)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == .askLeader(followedEpoch: 2, lastEpoch: 1))
+        h.broker.decideTruncation(topic: "rep", partition: 0, followedEpoch: 2, leaderEpoch: 1, leaderEndOffset: 4)
+        _ = h.turn(nowMs: t0, collecting: 0)
+        #expect(h.broker.followerStart(topic: "rep", partition: 0, leader: 3) == .fetch(from: 4, epoch: 2))
 
         // This broker leads at epoch 3: its appends carry the epoch, and OffsetForLeaderEpoch is
         // answered from the cache.
@@ -365,6 +383,17 @@ import Testing
         let produced = try #require(try h.call(produceRequest(topic: "rep", batch: makeBatch(values: ["f"]), acks: 1), version: 9))
         #expect(produced.responses[0].partitionResponses[0].baseOffset == 4)
         _ = h.turn(nowMs: t0, collecting: 0)
+        // A leader appends nothing fetched from another (the answer to a fetch sent before this
+        // broker took over), and refuses fetches at any other epoch than its own (KIP-320).
+        guard case .failure(.fenced) = h.broker.appendReplicated(topic: "rep", partition: 0, records: late, fetchedAtEpoch: 3, leaderHighWatermark: 5, nowMs: t0) else {
+            Issue.record("a leader appended replicated batches"); return
+        }
+        for (known, expected) in [(Int32(2), ErrorCode.fencedLeaderEpoch.rawValue), (4, ErrorCode.unknownLeaderEpoch.rawValue), (3, 0), (-1, 0)] {
+            let fetch = FetchRequest(replicaId: 2, maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, isolationLevel: 0, topics: [.init(topic: "rep", partitions: [
+                .init(partition: 0, currentLeaderEpoch: known, fetchOffset: 4, partitionMaxBytes: 1 << 20),
+            ])])
+            #expect(try h.call(fetch, version: 12)?.responses[0].partitions[0].errorCode == expected, "epoch \(known)")
+        }
         func endOf(_ epoch: Int32) throws -> (Int32, Int64) {
             let request = OffsetForLeaderEpochRequest(replicaId: 2, topics: [.init(topic: "rep", partitions: [.init(partition: 0, currentLeaderEpoch: 3, leaderEpoch: epoch)])])
             let result = try #require(try h.call(request, version: 4)).topics[0].partitions[0]

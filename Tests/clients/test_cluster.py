@@ -3,6 +3,7 @@ partition across the brokers, every broker answers Metadata for the whole cluste
 confluent-kafka producers and a consumer group work across them; replicated partitions keep every
 acknowledged record through followers dying and coming back."""
 import os
+import struct
 import signal
 import shutil
 import subprocess
@@ -492,7 +493,8 @@ def test_randomized_faults_lose_and_duplicate_no_acknowledged_record(replicated,
     # No replica diverged (KIP-101): once all are in sync, the three logs hold the same bytes.
     assert eventually(60, lambda: all(len(isr) == 3 for isr in in_sync_sets(replicated[0]))), faults
     for p in range(3):
-        assert eventually(30, lambda: len({log_bytes(b, "chaos", p) for b in replicated}) == 1), f"partition {p}: replicas differ ({faults})"
+        assert eventually(30, lambda: len({log_bytes(b, "chaos", p) for b in replicated}) == 1), \
+            f"partition {p}: replicas differ ({faults}): {divergence([log_bytes(b, 'chaos', p) for b in replicated])}"
     print(f"seed {seed}: {len(faults)} faults {faults}; {total} acknowledged, all read back once and in order; replicas identical")
 
 
@@ -506,6 +508,29 @@ def log_bytes(broker, topic, partition):
         with open(os.path.join(directory, name), "rb") as f:
             data += f.read()
     return data
+
+
+def batches(log):
+    """(base offset, last offset, leader epoch, length) of each record batch in a log's bytes."""
+    out, at = [], 0
+    while at + 61 <= len(log):
+        base, length, epoch = struct.unpack_from(">qii", log, at)
+        delta = struct.unpack_from(">i", log, at + 23)[0]
+        out.append((base, base + delta, epoch, length))
+        at += 12 + length
+    return out
+
+
+def divergence(logs):
+    """Where replicas' logs part: each one's size and batch count, and the first batch at which
+    they differ as (base offset, last offset, leader epoch, length) per replica."""
+    parsed = [batches(log) for log in logs]
+    sizes = [f"{len(log)} bytes, {len(b)} batches" for log, b in zip(logs, parsed)]
+    for i in range(max(len(b) for b in parsed)):
+        here = [b[i] if i < len(b) else None for b in parsed]
+        if len(set(here)) > 1:
+            return f"{sizes}; first difference at batch {i}: {here}"
+    return f"{sizes}; same batch headers, different bytes"
 
 
 def in_sync_sets(broker):

@@ -90,6 +90,8 @@ extension Broker {
         var maxBytes: Int32
         /// The follower fetching (its node id), or -1 for a consumer.
         var replica: Int32 = -1
+        /// The leader epoch the fetcher knows (KIP-320), or -1.
+        var leaderEpoch: Int32 = -1
     }
 
     /// Reads the fetch's partitions (on their shards) and answers it, or parks it.
@@ -102,7 +104,8 @@ extension Broker {
         for topic in fetch.request.topics {
             for p in topic.partitions {
                 if let entry = fetch.topics[i] {
-                    items.append(ReadItem(topic: entry, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes, replica: replica))
+                    items.append(ReadItem(topic: entry, partition: p.partition, offset: p.fetchOffset, maxBytes: p.partitionMaxBytes,
+                                          replica: replica, leaderEpoch: p.currentLeaderEpoch))
                     positions.append(i)
                     owners.insert(entry.owners[Int(p.partition)])
                 }
@@ -129,6 +132,14 @@ extension Broker {
             var read = PartitionRead(topic: item.topic.name, topicId: item.topic.id, partition: item.partition, error: .none)
             guard let log = log(item.topic, item.partition) else {
                 read.error = .unknownTopicOrPartition
+                reads.append(read)
+                continue
+            }
+            // Checked here, on the owner, and again each time a parked fetch is read: a leader
+            // that lost the partition meanwhile must not hand a follower what it wrote after.
+            if let error = leaderEpochError(item.topic.name, item.partition, known: item.leaderEpoch)
+                ?? (leads(item.topic.name, item.partition) ? nil : .notLeaderOrFollower) {
+                read.error = error
                 reads.append(read)
                 continue
             }

@@ -25,15 +25,11 @@ extension Broker {
                 if !broker.authorizedTopic(.describe, topic.topic, context) {
                     result.errorCode = ErrorCode.topicAuthorizationFailed.rawValue
                 } else if let entry, p.partition >= 0, Int(p.partition) < entry.partitionCount {
-                    // Cluster mode: the partition's epoch moves with each new leader.
-                    let current = broker.cluster?.topics[topic.topic].flatMap { $0.epochs.indices.contains(Int(p.partition)) ? $0.epochs[Int(p.partition)] : nil }
-                        ?? Broker.leaderEpoch
+                    let current = broker.currentLeaderEpoch(topic.topic, p.partition)
                     if !broker.leads(topic.topic, p.partition) {
                         result.errorCode = ErrorCode.notLeaderOrFollower.rawValue
-                    } else if p.currentLeaderEpoch > current {
-                        result.errorCode = ErrorCode.unknownLeaderEpoch.rawValue  // the client knows a newer leader?
-                    } else if p.currentLeaderEpoch >= 0 && p.currentLeaderEpoch < current {
-                        result.errorCode = ErrorCode.fencedLeaderEpoch.rawValue
+                    } else if let error = broker.leaderEpochError(topic.topic, p.partition, known: p.currentLeaderEpoch) {
+                        result.errorCode = error.rawValue
                     } else if broker.cluster == nil {
                         if p.leaderEpoch == current {
                             result.leaderEpoch = current
