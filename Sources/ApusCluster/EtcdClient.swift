@@ -23,15 +23,23 @@ public struct EtcdError: Error, CustomStringConvertible {
 /// A client of etcd's v3 API through its JSON gateway (HTTP/1.1 POST of JSON bodies to /v3/…),
 /// so that nothing beyond a socket is needed: keys and values travel base64, 64-bit numbers as
 /// strings. Blocking, one kept-alive connection at a time; on a connection failure the next
-/// endpoint is tried. Not thread-safe: one owner thread (the cluster agent's).
+/// endpoint is tried. A connect, request or answer that makes no progress for `timeoutMs` is a
+/// connection failure too: a member that accepts and never answers (stopped, wedged, a network
+/// that drops packets) must not hang the thread calling it — the cluster agent's, which keeps
+/// this broker's lease. Not thread-safe: one owner thread (the cluster agent's).
 public final class EtcdClient {
     public let endpoints: [(host: String, port: UInt16)]
     private var current = 0
     private var socket: ClientSocket?
     private var buffer: [UInt8] = []
+    private let timeoutMs: Int
 
-    /// - Parameter endpoints: `host:port` of each etcd member's client URL.
-    public init(endpoints: [String]) throws(EtcdError) {
+    /// - Parameters:
+    ///   - endpoints: `host:port` of each etcd member's client URL.
+    ///   - timeoutMs: how long a connect, a request's write or its answer may make no progress
+    ///     (etcdctl's command timeout is 5 s).
+    public init(endpoints: [String], timeoutMs: Int = 5_000) throws(EtcdError) {
+        self.timeoutMs = timeoutMs
         var parsed: [(String, UInt16)] = []
         for endpoint in endpoints {
             let trimmed = endpoint.hasPrefix("http://") ? String(endpoint.dropFirst(7)) : endpoint
@@ -159,7 +167,7 @@ public final class EtcdClient {
     private func exchange(_ path: String, _ body: [UInt8]) throws -> (Int, [UInt8]) {
         let endpoint = endpoints[current]
         if socket == nil {
-            socket = try ClientSocket(host: endpoint.host, port: endpoint.port)
+            socket = try ClientSocket(host: endpoint.host, port: endpoint.port, timeoutMs: timeoutMs)
             buffer.removeAll(keepingCapacity: true)
         }
         let head = "POST \(path) HTTP/1.1\r\nHost: \(endpoint.host):\(endpoint.port)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"

@@ -7,9 +7,10 @@ import Glibc
 public final class ClientSocket {
     public let fd: Int32
 
-    /// Connects to `host:port` (an IPv4 literal or `localhost`). With `timeoutMs` > 0 a blocking
-    /// read or write that makes no progress for that long fails (ETIMEDOUT): a broker that is
-    /// stopped (SIGSTOP) or wedged must not hang its client forever.
+    /// Connects to `host:port` (an IPv4 literal or `localhost`). With `timeoutMs` > 0 the connect,
+    /// and any blocking read or write that makes no progress for that long, fails (ETIMEDOUT): a
+    /// broker that is stopped (SIGSTOP) or wedged, or a host that drops packets, must not hang its
+    /// client forever.
     public init(host: String, port: UInt16, timeoutMs: Int = 0) throws(SystemError) {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -20,14 +21,29 @@ public final class ClientSocket {
         }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno: errno) }
-        let ok = withUnsafePointer(to: &address) {
+        let flags = fcntl(fd, F_GETFL)
+        if timeoutMs > 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        var ok = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+        var err = ok == 0 ? 0 : errno
+        if timeoutMs > 0 && ok != 0 && err == EINPROGRESS {
+            // Connected (or refused) when writable; nothing within the timeout: ETIMEDOUT.
+            var waiting = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            var ready = poll(&waiting, 1, Int32(timeoutMs))
+            while ready < 0 && errno == EINTR { ready = poll(&waiting, 1, Int32(timeoutMs)) }
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            if ready > 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) == 0 {
+                ok = err == 0 ? 0 : -1
+            } else {
+                (ok, err) = (-1, ready == 0 ? ETIMEDOUT : errno)
+            }
+        }
         guard ok == 0 else {
-            let err = errno
             _ = Glibc.close(fd)
             throw SystemError("connect", errno: err, "\(host):\(port)")
         }
+        if timeoutMs > 0 { _ = fcntl(fd, F_SETFL, flags) }
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         var bufferSize: Int32 = 4 << 20

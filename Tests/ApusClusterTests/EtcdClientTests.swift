@@ -2,6 +2,9 @@ import ApusCluster
 import ApusTestSupport
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The etcd client against a real etcd: keys, prefixes, compare-and-swap, leases that keep keys
 /// alive and let them go, large answers (chunked), and an endpoint list whose first member is down.
@@ -68,5 +71,33 @@ import Testing
         #expect(throws: EtcdError.self) { try EtcdClient(endpoints: ["nonsense"]) }
         let nobody = try EtcdClient(endpoints: [down])
         #expect(throws: EtcdError.self) { try nobody.get("/apus/x") }
+    }
+
+    /// A member that takes the connection and never answers (wedged, stopped) fails the call
+    /// after the timeout, on every endpoint, instead of hanging the agent's thread; the next
+    /// endpoint, a live one, still answers.
+    @Test func aMemberThatNeverAnswersTimesOut() throws {
+        let silent = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        try withUnsafeMutablePointer(to: &address) { pointer in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                #expect(bind(silent, $0, length) == 0 && listen(silent, 16) == 0)
+                try #require(getsockname(silent, $0, &length) == 0)
+            }
+        }
+        let endpoint = "127.0.0.1:\(UInt16(bigEndian: address.sin_port))"  // connects (the backlog), never read
+        let started = Date()
+        let client = try EtcdClient(endpoints: [endpoint], timeoutMs: 200)
+        #expect { try client.get("/apus/x") } throws: { "\($0)".contains("timeout") }
+        #expect(Date().timeIntervalSince(started) < 30)  // returned at all (each try waits 200 ms)
+        let etcd = try EtcdServer()
+        defer { etcd.stop() }
+        let failingOver = try EtcdClient(endpoints: [endpoint, etcd.endpoint], timeoutMs: 200)
+        try failingOver.put("/apus/y", [7])
+        #expect(try failingOver.get("/apus/y")?.value == [7])
     }
 }
