@@ -1,5 +1,6 @@
 import KafkaProtocol
 import KafkaWire
+import Logging
 
 /// Cluster mode (`cluster.metadata`): topics and their partition leaders live in the cluster's
 /// metadata; a broker keeps logs for every partition of every topic (replication will use them)
@@ -43,6 +44,15 @@ extension Broker {
         guard known >= 0 else { return nil }
         let current = currentLeaderEpoch(topic, partition)
         return known > current ? .unknownLeaderEpoch : known < current ? .fencedLeaderEpoch : nil
+    }
+
+    /// A warning for a creation a client caused that failed in the cluster, through
+    /// ``creationFailureLog``: the rest of the second's failures are counted into one line.
+    func logCreationFailure(_ message: Logger.Message, _ metadata: Logger.Metadata) {
+        let allowed = creationFailureLog.allow(nowMs: turnMs) { count, seconds in
+            logger.warning("more creations failed in the cluster; not logged one by one", metadata: ["count": "\(count)", "seconds": "\(seconds)"])
+        }
+        if allowed { logger.warning(message, metadata: metadata) }
     }
 
     /// Writes new topics to the cluster's metadata (off the shard) and calls `done` with each

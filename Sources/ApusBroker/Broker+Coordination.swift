@@ -43,7 +43,7 @@ extension Broker {
         createClusterTopics([TopicSpec(name: Broker.offsetsTopic, partitions: config.offsetsTopicPartitions, overrides: overrides,
                                        replicationFactor: config.offsetsTopicReplicationFactor)]) { broker, failures in
             if let (code, message) = failures[Broker.offsetsTopic], code != .topicAlreadyExists {
-                broker.logger.warning("could not create the offsets topic", metadata: ["error": "\(message)"])
+                broker.logCreationFailure("could not create the offsets topic", ["error": "\(message)"])
             }
         }
         return true

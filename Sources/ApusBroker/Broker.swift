@@ -119,9 +119,10 @@ public final class Broker {
     /// Failed authentications are logged at most 10 a second per shard (a password guesser
     /// must not flood the log).
     var saslFailureLog = LogRateLimit(perSecond: 10)
-    /// Failed auto-creations (cluster mode) are logged at most once a second per shard: while
-    /// etcd fails, every client asking for an unknown topic would add a line.
-    var autoCreateFailureLog = LogRateLimit(perSecond: 1)
+    /// Failed client-driven creations in the cluster (Metadata's auto-creation, the offsets
+    /// topic at FindCoordinator) are logged at most once a second per shard: while etcd fails,
+    /// every client asking would add a line (``logCreationFailure``).
+    var creationFailureLog = LogRateLimit(perSecond: 1)
     /// The store's ACLs and the version they were read at (``acls``).
     var aclsSeen: (version: UInt64, acls: Authorizer) = (.max, Authorizer())
     /// The cluster view and the version it was read at (``cluster``).

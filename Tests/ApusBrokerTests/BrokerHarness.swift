@@ -22,10 +22,14 @@ final class BrokerHarness {
     /// Completions for other requests that arrived while a call waited for its own.
     var others: [Completion] = []
 
-    init(config: BrokerConfig = BrokerConfig(), path: String? = nil, shards: Int = 1) throws {
+    /// - Parameter logger: the brokers' (by default one that logs only critical lines).
+    init(config: BrokerConfig = BrokerConfig(), path: String? = nil, shards: Int = 1, logger: Logger? = nil) throws {
         self.path = path ?? NSTemporaryDirectory() + "apus-broker-\(UUID().uuidString.prefix(8))"
-        var logger = Logger(label: "apus.broker.test")
-        logger.logLevel = .critical
+        let logger = logger ?? {
+            var quiet = Logger(label: "apus.broker.test")
+            quiet.logLevel = .critical
+            return quiet
+        }()
         let logs = try Self.reopen(self.path, config: config.log, logger: logger)
         if shards == 1 {
             brokers = [try Broker(config: config, logs: logs, shard: LogShard(backend: PosixAppendBackend()), logger: logger, nowMs: 1_700_000_000_000)]

@@ -4,6 +4,7 @@ import ApusTestSupport
 import Foundation
 import KafkaProtocol
 import KafkaWire
+import Logging
 import Synchronization
 import Testing
 
@@ -404,6 +405,55 @@ import Testing
         #expect(try endOf(1) == (1, 4))
         #expect(try endOf(2) == (1, 4))  // this log never had epoch 2
         #expect(try endOf(3) == (3, 5))
+    }
+
+    /// A store that cannot be reached (etcd down).
+    final class UnreachableStore: ClusterMetadataStore {
+        struct Down: Error {}
+        func createTopic(_ name: String, _ topic: ClusterState.Topic) throws -> Bool { throw Down() }
+        func deleteTopic(_ name: String) throws -> Bool { throw Down() }
+        func updateTopic(_ name: String, _ change: (inout ClusterState.Topic) -> Bool) throws -> Bool? { throw Down() }
+    }
+
+    /// Warnings kept for a test to count.
+    final class Captured: LogHandler, @unchecked Sendable {
+        let lines = Mutex<[String]>([])
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .warning
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            lines.withLock { $0.append("\(message) \(metadata ?? [:])") }
+        }
+    }
+
+    /// While etcd cannot be reached, every client asking for an unknown topic or a coordinator
+    /// makes a creation fail: a shard logs one line a second and counts the rest into the next.
+    @Test func failedCreationsInTheClusterAreLoggedOnceASecond() throws {
+        let captured = Captured()
+        let h = try BrokerHarness(logger: Logger(label: "apus.broker.test") { _ in captured })
+        defer { h.remove() }
+        let membership = ClusterMembership(store: UnreachableStore(), worker: DiskWorker(label: "test.cluster"))
+        h.broker.mesh.cluster = membership
+        let t0: Int64 = 1_700_000_000_000
+        membership.publish(Self.state(Store()), to: h.broker.mesh)
+        func ask(_ n: Int, at now: Int64) throws {
+            for i in 0..<n {
+                _ = try h.call(MetadataRequest(topics: [.init(name: "t\(now)-\(i)")], allowAutoTopicCreation: true), version: 9, nowMs: now)
+                _ = try h.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3, nowMs: now)
+                membership.worker.waitUntilIdle()
+                for _ in 0..<3 { _ = h.turn(nowMs: now, collecting: 0) }
+            }
+        }
+        try ask(20, at: t0)
+        let failures = { captured.lines.withLock { $0 } }
+        #expect(failures().count == 1, "\(failures())")
+        try ask(1, at: t0 + 1_000)
+        let lines = failures()
+        #expect(lines.count == 3, "\(lines)")
+        #expect(lines.dropFirst().first?.contains("not logged one by one") == true && lines.dropFirst().first?.contains("39") == true, "\(lines)")
     }
 
     /// Random operator requests — unknown topics, negative and repeated partitions, empty,

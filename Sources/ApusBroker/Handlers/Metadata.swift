@@ -123,12 +123,7 @@ extension Broker {
                 // Another broker creating it first is expected; anything else is worth a line (the
                 // client asks again and the creation is retried then).
                 for (name, (code, why)) in failures where code != .topicAlreadyExists {
-                    let allowed = broker.autoCreateFailureLog.allow(nowMs: context.nowMs) { count, seconds in
-                        broker.logger.warning("more auto-creations failed; not logged one by one", metadata: ["count": "\(count)", "seconds": "\(seconds)"])
-                    }
-                    if allowed {
-                        broker.logger.warning("could not auto-create a topic in the cluster", metadata: ["topic": "\(name)", "error": "\(why)"])
-                    }
+                    broker.logCreationFailure("could not auto-create a topic in the cluster", ["topic": "\(name)", "error": "\(why)"])
                 }
             }
         }
