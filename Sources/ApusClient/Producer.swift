@@ -145,6 +145,11 @@ public struct ProducerMetrics: Sendable, Equatable {
     public var requestLatencyMaxNanos: UInt64 = 0
     public var answeredRequests: UInt64 = 0
     public var maxInFlight = 0
+    /// Time `send` spent waiting for room (buffer.memory full, or its batch's connection full
+    /// with the next request already holding a batch of that partition), as Java's
+    /// bufferpool-wait-time: an open-loop caller runs behind its schedule meanwhile.
+    public var roomWaitTotalNanos: UInt64 = 0
+    public var roomWaitMaxNanos: UInt64 = 0
 
     public init() {}
 
@@ -163,6 +168,8 @@ public struct ProducerMetrics: Sendable, Equatable {
         requestLatencyMaxNanos = max(requestLatencyMaxNanos, o.requestLatencyMaxNanos)
         answeredRequests += o.answeredRequests
         maxInFlight = max(maxInFlight, o.maxInFlight)
+        roomWaitTotalNanos += o.roomWaitTotalNanos
+        roomWaitMaxNanos = max(roomWaitMaxNanos, o.roomWaitMaxNanos)
     }
 
     /// `name: value` lines in the spirit of kafka-producer-perf-test's --print-metrics.
@@ -184,6 +191,8 @@ public struct ProducerMetrics: Sendable, Equatable {
             ("request-latency-avg (ms)", f(answeredRequests == 0 ? 0 : Double(requestLatencyTotalNanos) / Double(answeredRequests) / 1e6)),
             ("request-latency-max (ms)", f(Double(requestLatencyMaxNanos) / 1e6)),
             ("requests-in-flight-max", String(maxInFlight)),
+            ("wait-for-room-total (ms)", f(Double(roomWaitTotalNanos) / 1e6)),
+            ("wait-for-room-max (ms)", f(Double(roomWaitMaxNanos) / 1e6)),
             ("metadata-refresh-total", String(metadataRefreshes)),
             ("connection-failure-total", String(connectionFailures)),
         ]
@@ -531,7 +540,7 @@ public final class Producer {
     /// The caller waits while buffer.memory is full, and while the batch could not go in its
     /// connection's next request anyway (`mustHold`).
     func sendBatch(_ p: Int) throws(ClientError) {
-        if config.acks != 0 { while !slotAvailable() { try waitForProgress() } }
+        if config.acks != 0 && !slotAvailable() { try waitForRoom { !$0.slotAvailable() } }
         let batch: UnsafeRawBufferPointer
         let uncompressed = builders[p].sizeInBytes
         if config.enableIdempotence {
@@ -586,7 +595,7 @@ public final class Producer {
         held.slot = freeSlots.removeLast()
         swap(&builders[p], &slots[held.slot])
         builders[p].reset(baseTimestamp: 0)
-        while mustHold(p, bytes: batch.count) { try waitForProgress() }
+        if mustHold(p, bytes: batch.count) { try waitForRoom { $0.mustHold(p, bytes: batch.count) } }
         let l = leaderLink[p]
         if queued == 0 && l >= 0 && links[l].inFlight < config.maxInFlight {
             // Nothing waits: this batch alone, at once.
@@ -600,6 +609,17 @@ public final class Producer {
         queues[p].insert(held)
         queued += 1
         drain(now: Sys.monotonicNs())
+    }
+
+    /// Waits for progress while `full` holds, counting the time in the metrics.
+    func waitForRoom(while full: (Producer) -> Bool) throws(ClientError) {
+        let started = Sys.monotonicNs()
+        defer {
+            let waited = Sys.monotonicNs() &- started
+            metrics.roomWaitTotalNanos &+= waited
+            metrics.roomWaitMaxNanos = max(metrics.roomWaitMaxNanos, waited)
+        }
+        repeat { try waitForProgress() } while full(self)
     }
 
     /// Whether a ready batch of partition `p` (`bytes` long) must wait for an answer before it
