@@ -148,9 +148,10 @@ public enum EndToEndPerf {
             }
             if Double(now - lastReport) >= reportInterval * 1e9 {
                 let seconds = Double(now - lastReport) / 1e9
+                let steal = HostCPU.stealPerCPU()
                 let pRecords = pbox.mutex.withLock { s -> UInt64 in
                     let n = s.intervalRecords
-                    s.closeInterval(start: start, from: lastReport, to: now)
+                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal)
                     return n
                 }
                 let line = cbox.mutex.withLock { s -> String in
@@ -176,7 +177,8 @@ public enum EndToEndPerf {
         while pbox.mutex.withLock({ $0.finished }) < w.producers { Sys.sleep(microseconds: 10_000) }
 
         let end = Sys.monotonicNs()
-        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end) }
+        let steal = HostCPU.stealPerCPU()
+        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

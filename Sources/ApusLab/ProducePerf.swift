@@ -52,6 +52,8 @@ public struct IntervalHistogram: Sendable {
     public var startSeconds: Double
     public var lengthSeconds: Double
     public var histogram: Histogram<UInt64>
+    /// The most one CPU lost to the hypervisor meanwhile (ms), if known.
+    public var stealMs: Double?
 }
 
 /// `apus perf produce`: open-loop produce load with HDR latency histograms.
@@ -69,12 +71,17 @@ public enum ProducePerf {
         var intervalErrors: UInt64 = 0
         var finished = 0
         var failure: String?
+        /// Each CPU's steal when the current interval began (``HostCPU/stealPerCPU()``).
+        var stealAtIntervalStart = HostCPU.stealPerCPU()
 
         /// Ends the progress interval that began at `from` (run time counted from `start`): its
-        /// histogram joins the run's intervals and a new one begins.
-        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64) {
+        /// histogram joins the run's intervals and a new one begins. `steal`: each CPU's steal
+        /// now, sampled by the caller outside the lock.
+        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) {
             total.intervals.append(IntervalHistogram(
-                startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval))
+                startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval,
+                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal)))
+            stealAtIntervalStart = steal
             interval.reset()
             intervalRecords = 0
             intervalErrors = 0
@@ -82,8 +89,8 @@ public enum ProducePerf {
 
         /// The run's totals once it is over, with the last, partial interval, so that the
         /// intervals add up to the totals.
-        mutating func finish(start: UInt64, from: UInt64, to: UInt64) -> (ProducePerfResult, String?) {
-            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to) }
+        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) -> (ProducePerfResult, String?) {
+            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal) }
             return (total, failure)
         }
     }
@@ -109,12 +116,13 @@ public enum ProducePerf {
             let done = box.mutex.withLock { $0.finished == threads }
             let now = Sys.monotonicNs()
             if !done && Double(now - lastReport) >= reportInterval * 1e9 {
+                let steal = HostCPU.stealPerCPU()
                 let line = box.mutex.withLock { state -> String in
                     let seconds = Double(now - lastReport) / 1e9
                     let n = state.intervalRecords
                     let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
                                             histogram: state.interval, errors: state.intervalErrors)
-                    state.closeInterval(start: start, from: lastReport, to: now)
+                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal)
                     return line
                 }
                 log(line)
@@ -123,7 +131,8 @@ public enum ProducePerf {
             if done { break }
         }
         let end = Sys.monotonicNs()
-        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end) }
+        let steal = HostCPU.stealPerCPU()
+        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize

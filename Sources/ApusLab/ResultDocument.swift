@@ -73,6 +73,24 @@ public struct HostCPU: Codable, Sendable, Equatable {
         return (f[0] + f[1] + f[2] + f[5] + f[6], f[4], f[7], f.prefix(8).reduce(0, +))
     }
 
+    /// Cumulative steal of each CPU (`cpuN` lines), in milliseconds.
+    public static func stealPerCPU() -> [Double]? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
+        let msPerTick = 1000 / Double(max(sysconf(Int32(_SC_CLK_TCK)), 1))
+        let steal = text.split(separator: "\n").filter { $0.hasPrefix("cpu") && !$0.hasPrefix("cpu ") }.compactMap { line -> Double? in
+            let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+            return f.count >= 8 ? Double(f[7]) * msPerTick : nil
+        }
+        return steal.isEmpty ? nil : steal
+    }
+
+    /// The most any one CPU lost to the hypervisor between two ``stealPerCPU()`` samples (ms):
+    /// a vCPU taken away for that long stops the threads on it meanwhile.
+    public static func longestSteal(from a: [Double]?, to b: [Double]?) -> Double? {
+        guard let a, let b, a.count == b.count else { return nil }
+        return zip(a, b).map { $1 - $0 }.max()
+    }
+
     public init?(from a: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?, to b: (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)?) {
         guard let a, let b, b.total > a.total else { return nil }
         let total = Double(b.total - a.total)
@@ -151,6 +169,9 @@ public struct IntervalSummary: Codable, Sendable, Equatable {
     public var p50Ms: Double
     public var p99Ms: Double
     public var maxMs: Double
+    /// The most time one CPU of the host lost to the hypervisor (steal) in the interval, ms (in
+    /// 10 ms ticks; nil where /proc/stat has no per-CPU steal, and in older bundles).
+    public var stealMs: Double?
 
     public init(_ interval: IntervalHistogram) {
         startSeconds = interval.startSeconds
@@ -159,6 +180,7 @@ public struct IntervalSummary: Codable, Sendable, Equatable {
         p50Ms = Double(interval.histogram.valueAtPercentile(50)) / 1e6
         p99Ms = Double(interval.histogram.valueAtPercentile(99)) / 1e6
         maxMs = Double(interval.histogram.max) / 1e6
+        stealMs = interval.stealMs
     }
 }
 

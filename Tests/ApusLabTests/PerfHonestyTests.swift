@@ -110,3 +110,17 @@ struct PerfHonestyTests {
         #expect(keys.allSatisfy { $0.hasPrefix("key-") })
     }
 }
+
+/// Steal per CPU: what the lab puts beside each interval's latency.
+@Suite struct StealTests {
+    @Test func theLongestStealIsTheMostAnyOneCPULost() throws {
+        #expect(HostCPU.longestSteal(from: [100, 200], to: [130, 210]) == 30)
+        #expect(HostCPU.longestSteal(from: [100], to: [130, 210]) == nil)  // a CPU came or went
+        #expect(HostCPU.longestSteal(from: nil, to: [1]) == nil)
+        // This machine's /proc/stat has a line per CPU, steal never decreasing.
+        let a = try #require(HostCPU.stealPerCPU())
+        let b = try #require(HostCPU.stealPerCPU())
+        #expect(!a.isEmpty && a.count == b.count)
+        #expect(try #require(HostCPU.longestSteal(from: a, to: b)) >= 0)
+    }
+}

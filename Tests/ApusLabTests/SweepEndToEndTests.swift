@@ -63,6 +63,9 @@ struct SweepEndToEndTests {
                 let h = try HistogramCodec.decodeBase64(lat.histogram)
                 #expect(h.totalCount == run.produced.records)
                 #expect(Double(h.valueAtPercentile(99)) / 1e6 == lat.p99)
+                // Each interval says how long the hypervisor took a vCPU away in it (/proc/stat).
+                let intervals = try #require(run.overTime)
+                #expect(!intervals.isEmpty && intervals.allSatisfy { ($0.stealMs ?? -1) >= 0 })
                 // Settled before the run; the page cache recorded around it; the broker's stalls.
                 let cache = try #require(run.pageCache)
                 #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)
@@ -91,6 +94,8 @@ struct SweepEndToEndTests {
         #expect(report.contains("| p1 | acks=all |"))
         #expect(report.contains("## Knee search"))
         #expect(report.contains("## Inside the broker"))
+        #expect(report.contains("| from first send |"))
+        #expect(report.contains("Seconds in which one vCPU lost 10 ms or more to the hypervisor (steal):"))
         for chart in ["throughput-latency", "axis-effects", "latency-spectrum"] {
             let svg = try String(contentsOfFile: "\(bundle)/charts/\(chart).svg", encoding: .utf8)
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), "\(chart)")
