@@ -40,10 +40,21 @@ extension Broker {
     /// KIP-320: a request naming the leader epoch its sender knows (-1: none) is refused when
     /// that is not the partition's epoch here — UNKNOWN_LEADER_EPOCH if newer (this broker has not
     /// seen it yet), FENCED_LEADER_EPOCH if older (the sender has not seen the new one).
-    func leaderEpochError(_ topic: String, _ partition: Int32, known: Int32) -> ErrorCode? {
+    static func epochRefusal(known: Int32, current: Int32) -> ErrorCode? {
         guard known >= 0 else { return nil }
-        let current = currentLeaderEpoch(topic, partition)
         return known > current ? .unknownLeaderEpoch : known < current ? .fencedLeaderEpoch : nil
+    }
+
+    /// Why a read of `partition` at the leader epoch its sender knows may not be served here
+    /// (``epochRefusal(known:current:)``, then NOT_LEADER_OR_FOLLOWER), or nil: per partition
+    /// on the fetch path, so one look at the cached view.
+    func readRefusal(_ topic: String, _ partition: Int32, knownEpoch: Int32) -> ErrorCode? {
+        guard refreshClusterView(), let t = clusterSeen.state.topics[topic], t.leaders.indices.contains(Int(partition)),
+              t.epochs.indices.contains(Int(partition)) else {
+            return Broker.epochRefusal(known: knownEpoch, current: Broker.leaderEpoch)  // a single broker, or local-only
+        }
+        return Broker.epochRefusal(known: knownEpoch, current: t.epochs[Int(partition)])
+            ?? (t.leaders[Int(partition)] == config.nodeId ? nil : .notLeaderOrFollower)
     }
 
     /// A warning for a creation a client caused that failed in the cluster, through

@@ -137,8 +137,7 @@ extension Broker {
             }
             // Checked here, on the owner, and again each time a parked fetch is read: a leader
             // that lost the partition meanwhile must not hand a follower what it wrote after.
-            if let error = leaderEpochError(item.topic.name, item.partition, known: item.leaderEpoch)
-                ?? (leads(item.topic.name, item.partition) ? nil : .notLeaderOrFollower) {
+            if let error = readRefusal(item.topic.name, item.partition, knownEpoch: item.leaderEpoch) {
                 read.error = error
                 reads.append(read)
                 continue

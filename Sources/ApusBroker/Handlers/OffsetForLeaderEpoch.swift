@@ -28,7 +28,7 @@ extension Broker {
                     let current = broker.currentLeaderEpoch(topic.topic, p.partition)
                     if !broker.leads(topic.topic, p.partition) {
                         result.errorCode = ErrorCode.notLeaderOrFollower.rawValue
-                    } else if let error = broker.leaderEpochError(topic.topic, p.partition, known: p.currentLeaderEpoch) {
+                    } else if let error = Broker.epochRefusal(known: p.currentLeaderEpoch, current: current) {
                         result.errorCode = error.rawValue
                     } else if broker.cluster == nil {
                         if p.leaderEpoch == current {
