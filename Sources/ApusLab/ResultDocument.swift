@@ -63,24 +63,28 @@ public struct HostCPU: Codable, Sendable, Equatable {
     public var iowaitPercent: Double
     public var stealPercent: Double
 
+    /// The counters of /proc/stat's CPU lines whose label passes `wanted` (`cpu` for the whole
+    /// host, `cpuN` per CPU), in jiffies: user nice system idle iowait irq softirq steal.
+    static func counters(_ wanted: (Substring) -> Bool) -> [[UInt64]] {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard let label = fields.first, label.hasPrefix("cpu"), wanted(label) else { return nil }
+            let f = fields.dropFirst().compactMap { UInt64($0) }
+            return f.count >= 8 ? f : nil
+        }
+    }
+
     /// Cumulative jiffies of the `cpu` line: (user+nice+system+irq+softirq, iowait, steal, total).
     public static func sample() -> (busy: UInt64, iowait: UInt64, steal: UInt64, total: UInt64)? {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
-        let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-        guard f.count >= 8 else { return nil }
-        // user nice system idle iowait irq softirq steal
+        guard let f = counters({ $0 == "cpu" }).first else { return nil }
         return (f[0] + f[1] + f[2] + f[5] + f[6], f[4], f[7], f.prefix(8).reduce(0, +))
     }
 
     /// Cumulative steal of each CPU (`cpuN` lines), in milliseconds.
     public static func stealPerCPU() -> [Double]? {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8) else { return nil }
         let msPerTick = 1000 / Double(max(sysconf(Int32(_SC_CLK_TCK)), 1))
-        let steal = text.split(separator: "\n").filter { $0.hasPrefix("cpu") && !$0.hasPrefix("cpu ") }.compactMap { line -> Double? in
-            let f = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-            return f.count >= 8 ? Double(f[7]) * msPerTick : nil
-        }
+        let steal = counters { $0 != "cpu" }.map { Double($0[7]) * msPerTick }
         return steal.isEmpty ? nil : steal
     }
 
