@@ -158,6 +158,12 @@ public struct BrokerStalls: Codable, Sendable, Equatable {
     /// The longest stall in the run, its shard and phase (nil when there was none).
     public var longestMs: Double?
     public var longestPhase: String?
+    /// Why the longest stall was long, and the run's stalls by cause: `on-cpu` (the shard ran
+    /// the whole time), `blocked` (it slept in a call: the disk, a lock, a page fault),
+    /// `preempted` (it was runnable and another task had the CPU), `stolen` (no switch: the
+    /// hypervisor or interrupts had the vCPU). Nil in older bundles.
+    public var longestCause: String?
+    public var byCause: [String: Int]?
     /// Calls that may wait on the disk made on shard threads so far (should stay 0).
     public var diskWaitsOnShards: Int
 }

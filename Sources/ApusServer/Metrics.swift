@@ -99,7 +99,8 @@ enum MetricsCatalog {
         .init(name: "apus_shard_busy_seconds", kind: .counter, labels: ["shard"], help: "Time the shard's thread spent in loop turns rather than waiting for I/O (its rate is the busy ratio).",
               kafka: "kafka.network:type=SocketServer,name=NetworkProcessorAvgIdlePercent (inverse)"),
         .init(name: "apus_shard_turns", kind: .counter, labels: ["shard"], help: "Loop turns of the shard.", kafka: ""),
-        .init(name: "apus_shard_stalls", kind: .counter, labels: ["shard"], help: "Turns longer than loop.stall.warn.ms.",
+        .init(name: "apus_shard_stalls", kind: .counter, labels: ["shard", "cause"],
+              help: "Turns longer than loop.stall.warn.ms, by cause: on-cpu (the work), blocked (slept in a call), preempted (runnable, CPU taken), stolen (hypervisor or interrupts).",
               kafka: "(Redpanda: vectorized_reactor_stalls)"),
         .init(name: "apus_shard_longest_stall_seconds", kind: .gauge, labels: ["shard"], help: "The shard's longest turn since start.", kafka: ""),
         .init(name: "apus_shard_jobs", kind: .counter, labels: ["shard"], help: "Jobs the shard ran for other shards (forwarded requests, scattered parts, answers).", kafka: ""),
@@ -375,7 +376,11 @@ extension MetricsExposition {
         e.family("apus_shard_turns")
         for (i, s) in shards { e.counter("apus_shard_turns", [("shard", i)], s.turns) }
         e.family("apus_shard_stalls")
-        for (i, shard) in stalls.shards.enumerated() { e.counter("apus_shard_stalls", [("shard", String(i))], UInt64(shard.stalls)) }
+        for (i, shard) in stalls.shards.enumerated() {
+            for cause in StallCause.allCases {
+                e.counter("apus_shard_stalls", [("shard", String(i)), ("cause", cause.rawValue)], UInt64(shard.byCause[cause.rawValue, default: 0]))
+            }
+        }
         e.family("apus_shard_longest_stall_seconds")
         for (i, shard) in stalls.shards.enumerated() { e.sample("apus_shard_longest_stall_seconds", [("shard", String(i))], shard.longestMs / 1e3) }
         e.family("apus_shard_jobs")

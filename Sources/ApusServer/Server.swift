@@ -304,6 +304,8 @@ public final class Server {
             logger.info("shard turns", metadata: [
                 "shard": "\(index)", "turns": "\(shard.turns)", "stalls": "\(shard.stalls)", "warnMs": "\(report.warnMs)",
                 "longestMs": "\(String(format: "%.1f", shard.longestMs))", "longestPhase": "\(shard.longestPhase)",
+                "longestCause": "\(shard.longestCause)",
+                "byCause": "\(StallCause.allCases.map { "\($0.rawValue)=\(shard.byCause[$0.rawValue, default: 0])" }.joined(separator: " "))",
             ])
         }
         let contract = ShardThreadContract.violations

@@ -106,6 +106,8 @@ final class ShardLoop: @unchecked Sendable {
                 if found.log {
                     logger.warning("shard stalled", metadata: [
                         "shard": "\(index)", "ms": "\(String(format: "%.1f", found.stall.ms))", "phase": "\(found.stall.phase)",
+                        "cause": "\(found.stall.cause.rawValue)", "onCPUMs": "\(String(format: "%.1f", found.stall.onCPUMs))",
+                        "sleeps": "\(found.stall.sleeps)", "preemptions": "\(found.stall.preemptions)",
                         "stallsNotLogged": "\(found.unlogged)",
                     ])
                 }

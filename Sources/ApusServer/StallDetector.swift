@@ -8,15 +8,33 @@ enum TurnPhase: Int, CaseIterable, Sendable {
     var name: String { ["jobs", "read+handlers", "commit+completions", "send", "maintenance"][rawValue] }
 }
 
+/// Why a stalled turn took long, from the thread's CPU time and context switches in it: it ran
+/// (most of the turn on the CPU: the work itself), it slept in a call (a voluntary switch: the
+/// disk, a lock, a page fault), it was runnable and another task had the CPU (preempted: on a
+/// small VM the load generator or the kernel's writeback workers), or it lost the time without
+/// any switch (stolen: the hypervisor ran another guest on the vCPU, or interrupts were handled
+/// — both are kept out of a task's CPU time).
+enum StallCause: String, Codable, Sendable, CaseIterable {
+    case onCPU = "on-cpu", blocked, preempted, stolen
+
+    static func of(turnNs: UInt64, during usage: ThreadUsage) -> StallCause {
+        if usage.cpuNs * 2 >= turnNs { return .onCPU }
+        if usage.voluntarySwitches > 0 { return .blocked }
+        return usage.involuntarySwitches > 0 ? .preempted : .stolen
+    }
+}
+
 /// One shard's turn clock: a turn is the work between two waits for I/O. Turns longer than
 /// `loop.stall.warn.ms` are stalls: counted, kept (the last few, with when and where), and
-/// logged at most once per second per shard. Owned by its shard thread; what it found is
+/// logged at most once per second per shard. Each turn reads the thread's CPU time and context
+/// switches at its start (~0.4 µs) so that a stall also says why it was long (``StallCause``). Owned by its shard thread; what it found is
 /// published to ``StallReport`` for the shutdown summary and the lab.
 struct TurnClock {
     let shard: Int
     let warnNs: UInt64
     private var phaseStart: UInt64 = 0
     private var turnStart: UInt64 = 0
+    private var usageAtStart = ThreadUsage()
     /// When the current turn began (its poller wait returned).
     var turnStartNs: UInt64 { turnStart }
     private var phases = [UInt64](repeating: 0, count: TurnPhase.allCases.count)
@@ -32,8 +50,9 @@ struct TurnClock {
     }
 
     /// The loop's wait returned: a turn starts.
-    mutating func begin(_ now: UInt64 = Sys.monotonicNs()) {
+    mutating func begin(_ now: UInt64 = Sys.monotonicNs(), usage: ThreadUsage = Sys.threadUsage()) {
         turnStart = now
+        usageAtStart = usage
         phaseStart = now
         for i in phases.indices { phases[i] = 0 }
     }
@@ -46,13 +65,19 @@ struct TurnClock {
 
     /// The turn ended; returns the stall, if it was one, and whether to log it now (at most
     /// once per second; the stalls not logged are counted in the next line).
-    mutating func end(_ now: UInt64 = Sys.monotonicNs()) -> (stall: Stall, log: Bool, unlogged: Int)? {
+    mutating func end(_ now: UInt64 = Sys.monotonicNs(), usage: @autoclosure () -> ThreadUsage = Sys.threadUsage()) -> (stall: Stall, log: Bool, unlogged: Int)? {
         turns &+= 1
         let length = now &- turnStart
         if turnStart != 0 { busyNs &+= length }
         guard length >= warnNs, turnStart != 0 else { return nil }
         let worst = phases.indices.max { phases[$0] < phases[$1] }!
-        let stall = Stall(atMs: Sys.wallClockMs(), shard: shard, ms: Double(length) / 1e6, phase: TurnPhase(rawValue: worst)!.name)
+        let after = usage()
+        let during = ThreadUsage(cpuNs: after.cpuNs &- usageAtStart.cpuNs,
+                                 voluntarySwitches: after.voluntarySwitches - usageAtStart.voluntarySwitches,
+                                 involuntarySwitches: after.involuntarySwitches - usageAtStart.involuntarySwitches)
+        let stall = Stall(atMs: Sys.wallClockMs(), shard: shard, ms: Double(length) / 1e6, phase: TurnPhase(rawValue: worst)!.name,
+                          cause: StallCause.of(turnNs: length, during: during), onCPUMs: Double(during.cpuNs) / 1e6,
+                          sleeps: during.voluntarySwitches, preemptions: during.involuntarySwitches)
         if now &- lastLogNs >= 1_000_000_000 {
             lastLogNs = now
             defer { unloggedStalls = 0 }
@@ -69,6 +94,11 @@ struct Stall: Codable, Sendable, Equatable {
     var shard: Int
     var ms: Double
     var phase: String
+    var cause: StallCause
+    /// Of `ms`, the time the thread ran; the switches off the CPU in the turn.
+    var onCPUMs: Double
+    var sleeps: Int
+    var preemptions: Int
 }
 
 /// Every shard's stall counts, for the shutdown summary and for the lab (written as JSON to
@@ -80,6 +110,9 @@ final class StallReport: Sendable {
         var stalls: Int = 0
         var longestMs: Double = 0
         var longestPhase: String = ""
+        var longestCause: String = ""
+        /// Stalls by cause (``StallCause`` raw values).
+        var byCause: [String: Int] = [:]
     }
     struct Snapshot: Codable, Sendable {
         var warnMs: Int
@@ -100,9 +133,11 @@ final class StallReport: Sendable {
     func record(_ stall: Stall) {
         state.withLock { s in
             s.shards[stall.shard].stalls += 1
+            s.shards[stall.shard].byCause[stall.cause.rawValue, default: 0] += 1
             if stall.ms > s.shards[stall.shard].longestMs {
                 s.shards[stall.shard].longestMs = stall.ms
                 s.shards[stall.shard].longestPhase = stall.phase
+                s.shards[stall.shard].longestCause = stall.cause.rawValue
             }
             s.recent.append(stall)
             if s.recent.count > Self.recentLimit { s.recent.removeFirst(s.recent.count - Self.recentLimit) }

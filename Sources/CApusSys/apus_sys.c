@@ -12,6 +12,8 @@
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
+#include <time.h>
 
 int apus_epoll_create(void) {
     int fd = epoll_create1(EPOLL_CLOEXEC);
@@ -101,6 +103,16 @@ int apus_pin_current_thread(int cpu) {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+void apus_current_thread_usage(apus_thread_usage *out) {
+    struct timespec ts;
+    struct rusage r;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    getrusage(RUSAGE_THREAD, &r);
+    out->cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    out->voluntary = r.ru_nvcsw;
+    out->involuntary = r.ru_nivcsw;
 }
 
 int apus_name_current_thread(const char *name) {

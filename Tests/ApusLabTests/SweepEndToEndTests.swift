@@ -71,6 +71,7 @@ struct SweepEndToEndTests {
                 #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)
                 let stalls = try #require(run.brokerStalls, "the embedded broker's stall statistics")
                 #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
+                #expect(stalls.byCause.map { $0.values.reduce(0, +) } == stalls.stalls, "every stall has a cause")
                 // The broker's own view, from its metrics endpoint.
                 let view = try #require(run.broker, "the embedded broker's metrics")
                 #expect(view.produceRequests > 0 && view.writes > 0 && (view.produceP99Ms ?? 0) > 0)
@@ -95,6 +96,7 @@ struct SweepEndToEndTests {
         #expect(report.contains("## Knee search"))
         #expect(report.contains("## Inside the broker"))
         #expect(report.contains("| from first send |"))
+        #expect(report.contains("broker stalls (longest ms, why): by cause") && report.contains("`preempted` (it was runnable"))
         #expect(report.contains("Seconds in which one vCPU lost 10 ms or more to the hypervisor (steal):"))
         for chart in ["throughput-latency", "axis-effects", "latency-spectrum"] {
             let svg = try String(contentsOfFile: "\(bundle)/charts/\(chart).svg", encoding: .utf8)

@@ -62,8 +62,8 @@ final class EmbeddedBroker: @unchecked Sendable {
 
     /// The broker's stall statistics as last written (`loop.stall.stats.file`, every second).
     struct StallStats: Decodable {
-        struct Shard: Decodable { var turns: UInt64; var stalls: Int }
-        struct Stall: Decodable { var atMs: Int64; var ms: Double; var phase: String }
+        struct Shard: Decodable { var turns: UInt64; var stalls: Int; var byCause: [String: Int]? }
+        struct Stall: Decodable { var atMs: Int64; var ms: Double; var phase: String; var cause: String? }
         var warnMs: Int
         var shards: [Shard]
         var recent: [Stall]
@@ -80,8 +80,12 @@ final class EmbeddedBroker: @unchecked Sendable {
         let turns = after.shards.reduce(UInt64(0)) { $0 + $1.turns } - (before?.shards.reduce(UInt64(0)) { $0 + $1.turns } ?? 0)
         let count = after.shards.reduce(0) { $0 + $1.stalls } - (before?.shards.reduce(0) { $0 + $1.stalls } ?? 0)
         let longest = after.recent.filter { $0.atMs >= fromMs && $0.atMs <= toMs }.max { $0.ms < $1.ms }
+        func causes(_ s: StallStats?) -> [String: Int] {
+            (s?.shards ?? []).reduce(into: [:]) { sum, shard in sum.merge(shard.byCause ?? [:], uniquingKeysWith: +) }
+        }
+        let byCause = causes(after).merging(causes(before).mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
         return BrokerStalls(warnMs: after.warnMs, turns: turns, stalls: count, longestMs: longest?.ms, longestPhase: longest?.phase,
-                            diskWaitsOnShards: after.diskWaitsOnShards)
+                            longestCause: longest?.cause, byCause: byCause, diskWaitsOnShards: after.diskWaitsOnShards)
     }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status (0 for a clean stop).

@@ -51,12 +51,17 @@ public enum SweepReport {
         return md.isEmpty ? "" : md + "\n"
     }
 
-    /// The broker's stalls over a point's runs: their number and the longest (– without data).
+    /// The broker's stalls over a point's runs: their number, the longest and why it was long,
+    /// and the count by cause when the bundle has it (– without data).
     static func stallSummary(_ runs: [RunRecord]) -> String {
         let stalls = runs.compactMap(\.brokerStalls)
         guard !stalls.isEmpty else { return "–" }
-        let longest = stalls.compactMap(\.longestMs).max()
-        return "\(stalls.reduce(0) { $0 + $1.stalls })" + (longest.map { " (\(ms($0)))" } ?? "")
+        let longest = stalls.filter { $0.longestMs != nil }.max { $0.longestMs! < $1.longestMs! }
+        var text = "\(stalls.reduce(0) { $0 + $1.stalls })"
+        if let longest, let longestMs = longest.longestMs { text += " (\(ms(longestMs))\(longest.longestCause.map { ", \($0)" } ?? ""))" }
+        let byCause = stalls.compactMap(\.byCause).reduce(into: [String: Int]()) { $0.merge($1, uniquingKeysWith: +) }
+        if !byCause.isEmpty { text += ": " + byCause.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") }
+        return text
     }
 
     /// The largest dirty + writeback page cache at the start of a point's runs.
@@ -111,7 +116,11 @@ public enum SweepReport {
             md += "reaching \(millions(preloads.map(\.1).min()!))–\(millions(preloads.map(\.1).max()!)) M records/s): it starts on the page cache a heavy run leaves. "
         }
         md += "CPU steal is the share of the host's CPU time the hypervisor gave to other guests during the runs: "
-        md += "where it is high, the numbers say more about the neighbours than about the configuration.\n\n"
+        md += "where it is high, the numbers say more about the neighbours than about the configuration. "
+        md += "A broker stall is a shard turn longer than its `loop.stall.warn.ms`; its cause comes from the shard thread's CPU time and context switches in the turn: "
+        md += "`on-cpu` (it ran most of the turn: the work itself), `blocked` (it slept in a call: the disk, a lock, a page fault), "
+        md += "`preempted` (it was runnable and another task had the CPU: the load generator, the kernel's writeback workers), "
+        md += "`stolen` (it lost the time without a switch: the hypervisor ran another guest on its vCPU, or interrupts were handled).\n\n"
 
         guard !rows.isEmpty else {
             md += "No point has finished yet.\n"
@@ -145,7 +154,7 @@ public enum SweepReport {
             header += " consumed M rec/s | e2e p99 ms |"
             rule += "---|---|"
         }
-        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % | broker stalls (longest ms) | dirty+writeback MiB at start |"
+        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % | broker stalls (longest ms, why): by cause | dirty+writeback MiB at start |"
         rule += "---|---|---|---|---|---|---|"
         if m.knee != nil {
             header += " knee M rec/s |"

@@ -50,6 +50,14 @@ void apus_set_shard_thread(int on);
 void apus_allow_disk_wait(int delta);
 /// Whether the calling thread is a shard thread outside such a scope.
 int apus_disk_wait_forbidden(void);
+/// The calling thread's CPU time and context switches so far: voluntary ones (it slept in a
+/// call: the disk, a lock, a page fault) and involuntary ones (it was preempted while runnable).
+typedef struct {
+    uint64_t cpu_ns;
+    int64_t voluntary;
+    int64_t involuntary;
+} apus_thread_usage;
+void apus_current_thread_usage(apus_thread_usage *out);
 /// Names the calling thread (first 15 bytes), for top and perf.
 int apus_name_current_thread(const char *name);
 /// NUMA nodes libnuma reports, or 0 when NUMA is unavailable (call nothing else then).
