@@ -266,6 +266,24 @@ public enum Sys {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
+    /// Writes `text` to `fd` (standard output or error), retrying short writes; a failure (a
+    /// full disk under a redirected log, a closed pipe) drops the text and returns false —
+    /// unlike `FileHandle.write(_:)`, which traps, a log line never stops the process.
+    @discardableResult
+    public static func writeText(_ fd: Int32, _ text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                done += n
+            }
+            return true
+        }
+    }
+
     /// The calling thread's CPU time and context switches so far (two syscalls, ~0.4 µs here).
     public static func threadUsage() -> ThreadUsage {
         var u = apus_thread_usage()

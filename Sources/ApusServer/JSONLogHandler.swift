@@ -27,7 +27,7 @@ public struct JSONLogHandler: LogHandler {
         fields["msg"] = message.description
         fields["source"] = source
         guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
-        FileHandle.standardError.write(data + Data([0x0A]))  // one write per line: lines from threads do not interleave
+        Sys.writeText(2, String(decoding: data, as: UTF8.self) + "\n")  // one write per line: lines from threads do not interleave
     }
 
     static func timestamp() -> String {

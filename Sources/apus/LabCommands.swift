@@ -37,7 +37,7 @@ struct Sweep: ParsableCommand {
                                           command: (["apus"] + CommandLine.arguments.dropFirst()).joined(separator: " "))
         options.interactive = Sys.isTerminal(1)
         // Unbuffered, so that progress lines arrive as they happen in a file or pipe too.
-        let out: @Sendable (String) -> Void = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        let out: @Sendable (String) -> Void = { line in Sys.writeText(1, line + "\n") }
         let runner = SweepRunner(plan: parsed, options: options, out: out)
         let signals = TerminationSignals {
             runner.abort()

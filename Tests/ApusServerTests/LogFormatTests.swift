@@ -39,4 +39,27 @@ import Glibc
         #expect((line["reason"] as? String)?.contains("unknown API key 7777") == true)
         #expect(line["level"] as? String == "warning")
     }
+
+    /// Standard error on a full disk (/dev/full fails every write): the broker loses its log
+    /// lines, not its life — it keeps serving and stops cleanly, in either log format.
+    @Test(arguments: ["text", "json"]) func aLogThatCannotBeWrittenDoesNotStopTheBroker(format: String) throws {
+        let server = try ApusServerProcess(arguments: ["--set", "log.format=\(format)"], stderrTo: "/dev/full")
+        defer { server.removeData() }
+        let kcat = try #require(which("kcat"))
+        // Connections the broker closes with a warning line each, then real traffic.
+        for _ in 0..<3 {
+            let fd = try #require(connectLoopback(server.port))
+            let garbage: [UInt8] = [0, 0, 0, 6, 0x1E, 0x61, 0, 0, 0, 1]
+            _ = garbage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            var byte: UInt8 = 0
+            #expect(recv(fd, &byte, 1, 0) == 0, "the broker closed the connection")
+            close(fd)
+        }
+        let produced = try run(kcat, ["-P", "-b", server.bootstrap, "-t", "full-log", "-X", "acks=all"], input: "a\nb\nc\n")
+        #expect(produced.status == 0, "\(produced.err)")
+        let consumed = try run(kcat, ["-C", "-b", server.bootstrap, "-t", "full-log", "-o", "beginning", "-e", "-q"])
+        #expect(consumed.out == "a\nb\nc\n")
+        #expect(server.process.isRunning)
+        #expect(server.stop() == 0)
+    }
 }

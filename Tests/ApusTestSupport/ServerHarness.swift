@@ -37,7 +37,9 @@ public final class ApusServerProcess {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    public init(dataDir: String? = nil, port: Int? = nil, arguments: [String] = []) throws {
+    /// - Parameter stderrTo: where the broker's standard error goes instead of ``log``'s file
+    ///   (e.g. /dev/full: every log write fails).
+    public init(dataDir: String? = nil, port: Int? = nil, arguments: [String] = [], stderrTo: String? = nil) throws {
         self.dataDir = dataDir ?? NSTemporaryDirectory() + "apus-server-\(UUID().uuidString.prefix(8))"
         self.port = port ?? Self.freePort()
         stderrPath = self.dataDir + ".stderr.log"
@@ -47,7 +49,7 @@ public final class ApusServerProcess {
         metricsPort = Self.freePort()
         let metrics = arguments.contains { $0.hasPrefix("metrics.listen=") } ? [] : ["--set", "metrics.listen=127.0.0.1:\(metricsPort)"]
         process.arguments = ["serve", "--data-dir", self.dataDir, "--listen", bootstrap] + metrics + arguments
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrTo ?? stderrPath)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         try waitUntilListening()

@@ -366,7 +366,7 @@ public final class SweepRunner: @unchecked Sendable {
     /// On a terminal: one line rewritten in place; otherwise a plain line per step.
     func progress(_ line: String) {
         if options.interactive {
-            FileHandle.standardOutput.write(Data(("\r\u{1B}[2K" + line).utf8))
+            Sys.writeText(1, "\r\u{1B}[2K" + line)
             progressShown = true
         } else {
             out(line)
@@ -374,7 +374,7 @@ public final class SweepRunner: @unchecked Sendable {
     }
 
     func finishProgress(_ line: String) {
-        if options.interactive && progressShown { FileHandle.standardOutput.write(Data("\r\u{1B}[2K".utf8)) }
+        if options.interactive && progressShown { Sys.writeText(1, "\r\u{1B}[2K") }
         out(line)
         progressShown = false
     }
