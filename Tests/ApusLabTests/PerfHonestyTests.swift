@@ -124,3 +124,22 @@ struct PerfHonestyTests {
         #expect(try #require(HostCPU.longestSteal(from: a, to: b)) >= 0)
     }
 }
+
+/// The machine fingerprint names a host that takes back the guest's free memory.
+@Suite struct FreePageReportingTests {
+    @Test func aBalloonWithTheReportingFeatureIsFound() throws {
+        let root = NSTemporaryDirectory() + "apus-virtio-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        func device(_ name: String, type: String, features: String) throws {
+            try FileManager.default.createDirectory(atPath: "\(root)/\(name)", withIntermediateDirectories: true)
+            try "\(type)\n".write(toFile: "\(root)/\(name)/device", atomically: true, encoding: .utf8)
+            try "\(features)\n".write(toFile: "\(root)/\(name)/features", atomically: true, encoding: .utf8)
+        }
+        #expect(!MachineFingerprint.reportsFreePages(virtioDevices: root), "no devices")
+        try device("virtio1", type: "0x0002", features: "00100110")  // a block device with bit 5 set
+        try device("virtio0", type: "0x0005", features: "01100001")  // a balloon without reporting
+        #expect(!MachineFingerprint.reportsFreePages(virtioDevices: root))
+        try device("virtio0", type: "0x0005", features: "01100101")
+        #expect(MachineFingerprint.reportsFreePages(virtioDevices: root))
+    }
+}
