@@ -53,13 +53,23 @@ public struct ProducerConfig: Sendable {
     /// leader or a retry) before `send` waits: while one partition has no leader, the others
     /// go on until this is full.
     public var bufferMemory = 32 << 20
+    /// What makes `send` wait while a leader's connection has `maxInFlight` requests out:
+    /// `fullRequest` (the default) once the next request there is full — a second never-sent
+    /// batch of the partition, or `max.request.size`; `bufferMemory` only when buffer.memory
+    /// is, as Kafka's clients do: ready batches queue per partition and the records go on.
+    public var sendWaits = SendWait.fullRequest
+
+    public enum SendWait: String, Sendable, CaseIterable {
+        case fullRequest = "full-request", bufferMemory = "buffer-memory"
+    }
 
     public init(bootstrap: String) { self.bootstrap = bootstrap }
 
     /// Sets one Java-style property: acks, batch.size, linger.ms, compression.type,
     /// max.in.flight.requests.per.connection, partitioner (round-robin|sticky|murmur2),
     /// request.timeout.ms, client.id, retries, retry.backoff.ms, delivery.timeout.ms,
-    /// enable.idempotence, metadata.max.age.ms, buffer.memory, max.request.size.
+    /// enable.idempotence, metadata.max.age.ms, buffer.memory, max.request.size, and this
+    /// generator's send.waits (full-request|buffer-memory).
     public mutating func set(_ key: String, _ value: String) throws(ClientError) {
         func int(_ range: ClosedRange<Int>) throws(ClientError) -> Int {
             guard let v = Int(value), range.contains(v) else { throw ClientError("\(key)=\(value): expected an integer in \(range)") }
@@ -85,6 +95,9 @@ public struct ProducerConfig: Sendable {
         case "delivery.timeout.ms": deliveryTimeoutMs = try int(1...Int(Int32.max))
         case "metadata.max.age.ms": metadataMaxAgeMs = try int(0...Int(Int32.max))
         case "buffer.memory": bufferMemory = try int(0...Int(Int32.max))
+        case "send.waits":
+            guard let w = SendWait(rawValue: value) else { throw ClientError("send.waits=\(value): expected full-request or buffer-memory") }
+            sendWaits = w
         case "enable.idempotence":
             guard let b = Bool(value) else { throw ClientError("enable.idempotence=\(value): expected true or false") }
             enableIdempotence = b
@@ -629,7 +642,7 @@ public final class Producer {
     /// retries and partitions without a leader are held by buffer.memory alone.
     func mustHold(_ p: Int, bytes: Int) -> Bool {
         let l = leaderLink[p]
-        guard l >= 0, links[l].inFlight >= config.maxInFlight else { return false }
+        guard config.sendWaits == .fullRequest, l >= 0, links[l].inFlight >= config.maxInFlight else { return false }
         if !queues[p].isEmpty && queues[p].last.attempts == 0 { return true }  // never sent: retries come first
         var waiting = 0
         for q in 0..<partitionCount where leaderLink[q] == l && !queues[q].isEmpty { waiting += queues[q].first.batch.count }

@@ -150,7 +150,7 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Seconds to run (instead of --num-records).") var duration: Double?
     @Option(help: "Bytes per record value (e2e: at least 8, for the latency stamp).") var recordSize = 100
     @Option(parsing: .unconditional, help: "Target records/s over all producers; -1 for the maximum rate.") var throughput: Double = -1
-    @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, max.request.size, buffer.memory, partitioner, retries, retry.backoff.ms, delivery.timeout.ms, enable.idempotence, metadata.max.age.ms, request.timeout.ms, client.id.")
+    @Option(parsing: .upToNextOption, help: "Producer properties: acks, batch.size, linger.ms, compression.type, max.in.flight.requests.per.connection, max.request.size, buffer.memory, partitioner, retries, retry.backoff.ms, delivery.timeout.ms, enable.idempotence, metadata.max.age.ms, request.timeout.ms, client.id, send.waits (full-request: wait while the next request is full, the default; buffer-memory: only while buffer.memory is, as Kafka's clients).")
     var producerProps: [String] = []
     @Option(help: "Producer threads, one connection each.") var producers = 1
     @Option(help: "Seconds at the start whose batches are sent but not counted or recorded.") var warmup: Double = 0

@@ -77,13 +77,15 @@ import Testing
     }
 
     /// With one request in flight, the batches made ready meanwhile wait and go together: one
-    /// per partition per request, up to max.request.size; none lost, none twice.
-    @Test(arguments: [1 << 20, 16 << 10])
-    func readyBatchesShareARequestWhileTheConnectionIsFull(maxRequestSize: Int) throws {
+    /// per partition per request, up to max.request.size; none lost, none twice — whether
+    /// `send` waits once the next request is full or, as Kafka's clients, only for buffer.memory.
+    @Test(arguments: [1 << 20, 16 << 10], ProducerConfig.SendWait.allCases)
+    func readyBatchesShareARequestWhileTheConnectionIsFull(maxRequestSize: Int, sendWaits: ProducerConfig.SendWait) throws {
         let sink = try ProduceSink(partitions: 4)
         var config = Self.config(sink)
         config.maxInFlight = 1
         config.maxRequestSize = maxRequestSize
+        config.sendWaits = sendWaits
         let (tally, producer) = try Self.produce(config, count: 200_000)
         #expect(tally.acked == 200_000 && tally.failed.isEmpty)
         #expect(sink.acceptedRecords == 200_000)
@@ -95,6 +97,10 @@ import Testing
         } else {
             #expect(m.requests < m.batches)
             #expect(m.requests * 4 >= m.batches)  // at most one batch per partition
+        }
+        if sendWaits == .bufferMemory {
+            // 20 MB of records fit in buffer.memory (32 MiB): send never waited.
+            #expect(m.roomWaitTotalNanos == 0)
         }
     }
 

@@ -149,7 +149,7 @@ public struct SweepPlan: Sendable {
 
     public static let workloadKeys = ["record.size", "partitions", "producers", "rate"]
     public static let clientKeys = ["acks", "batch.size", "linger.ms", "compression.type", "max.in.flight.requests.per.connection", "max.request.size", "partitioner",
-                                    "enable.idempotence", "request.timeout.ms", "delivery.timeout.ms", "retry.backoff.ms"]
+                                    "enable.idempotence", "request.timeout.ms", "delivery.timeout.ms", "retry.backoff.ms", "send.waits"]
     /// Broker keys a plan must not set: the sweep owns them.
     static let reservedBrokerKeys = ["listeners", "advertised.listeners", "data.dir", "num.partitions", "auto.create.topics.enable", "loop.stall.stats.file",
                                      "cluster.metadata", "node.id"]
