@@ -27,8 +27,9 @@ enum StallCause: String, Codable, Sendable, CaseIterable {
 /// One shard's turn clock: a turn is the work between two waits for I/O. Turns longer than
 /// `loop.stall.warn.ms` are stalls: counted, kept (the last few, with when and where), and
 /// logged at most once per second per shard. Each turn reads the thread's CPU time and context
-/// switches at its start (~0.4 µs) so that a stall also says why it was long (``StallCause``). Owned by its shard thread; what it found is
-/// published to ``StallReport`` for the shutdown summary and the lab.
+/// switches at its start (~0.4 µs) so that a stall also says why it was long (``StallCause``).
+/// Owned by its shard thread; what it found is published to ``StallReport`` for the shutdown
+/// summary and the lab.
 struct TurnClock {
     let shard: Int
     let warnNs: UInt64
