@@ -36,6 +36,11 @@ public final class DiskWorker: Sendable {
         run { for path in paths { try? Sys.unlink(path) } }
     }
 
+    /// Closes descriptors whose last close may free a deleted file's blocks.
+    public func close(_ fds: [Int32]) {
+        run { fds.forEach(Sys.close) }
+    }
+
     /// Blocks until every item queued so far has run (tests, shutdown).
     public func waitUntilIdle() {
         queue.sync {}

@@ -511,6 +511,14 @@ public final class PartitionLog {
 
     // MARK: Retention
 
+    /// Unlinks a segment dropped from the log, off the shard: the log file last, so that a
+    /// crash in between leaves no orphaned index (a segment that comes back is deleted again by
+    /// the next pass); its descriptors are closed there too, after the unlink (``Segment/unlinked``).
+    func unlinkLater(_ segment: Segment) {
+        segment.unlinked = true
+        DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { segment.path + $0 })
+    }
+
     /// Deletes whole segments from the start that are past `retention.ms` or beyond
     /// `retention.bytes`, advancing the log start offset. The files are unlinked by the
     /// disk worker, so the shard never waits for it.
@@ -529,9 +537,7 @@ public final class PartitionLog {
             total -= first.size
             logStartOffset = max(logStartOffset, segments[0].baseOffset)
             durableOffset = max(durableOffset, logStartOffset)
-            // Off the shard: the log file last, so that a crash in between leaves no orphaned
-            // index (a segment that comes back is deleted again by the next pass).
-            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { first.path + $0 })
+            unlinkLater(first)
             deleted += 1
             traffic.segmentsDeleted &+= 1
             logger.info("deleted segment by retention", metadata: [
@@ -561,8 +567,7 @@ extension PartitionLog {
         guard target > logStartOffset else { return logStartOffset }
         logStartOffset = target
         while segments.count > 1, segments[1].baseOffset <= target, !dirtySegments.contains(where: { $0.segment === segments[0] }) {
-            let first = segments.removeFirst()
-            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { first.path + $0 })
+            unlinkLater(segments.removeFirst())
             traffic.segmentsDeleted &+= 1
         }
         let path = directory + "/" + Self.logStartOffsetFile
@@ -604,8 +609,7 @@ extension PartitionLog {
         let target = max(offset, logStartOffset)
         guard target < logEndOffset else { return false }
         while segments.count > 1, segments[segments.count - 1].baseOffset >= target {
-            let gone = segments.removeLast()
-            DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { gone.path + $0 })
+            unlinkLater(segments.removeLast())
         }
         let segment = activeSegment
         let cut = try findBatch(containing: target, in: segment) ?? segment.size

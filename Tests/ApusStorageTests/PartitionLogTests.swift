@@ -178,6 +178,42 @@ import Testing
         #expect(log.logEndOffset == 400, "retention never touches the end of the log")
     }
 
+    /// A segment retention drops is unlinked and, once nothing refers to it, closed by the disk
+    /// worker: its last close frees the file's blocks (with the `discard` mount option it waits
+    /// for the device), which must not happen on a shard. Holding the worker shows the order.
+    @Test func retentionLeavesTheLastCloseOfADeletedSegmentToTheDiskWorker() throws {
+        let dir = TemporaryDirectory()
+        var config = LogConfig()
+        config.segmentBytes = 3000
+        config.retentionBytes = 3000
+        let (_, log) = try open(dir, config)
+        let shard = LogShard(backend: backend(.posix))
+        let arena = BatchArena()
+        for i in 0..<20 {
+            _ = try shard.append(arena.batch(records: 10, first: i * 10, valueSize: 30, timestamp: now), to: log, requireDurable: false, nowMs: now)
+            shard.commit(nowMs: now)
+        }
+        func openSegmentFiles() -> Int {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.contains(dir.path + "/orders-0/") == true }.count
+        }
+        let before = openSegmentFiles()
+        let bases = log.segmentBaseOffsets
+        let held = DispatchSemaphore(value: 0)
+        DiskWorker.shared.run { held.wait() }
+        let deleted = log.enforceRetention(nowMs: now)
+        #expect(deleted > 0)
+        // The dropped segments are gone from the log; their descriptors wait for the worker.
+        #expect(openSegmentFiles() == before, "closed on the calling thread")
+        held.signal()
+        DiskWorker.shared.waitUntilIdle()
+        #expect(openSegmentFiles() == before - 3 * deleted)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
+        for base in bases.prefix(deleted) {
+            #expect(!files.contains { $0.hasPrefix(String(format: "%020lld", base)) }, "segment \(base)'s files are gone")
+        }
+    }
+
     @Test(arguments: backends)
     func durabilityModesDecideWhenAppendsBecomeDurable(_ kind: IOBackendKind) throws {
         let dir = TemporaryDirectory()
