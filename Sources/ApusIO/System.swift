@@ -275,9 +275,7 @@ public enum Sys {
         return text.withUTF8 { bytes in
             var done = 0
             while done < bytes.count {
-                let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
+                guard let n = try? retrying("write", "fd \(fd)", { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }), n > 0 else { return false }
                 done += n
             }
             return true
