@@ -226,7 +226,8 @@ public struct ProducerMetrics: Sendable, Equatable {
 /// `max.request.size`), as Kafka's clients drain their accumulator — so a producer that falls
 /// behind catches up with fuller requests. Unlike Kafka's, `send` then waits once the next
 /// request is full (a second batch of a partition, or `max.request.size`), not only when
-/// `buffer.memory` is: deeper queues add latency and cold buffers, not throughput. Responses are matched by connection and
+/// `buffer.memory` is: deeper queues add latency and cold buffers, not throughput — unless
+/// `send.waits=buffer-memory` asks for Kafka's behaviour (open-loop probes). Responses are matched by connection and
 /// correlation id and reported to `onAck` once per batch. Timestamps: one wall-clock and one monotonic reading per batch, and
 /// a monotonic reading every 256 records for linger.
 ///
@@ -639,7 +640,8 @@ public final class Producer {
     /// joins the waiting ones: its leader's connection is full and the next request there
     /// already has a batch of `p`, or the batches waiting for it fill `max.request.size`.
     /// Waiting more would only add latency (and cold buffers) without making requests fuller;
-    /// retries and partitions without a leader are held by buffer.memory alone.
+    /// retries and partitions without a leader are held by buffer.memory alone, and so is
+    /// every batch with `send.waits=buffer-memory`.
     func mustHold(_ p: Int, bytes: Int) -> Bool {
         let l = leaderLink[p]
         guard config.sendWaits == .fullRequest, l >= 0, links[l].inFlight >= config.maxInFlight else { return false }
