@@ -54,12 +54,15 @@ public final class DiskWorker: Sendable {
 public enum ShardThreadContract {
     private static let violationCount = Atomic<Int>(0)
     private static let examples = Mutex<[String]>([])
+    private static let exceptionCounts = Mutex<[String: Int]>([:])
 
     /// Marks (or unmarks) the calling thread as a shard thread.
     public static func markCurrentThread(_ isShard: Bool) { apus_set_shard_thread(isShard ? 1 : 0) }
 
-    /// Runs `body` with disk waits allowed on a shard thread: a documented exception.
+    /// Runs `body` with disk waits allowed on a shard thread: a documented exception, counted
+    /// by `why` when the calling thread is a shard's (``exceptions``).
     public static func allowingDiskWait<T, E: Error>(_ why: StaticString, _ body: () throws(E) -> T) throws(E) -> T {
+        if apus_is_shard_thread() != 0 { exceptionCounts.withLock { $0["\(why)", default: 0] += 1 } }
         apus_allow_disk_wait(1)
         defer { apus_allow_disk_wait(-1) }
         return try body()
@@ -73,6 +76,13 @@ public enum ShardThreadContract {
         let example = "\(call) \(context())"
         examples.withLock { if $0.count < 8 { $0.append(example) } }
     }
+
+    /// The declared exceptions shard threads took so far (all threads), by reason: each is a
+    /// turn that may have waited on the disk within the contract.
+    public static var exceptions: [String: Int] { exceptionCounts.withLock { $0 } }
+
+    /// Declared exceptions the calling thread took while marked as a shard's (tests).
+    public static var exceptionsOnThisThread: Int { apus_disk_wait_exceptions_here() }
 
     /// Calls that broke the contract so far (all threads), and the first few of them.
     public static var violations: (count: Int, examples: [String]) {

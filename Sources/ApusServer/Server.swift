@@ -308,6 +308,12 @@ public final class Server {
                 "byCause": "\(StallCause.allCases.map { "\($0.rawValue)=\(shard.byCause[$0.rawValue, default: 0])" }.joined(separator: " "))",
             ])
         }
+        let exceptions = ShardThreadContract.exceptions
+        if !exceptions.isEmpty {
+            logger.info("shard threads took declared disk-wait exceptions", metadata: [
+                "byReason": "\(exceptions.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; "))",
+            ])
+        }
         let contract = ShardThreadContract.violations
         if contract.count > 0 {
             logger.error("shard threads made calls that may wait on the disk", metadata: [

@@ -154,7 +154,13 @@ int apus_drop_behind(int fd, int64_t offset, int64_t length) {
 
 static _Thread_local int shard_thread;
 static _Thread_local int disk_wait_allowed;
+static _Thread_local long disk_wait_exceptions;
 
 void apus_set_shard_thread(int on) { shard_thread = on; }
-void apus_allow_disk_wait(int delta) { disk_wait_allowed += delta; }
+void apus_allow_disk_wait(int delta) {
+    if (delta > 0 && shard_thread) disk_wait_exceptions++;
+    disk_wait_allowed += delta;
+}
+int apus_is_shard_thread(void) { return shard_thread; }
+long apus_disk_wait_exceptions_here(void) { return disk_wait_exceptions; }
 int apus_disk_wait_forbidden(void) { return shard_thread && disk_wait_allowed == 0; }

@@ -50,6 +50,10 @@ void apus_set_shard_thread(int on);
 void apus_allow_disk_wait(int delta);
 /// Whether the calling thread is a shard thread outside such a scope.
 int apus_disk_wait_forbidden(void);
+/// Whether the calling thread is marked as a shard thread.
+int apus_is_shard_thread(void);
+/// How many such scopes the calling thread opened while marked as a shard thread.
+long apus_disk_wait_exceptions_here(void);
 /// The calling thread's CPU time and context switches so far: voluntary ones (it slept in a
 /// call: the disk, a lock, a page fault) and involuntary ones (it was preempted while runnable).
 typedef struct {
