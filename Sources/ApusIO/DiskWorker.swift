@@ -11,9 +11,14 @@ public final class DiskWorker: Sendable {
     /// Block reservations ahead of the appends (fallocate): its own thread, so that a
     /// reservation never queues behind a checkpoint's sync.
     public static let preallocation = DiskWorker(label: "apus.preallocate")
-    /// Whole-segment reservations of spares (up to `segment.bytes`, seconds under writeback):
-    /// apart, so that an active segment's next window never queues behind one.
-    public static let spareReservation = DiskWorker(label: "apus.reserve-spare")
+    /// Spare segments: their files made and reserved (up to `segment.bytes`, seconds under
+    /// writeback), and renamed once a roll adopts one. Apart from ``shared``, whose checkpoints
+    /// wait for the journal (measured: a spare asked for half a segment ahead queued behind one
+    /// and fast partitions rolled without it, creating their files on the shard), and from
+    /// ``preallocation``, so that an active segment's next window never queues behind a spare's
+    /// reservation. Work on ``shared`` that removes a partition's files waits for this worker
+    /// first (``unlink(_:after:)``), so that a rename queued here never lands after it.
+    public static let spares = DiskWorker(label: "apus.spares")
     /// Written data dropped from the page cache behind the appends (`page.cache.max.bytes`):
     /// each job waits for its writeback, so it has a thread of its own.
     public static let dropBehind = DiskWorker(label: "apus.drop-behind")
@@ -30,10 +35,13 @@ public final class DiskWorker: Sendable {
         queue.async(execute: work)
     }
 
-    /// Deletes files (retention, deleted topics).
-    public func unlink(_ paths: [String]) {
+    /// Deletes files (retention, deleted topics), once the work queued on `other` so far ran.
+    public func unlink(_ paths: [String], after other: DiskWorker? = nil) {
         guard !paths.isEmpty else { return }
-        run { for path in paths { try? Sys.unlink(path) } }
+        run {
+            other?.waitUntilIdle()
+            for path in paths { try? Sys.unlink(path) }
+        }
     }
 
     /// Closes descriptors whose last close may free a deleted file's blocks.

@@ -125,6 +125,7 @@ public final class LogManager: @unchecked Sendable {
     public func deleteLog(_ tp: TopicPartition) throws(StorageError) {
         let directory = dataDirectory + "/" + tp.description
         lock.withLock { _ in logs[tp] = nil }
+        DiskWorker.spares.waitUntilIdle()  // no spare of it is made or renamed after this
         do {
             let deleted = directory + ".deleted"
             try Sys.rename(directory, deleted)
@@ -210,6 +211,7 @@ public final class LogManager: @unchecked Sendable {
         let open = Array(logs.values)
         logs.removeAll()
         defer { releaseLocks(open) }
+        DiskWorker.spares.waitUntilIdle()  // adopted spares renamed, spares being made ready
         DiskWorker.shared.waitUntilIdle()  // background checkpoints and deletions first
         checkpoint(open)
         for log in open where log.durableOffset < log.logEndOffset {

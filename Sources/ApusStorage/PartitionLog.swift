@@ -254,11 +254,12 @@ public final class PartitionLog {
         }
         let segment: Segment
         if let spare {
-            // The files exist already (made by the disk worker); they get their name there too.
-            // Until then they are `spare.*`, which recovery adopts by their first batch.
+            // The files exist already (made by the spares worker); they get their name there
+            // too, before it makes the next spare. Until then they are `spare.*`, which
+            // recovery adopts by their first batch.
             segment = spare
             let (from, to) = segment.adopt(baseOffset: nextOffset, nowMs: nowMs)
-            DiskWorker.shared.run {
+            DiskWorker.spares.run {
                 for ext in [".index", ".timeindex", ".log"] { try? Sys.rename(from + ext, to + ext) }
             }
         } else {
@@ -516,7 +517,7 @@ public final class PartitionLog {
     /// the next pass); its descriptors are closed there too, after the unlink (``Segment/unlinked``).
     func unlinkLater(_ segment: Segment) {
         segment.unlinked = true
-        DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { segment.path + $0 })
+        DiskWorker.shared.unlink([".index", ".timeindex", ".log"].map { segment.path + $0 }, after: .spares)
     }
 
     /// Deletes whole segments from the start that are past `retention.ms` or beyond
@@ -718,7 +719,7 @@ final class SpareSegment: @unchecked Sendable {
     private let state = Mutex<State>(.none)
 
     /// Has the disk worker make a spare unless one is ready or on its way, and
-    /// `DiskWorker.spareReservation` reserve its first `reserve` bytes before it is ready.
+    /// reserve its first `reserve` bytes before it is ready, both on `DiskWorker.spares`.
     func prepare(_ directory: String, nowMs: Int64, reserve: Int64, intervalBytes: Int) {
         let start = state.withLock { s -> Bool in
             guard case .none = s else { return false }
@@ -726,17 +727,12 @@ final class SpareSegment: @unchecked Sendable {
             return true
         }
         guard start else { return }
-        DiskWorker.shared.run { [self] in
+        DiskWorker.spares.run { [self] in
             guard let made = (try? Segment.spare(directory: directory, nowMs: nowMs)).map(Handed.init) else {
                 return finish(nil)
             }
-            guard reserve > 0 else { return finish(made) }
-            // Reserving can wait on the disk for seconds: not on the worker checkpoints use, nor
-            // ahead of an active segment's next window.
-            DiskWorker.spareReservation.run { [self] in
-                made.segment.reserveUnshared(reserve, intervalBytes: intervalBytes)
-                finish(made)
-            }
+            made.segment.reserveUnshared(reserve, intervalBytes: intervalBytes)
+            finish(made)
         }
     }
 

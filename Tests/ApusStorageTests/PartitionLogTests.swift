@@ -96,7 +96,7 @@ import Testing
         }
         shard.commit(nowMs: now)
         #expect(log.segmentCount > 5)
-        DiskWorker.shared.waitUntilIdle()  // a segment rolled onto a spare gets its name there
+        DiskWorker.spares.waitUntilIdle()  // a segment rolled onto a spare gets its name there
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/orders-0")
         for base in log.segmentBaseOffsets {
             let stem = String(format: "%020lld", base)
@@ -197,6 +197,9 @@ import Testing
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
             return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.contains(dir.path + "/orders-0/") == true }.count
         }
+        // Reservations and spares hold descriptors of their own while they run.
+        DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         let before = openSegmentFiles()
         let bases = log.segmentBaseOffsets
         let held = DispatchSemaphore(value: 0)
@@ -531,16 +534,18 @@ extension PartitionLogTests {
         let arena = BatchArena()
         let before = ShardThreadContract.violations.count
         ShardThreadContract.markCurrentThread(true)
+        let exceptions = ShardThreadContract.exceptionsOnThisThread
         var appended = 0
         for i in 0..<60 {
             _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 200), to: log, requireDurable: true, nowMs: now)
             shard.commit(nowMs: now)
             appended += 4
-            DiskWorker.shared.waitUntilIdle()  // the spare is ready before the roll that needs it
+            DiskWorker.spares.waitUntilIdle()  // the spare is ready before the roll that needs it
         }
+        #expect(ShardThreadContract.exceptionsOnThisThread == exceptions, "no roll created files on the shard")
         ShardThreadContract.markCurrentThread(false)
         shard.syncAll(nowMs: now)
-        DiskWorker.shared.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         #expect(log.segmentCount > 5)
         #expect(ShardThreadContract.violations.count == before, "every roll took a spare: \(ShardThreadContract.violations.examples)")
         let names = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/s-0"))
@@ -554,6 +559,37 @@ extension PartitionLogTests {
         let again = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
         let reopened = try again.openLog(TopicPartition("s", 0), nowMs: now)
         #expect(reopened.logEndOffset == Int64(appended) && reopened.segmentBaseOffsets == log.segmentBaseOffsets)
+    }
+
+    /// Spares are made on a worker of their own: with `DiskWorker.shared` held (as a checkpoint
+    /// waiting for the journal holds it), a partition still gets its spares, rolls onto them
+    /// without creating files on the shard, and they are named.
+    @Test func sparesAreMadeWhileTheSharedWorkerIsHeld() throws {
+        let dir = TemporaryDirectory("apus-spare-held")
+        let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config(), logger: testLogger())
+        let log = try manager.openLog(TopicPartition("s", 0), nowMs: now)
+        let shard = LogShard(backend: backend(.posix))
+        shard.adopt(log)
+        let arena = BatchArena()
+        let held = DispatchSemaphore(value: 0)
+        DiskWorker.shared.run { held.wait() }
+        ShardThreadContract.markCurrentThread(true)
+        let exceptions = ShardThreadContract.exceptionsOnThisThread
+        for i in 0..<40 {
+            _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 200), to: log, requireDurable: false, nowMs: now)
+            shard.commit(nowMs: now)
+            DiskWorker.spares.waitUntilIdle()
+        }
+        let rolledWithoutSpare = ShardThreadContract.exceptionsOnThisThread - exceptions
+        ShardThreadContract.markCurrentThread(false)
+        let names = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/s-0"))
+        held.signal()
+        #expect(log.segmentCount > 3)
+        #expect(rolledWithoutSpare == 0, "every roll took a spare while the shared worker was held")
+        for base in log.segmentBaseOffsets {
+            #expect(names.contains(segmentStem(base) + ".log"), "segment \(base) named while the shared worker was held")
+        }
+        try manager.close()
     }
 
     /// A crash after a roll took the spare and before its files were renamed: the spare holds
@@ -572,10 +608,10 @@ extension PartitionLogTests {
             for i in 0..<40 {
                 _ = try shard.append(arena.batch(records: 4, first: i * 4, valueSize: 200), to: log, requireDurable: true, nowMs: now)
                 shard.commit(nowMs: now)
-                DiskWorker.shared.waitUntilIdle()
+                DiskWorker.spares.waitUntilIdle()
             }
             shard.syncAll(nowMs: now)
-            DiskWorker.shared.waitUntilIdle()
+            DiskWorker.spares.waitUntilIdle()
             return (log.logEndOffset, log.segmentBaseOffsets)
         }
         let (end, bases) = try crashedRun()
@@ -666,6 +702,7 @@ extension PartitionLogTests {
         #expect(ShardThreadContract.violations.count == before, "reserving runs off the shard: \(ShardThreadContract.violations.examples)")
         DiskWorker.preallocation.waitUntilIdle()
         DiskWorker.shared.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         #expect(log.segmentCount >= 2)
         let rolled = try allocation(dir, 0)
         #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
@@ -685,13 +722,13 @@ extension PartitionLogTests {
         let appendBatches = writer.batches
         try appendBatches(20)  // ~160 KiB in no time: past half of the first window
         DiskWorker.shared.waitUntilIdle()
-        DiskWorker.spareReservation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         #expect(log.segmentCount == 1)
         try appendBatches(20)  // past the first window: the log rolls onto the spare
         #expect(log.segmentCount == 2)
         DiskWorker.shared.waitUntilIdle()
-        DiskWorker.spareReservation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
         #expect(first.size <= (256 << 10) + (9 << 10), "the first segment ends at its reservation: \(first)")

@@ -118,7 +118,7 @@ import Testing
     }
 
     static func copyTemplate(_ template: String, to path: String) throws {
-        DiskWorker.shared.waitUntilIdle()  // a spare segment the last trial asked for is made by now
+        DiskWorker.spares.waitUntilIdle()  // a spare segment the last trial asked for is made by now
         try? FileManager.default.removeItem(atPath: path)
         try FileManager.default.copyItem(atPath: template, toPath: path)
     }
