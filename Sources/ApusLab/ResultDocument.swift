@@ -166,6 +166,9 @@ public struct BrokerStalls: Codable, Sendable, Equatable {
     public var byCause: [String: Int]?
     /// Calls that may wait on the disk made on shard threads so far (should stay 0).
     public var diskWaitsOnShards: Int
+    /// The shard-thread contract's declared exceptions taken during the run, by reason (a roll
+    /// without a spare, …; empty: none). Nil in older bundles and from older brokers.
+    public var declaredDiskWaits: [String: Int]?
 }
 
 /// One reporting interval of a run's latency.

@@ -107,6 +107,7 @@ enum MetricsCatalog {
         .init(name: "apus_shard_queued_jobs", kind: .gauge, labels: ["shard"], help: "Jobs waiting in the shard's inbox: the queue depth between shards.",
               kafka: "kafka.network:type=RequestChannel,name=RequestQueueSize (closest)"),
         .init(name: "apus_shard_disk_waits", kind: .counter, labels: [], help: "Calls that may wait on the disk made on a shard thread outside the declared exceptions (should stay 0).", kafka: ""),
+        .init(name: "apus_shard_declared_disk_waits", kind: .counter, labels: ["reason"], help: "Declared exceptions of the shard-thread contract taken (a roll without a spare, a sync with nowhere else to go, a failed write cut back): allowed, but each may have waited on the disk.", kafka: ""),
         .init(name: "apus_recovery_seconds", kind: .gauge, labels: [], help: "How long opening the data directory took at the last start (recovery included).", kafka: ""),
         .init(name: "apus_ready", kind: .gauge, labels: [], help: "1 when the broker has recovered, listens and every shard is turning (as /health/ready).", kafka: ""),
         .init(name: "process_cpu_seconds", kind: .counter, labels: [], help: "User and system CPU time of the process.", kafka: "(Prometheus process collector)"),
@@ -389,6 +390,10 @@ extension MetricsExposition {
         for (i, s) in shards { e.sample("apus_shard_queued_jobs", [("shard", i)], Double(s.broker.queuedJobs)) }
         e.family("apus_shard_disk_waits")
         e.counter("apus_shard_disk_waits", [], UInt64(stalls.diskWaitsOnShards))
+        e.family("apus_shard_declared_disk_waits")
+        for (reason, n) in stalls.declaredDiskWaits.sorted(by: { $0.key < $1.key }) {
+            e.counter("apus_shard_declared_disk_waits", [("reason", reason)], UInt64(n))
+        }
         e.family("apus_recovery_seconds")
         e.sample("apus_recovery_seconds", [], hub.recoverySeconds)
         e.family("apus_ready")

@@ -122,6 +122,9 @@ final class StallReport: Sendable {
         var recent: [Stall]
         /// Calls that may wait on the disk made on a shard thread (ShardThreadContract).
         var diskWaitsOnShards: Int
+        /// The contract's declared exceptions shard threads took, by reason (a roll without a
+        /// spare, a sync with nowhere else to go, …): allowed, but each may have waited.
+        var declaredDiskWaits: [String: Int] = [:]
     }
 
     static let recentLimit = 256
@@ -152,6 +155,7 @@ final class StallReport: Sendable {
     var snapshot: Snapshot {
         var s = state.withLock { $0 }
         s.diskWaitsOnShards = ShardThreadContract.violations.count
+        s.declaredDiskWaits = ShardThreadContract.exceptions
         return s
     }
 

@@ -54,11 +54,17 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try Sys.makeDirectories(dir)
         let before = ShardThreadContract.violations.count
+        let declared = (ShardThreadContract.exceptions["test", default: 0], ShardThreadContract.exceptionsOnThisThread)
         try Sys.writeFileAtomically(dir + "/unmarked", [1])
+        try ShardThreadContract.allowingDiskWait("test") { () throws(SystemError) in try Sys.writeFileAtomically(dir + "/allowed-unmarked", [1]) }
         #expect(ShardThreadContract.violations.count == before)
+        #expect(ShardThreadContract.exceptionsOnThisThread == declared.1, "an exception off the shards is not counted")
         ShardThreadContract.markCurrentThread(true)
         try ShardThreadContract.allowingDiskWait("test") { () throws(SystemError) in try Sys.writeFileAtomically(dir + "/allowed", [1]) }
         #expect(ShardThreadContract.violations.count == before)
+        // A declared exception on a shard is counted, by reason, for the thread and the process.
+        #expect(ShardThreadContract.exceptionsOnThisThread == declared.1 + 1)
+        #expect(ShardThreadContract.exceptions["test", default: 0] >= declared.0 + 1)
         try Sys.writeFileAtomically(dir + "/marked", [1])
         ShardThreadContract.markCurrentThread(false)
         let after = ShardThreadContract.violations

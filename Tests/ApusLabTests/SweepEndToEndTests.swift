@@ -72,6 +72,7 @@ struct SweepEndToEndTests {
                 let stalls = try #require(run.brokerStalls, "the embedded broker's stall statistics")
                 #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
                 #expect(stalls.byCause.map { $0.values.reduce(0, +) } == stalls.stalls, "every stall has a cause")
+                #expect(stalls.declaredDiskWaits != nil, "the run's declared disk waits on shards (none is an empty map)")
                 // The broker's own view, from its metrics endpoint.
                 let view = try #require(run.broker, "the embedded broker's metrics")
                 #expect(view.produceRequests > 0 && view.writes > 0 && (view.produceP99Ms ?? 0) > 0)

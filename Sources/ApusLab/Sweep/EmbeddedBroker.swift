@@ -68,6 +68,7 @@ final class EmbeddedBroker: @unchecked Sendable {
         var shards: [Shard]
         var recent: [Stall]
         var diskWaitsOnShards: Int
+        var declaredDiskWaits: [String: Int]?
     }
 
     func stallStats() -> StallStats? {
@@ -84,8 +85,10 @@ final class EmbeddedBroker: @unchecked Sendable {
             (s?.shards ?? []).reduce(into: [:]) { sum, shard in sum.merge(shard.byCause ?? [:], uniquingKeysWith: +) }
         }
         let byCause = causes(after).merging(causes(before).mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
+        let declared = (after.declaredDiskWaits ?? [:]).merging((before?.declaredDiskWaits ?? [:]).mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
         return BrokerStalls(warnMs: after.warnMs, turns: turns, stalls: count, longestMs: longest?.ms, longestPhase: longest?.phase,
-                            longestCause: longest?.cause, byCause: byCause, diskWaitsOnShards: after.diskWaitsOnShards)
+                            longestCause: longest?.cause, byCause: byCause, diskWaitsOnShards: after.diskWaitsOnShards,
+                            declaredDiskWaits: after.declaredDiskWaits == nil ? nil : declared)
     }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status (0 for a clean stop).

@@ -52,7 +52,8 @@ public enum SweepReport {
     }
 
     /// The broker's stalls over a point's runs: their number, the longest and why it was long,
-    /// and the count by cause when the bundle has it (– without data).
+    /// the count by cause when the bundle has it, and the shard-thread contract's declared
+    /// exceptions taken (a roll without a spare, …) when there were any (– without data).
     static func stallSummary(_ runs: [RunRecord]) -> String {
         let stalls = runs.compactMap(\.brokerStalls)
         guard !stalls.isEmpty else { return "–" }
@@ -61,6 +62,8 @@ public enum SweepReport {
         if let longest, let longestMs = longest.longestMs { text += " (\(ms(longestMs))\(longest.longestCause.map { ", \($0)" } ?? ""))" }
         let byCause = stalls.compactMap(\.byCause).reduce(into: [String: Int]()) { $0.merge($1, uniquingKeysWith: +) }
         if !byCause.isEmpty { text += ": " + byCause.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") }
+        let declared = stalls.compactMap(\.declaredDiskWaits).reduce(0) { $0 + $1.values.reduce(0, +) }
+        if declared > 0 { text += "; \(declared) declared disk wait\(declared == 1 ? "" : "s") on shards" }
         return text
     }
 
