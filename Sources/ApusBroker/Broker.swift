@@ -84,6 +84,8 @@ public final class Broker {
     /// Logs appended this turn, whose signals are published after the commit.
     var appended: [(log: PartitionLog, signal: PartitionSignal)] = []
     var pendingProduces: [PendingProduce] = []
+    /// Produce requests' batches, reused across requests (written, then given back).
+    let batchBuffers = BatchBuffers(limitBytes: 64 << 20)
     var parkedFetches: [FetchInFlight] = []
     var producerIds: ProducerIdAllocator
     /// Idempotent-producer state per partition, rebuilt from the log on first use.

@@ -19,8 +19,12 @@ final class PendingProduce {
     /// (topic index, partition index in the response) → log and the last offset to wait for.
     typealias Wait = (topic: Int, partition: Int, log: PartitionLog, lastOffset: Int64)
     var waits: [Wait] = []
-    /// The request's batches, owned until the commit has written them.
+    /// The request's batches (from a shard's ``BatchBuffers``), owned until the commit has
+    /// written them, then given back; freed if the request is dropped first.
     var buffers: [UnsafeMutableRawBufferPointer] = []
+    /// The shard whose pool `buffers` came from when it is another one (this is the owner's
+    /// part of a request that shard read): they go back there, so that its pool does not drain.
+    var buffersFrom: Int?
     var abandoned = false
     /// Parts sent to other shards and not answered yet.
     var outstanding = 0
@@ -135,7 +139,7 @@ extension Broker {
         guard topic.name != Broker.offsetsTopic else { return .invalidTopic }  // the coordinators write it, clients do not
         guard leads(topic.name, partition.index) else { return .notLeaderOrFollower }  // cluster mode: another broker leads it
         guard let records = partition.records, !records.isEmpty else { return .corruptMessage }
-        let owned = UnsafeMutableRawBufferPointer.allocate(byteCount: records.count, alignment: 16)
+        let owned = batchBuffers.take(records.count)
         owned.copyMemory(from: records)
         let owner = topic.owners[Int(partition.index)]
         if owner != index {
@@ -158,6 +162,7 @@ extension Broker {
             var part = ProduceResponse.TopicProduceResponse(name: "")
             let sub = PendingProduce(context: context, acks: acks, response: ProduceResponse())
             sub.timeoutMs = timeoutMs
+            sub.buffersFrom = origin
             for (i, append) in appends.enumerated() {
                 var result = ProduceResponse.PartitionProduceResponse(index: append.partition)
                 sub.buffers.append(append.batches)
@@ -305,7 +310,12 @@ extension Broker {
         var remaining: [PendingProduce] = []
         awaitingReplicas = 0
         for pending in pendingProduces {
-            pending.buffers.forEach { $0.deallocate() }
+            if let home = pending.buffersFrom, home != index, !pending.buffers.isEmpty {
+                let written = pending.buffers
+                mesh.post(to: home) { broker in written.forEach(broker.batchBuffers.give) }
+            } else {
+                pending.buffers.forEach(batchBuffers.give)
+            }
             pending.buffers.removeAll()
             let durable = pending.acks != -1 || pending.waits.allSatisfy { wait in
                 wait.log.config.durability == .pageCache || wait.log.durableOffset > wait.lastOffset || wait.log.failure != nil
