@@ -84,11 +84,13 @@ final class EmbeddedBroker: @unchecked Sendable {
         func causes(_ s: StallStats?) -> [String: Int] {
             (s?.shards ?? []).reduce(into: [:]) { sum, shard in sum.merge(shard.byCause ?? [:], uniquingKeysWith: +) }
         }
-        let byCause = causes(after).merging(causes(before).mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
-        let declared = (after.declaredDiskWaits ?? [:]).merging((before?.declaredDiskWaits ?? [:]).mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
+        /// What each count grew by between the snapshots (counts that did not grow left out).
+        func growth(_ after: [String: Int], _ before: [String: Int]) -> [String: Int] {
+            after.merging(before.mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value > 0 }
+        }
         return BrokerStalls(warnMs: after.warnMs, turns: turns, stalls: count, longestMs: longest?.ms, longestPhase: longest?.phase,
-                            longestCause: longest?.cause, byCause: byCause, diskWaitsOnShards: after.diskWaitsOnShards,
-                            declaredDiskWaits: after.declaredDiskWaits == nil ? nil : declared)
+                            longestCause: longest?.cause, byCause: growth(causes(after), causes(before)), diskWaitsOnShards: after.diskWaitsOnShards,
+                            declaredDiskWaits: after.declaredDiskWaits.map { growth($0, before?.declaredDiskWaits ?? [:]) })
     }
 
     /// SIGTERM, then SIGKILL after `graceSeconds`; returns the exit status (0 for a clean stop).
