@@ -54,7 +54,7 @@ extension ServerConfig {
         ("retention.ms", "604800000", "delete segments whose newest record is older (-1: keep)"),
         ("retention.bytes", "-1", "delete old segments while a partition is larger (-1: no limit)"),
         ("index.interval.bytes", "4096", "bytes of log between sparse index entries"),
-        ("segment.preallocate.bytes", "67108864", "blocks reserved (fallocate, file size unchanged) ahead of each active segment's writes, in windows of this size, so that a write never waits for writeback allocating blocks (a partition that would fill segment.bytes within a minute rolls instead onto a next segment reserved whole before it is written); 0: none"),
+        ("segment.preallocate.bytes", "67108864", "blocks reserved (fallocate, file sizes unchanged) in a new segment before a shard writes it, never in a file a shard is writing (ext4 holds the file's inode lock meanwhile, which every write needs): a partition that would fill segment.bytes within a minute rolls onto segments reserved whole, made ahead on a worker (its first segment ends once one is ready); a slower one's segments after the first start with this much reserved. Writes past a reservation take the file system's delayed allocation. 0: none"),
         ("flush.messages", "none", "sync after this many unsynced records (none: never)"),
         ("flush.ms", "none", "sync data older than this many ms (none: never)"),
         ("group.initial.rebalance.delay.ms", "3000", "how long a new group waits for more members before its first rebalance"),

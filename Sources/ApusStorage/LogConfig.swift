@@ -20,8 +20,9 @@ public struct LogConfig: Sendable, Equatable {
     public var retentionBytes: Int64 = -1
     /// `index.interval.bytes`: one offset/time index entry per this many log bytes.
     public var indexIntervalBytes: Int = 4096
-    /// `segment.preallocate.bytes`: blocks reserved ahead of the active segment's writes, in
-    /// windows of this size (0: none). Kafka's `file.preallocate` reserves whole segments.
+    /// `segment.preallocate.bytes`: blocks reserved at the start of a slower partition's new
+    /// segments (a fast one's are reserved whole); 0: none. Kafka's `file.preallocate` reserves
+    /// whole segments.
     public var preallocateBytes: Int64 = 64 << 20
     public var durability: Durability = .pageCache
     /// `flush.messages`: sync after this many unsynced records (Int64.max: never).

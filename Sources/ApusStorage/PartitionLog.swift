@@ -108,8 +108,12 @@ public final class PartitionLog {
     let spare = SpareSegment()
     /// The active segment has asked for a spare.
     var spareAsked = false
-    /// The active segment rolls where its reservation ends, onto a spare reserved in full.
+    /// The active segment rolls where its reservation ends (at once if it has none), onto a
+    /// spare reserved in full.
     var rollsAtReservation = false
+    /// Where the active segment's rate is judged from: its size and the time at the last
+    /// judgement (``judgeRate(_:nowMs:)``); `ms` 0 until its first append.
+    private var rateMark: (ms: Int64, bytes: Int64) = (0, 0)
     /// Counts `bytes` of this log sent to a consumer (the Fetch handler, once per range it sends;
     /// other reads, such as rebuilding producer state, are not traffic).
     public func countFetched(_ bytes: Int) {
@@ -207,8 +211,9 @@ public final class PartitionLog {
             dirtySegments.append((segment, segment.nextOffset))
         }
         segment.stage(UnsafeRawBufferPointer(batch), view: view, intervalBytes: config.indexIntervalBytes)
-        if config.preallocateBytes > 0 && segment.needsReservation(window: config.preallocateBytes, limit: config.segmentBytes) {
-            reserve(segment, nowMs: nowMs)
+        if config.preallocateBytes > 0 && !rollsAtReservation && segment.stagedSize + config.preallocateBytes / 2 > segment.reservedTo
+            && segment.stagedSize >= rateMark.bytes + config.preallocateBytes / 2 {
+            judgeRate(segment, nowMs: nowMs)
         }
         nextOffset = view.lastOffset + 1
         stagedRecords += Int64(view.recordCount)
@@ -216,20 +221,25 @@ public final class PartitionLog {
         return AppendInfo(baseOffset: baseOffset, lastOffset: view.lastOffset, logStartOffset: logStartOffset)
     }
 
-    /// The active segment's reservation is running out (``Segment/needsReservation(window:limit:)``).
-    /// A partition filling fast asks for a spare reserved up to the segment size and rolls onto
-    /// it where its reservation ends, so that no block is ever reserved in a file a shard is
-    /// writing; the window is reserved in place only for a slower partition, or while that
-    /// spare is late. A new partition's first window is reserved in place, at its first append:
-    /// the rate is judged over that window.
-    private func reserve(_ segment: Segment, nowMs: Int64) {
-        let window = config.preallocateBytes
-        if !spareAsked && segment.reservedTo > 0 && fillsFast(segment, nowMs: nowMs) {
+    /// The active segment's reservation is running out (or it has none) and half a window was
+    /// written since the last judgement. Blocks are never reserved in a file a shard is
+    /// writing: ext4's `fallocate` holds the file's inode lock, which every buffered write takes
+    /// too, for as long as it waits on the journal (measured after a maximum-rate run:
+    /// reservations of 43–156 ms on the worker and the shard's `pwritev` waiting up to 123 ms
+    /// behind them). So a partition filling at a rate that would fill `segment.bytes` within a
+    /// minute, over the bytes since the last judgement, asks for a spare reserved in full and
+    /// rolls onto it where its reservation ends — at once, for a segment without one, such as
+    /// a new partition's first. Until then, and in a slower partition's segments beyond the
+    /// window their spare had reserved, writes take the file system's delayed allocation.
+    private func judgeRate(_ segment: Segment, nowMs: Int64) {
+        if rateMark.ms == 0 { rateMark.ms = segment.createdMs }
+        let fast = (segment.stagedSize - rateMark.bytes) * 60_000 >= config.segmentBytes * max(nowMs - rateMark.ms, 1)
+        rateMark = (nowMs, segment.stagedSize)
+        guard fast else { return }
+        rollsAtReservation = true
+        if !spareAsked {
             spareAsked = true
-            rollsAtReservation = true
             spare.prepare(directory, nowMs: nowMs, reserve: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
-        } else if !rollsAtReservation || (segment.stagedSize + window / 4 > segment.reservedTo && !spare.isReady) {
-            segment.reserveAhead(window: window, limit: config.segmentBytes, intervalBytes: config.indexIntervalBytes)
         }
     }
 
@@ -276,6 +286,7 @@ public final class PartitionLog {
         segments.append(segment)
         spareAsked = false
         rollsAtReservation = false
+        rateMark = (nowMs, 0)
         logger.debug("rolled segment", metadata: ["partition": "\(topicPartition)", "base": "\(nextOffset)"])
         return segment
     }

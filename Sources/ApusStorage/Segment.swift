@@ -171,37 +171,15 @@ final class Segment {
 
     // MARK: Reserving blocks ahead of the writes
 
-    /// Log bytes from the file's start whose blocks were asked for (see ``reserveAhead(window:limit:intervalBytes:)``).
+    /// Log bytes from the file's start whose blocks were reserved before a shard wrote the file
+    /// (``reserveUnshared(_:intervalBytes:)``); past them, writes take delayed allocation.
     private(set) var reservedTo: Int64 = 0
 
-    /// Whether the staged data came within half a window of the reservation.
-    @inline(__always)
-    func needsReservation(window: Int64, limit: Int64) -> Bool {
-        reservedTo < limit && stagedSize + window / 2 > reservedTo
-    }
-
-    /// Has the preallocation worker reserve the next `window` bytes of the log file (up to
-    /// `limit`, the segment size) and the index bytes they can need, without changing any
-    /// file's size. Writes into reserved blocks need no allocation, so a shard's write never
-    /// waits for writeback holding the file's block map (measured: 15–27 ms waits in
-    /// `ext4_da_get_block_prep` on a dirty page cache, Results/2026-12-05-tail-prealloc). Best
-    /// effort: if the worker falls behind, writes allocate as before. Reserving in place takes
-    /// the file's inode lock, which the shard's writes need too; ext4 holds it while reading
-    /// block bitmaps queued behind writeback (measured: up to 86 ms), so a partition that fills
-    /// fast rolls onto a spare reserved in full instead (``PartitionLog``).
-    func reserveAhead(window: Int64, limit: Int64, intervalBytes: Int) {
-        let from = max(reservedTo, size)
-        let to = min(from + window, limit)
-        reservedTo = max(to, reservedTo)
-        guard to > from, let fds = duplicateFds() else { return }
-        DiskWorker.preallocation.run {
-            Self.reserve(fds, from: from, to: to, intervalBytes: intervalBytes)
-            fds.forEach(Sys.close)
-        }
-    }
-
-    /// Reserves the first `bytes` of a spare segment's files, on the thread that made it and
-    /// before any shard sees it: no write contends for its inode.
+    /// Reserves the first `bytes` of a spare segment's files (fallocate, sizes unchanged), on the
+    /// thread that made it and before any shard sees it: no write contends for its inode lock,
+    /// and writes into reserved blocks need no allocation, so they never wait for writeback
+    /// holding the file's block map (measured: 15–27 ms waits in `ext4_da_get_block_prep` on a
+    /// dirty page cache, Results/2026-12-05-tail-prealloc).
     func reserveUnshared(_ bytes: Int64, intervalBytes: Int) {
         guard bytes > reservedTo else { return }
         Self.reserve([logFd, indexFd, timeIndexFd], from: reservedTo, to: bytes, intervalBytes: intervalBytes)

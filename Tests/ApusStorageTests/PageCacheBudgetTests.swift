@@ -28,6 +28,7 @@ import Testing
             let dir = TemporaryDirectory()
             var config = LogConfig()
             config.segmentBytes = 256 << 20
+            config.preallocateBytes = 0  // one segment: a partition this fast would roll onto a spare
             let manager = try LogManager(dataDirectory: dir.path, defaultConfig: config, logger: testLogger())
             let log = try manager.openLog(TopicPartition("cached", 0), nowMs: 1_700_000_000_000)
             let shard = LogShard(backend: backend(kind))

@@ -636,8 +636,8 @@ extension PartitionLogTests {
     }
 }
 
-/// Blocks reserved ahead of the active segment's writes (`segment.preallocate.bytes`), given
-/// back when the segment rolls.
+/// Blocks reserved in spare segments before a shard writes them (`segment.preallocate.bytes`,
+/// whole segments for a fast partition), given back when the segment rolls.
 @Suite struct ReservationTests {
     let now: Int64 = 1_700_000_000_000
 
@@ -682,36 +682,45 @@ extension PartitionLogTests {
     }
 
     /// A slow partition (8 KiB a second here, where `segment.bytes` in a minute would be 17 KiB/s)
-    /// has its active segment reserved in place, a window at a time.
+    /// never has blocks reserved in the file it writes: its next segment, a spare, starts with
+    /// a window reserved before the shard sees it, and a rolled segment gives back the rest.
     @Test(arguments: [IOBackendKind.posix, .uring])
-    func theActiveSegmentIsReservedAheadAndARolledOneGivesItBack(_ kind: IOBackendKind) throws {
+    func aSlowPartitionReservesOnlyItsSparesFirstWindow(_ kind: IOBackendKind) throws {
         let dir = TemporaryDirectory("apus-reserve")
         let writer = try Appender(dir, kind, now: now, msPerBatch: 1000)
         let (manager, log) = (writer.manager, writer.log)
         let before = ShardThreadContract.violations.count
         ShardThreadContract.markCurrentThread(true)
         let appendBatches = writer.batches
-        try appendBatches(10)  // ~80 KiB: past half of the first window
+        try appendBatches(40)  // ~320 KiB: past the first window's size
         DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         let first = try allocation(dir, 0)
-        #expect(first.size < 100 << 10)
-        #expect(first.allocated >= 256 << 10, "the first window is reserved: \(first)")
-        #expect(first.allocated <= 640 << 10, "no more than two windows ahead: \(first)")
-        try appendBatches(140)  // ~1.1 MiB: the segment rolls
+        #expect(first.size > 256 << 10)
+        #expect(first.allocated <= first.size + 64 << 10, "nothing reserved in the file the shard writes: \(first)")
+        try appendBatches(40)  // past half of the segment: a spare is asked for
+        #expect(log.spareAsked && !log.rollsAtReservation)
+        DiskWorker.spares.waitUntilIdle()
+        try appendBatches(70)  // ~1.2 MiB: the segment rolls onto its spare
         ShardThreadContract.markCurrentThread(false)
-        #expect(ShardThreadContract.violations.count == before, "reserving runs off the shard: \(ShardThreadContract.violations.examples)")
+        #expect(ShardThreadContract.violations.count == before, "\(ShardThreadContract.violations.examples)")
         DiskWorker.preallocation.waitUntilIdle()
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
-        #expect(log.segmentCount >= 2)
+        #expect(log.segmentCount == 2)
         let rolled = try allocation(dir, 0)
         #expect(rolled.allocated <= rolled.size + 64 << 10, "a rolled segment keeps only its data's blocks: \(rolled)")
+        let second = try allocation(dir, log.segmentBaseOffsets[1])
+        #expect(second.size < 256 << 10)
+        #expect(second.allocated >= 256 << 10, "the spare's first window was reserved before it was written: \(second)")
+        #expect(second.allocated <= (256 << 10) + (64 << 10), "and nothing more: \(second)")
         #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(writer.appended)))
         try manager.close()
     }
 
-    /// A partition filling fast never has blocks reserved in a file the shard writes: its first
-    /// segment asks for a spare reserved in full and rolls onto it where the first window ends.
+    /// A partition filling fast never has blocks reserved in a file the shard writes: once half
+    /// a window is written, its first segment asks for a spare reserved in full and rolls onto
+    /// it as soon as it is ready.
     @Test(arguments: [IOBackendKind.posix, .uring])
     func aFastPartitionRollsOntoASpareReservedInFull(_ kind: IOBackendKind) throws {
         let dir = TemporaryDirectory("apus-reserve-fast")
@@ -720,19 +729,23 @@ extension PartitionLogTests {
         let before = ShardThreadContract.violations.count
         ShardThreadContract.markCurrentThread(true)
         let appendBatches = writer.batches
-        try appendBatches(20)  // ~160 KiB in no time: past half of the first window
+        while !log.spareAsked { try appendBatches(1) }  // in no time: judged at half a window
+        #expect(log.rollsAtReservation)
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         #expect(log.segmentCount == 1)
-        try appendBatches(20)  // past the first window: the log rolls onto the spare
+        let written = try allocation(dir, 0)
+        #expect(written.allocated <= written.size + 64 << 10, "nothing reserved in the file the shard writes: \(written)")
+        try appendBatches(1)  // the spare is ready: the log rolls onto it
         #expect(log.segmentCount == 2)
+        try appendBatches(19)
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
         DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
-        #expect(first.size <= (256 << 10) + (9 << 10), "the first segment ends at its reservation: \(first)")
-        #expect(first.allocated <= first.size + 64 << 10, "and gives back what it did not use: \(first)")
+        #expect(first.size <= (128 << 10) + (17 << 10), "the first segment ended once its spare was ready: \(first)")
+        #expect(first.allocated <= first.size + 64 << 10, "\(first)")
         let second = try allocation(dir, log.segmentBaseOffsets[1])
         #expect(second.allocated >= 1 << 20, "the spare was reserved up to segment.bytes before the shard wrote it: \(second)")
         #expect(second.allocated <= (1 << 20) + (64 << 10), "and nothing was reserved in it since: \(second)")
