@@ -149,9 +149,10 @@ public enum EndToEndPerf {
             if Double(now - lastReport) >= reportInterval * 1e9 {
                 let seconds = Double(now - lastReport) / 1e9
                 let steal = HostCPU.stealPerCPU()
+                let lag = pbox.lagNanos.exchange(0, ordering: .relaxed)
                 let pRecords = pbox.mutex.withLock { s -> UInt64 in
                     let n = s.intervalRecords
-                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal)
+                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal, lagNanos: lag)
                     return n
                 }
                 let line = cbox.mutex.withLock { s -> String in
@@ -178,7 +179,8 @@ public enum EndToEndPerf {
 
         let end = Sys.monotonicNs()
         let steal = HostCPU.stealPerCPU()
-        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
+        let lag = pbox.lagNanos.exchange(0, ordering: .relaxed)
+        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal, lagNanos: lag) }
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

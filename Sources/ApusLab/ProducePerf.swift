@@ -54,6 +54,10 @@ public struct IntervalHistogram: Sendable {
     public var histogram: Histogram<UInt64>
     /// The most one CPU lost to the hypervisor meanwhile (ms), if known.
     public var stealMs: Double?
+    /// How far the load generator fell behind its open-loop schedule at worst meanwhile (ms; 0
+    /// at the maximum rate, which has no schedule): latency from the intended send that accrued
+    /// before the records were handed to the producer.
+    public var generatorLagMs: Double = 0
 }
 
 /// `apus perf produce`: open-loop produce load with HDR latency histograms.
@@ -77,10 +81,10 @@ public enum ProducePerf {
         /// Ends the progress interval that began at `from` (run time counted from `start`): its
         /// histogram joins the run's intervals and a new one begins. `steal`: each CPU's steal
         /// now, sampled by the caller outside the lock.
-        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) {
+        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?, lagNanos: UInt64) {
             total.intervals.append(IntervalHistogram(
                 startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval,
-                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal)))
+                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal), generatorLagMs: Double(lagNanos) / 1e6))
             stealAtIntervalStart = steal
             interval.reset()
             intervalRecords = 0
@@ -89,14 +93,26 @@ public enum ProducePerf {
 
         /// The run's totals once it is over, with the last, partial interval, so that the
         /// intervals add up to the totals.
-        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) -> (ProducePerfResult, String?) {
-            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal) }
+        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?, lagNanos: UInt64) -> (ProducePerfResult, String?) {
+            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal, lagNanos: lagNanos) }
             return (total, failure)
         }
     }
 
     final class SharedBox: Sendable {
         let mutex = Mutex(Shared())
+        /// The generator's largest lag behind its schedule in the current interval (ns), raised
+        /// by the producer threads without the lock, taken (and reset) when the interval closes.
+        let lagNanos = Atomic<UInt64>(0)
+
+        func noteLag(_ nanos: UInt64) {
+            var seen = lagNanos.load(ordering: .relaxed)
+            while nanos > seen {
+                let (exchanged, original) = lagNanos.compareExchange(expected: seen, desired: nanos, ordering: .relaxed)
+                if exchanged { return }
+                seen = original
+            }
+        }
     }
 
     /// Runs the workload; prints a progress line every `reportInterval` seconds to `log`.
@@ -122,7 +138,7 @@ public enum ProducePerf {
                     let n = state.intervalRecords
                     let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
                                             histogram: state.interval, errors: state.intervalErrors)
-                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal)
+                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal, lagNanos: box.lagNanos.exchange(0, ordering: .relaxed))
                     return line
                 }
                 log(line)
@@ -132,7 +148,8 @@ public enum ProducePerf {
         }
         let end = Sys.monotonicNs()
         let steal = HostCPU.stealPerCPU()
-        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
+        let lag = box.lagNanos.exchange(0, ordering: .relaxed)
+        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal, lagNanos: lag) }
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize
@@ -210,6 +227,7 @@ public enum ProducePerf {
                     if wait > 100_000 { Sys.sleep(microseconds: UInt32(min(wait, 1_000_000) / 1000)) }
                     continue
                 }
+                if now - intended > 1_000_000 { shared.noteLag(now - intended) }  // behind by more than a chunk
             }
             let n = min(chunk, total - sent)
             for _ in 0..<n {
@@ -240,6 +258,9 @@ public enum ProducePerf {
             format: "%d records sent, %.1f records/sec (%.2f MB/sec), %.2f ms avg latency, %.2f ms max latency, %@ ms 50th, %@ ms 95th, %@ ms 99th, %@ ms 99.9th. %d errors.\n",
             r.records, r.recordsPerSecond, r.mebibytesPerSecond, h.totalCount == 0 ? 0 : h.mean / 1e6, Double(h.max) / 1e6,
             ms(50), ms(95), ms(99), ms(99.9), r.errors)
+        if let lag = r.intervals.map(\.generatorLagMs).max(), lag > 0 {
+            out += String(format: "The load generator fell at most %.2f ms behind its schedule (included in the latency from the intended send time).\n", lag)
+        }
         out += "\nProduce latency from the intended send time (ms, coordinated-omission corrected):\n"
         h.outputPercentileDistribution(to: &out, outputValueUnitScalingRatio: 1e6)
         out += "\nProduce latency from the first send() of each batch (ms):\n"

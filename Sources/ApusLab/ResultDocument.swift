@@ -185,6 +185,9 @@ public struct IntervalSummary: Codable, Sendable, Equatable {
     /// The most time one CPU of the host lost to the hypervisor (steal) in the interval, ms (in
     /// 10 ms ticks; nil where /proc/stat has no per-CPU steal, and in older bundles).
     public var stealMs: Double?
+    /// How far the load generator fell behind its open-loop schedule at worst in the interval,
+    /// ms (nil in older bundles): latency that accrued before the producer had the records.
+    public var generatorLagMs: Double?
 
     public init(_ interval: IntervalHistogram) {
         startSeconds = interval.startSeconds
@@ -194,6 +197,7 @@ public struct IntervalSummary: Codable, Sendable, Equatable {
         p99Ms = Double(interval.histogram.valueAtPercentile(99)) / 1e6
         maxMs = Double(interval.histogram.max) / 1e6
         stealMs = interval.stealMs
+        generatorLagMs = interval.generatorLagMs
     }
 }
 

@@ -82,6 +82,33 @@ struct PerfHonestyTests {
         }
     }
 
+    /// A generator that stops (SIGSTOP here, as a preempted thread would) falls behind its
+    /// open-loop schedule and says how far: latency it adds is not the broker's.
+    @Test func aStalledGeneratorSaysHowFarBehindItFell() throws {
+        let server = try ApusServerProcess(arguments: ["--num-partitions", "2"])
+        defer { server.stop(); server.removeData() }
+        let apus = try ApusServerProcess.binary("apus")
+        let out = server.dataDir + "-lag.txt"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let perf = Process()
+        perf.executableURL = URL(fileURLWithPath: apus)
+        perf.arguments = ["perf", "produce", "--bootstrap", server.bootstrap, "--topic", "late", "--duration", "4", "--throughput", "20000",
+                          "--producer-props", "acks=1", "linger.ms=1"]
+        perf.standardOutput = FileHandle(forWritingAtPath: out)
+        try perf.run()
+        Thread.sleep(forTimeInterval: 2)
+        kill(perf.processIdentifier, SIGSTOP)
+        Thread.sleep(forTimeInterval: 0.3)
+        kill(perf.processIdentifier, SIGCONT)
+        perf.waitUntilExit()
+        #expect(perf.terminationStatus == 0)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("The load generator fell at most") }, "\(text)")
+        let words = line.split(separator: " ")
+        #expect(words.count > 6 && (Double(words[6]) ?? 0) >= 250, "\(line)")
+    }
+
     /// Records apus perf reports as acknowledged = the broker's offsets = what kcat reads back.
     @Test func acknowledgedRecordsMatchTheBrokerAndKcat() throws {
         let kcat = try #require(which("kcat"), "kcat is installed by tools/setup")

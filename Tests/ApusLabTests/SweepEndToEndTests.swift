@@ -66,6 +66,8 @@ struct SweepEndToEndTests {
                 // Each interval says how long the hypervisor took a vCPU away in it (/proc/stat).
                 let intervals = try #require(run.overTime)
                 #expect(!intervals.isEmpty && intervals.allSatisfy { ($0.stealMs ?? -1) >= 0 })
+                // And how far the load generator fell behind its schedule in it (0: never a chunk's worth).
+                #expect(intervals.allSatisfy { ($0.generatorLagMs ?? -1) >= 0 })
                 // Settled before the run; the page cache recorded around it; the broker's stalls.
                 let cache = try #require(run.pageCache)
                 #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)

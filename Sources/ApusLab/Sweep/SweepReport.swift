@@ -304,12 +304,15 @@ public enum SweepReport {
                 chart.series.append(.init(name: "p50" + name, points: answered.map { ($0.startSeconds, $0.p50Ms) }, dots: false))
                 let stolen = intervals.compactMap { i in i.stealMs.flatMap { $0 > 0 ? (i.startSeconds, $0) : nil } }
                 if !stolen.isEmpty { chart.series.append(.init(name: "steal ms" + name, points: stolen, dots: true)) }
+                let late = intervals.compactMap { i in i.generatorLagMs.flatMap { $0 > 0 ? (i.startSeconds, $0) : nil } }
+                if !late.isEmpty { chart.series.append(.init(name: "generator lag ms" + name, points: late, dots: true)) }
             }
             chart.verticalLines = faultLines(r.result)
             let file = "over-time-\(r.result.point.id).svg"
             try chart.render().write(toFile: "\(charts)/\(file)", atomically: true, encoding: .utf8)
             md += "![\(short(r.result.point)) over time](charts/\(file))\n"
             md += stealSummary(r.result)
+            md += lagSummary(r.result)
             if r.result.repeats.contains(where: { !($0.faults ?? []).isEmpty }) { md += try faults(r, charts: charts) }
         }
         return md
@@ -325,6 +328,24 @@ public enum SweepReport {
         if !stolen.isEmpty && !others.isEmpty {
             line += "; their max latency, median \(ms(median(stolen.map(\.maxMs)))) ms (p99 \(ms(median(stolen.map(\.p99Ms)))) ms), "
             line += "the other seconds' \(ms(median(others.map(\.maxMs)))) ms (p99 \(ms(median(others.map(\.p99Ms)))) ms)"
+        }
+        return line + ".\n\n"
+    }
+
+    /// How the intervals in which the load generator fell 5 ms or more behind its open-loop
+    /// schedule compare with the others: latency from the intended send that accrued there is
+    /// the generator's (on a small machine it shares the CPUs with the broker), not a request's.
+    static func lagSummary(_ result: PointResult) -> String {
+        let intervals = result.repeats.flatMap { $0.overTime ?? [] }.filter { $0.count > 0 && $0.generatorLagMs != nil }
+        guard !intervals.isEmpty, intervals.contains(where: { $0.generatorLagMs! > 0 }) else { return "" }
+        let late = intervals.filter { $0.generatorLagMs! >= 5 }, others = intervals.filter { $0.generatorLagMs! < 5 }
+        var line = "Seconds in which the load generator fell 5 ms or more behind its schedule: \(late.count) of \(intervals.count)"
+        if !late.isEmpty {
+            line += " (at worst \(ms(late.map { $0.generatorLagMs! }.max()!)) ms)"
+            if !others.isEmpty {
+                line += "; their max latency, median \(ms(median(late.map(\.maxMs)))) ms (p99 \(ms(median(late.map(\.p99Ms)))) ms), "
+                line += "the other seconds' \(ms(median(others.map(\.maxMs)))) ms (p99 \(ms(median(others.map(\.p99Ms)))) ms)"
+            }
         }
         return line + ".\n\n"
     }
