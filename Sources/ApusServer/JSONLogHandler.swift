@@ -17,15 +17,14 @@ public struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-                    file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
         var fields: [String: String] = [:]
-        for (k, v) in metadata.merging(explicit ?? [:], uniquingKeysWith: { _, new in new }) { fields[k] = "\(v)" }
+        for (k, v) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { _, new in new }) { fields[k] = "\(v)" }
         fields["ts"] = Self.timestamp()
-        fields["level"] = level.rawValue
+        fields["level"] = event.level.rawValue
         fields["logger"] = label
-        fields["msg"] = message.description
-        fields["source"] = source
+        fields["msg"] = event.message.description
+        fields["source"] = event.source
         guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         Sys.writeText(2, String(decoding: data, as: UTF8.self) + "\n")  // one write per line: lines from threads do not interleave
     }
