@@ -25,6 +25,11 @@ public struct BrokerView: Codable, Sendable, Equatable {
     public var syncP99Ms: Double?
     /// Share of each shard's time spent in loop turns rather than waiting for I/O.
     public var shardBusy: [Double]
+    /// Loop turns over all shards: their p99 and how many took over 5 ms — what a request
+    /// arriving during one waits before the next turn reads it, unseen by the request
+    /// latencies above (nil in older bundles and for builds without the histogram).
+    public var turnP99Ms: Double?
+    public var turnsOver5Ms: Double?
 }
 
 /// Scrapes and reads a Prometheus text exposition (Apus's metrics endpoint).
@@ -114,6 +119,8 @@ public enum MetricsScrape {
         }
         let write = summary("apus_append_write_duration_seconds", labels: "")
         let sync = summary("apus_append_sync_duration_seconds", labels: "")
+        let turns = deltaBuckets("apus_shard_turn_duration_seconds")
+        let turnsOver5Ms = turns.last.map { all in all.count - (turns.first { $0.le >= 0.005 }?.count ?? all.count) }
         var busy: [Double] = []
         for shard in 0..<256 {
             let key = "apus_shard_busy_seconds_total{shard=\"\(shard)\"}"
@@ -123,6 +130,7 @@ public enum MetricsScrape {
         return BrokerView(produceRequests: produce.count, produceMeanMs: produce.meanMs, produceP99Ms: produce.p99Ms,
                           produceHandlerP99Ms: parts[0], produceWaitP99Ms: parts[1], produceSendP99Ms: parts[2],
                           writes: write.count, writeMeanMs: write.meanMs, writeP99Ms: write.p99Ms,
-                          syncs: sync.count, syncMeanMs: sync.meanMs, syncP99Ms: sync.p99Ms, shardBusy: busy)
+                          syncs: sync.count, syncMeanMs: sync.meanMs, syncP99Ms: sync.p99Ms, shardBusy: busy,
+                          turnP99Ms: quantile(0.99, turns).map { $0 * 1e3 }, turnsOver5Ms: turnsOver5Ms)
     }
 }

@@ -99,6 +99,9 @@ enum MetricsCatalog {
         .init(name: "apus_shard_busy_seconds", kind: .counter, labels: ["shard"], help: "Time the shard's thread spent in loop turns rather than waiting for I/O (its rate is the busy ratio).",
               kafka: "kafka.network:type=SocketServer,name=NetworkProcessorAvgIdlePercent (inverse)"),
         .init(name: "apus_shard_turns", kind: .counter, labels: ["shard"], help: "Loop turns of the shard.", kafka: ""),
+        .init(name: "apus_shard_turn_duration_seconds", kind: .histogram, labels: ["shard"],
+              help: "How long each loop turn took, from its poller wait returning to the next wait: what a request arriving during a turn waits before the next turn reads it (turns under loop.stall.warn.ms included).",
+              kafka: "(Redpanda: vectorized_reactor_utilization, closest)"),
         .init(name: "apus_shard_stalls", kind: .counter, labels: ["shard", "cause"],
               help: "Turns longer than loop.stall.warn.ms, by cause: on-cpu (the work), blocked (slept in a call), preempted (runnable, CPU taken), stolen (hypervisor or interrupts).",
               kafka: "(Redpanda: vectorized_reactor_stalls)"),
@@ -178,6 +181,7 @@ final class MetricsHub: Sendable {
         var connectionsOpen: Int
         var turns: UInt64
         var busyNs: UInt64
+        var turnLatency: LatencyBuckets
     }
 
     private let samples: Mutex<[ShardSample?]>
@@ -376,6 +380,8 @@ extension MetricsExposition {
         for (i, s) in shards { e.sample("apus_shard_busy_seconds_total", [("shard", i)], Double(s.busyNs) / 1e9) }
         e.family("apus_shard_turns")
         for (i, s) in shards { e.counter("apus_shard_turns", [("shard", i)], s.turns) }
+        e.family("apus_shard_turn_duration_seconds")
+        for (i, s) in shards { e.histogram("apus_shard_turn_duration_seconds", [("shard", i)], s.turnLatency) }
         e.family("apus_shard_stalls")
         for (i, shard) in stalls.shards.enumerated() {
             for cause in StallCause.allCases {

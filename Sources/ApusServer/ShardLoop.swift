@@ -114,7 +114,7 @@ final class ShardLoop: @unchecked Sendable {
             }
             if now >= nextPublish {
                 metrics.publish(index, .init(atMs: now, broker: broker.metricsSnapshot(), stats: counters.stats, connectionsOpen: connections.count,
-                                             turns: clock.turns, busyNs: clock.busyNs))
+                                             turns: clock.turns, busyNs: clock.busyNs, turnLatency: clock.turnLatency))
                 stalls.setTurns(clock.turns, shard: index)
                 if index == 0, let path = config.stallStatsFile { stalls.publish(to: path) }
                 nextPublish = now + 1_000

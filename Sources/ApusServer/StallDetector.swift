@@ -42,6 +42,9 @@ struct TurnClock {
     private(set) var turns: UInt64 = 0
     /// Time spent in turns (not waiting for I/O), for the busy ratio.
     private(set) var busyNs: UInt64 = 0
+    /// Every turn's length: the wait a request arriving during a turn has before the next one
+    /// reads it, turns under the stall threshold included.
+    private(set) var turnLatency = LatencyBuckets()
     private var lastLogNs: UInt64 = 0
     private var unloggedStalls = 0
 
@@ -69,7 +72,10 @@ struct TurnClock {
     mutating func end(_ now: UInt64 = Sys.monotonicNs(), usage: @autoclosure () -> ThreadUsage = Sys.threadUsage()) -> (stall: Stall, log: Bool, unlogged: Int)? {
         turns &+= 1
         let length = now &- turnStart
-        if turnStart != 0 { busyNs &+= length }
+        if turnStart != 0 {
+            busyNs &+= length
+            turnLatency.record(ns: length)
+        }
         guard length >= warnNs, turnStart != 0 else { return nil }
         let worst = phases.indices.max { phases[$0] < phases[$1] }!
         let after = usage()

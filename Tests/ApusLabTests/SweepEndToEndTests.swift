@@ -79,6 +79,7 @@ struct SweepEndToEndTests {
                 let view = try #require(run.broker, "the embedded broker's metrics")
                 #expect(view.produceRequests > 0 && view.writes > 0 && (view.produceP99Ms ?? 0) > 0)
                 #expect(view.shardBusy.count == 2 && view.shardBusy.allSatisfy { $0 > 0 && $0 <= 1 })
+                #expect(view.turnP99Ms != nil && view.turnsOver5Ms != nil, "the shards' turn lengths")
             }
             let knee = try #require(r.knee)
             #expect(knee.probes.filter { $0.confirmation != true }.count == 2)  // two bisection steps

@@ -247,6 +247,10 @@ func packageRoot(file: String = #filePath) -> String {
     apus_request_duration_seconds_count{request="Produce"} 10
     apus_shard_busy_seconds_total{shard="0"} 1
     apus_shard_busy_seconds_total{shard="1"} 2
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.001"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.005"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.01"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="+Inf"} 100
     """
     static let after = """
     apus_request_duration_seconds_bucket{request="Produce",le="0.001"} 60
@@ -257,6 +261,14 @@ func packageRoot(file: String = #filePath) -> String {
     apus_request_duration_seconds_bucket{request="Fetch",le="+Inf"} 7
     apus_shard_busy_seconds_total{shard="0"} 2
     apus_shard_busy_seconds_total{shard="1"} 2.5
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.001"} 880
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.005"} 995
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="0.01"} 999
+    apus_shard_turn_duration_seconds_bucket{shard="0",le="+Inf"} 1100
+    apus_shard_turn_duration_seconds_bucket{shard="1",le="0.001"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="1",le="0.005"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="1",le="0.01"} 100
+    apus_shard_turn_duration_seconds_bucket{shard="1",le="+Inf"} 100
     """
 
     @Test func twoScrapesGiveTheRunsFigures() throws {
@@ -270,5 +282,14 @@ func packageRoot(file: String = #filePath) -> String {
         #expect(abs((view.produceP99Ms ?? 0) - (1 + 9 * 0.98)) < 1e-9)
         #expect(view.shardBusy == [0.5, 0.25])
         #expect(view.writes == 0 && view.writeP99Ms == nil)
+        // 1100 turns in the run (shard 0's 1000, shard 1's 100): 105 over 5 ms, 101 over 10 ms.
+        #expect(view.turnsOver5Ms == 105)
+        #expect(view.turnP99Ms == 10, "the 99th of 1100 is the 1089th turn: past the 10 ms bound, clamped to it")
+        // No turn between two scrapes: none over 5 ms, no p99.
+        let idle = MetricsScrape.view(from: a, to: a, seconds: 1)
+        #expect(idle.turnP99Ms == nil && idle.turnsOver5Ms == 0)
+        // Scrapes without the histogram (an older build) leave both unknown.
+        let none = MetricsScrape.view(from: [:], to: [:], seconds: 1)
+        #expect(none.turnP99Ms == nil && none.turnsOver5Ms == nil)
     }
 }
