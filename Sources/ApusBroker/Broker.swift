@@ -1,3 +1,4 @@
+import ApusIO
 import ApusStorage
 import KafkaProtocol
 import KafkaWire
@@ -262,7 +263,8 @@ public final class Broker {
     /// every loop turn, before reading requests.
     public func startOfTurn() {
         refreshTopics()
-        let jobs = mesh.take(index)
+        let (jobs, waitedNs) = mesh.take(index)
+        if !jobs.isEmpty { jobDelay.record(ns: waitedNs) }
         for job in jobs { job(self) }
         jobsRun += jobs.count
         counters.jobs &+= UInt64(jobs.count)
@@ -270,6 +272,9 @@ public final class Broker {
 
     /// Jobs run this turn whose completion is not yet counted (see ``finishJobs()``).
     private var jobsRun = 0
+    /// How long the oldest job taken at each turn's start had waited in the inbox: the other
+    /// shard's wake-up and the rest of the turn it arrived in (a forwarded request waits this).
+    public private(set) var jobDelay = LatencyBuckets()
 
     /// Counts this turn's jobs as finished. The server calls it after ``endOfTurn(nowMs:)``
     /// (which sends the responses they produced) and after reporting whether the shard is

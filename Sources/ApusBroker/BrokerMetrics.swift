@@ -77,6 +77,7 @@ public struct BrokerSnapshot: Sendable {
     public var backend: String
     public var writeLatency: LatencyBuckets
     public var syncLatency: LatencyBuckets
+    public var jobDelay: LatencyBuckets
 }
 
 extension Broker {
@@ -98,7 +99,7 @@ extension Broker {
             }
         }
         return BrokerSnapshot(counters: counters, queuedJobs: mesh.queuedJobs(index), partitions: partitions, groups: groupStats, backend: shard.backend.name,
-                              writeLatency: shard.writeLatency, syncLatency: shard.syncLatency)
+                              writeLatency: shard.writeLatency, syncLatency: shard.syncLatency, jobDelay: jobDelay)
     }
 
     /// A replicated partition this shard leads, for the metrics; nil otherwise.

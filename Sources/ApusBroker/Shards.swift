@@ -37,6 +37,8 @@ public final class ShardMesh: @unchecked Sendable {
     private final class Inbox: @unchecked Sendable {
         let lock = Mutex<Void>(())
         var jobs: [ShardJob] = []
+        /// When the oldest job queued arrived (monotonic ns).
+        var oldestNs: UInt64 = 0
         var wake: (@Sendable () -> Void)?
         /// The shard has stopped: nothing posted runs any more.
         var closed = false
@@ -74,6 +76,7 @@ public final class ShardMesh: @unchecked Sendable {
             guard !inbox.closed else { return nil }
             inFlight.add(1, ordering: .sequentiallyConsistent)
             let empty = inbox.jobs.isEmpty
+            if empty { inbox.oldestNs = Sys.monotonicNs() }
             inbox.jobs.append(job)
             return empty
         }
@@ -110,13 +113,17 @@ public final class ShardMesh: @unchecked Sendable {
         if dropped > 0 { inFlight.subtract(dropped, ordering: .sequentiallyConsistent) }
     }
 
-    /// Takes every job queued for shard `index`.
-    func take(_ index: Int) -> [ShardJob] {
+    /// Takes every job queued for shard `index`, and how long the oldest of them waited (0
+    /// when there was none).
+    func take(_ index: Int) -> (jobs: [ShardJob], waitedNs: UInt64) {
         let inbox = inboxes[index]
-        return inbox.lock.withLock { _ in
+        let (jobs, oldest) = inbox.lock.withLock { _ in
             defer { inbox.jobs.removeAll(keepingCapacity: true) }
-            return inbox.jobs
+            return (inbox.jobs, inbox.oldestNs)
         }
+        guard !jobs.isEmpty else { return (jobs, 0) }
+        let now = Sys.monotonicNs()
+        return (jobs, now &- min(oldest, now))
     }
 
     /// The shard owning partition `partition` of `topic`: consecutive partitions go to

@@ -30,6 +30,10 @@ public struct BrokerView: Codable, Sendable, Equatable {
     /// latencies above (nil in older bundles and for builds without the histogram).
     public var turnP99Ms: Double?
     public var turnsOver5Ms: Double?
+    /// Jobs between shards (a forwarded request's parts, their answers): how long the oldest
+    /// job waited for its shard to take it, p99 and how many waits were over 5 ms.
+    public var jobDelayP99Ms: Double?
+    public var jobDelaysOver5Ms: Double?
 }
 
 /// Scrapes and reads a Prometheus text exposition (Apus's metrics endpoint).
@@ -119,8 +123,13 @@ public enum MetricsScrape {
         }
         let write = summary("apus_append_write_duration_seconds", labels: "")
         let sync = summary("apus_append_sync_duration_seconds", labels: "")
-        let turns = deltaBuckets("apus_shard_turn_duration_seconds")
-        let turnsOver5Ms = turns.last.map { all in all.count - (turns.first { $0.le >= 0.005 }?.count ?? all.count) }
+        /// A histogram's p99 (ms) and how many observations were over 5 ms, over every shard.
+        func tail(_ name: String) -> (p99Ms: Double?, over5Ms: Double?) {
+            let h = deltaBuckets(name)
+            return (quantile(0.99, h).map { $0 * 1e3 }, h.last.map { all in all.count - (h.first { $0.le >= 0.005 }?.count ?? all.count) })
+        }
+        let turns = tail("apus_shard_turn_duration_seconds")
+        let jobs = tail("apus_shard_job_delay_seconds")
         var busy: [Double] = []
         for shard in 0..<256 {
             let key = "apus_shard_busy_seconds_total{shard=\"\(shard)\"}"
@@ -131,6 +140,6 @@ public enum MetricsScrape {
                           produceHandlerP99Ms: parts[0], produceWaitP99Ms: parts[1], produceSendP99Ms: parts[2],
                           writes: write.count, writeMeanMs: write.meanMs, writeP99Ms: write.p99Ms,
                           syncs: sync.count, syncMeanMs: sync.meanMs, syncP99Ms: sync.p99Ms, shardBusy: busy,
-                          turnP99Ms: quantile(0.99, turns).map { $0 * 1e3 }, turnsOver5Ms: turnsOver5Ms)
+                          turnP99Ms: turns.p99Ms, turnsOver5Ms: turns.over5Ms, jobDelayP99Ms: jobs.p99Ms, jobDelaysOver5Ms: jobs.over5Ms)
     }
 }

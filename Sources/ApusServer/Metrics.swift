@@ -107,6 +107,9 @@ enum MetricsCatalog {
               kafka: "(Redpanda: vectorized_reactor_stalls)"),
         .init(name: "apus_shard_longest_stall_seconds", kind: .gauge, labels: ["shard"], help: "The shard's longest turn since start.", kafka: ""),
         .init(name: "apus_shard_jobs", kind: .counter, labels: ["shard"], help: "Jobs the shard ran for other shards (forwarded requests, scattered parts, answers).", kafka: ""),
+        .init(name: "apus_shard_job_delay_seconds", kind: .histogram, labels: ["shard"],
+              help: "How long the oldest job in the shard's inbox had waited when a turn took it: the shard's wake-up and the rest of the turn it arrived in (requests forwarded between shards wait this, and no turn length shows it).",
+              kafka: ""),
         .init(name: "apus_shard_queued_jobs", kind: .gauge, labels: ["shard"], help: "Jobs waiting in the shard's inbox: the queue depth between shards.",
               kafka: "kafka.network:type=RequestChannel,name=RequestQueueSize (closest)"),
         .init(name: "apus_shard_disk_waits", kind: .counter, labels: [], help: "Calls that may wait on the disk made on a shard thread outside the declared exceptions (should stay 0).", kafka: ""),
@@ -392,6 +395,8 @@ extension MetricsExposition {
         for (i, shard) in stalls.shards.enumerated() { e.sample("apus_shard_longest_stall_seconds", [("shard", String(i))], shard.longestMs / 1e3) }
         e.family("apus_shard_jobs")
         for (i, s) in shards { e.counter("apus_shard_jobs", [("shard", i)], s.broker.counters.jobs) }
+        e.family("apus_shard_job_delay_seconds")
+        for (i, s) in shards { e.histogram("apus_shard_job_delay_seconds", [("shard", i)], s.broker.jobDelay) }
         e.family("apus_shard_queued_jobs")
         for (i, s) in shards { e.sample("apus_shard_queued_jobs", [("shard", i)], Double(s.broker.queuedJobs)) }
         e.family("apus_shard_disk_waits")

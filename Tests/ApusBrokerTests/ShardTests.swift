@@ -43,6 +43,8 @@ import Testing
             #expect(response.responses[0].partitionResponses.map(\.index) == Array(0..<6), "results in request order")
             #expect(response.responses[0].partitionResponses.allSatisfy { $0.errorCode == 0 && $0.baseOffset == Int64(2 * via) })
         }
+        // The parts forwarded to their owners waited in inboxes, and each wait was timed.
+        #expect(h.brokers.reduce(0) { $0 + $1.jobDelay.count } > 0)
         // Any shard reads every partition back, in order.
         for via in 0..<shards {
             let fetched = try #require(try h.call(fetchRequest("spread", partitions: 6, offsets: Array(repeating: 0, count: 6)), version: 11, via: via))

@@ -269,6 +269,9 @@ func packageRoot(file: String = #filePath) -> String {
     apus_shard_turn_duration_seconds_bucket{shard="1",le="0.005"} 100
     apus_shard_turn_duration_seconds_bucket{shard="1",le="0.01"} 100
     apus_shard_turn_duration_seconds_bucket{shard="1",le="+Inf"} 100
+    apus_shard_job_delay_seconds_bucket{shard="0",le="0.001"} 40
+    apus_shard_job_delay_seconds_bucket{shard="0",le="0.005"} 48
+    apus_shard_job_delay_seconds_bucket{shard="0",le="+Inf"} 50
     """
 
     @Test func twoScrapesGiveTheRunsFigures() throws {
@@ -285,6 +288,8 @@ func packageRoot(file: String = #filePath) -> String {
         // 1100 turns in the run (shard 0's 1000, shard 1's 100): 105 over 5 ms, 101 over 10 ms.
         #expect(view.turnsOver5Ms == 105)
         #expect(view.turnP99Ms == 10, "the 99th of 1100 is the 1089th turn: past the 10 ms bound, clamped to it")
+        // Jobs between shards: 50, 2 of them waited over 5 ms; the 99th is past the last bound.
+        #expect(view.jobDelaysOver5Ms == 2 && view.jobDelayP99Ms == 5)
         // No turn between two scrapes: none over 5 ms, no p99.
         let idle = MetricsScrape.view(from: a, to: a, seconds: 1)
         #expect(idle.turnP99Ms == nil && idle.turnsOver5Ms == 0)
