@@ -4,8 +4,7 @@
 # the generator queueing like Kafka's clients. The broker's metrics are scraped right before
 # and after the probe, so that their difference is the probe's alone.
 #   BIN=.build/release/apus RATE=2400000 OUT=/tmp/probe-1 scripts/probe.sh
-#   python3 scripts/tdiff.py $OUT/metrics0.txt $OUT/metrics.txt   # turn lengths per shard
-#   python3 scripts/mdiff.py $OUT/metrics0.txt $OUT/metrics.txt   # produce request time, by part
+#   python3 scripts/broker_diff.py $OUT/metrics0.txt $OUT/metrics.txt
 set -u
 BIN=${BIN:-.build/release/apus}
 RATE=${RATE:-2400000}
