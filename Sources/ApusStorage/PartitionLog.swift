@@ -754,14 +754,6 @@ final class SpareSegment: @unchecked Sendable {
         }
     }
 
-    /// Whether a spare is ready (a lock: asked only while a reservation is running out).
-    var isReady: Bool {
-        state.withLock { s in
-            if case .ready = s { return true }
-            return false
-        }
-    }
-
     /// The spare, if one is ready.
     func take() -> Segment? {
         state.withLock { s -> Handed? in
