@@ -8,15 +8,13 @@ import Synchronization
 public final class DiskWorker: Sendable {
     /// Housekeeping shared by every shard (checkpoints, retention, topic files).
     public static let shared = DiskWorker(label: "apus.disk")
-    /// Block reservations given back (a rolled segment's files truncated to their sizes): its
-    /// own thread, so that they never queue behind a checkpoint's sync or a spare's reservation.
-    public static let preallocation = DiskWorker(label: "apus.preallocate")
     /// Spare segments: their files made and reserved (up to `segment.bytes`, seconds under
-    /// writeback), and renamed once a roll adopts one. Apart from ``shared``, whose checkpoints
-    /// wait for the journal (measured: a spare asked for half a segment ahead queued behind one
-    /// and fast partitions rolled without it, creating their files on the shard), and from
-    /// ``preallocation``. Work on ``shared`` that removes a partition's files waits for this worker
-    /// first (``unlink(_:after:)``), so that a rename queued here never lands after it.
+    /// writeback), renamed once a roll adopts one, and what a rolled segment did not use given
+    /// back. Apart from ``shared``, whose checkpoints wait for the journal (measured: a spare
+    /// asked for half a segment ahead queued behind one and fast partitions rolled without it,
+    /// creating their files on the shard). Work on ``shared`` that removes a partition's files
+    /// waits for this worker first (``unlink(_:after:)``), so that a rename queued here never
+    /// lands after it.
     public static let spares = DiskWorker(label: "apus.spares")
     /// Written data dropped from the page cache behind the appends (`page.cache.max.bytes`):
     /// each job waits for its writeback, so it has a thread of its own.

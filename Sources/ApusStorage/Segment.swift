@@ -169,7 +169,7 @@ final class Segment {
         if unlinked { DiskWorker.shared.close(fds) } else { fds.forEach(Sys.close) }
     }
 
-    // MARK: Reserving blocks ahead of the writes
+    // MARK: Reserving blocks in spares
 
     /// Log bytes from the file's start whose blocks were reserved before a shard wrote the file
     /// (``reserveUnshared(_:intervalBytes:)``); past them, writes take delayed allocation.
@@ -201,7 +201,7 @@ final class Segment {
         guard reservedTo > size, let fds = duplicateFds() else { return }
         reservedTo = size
         let sizes = [size, Int64(offsetIndexWritten * 8), Int64(timeIndexWritten * 12)]
-        DiskWorker.preallocation.run {
+        DiskWorker.spares.run {
             for (fd, length) in zip(fds, sizes) { try? Sys.ftruncate(fd, length) }
             fds.forEach(Sys.close)
         }

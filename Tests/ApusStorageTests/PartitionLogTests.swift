@@ -197,8 +197,7 @@ import Testing
             let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
             return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.contains(dir.path + "/orders-0/") == true }.count
         }
-        // Reservations and spares hold descriptors of their own while they run.
-        DiskWorker.preallocation.waitUntilIdle()
+        // Spares and given-back reservations hold descriptors of their own while they run.
         DiskWorker.spares.waitUntilIdle()
         let before = openSegmentFiles()
         let bases = log.segmentBaseOffsets
@@ -693,7 +692,6 @@ extension PartitionLogTests {
         ShardThreadContract.markCurrentThread(true)
         let appendBatches = writer.batches
         try appendBatches(40)  // ~320 KiB: past the first window's size
-        DiskWorker.preallocation.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
         let first = try allocation(dir, 0)
         #expect(first.size > 256 << 10)
@@ -704,7 +702,6 @@ extension PartitionLogTests {
         try appendBatches(70)  // ~1.2 MiB: the segment rolls onto its spare
         ShardThreadContract.markCurrentThread(false)
         #expect(ShardThreadContract.violations.count == before, "\(ShardThreadContract.violations.examples)")
-        DiskWorker.preallocation.waitUntilIdle()
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
         #expect(log.segmentCount == 2)
@@ -733,7 +730,6 @@ extension PartitionLogTests {
         #expect(log.rollsAtReservation)
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
-        DiskWorker.preallocation.waitUntilIdle()
         #expect(log.segmentCount == 1)
         let written = try allocation(dir, 0)
         #expect(written.allocated <= written.size + 64 << 10, "nothing reserved in the file the shard writes: \(written)")
@@ -742,7 +738,6 @@ extension PartitionLogTests {
         try appendBatches(19)
         DiskWorker.shared.waitUntilIdle()
         DiskWorker.spares.waitUntilIdle()
-        DiskWorker.preallocation.waitUntilIdle()
         let first = try allocation(dir, 0)
         #expect(first.size <= (128 << 10) + (17 << 10), "the first segment ended once its spare was ready: \(first)")
         #expect(first.allocated <= first.size + 64 << 10, "\(first)")
@@ -752,7 +747,7 @@ extension PartitionLogTests {
         try appendBatches(60)
         ShardThreadContract.markCurrentThread(false)
         #expect(ShardThreadContract.violations.count == before, "\(ShardThreadContract.violations.examples)")
-        DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         #expect(try allocation(dir, log.segmentBaseOffsets[1]).allocated <= (1 << 20) + (64 << 10))
         #expect(try records(in: readAll(log)).map(\.offset) == Array(0..<Int64(writer.appended)))
         try manager.close()
@@ -770,7 +765,7 @@ extension PartitionLogTests {
             _ = try shard.append(arena.batch(records: 8, first: i * 8, valueSize: 1000), to: log, requireDurable: false, nowMs: now)
             shard.commit(nowMs: now)
         }
-        DiskWorker.preallocation.waitUntilIdle()
+        DiskWorker.spares.waitUntilIdle()
         let file = try allocation(dir, 0)
         #expect(file.allocated <= file.size + 64 << 10, "\(file)")
         try manager.close()
