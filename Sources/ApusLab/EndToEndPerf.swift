@@ -149,10 +149,9 @@ public enum EndToEndPerf {
             if Double(now - lastReport) >= reportInterval * 1e9 {
                 let seconds = Double(now - lastReport) / 1e9
                 let steal = HostCPU.stealPerCPU()
-                let lag = pbox.lagNanos.exchange(0, ordering: .relaxed)
                 let pRecords = pbox.mutex.withLock { s -> UInt64 in
                     let n = s.intervalRecords
-                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal, lagNanos: lag)
+                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal)
                     return n
                 }
                 let line = cbox.mutex.withLock { s -> String in
@@ -179,8 +178,7 @@ public enum EndToEndPerf {
 
         let end = Sys.monotonicNs()
         let steal = HostCPU.stealPerCPU()
-        let lag = pbox.lagNanos.exchange(0, ordering: .relaxed)
-        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal, lagNanos: lag) }
+        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

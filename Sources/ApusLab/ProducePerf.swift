@@ -73,6 +73,8 @@ public enum ProducePerf {
         var interval = ProducePerf.makeHistogram()
         var intervalRecords: UInt64 = 0
         var intervalErrors: UInt64 = 0
+        /// The generator's largest lag behind its schedule in the interval (ns).
+        var intervalLagNanos: UInt64 = 0
         var finished = 0
         var failure: String?
         /// Each CPU's steal when the current interval began (``HostCPU/stealPerCPU()``).
@@ -81,38 +83,27 @@ public enum ProducePerf {
         /// Ends the progress interval that began at `from` (run time counted from `start`): its
         /// histogram joins the run's intervals and a new one begins. `steal`: each CPU's steal
         /// now, sampled by the caller outside the lock.
-        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?, lagNanos: UInt64) {
+        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) {
             total.intervals.append(IntervalHistogram(
                 startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval,
-                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal), generatorLagMs: Double(lagNanos) / 1e6))
+                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal), generatorLagMs: Double(intervalLagNanos) / 1e6))
             stealAtIntervalStart = steal
             interval.reset()
             intervalRecords = 0
             intervalErrors = 0
+            intervalLagNanos = 0
         }
 
         /// The run's totals once it is over, with the last, partial interval, so that the
         /// intervals add up to the totals.
-        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?, lagNanos: UInt64) -> (ProducePerfResult, String?) {
-            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal, lagNanos: lagNanos) }
+        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) -> (ProducePerfResult, String?) {
+            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal) }
             return (total, failure)
         }
     }
 
     final class SharedBox: Sendable {
         let mutex = Mutex(Shared())
-        /// The generator's largest lag behind its schedule in the current interval (ns), raised
-        /// by the producer threads without the lock, taken (and reset) when the interval closes.
-        let lagNanos = Atomic<UInt64>(0)
-
-        func noteLag(_ nanos: UInt64) {
-            var seen = lagNanos.load(ordering: .relaxed)
-            while nanos > seen {
-                let (exchanged, original) = lagNanos.compareExchange(expected: seen, desired: nanos, ordering: .relaxed)
-                if exchanged { return }
-                seen = original
-            }
-        }
     }
 
     /// Runs the workload; prints a progress line every `reportInterval` seconds to `log`.
@@ -138,7 +129,7 @@ public enum ProducePerf {
                     let n = state.intervalRecords
                     let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
                                             histogram: state.interval, errors: state.intervalErrors)
-                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal, lagNanos: box.lagNanos.exchange(0, ordering: .relaxed))
+                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal)
                     return line
                 }
                 log(line)
@@ -148,8 +139,7 @@ public enum ProducePerf {
         }
         let end = Sys.monotonicNs()
         let steal = HostCPU.stealPerCPU()
-        let lag = box.lagNanos.exchange(0, ordering: .relaxed)
-        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal, lagNanos: lag) }
+        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize
@@ -227,7 +217,9 @@ public enum ProducePerf {
                     if wait > 100_000 { Sys.sleep(microseconds: UInt32(min(wait, 1_000_000) / 1000)) }
                     continue
                 }
-                if now - intended > 1_000_000 { shared.noteLag(now - intended) }  // behind by more than a chunk
+                if now - intended > 1_000_000 {  // behind by more than a chunk: rare while on schedule
+                    shared.mutex.withLock { $0.intervalLagNanos = max($0.intervalLagNanos, now - intended) }
+                }
             }
             let n = min(chunk, total - sent)
             for _ in 0..<n {
