@@ -302,10 +302,10 @@ public enum SweepReport {
                 chart.series.append(.init(name: "max" + name, points: answered.map { ($0.startSeconds, $0.maxMs) }, dots: false, dashed: true))
                 chart.series.append(.init(name: "p99" + name, points: answered.map { ($0.startSeconds, $0.p99Ms) }, dots: false))
                 chart.series.append(.init(name: "p50" + name, points: answered.map { ($0.startSeconds, $0.p50Ms) }, dots: false))
-                let stolen = intervals.compactMap { i in i.stealMs.flatMap { $0 > 0 ? (i.startSeconds, $0) : nil } }
-                if !stolen.isEmpty { chart.series.append(.init(name: "steal ms" + name, points: stolen, dots: true)) }
-                let late = intervals.compactMap { i in i.generatorLagMs.flatMap { $0 > 0 ? (i.startSeconds, $0) : nil } }
-                if !late.isEmpty { chart.series.append(.init(name: "generator lag ms" + name, points: late, dots: true)) }
+                for (series, value) in [("steal ms", \IntervalSummary.stealMs), ("generator lag ms", \.generatorLagMs)] {
+                    let points = intervals.compactMap { i in i[keyPath: value].flatMap { $0 > 0 ? (i.startSeconds, $0) : nil } }
+                    if !points.isEmpty { chart.series.append(.init(name: series + name, points: points, dots: true)) }
+                }
             }
             chart.verticalLines = faultLines(r.result)
             let file = "over-time-\(r.result.point.id).svg"
@@ -321,31 +321,32 @@ public enum SweepReport {
     /// How the intervals in which the hypervisor took a vCPU away for 10 ms or more compare with
     /// the others: a tail that lives in those seconds is the host's, not the broker's.
     static func stealSummary(_ result: PointResult) -> String {
-        let intervals = result.repeats.flatMap { $0.overTime ?? [] }.filter { $0.count > 0 && $0.stealMs != nil }
-        guard !intervals.isEmpty else { return "" }
-        let stolen = intervals.filter { $0.stealMs! >= 10 }, others = intervals.filter { $0.stealMs! < 10 }
-        var line = "\nSeconds in which one vCPU lost 10 ms or more to the hypervisor (steal): \(stolen.count) of \(intervals.count)"
-        if !stolen.isEmpty && !others.isEmpty {
-            line += "; their max latency, median \(ms(median(stolen.map(\.maxMs)))) ms (p99 \(ms(median(stolen.map(\.p99Ms)))) ms), "
-            line += "the other seconds' \(ms(median(others.map(\.maxMs)))) ms (p99 \(ms(median(others.map(\.p99Ms)))) ms)"
-        }
-        return line + ".\n\n"
+        secondsApart(result, \.stealMs, atLeast: 10, "Seconds in which one vCPU lost 10 ms or more to the hypervisor (steal)")
+            .map { "\n" + $0 } ?? ""
     }
 
     /// How the intervals in which the load generator fell 5 ms or more behind its open-loop
     /// schedule compare with the others: latency from the intended send that accrued there is
     /// the generator's (on a small machine it shares the CPUs with the broker), not a request's.
     static func lagSummary(_ result: PointResult) -> String {
-        let intervals = result.repeats.flatMap { $0.overTime ?? [] }.filter { $0.count > 0 && $0.generatorLagMs != nil }
-        guard !intervals.isEmpty, intervals.contains(where: { $0.generatorLagMs! > 0 }) else { return "" }
-        let late = intervals.filter { $0.generatorLagMs! >= 5 }, others = intervals.filter { $0.generatorLagMs! < 5 }
-        var line = "Seconds in which the load generator fell 5 ms or more behind its schedule: \(late.count) of \(intervals.count)"
-        if !late.isEmpty {
-            line += " (at worst \(ms(late.map { $0.generatorLagMs! }.max()!)) ms)"
-            if !others.isEmpty {
-                line += "; their max latency, median \(ms(median(late.map(\.maxMs)))) ms (p99 \(ms(median(late.map(\.p99Ms)))) ms), "
-                line += "the other seconds' \(ms(median(others.map(\.maxMs)))) ms (p99 \(ms(median(others.map(\.p99Ms)))) ms)"
-            }
+        guard result.repeats.contains(where: { ($0.overTime ?? []).contains { ($0.generatorLagMs ?? 0) > 0 } }) else { return "" }
+        return secondsApart(result, \.generatorLagMs, atLeast: 5, "Seconds in which the load generator fell 5 ms or more behind its schedule",
+                            showWorst: true) ?? ""
+    }
+
+    /// A point's reporting intervals in which `value` reached `threshold` against the others:
+    /// how many, and, when there are both, the medians of their max and p99 latency (nil when no
+    /// interval has the value).
+    static func secondsApart(_ result: PointResult, _ value: KeyPath<IntervalSummary, Double?>, atLeast threshold: Double,
+                             _ what: String, showWorst: Bool = false) -> String? {
+        let intervals: [IntervalSummary] = result.repeats.flatMap { $0.overTime ?? [] }.filter { $0.count > 0 && $0[keyPath: value] != nil }
+        guard !intervals.isEmpty else { return nil }
+        let hit = intervals.filter { $0[keyPath: value]! >= threshold }, others = intervals.filter { $0[keyPath: value]! < threshold }
+        var line = "\(what): \(hit.count) of \(intervals.count)"
+        if showWorst, let worst = hit.compactMap({ $0[keyPath: value] }).max() { line += " (at worst \(ms(worst)) ms)" }
+        if !hit.isEmpty && !others.isEmpty {
+            line += "; their max latency, median \(ms(median(hit.map(\.maxMs)))) ms (p99 \(ms(median(hit.map(\.p99Ms)))) ms), "
+            line += "the other seconds' \(ms(median(others.map(\.maxMs)))) ms (p99 \(ms(median(others.map(\.p99Ms)))) ms)"
         }
         return line + ".\n\n"
     }
