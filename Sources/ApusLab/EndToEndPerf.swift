@@ -130,6 +130,7 @@ public enum EndToEndPerf {
         ProducePerf.startProducers(workload: w, config: pconfig, source: source, start: start, shared: pbox)
 
         var lastReport = start
+        var intervals = ProducePerf.IntervalLog(start: start)
         var producerDone: UInt64?
         var timedOut = false
         while true {
@@ -148,24 +149,19 @@ public enum EndToEndPerf {
             }
             if Double(now - lastReport) >= reportInterval * 1e9 {
                 let seconds = Double(now - lastReport) / 1e9
-                let steal = HostCPU.stealPerCPU()
-                let pRecords = pbox.mutex.withLock { s -> UInt64 in
-                    let n = s.intervalRecords
-                    s.closeInterval(start: start, from: lastReport, to: now, steal: steal)
-                    return n
+                let pRecords = intervals.close(pbox, from: lastReport, to: now).records
+                // As for the producers: the consumer thread waits for a swap only.
+                var h = ProducePerf.makeHistogram()
+                let cRecords = cbox.mutex.withLock { s -> UInt64 in
+                    swap(&s.interval, &h)
+                    defer { s.intervalRecords = 0 }
+                    return s.intervalRecords
                 }
-                let line = cbox.mutex.withLock { s -> String in
-                    let h = s.interval
-                    func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
-                    let line = String(
-                        format: "%.1f records/sec produced, %.1f records/sec consumed (%.2f MB/sec), e2e latency p50 %@ / p99 %@ / p99.9 %@ / max %.2f ms.",
-                        Double(pRecords) / seconds, Double(s.intervalRecords) / seconds,
-                        Double(s.intervalRecords) * Double(w.recordSize) / seconds / 1_048_576,
-                        ms(50), ms(99), ms(99.9), Double(h.max) / 1e6)
-                    s.interval.reset()
-                    s.intervalRecords = 0
-                    return line
-                }
+                func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
+                let line = String(
+                    format: "%.1f records/sec produced, %.1f records/sec consumed (%.2f MB/sec), e2e latency p50 %@ / p99 %@ / p99.9 %@ / max %.2f ms.",
+                    Double(pRecords) / seconds, Double(cRecords) / seconds, Double(cRecords) * Double(w.recordSize) / seconds / 1_048_576,
+                    ms(50), ms(99), ms(99.9), Double(h.max) / 1e6)
                 log(line)
                 lastReport = now
             }
@@ -176,9 +172,7 @@ public enum EndToEndPerf {
         while !cbox.mutex.withLock({ $0.finished }) && Sys.monotonicNs() < waitUntil { Sys.sleep(microseconds: 1000) }
         while pbox.mutex.withLock({ $0.finished }) < w.producers { Sys.sleep(microseconds: 10_000) }
 
-        let end = Sys.monotonicNs()
-        let steal = HostCPU.stealPerCPU()
-        let (produced, pFailure) = pbox.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
+        let (produced, pFailure) = intervals.finish(pbox, from: lastReport, to: Sys.monotonicNs())
         if let pFailure { throw ClientError(pFailure) }
         var result = EndToEndPerfResult()
         result.produced = produced

@@ -77,27 +77,54 @@ public enum ProducePerf {
         var intervalLagNanos: UInt64 = 0
         var finished = 0
         var failure: String?
-        /// Each CPU's steal when the current interval began (``HostCPU/stealPerCPU()``).
-        var stealAtIntervalStart = HostCPU.stealPerCPU()
 
-        /// Ends the progress interval that began at `from` (run time counted from `start`): its
-        /// histogram joins the run's intervals and a new one begins. `steal`: each CPU's steal
-        /// now, sampled by the caller outside the lock.
-        mutating func closeInterval(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) {
-            total.intervals.append(IntervalHistogram(
-                startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: interval,
-                stealMs: HostCPU.longestSteal(from: stealAtIntervalStart, to: steal), generatorLagMs: Double(intervalLagNanos) / 1e6))
-            stealAtIntervalStart = steal
-            interval.reset()
-            intervalRecords = 0
-            intervalErrors = 0
-            intervalLagNanos = 0
+        /// Hands the current interval to the reporter, `fresh` (empty) taking its place: a swap
+        /// and three counters, so that a producer recording an acknowledgement never waits for
+        /// the reporter's work on the interval.
+        mutating func takeInterval(_ fresh: inout Histogram<UInt64>) -> (records: UInt64, errors: UInt64, lagNanos: UInt64) {
+            swap(&interval, &fresh)
+            defer {
+                intervalRecords = 0
+                intervalErrors = 0
+                intervalLagNanos = 0
+            }
+            return (intervalRecords, intervalErrors, intervalLagNanos)
+        }
+    }
+
+    /// The reporter's side of the progress intervals, outside the lock: the intervals closed
+    /// so far, each CPU's steal when the current one began, and the empty histogram the next
+    /// one starts with. That histogram is made here, not under the lock: building one touches
+    /// ~200 KB of new memory, which took the reporter 1–6 ms under the lock on a VM whose host
+    /// takes back free memory, and every producer thread waited meanwhile (its lag counted
+    /// into the latency from the intended send).
+    struct IntervalLog {
+        let start: UInt64
+        var intervals: [IntervalHistogram] = []
+        var stealAtStart = HostCPU.stealPerCPU()
+
+        init(start: UInt64) { self.start = start }
+
+        /// Closes the interval from `from` to `to` (monotonic ns) and keeps it; returns it with
+        /// its records and failed records.
+        mutating func close(_ box: SharedBox, from: UInt64, to: UInt64) -> (interval: IntervalHistogram, records: UInt64, errors: UInt64) {
+            let steal = HostCPU.stealPerCPU()
+            var histogram = ProducePerf.makeHistogram()
+            let taken = box.mutex.withLock { $0.takeInterval(&histogram) }
+            let interval = IntervalHistogram(
+                startSeconds: Double(from - start) / 1e9, lengthSeconds: Double(to - from) / 1e9, histogram: histogram,
+                stealMs: HostCPU.longestSteal(from: stealAtStart, to: steal), generatorLagMs: Double(taken.lagNanos) / 1e6)
+            stealAtStart = steal
+            intervals.append(interval)
+            return (interval, taken.records, taken.errors)
         }
 
-        /// The run's totals once it is over, with the last, partial interval, so that the
-        /// intervals add up to the totals.
-        mutating func finish(start: UInt64, from: UInt64, to: UInt64, steal: [Double]?) -> (ProducePerfResult, String?) {
-            if interval.totalCount > 0 { closeInterval(start: start, from: from, to: to, steal: steal) }
+        /// The run's totals once it is over, with the last, partial interval (if it has any
+        /// latency), so that the intervals add up to the totals.
+        mutating func finish(_ box: SharedBox, from: UInt64, to: UInt64) -> (ProducePerfResult, String?) {
+            if close(box, from: from, to: to).interval.histogram.totalCount == 0 { intervals.removeLast() }
+            var (total, failure) = box.mutex.withLock { ($0.total, $0.failure) }
+            total.intervals = intervals
             return (total, failure)
         }
     }
@@ -118,28 +145,20 @@ public enum ProducePerf {
         let threads = workload.producers
         startProducers(workload: workload, config: config, source: source, start: start, shared: box)
         var lastReport = start
+        var intervals = IntervalLog(start: start)
         while true {
             Sys.sleep(microseconds: 50_000)
             let done = box.mutex.withLock { $0.finished == threads }
             let now = Sys.monotonicNs()
             if !done && Double(now - lastReport) >= reportInterval * 1e9 {
-                let steal = HostCPU.stealPerCPU()
-                let line = box.mutex.withLock { state -> String in
-                    let seconds = Double(now - lastReport) / 1e9
-                    let n = state.intervalRecords
-                    let line = progressLine(records: n, seconds: seconds, recordSize: workload.recordSize,
-                                            histogram: state.interval, errors: state.intervalErrors)
-                    state.closeInterval(start: start, from: lastReport, to: now, steal: steal)
-                    return line
-                }
-                log(line)
+                let closed = intervals.close(box, from: lastReport, to: now)
+                log(progressLine(records: closed.records, seconds: Double(now - lastReport) / 1e9, recordSize: workload.recordSize,
+                                 histogram: closed.interval.histogram, errors: closed.errors))
                 lastReport = now
             }
             if done { break }
         }
-        let end = Sys.monotonicNs()
-        let steal = HostCPU.stealPerCPU()
-        let (result, failure) = box.mutex.withLock { $0.finish(start: start, from: lastReport, to: end, steal: steal) }
+        let (result, failure) = intervals.finish(box, from: lastReport, to: Sys.monotonicNs())
         if let failure { throw ClientError(failure) }
         var final = result
         final.recordSize = workload.recordSize
