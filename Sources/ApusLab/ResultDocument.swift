@@ -231,7 +231,8 @@ public struct RunRecord: Codable, Sendable, Equatable {
     /// The embedded broker's own view of the run (its metrics endpoint, scraped at start and end).
     public var broker: BrokerView?
     /// Produce latency (intended) per reporting interval, so that a periodic stall shows as
-    /// spikes rather than averaged into a percentile (sweeps).
+    /// spikes rather than averaged into a percentile (sweeps; `apus perf produce/e2e --json`, at
+    /// its `--reporting-interval`).
     public var overTime: [IntervalSummary]?
     /// What the plan's faults did during the run (target: cluster), in time order.
     public var faults: [FaultEvent]?

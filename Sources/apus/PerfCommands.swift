@@ -26,7 +26,7 @@ struct Perf: ParsableCommand {
             signal(SIGPIPE, SIG_IGN)
             try load.prepareTopic()
             let cpu = HostCPU.sample()
-            let result = try ProducePerf.run(workload: workload, config: config) { line in print(line) }
+            let result = try ProducePerf.run(workload: workload, config: config, reportInterval: load.reportInterval) { line in print(line) }
             print(ProducePerf.summary(result))
             load.reportMetrics(result.metrics)
             try load.write(run: RunRecord(result, targetRate: workload.throughput), intervals: result.intervals, cpuBefore: cpu,
@@ -102,7 +102,7 @@ struct Perf: ParsableCommand {
             try load.prepareTopic()
             let cpu = HostCPU.sample()
             let result = try EndToEndPerf.run(workload: EndToEndPerfWorkload(produce: workload), producerConfig: pconfig,
-                                              consumerConfig: cconfig) { line in print(line) }
+                                              consumerConfig: cconfig, reportInterval: load.reportInterval) { line in print(line) }
             print(EndToEndPerf.summary(result))
             load.reportMetrics(result.produced.metrics)
             try load.write(run: RunRecord(result, targetRate: workload.throughput), intervals: result.produced.intervals, cpuBefore: cpu,
@@ -160,12 +160,17 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "Write an HdrHistogram interval log (.hlog) of produce latency from the intended send time here.") var hlog: String?
     @Option(help: "Create the topic with this many partitions first (an existing topic must have as many).") var partitions: Int?
     @Flag(help: "Print the producer's metrics (batches, requests, retries, request latency…) at the end.") var printMetrics = false
+    @Option(help: "Milliseconds between progress lines, which are also the --hlog and --json intervals (at least 100; a short one shows a stall that a second's percentiles average away).")
+    var reportingInterval = 5000
+
+    var reportInterval: Double { Double(reportingInterval) / 1000 }
 
     func validate() throws {
         guard (numRecords == nil) != (duration == nil) else { throw ValidationError("give exactly one of --num-records and --duration") }
         guard producers >= 1 else { throw ValidationError("--producers must be at least 1") }
         guard recordSize >= 0 else { throw ValidationError("--record-size must not be negative") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard reportingInterval >= 100 else { throw ValidationError("--reporting-interval must be at least 100 (ms)") }
         if let partitions, partitions < 1 { throw ValidationError("--partitions must be at least 1") }
         _ = try payloadSpec()
         _ = try keySpec()
@@ -218,6 +223,7 @@ struct LoadOptions: ParsableArguments {
                tool: String, workload: ProducePerfWorkload, producer: ProducerConfig?, consumer: ConsumerConfig?) throws {
         var run = run
         run.hostCPU = HostCPU(from: cpuBefore, to: HostCPU.sample())
+        run.overTime = intervals.map(IntervalSummary.init)
         if let steal = run.hostCPU?.stealPercent, steal >= 10 {
             print(String(format: "note: the hypervisor took %.0f%% of this host's CPU time during the run (steal); expect noisy numbers.", steal))
         }

@@ -13,7 +13,8 @@ struct PerfHonestyTests {
     }
 
     /// 10 s open loop at a rate far below the maximum; the broker is stopped (SIGSTOP) for 200 ms
-    /// in the middle. Latency from the intended send time must show the stall at p99.9.
+    /// in the middle. Latency from the intended send time must show the stall at p99.9, and in
+    /// the half-second intervals (`--reporting-interval 500`) one spike where it happened.
     @Test func aStalledBrokerShowsInTheCorrectedHistogram() throws {
         let server = try ApusServerProcess(arguments: ["--num-partitions", "2"])
         defer { server.stop(); server.removeData() }
@@ -24,7 +25,8 @@ struct PerfHonestyTests {
         let perf = Process()
         perf.executableURL = URL(fileURLWithPath: apus)
         perf.arguments = ["perf", "produce", "--bootstrap", server.bootstrap, "--topic", "stall", "--duration", "10", "--throughput", "20000",
-                          "--producer-props", "acks=1", "linger.ms=1", "--json", "\(dir)/run.json", "--hlog", "\(dir)/run.hlog"]
+                          "--producer-props", "acks=1", "linger.ms=1", "--json", "\(dir)/run.json", "--hlog", "\(dir)/run.hlog",
+                          "--reporting-interval", "500"]
         perf.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try perf.run()
         Thread.sleep(forTimeInterval: 5)
@@ -47,6 +49,14 @@ struct PerfHonestyTests {
         var merged = try HistogramCodec.decodeBase64(String(lines[0].split(separator: ",").last!))
         for line in lines.dropFirst() { merged.add(try HistogramCodec.decodeBase64(String(line.split(separator: ",").last!))) }
         #expect(merged.totalCount == corrected.count)
+        #expect(lines.count >= 18 && lines.count <= 22, "\(lines.count) intervals of 0.5 s in 10 s")
+        // The JSON's intervals are the same ones: they add up to the run, and the stall is a
+        // spike in the one or two around 5 s, not in the others.
+        let overTime = try #require(result.overTime)
+        #expect(overTime.count == lines.count)
+        #expect(overTime.reduce(0) { $0 + $1.count } == corrected.count)
+        let spikes = overTime.filter { $0.maxMs >= 150 }
+        #expect(!spikes.isEmpty && spikes.count <= 2 && spikes.allSatisfy { $0.startSeconds > 3 && $0.startSeconds < 7.5 }, "\(overTime.map(\.maxMs))")
         // The same bucket: a percentile in the top bucket is clamped to the exact maximum in the
         // recorded histogram, and to that bucket's highest value in the decoded intervals.
         let p999 = UInt64((corrected.p999 * 1e6).rounded())
