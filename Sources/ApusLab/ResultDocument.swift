@@ -109,6 +109,12 @@ public struct HostCPU: Codable, Sendable, Equatable {
 public struct PageCache: Codable, Sendable, Equatable {
     public var dirtyBytes: UInt64
     public var writebackBytes: UInt64
+    /// The page cache in all (`Cached`) and the memory nothing uses (`MemFree`); nil in older
+    /// bundles. A run that grows the cache writes into memory the machine was not using, which
+    /// on a VM whose host takes free memory back (free page reporting) costs several times
+    /// what writing into recycled memory does.
+    public var cachedBytes: UInt64?
+    public var freeBytes: UInt64?
 
     /// Below this much dirty + writeback data the machine counts as settled.
     public static let settledBytes: UInt64 = 64 << 20
@@ -118,10 +124,10 @@ public struct PageCache: Codable, Sendable, Equatable {
         var values: [String: UInt64] = [:]
         for line in text.split(separator: "\n") {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            if f.count >= 2, f[0] == "Dirty:" || f[0] == "Writeback:", let kib = UInt64(f[1]) { values[String(f[0])] = kib * 1024 }
+            if f.count >= 2, ["Dirty:", "Writeback:", "Cached:", "MemFree:"].contains(f[0]), let kib = UInt64(f[1]) { values[String(f[0])] = kib * 1024 }
         }
         guard let dirty = values["Dirty:"], let writeback = values["Writeback:"] else { return nil }
-        return PageCache(dirtyBytes: dirty, writebackBytes: writeback)
+        return PageCache(dirtyBytes: dirty, writebackBytes: writeback, cachedBytes: values["Cached:"], freeBytes: values["MemFree:"])
     }
 
     /// `sync`, then waits (up to `timeoutSeconds`) until dirty + writeback data fall below

@@ -71,6 +71,7 @@ struct SweepEndToEndTests {
                 // Settled before the run; the page cache recorded around it; the broker's stalls.
                 let cache = try #require(run.pageCache)
                 #expect(cache.settleSeconds != nil && cache.atStart != nil && cache.atEnd != nil)
+                #expect(cache.atStart?.cachedBytes != nil && cache.atEnd?.freeBytes != nil, "Cached and MemFree around the run")
                 let stalls = try #require(run.brokerStalls, "the embedded broker's stall statistics")
                 #expect(stalls.turns > 0 && stalls.warnMs == 10 && stalls.diskWaitsOnShards == 0)
                 #expect(stalls.byCause.map { $0.values.reduce(0, +) } == stalls.stalls, "every stall has a cause")
@@ -175,6 +176,8 @@ struct SweepEndToEndTests {
         #expect(b.manifest.command.contains("--broker-binary"))
         let report = try String(contentsOfFile: "\(bundle)/report.md", encoding: .utf8)
         #expect(report.contains("Every run followed 1 s of maximum-rate produce"))
+        // The page cache's growth in each run is shown beside the dirty data at its start.
+        #expect(report.contains("dirty+writeback MiB at start; page cache growth |") && report.contains(" GiB |"))
         // rate: 10% ran open-loop at a tenth of what the rate: max point measured.
         let maximum = run.produced.recordsPerSecond
         let tenth = try #require(b.results.first { $0.point.workload.rateOfMax == 0.1 })

@@ -67,11 +67,22 @@ public enum SweepReport {
         return text
     }
 
-    /// The largest dirty + writeback page cache at the start of a point's runs.
+    /// The largest dirty + writeback page cache at the start of a point's runs, and the most
+    /// the page cache grew during one (where recorded).
     static func dirtySummary(_ runs: [RunRecord]) -> String {
         let states = runs.compactMap { $0.pageCache?.atStart }
         guard !states.isEmpty else { return "–" }
-        return String(states.map { ($0.dirtyBytes + $0.writebackBytes) >> 20 }.max()!)
+        let dirty = String(states.map { ($0.dirtyBytes + $0.writebackBytes) >> 20 }.max()!)
+        guard let growth = cacheGrowth(runs).max() else { return dirty }
+        return dirty + String(format: "; %@%.1f GiB", growth < 0 ? "" : "+", growth)
+    }
+
+    /// How much each run grew the page cache (`Cached` at its end minus at its start, GiB).
+    static func cacheGrowth(_ runs: [RunRecord]) -> [Double] {
+        runs.compactMap { run in
+            guard let from = run.pageCache?.atStart?.cachedBytes, let to = run.pageCache?.atEnd?.cachedBytes else { return nil }
+            return (Double(to) - Double(from)) / Double(1 << 30)
+        }
     }
 
     static func label(_ p: SweepPoint) -> String {
@@ -123,7 +134,14 @@ public enum SweepReport {
         md += "A broker stall is a shard turn longer than its `loop.stall.warn.ms`; its cause comes from the shard thread's CPU time and context switches in the turn: "
         md += "`on-cpu` (it ran most of the turn: the work itself), `blocked` (it slept in a call: the disk, a lock, a page fault), "
         md += "`preempted` (it was runnable and another task had the CPU: the load generator, the kernel's writeback workers), "
-        md += "`stolen` (it lost the time without a switch: the hypervisor ran another guest on its vCPU, or interrupts were handled).\n\n"
+        md += "`stolen` (it lost the time without a switch: the hypervisor ran another guest on its vCPU, or interrupts were handled)."
+        let growthRecorded = bundle.results.contains { !cacheGrowth($0.repeats).isEmpty }
+        if growthRecorded {
+            md += " The page cache's growth (the last column, the most in one run) is how much the kernel's `Cached` rose during the run: writes that "
+            md += "landed in memory the machine was not using rather than in recycled pages — on a VM whose host takes free memory back "
+            md += "(free page reporting) several times slower, so a run that grows the cache measures that as well as the broker."
+        }
+        md += "\n\n"
 
         guard !rows.isEmpty else {
             md += "No point has finished yet.\n"
@@ -157,7 +175,7 @@ public enum SweepReport {
             header += " consumed M rec/s | e2e p99 ms |"
             rule += "---|---|"
         }
-        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % | broker stalls (longest ms, why): by cause | dirty+writeback MiB at start |"
+        header += " p50 ms | p99 ms | p99.9 ms | errors | CPU steal % | broker stalls (longest ms, why): by cause | dirty+writeback MiB at start\(growthRecorded ? "; page cache growth" : "") |"
         rule += "---|---|---|---|---|---|---|"
         if m.knee != nil {
             header += " knee M rec/s |"
