@@ -95,7 +95,7 @@ public enum ProducePerf {
     /// The reporter's side of the progress intervals, outside the lock: the intervals closed
     /// so far, each CPU's steal when the current one began, and the empty histogram the next
     /// one starts with. That histogram is made here, not under the lock: building one touches
-    /// ~200 KB of new memory, which took the reporter 1–6 ms under the lock on a VM whose host
+    /// ~200 KB of new memory, which took the reporter 1–7 ms under the lock on a VM whose host
     /// takes back free memory, and every producer thread waited meanwhile (its lag counted
     /// into the latency from the intended send).
     struct IntervalLog {

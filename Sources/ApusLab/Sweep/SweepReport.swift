@@ -137,7 +137,7 @@ public enum SweepReport {
         md += "`stolen` (it lost the time without a switch: the hypervisor ran another guest on its vCPU, or interrupts were handled)."
         let growthRecorded = bundle.results.contains { !cacheGrowth($0.repeats).isEmpty }
         if growthRecorded {
-            md += " The page cache's growth (the last column, the most in one run) is how much the kernel's `Cached` rose during the run: writes that "
+            md += " The page cache's growth (beside the dirty data at the start: the most in one run) is how much the kernel's `Cached` rose during the run: writes that "
             md += "landed in memory the machine was not using rather than in recycled pages — on a VM whose host takes free memory back "
             md += "(free page reporting) several times slower, so a run that grows the cache measures that as well as the broker."
         }
