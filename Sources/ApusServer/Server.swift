@@ -52,11 +52,17 @@ public final class Server {
     /// The metrics endpoint's port (nil when `metrics.listen` is off).
     public var metricsPort: UInt16? { metricsServer?.port }
 
+    /// Descriptors the table holds from the start (at most the open-files limit): 1 MiB of
+    /// kernel memory; a broker that opens more grows it again, once per doubling.
+    static let reservedDescriptors: UInt64 = 1 << 17
+
     public init(config: ServerConfig, logger: Logger) throws {
         self.config = config
         self.logger = logger
         let files = Sys.raiseOpenFileLimit()
         if files.after > files.before { logger.info("raised the open-files limit", metadata: ["from": "\(files.before)", "to": "\(files.after)"]) }
+        // Before any shard runs: a shard's accept or dup then never grows the table (and waits).
+        Sys.reserveDescriptorTable(Int(min(files.after, Self.reservedDescriptors)))
         let cpus = try config.cpus.resolve(allowed: Placement.allowedCPUs())
         pageCacheBudget = config.pageCacheMaxBytes ?? Sys.physicalMemoryBytes() / 3
         let now = Sys.wallClockMs()

@@ -27,6 +27,24 @@ import Testing
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
     }
 
+    /// The broker grows its descriptor table before any shard runs (to its open-files limit, at
+    /// most 131,072), so that a shard's accept or dup never waits for the kernel to grow a
+    /// table the threads share (`synchronize_rcu`).
+    @Test func theDescriptorTableIsGrownAtStart() throws {
+        let server = try ApusServerProcess(arguments: [])
+        defer { server.stop(); server.removeData() }
+        let pid = server.process.processIdentifier
+        func field(_ file: String, _ prefix: String) throws -> Int {
+            let text = try String(contentsOfFile: "/proc/\(pid)/\(file)", encoding: .utf8)
+            let line = try #require(text.split(separator: "\n").first { $0.hasPrefix(prefix) }, "\(prefix) in /proc/\(pid)/\(file)")
+            return try #require(line.dropFirst(prefix.count).split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) }, "\(line)")
+        }
+        let limit = try field("limits", "Max open files")
+        let slots = try field("status", "FDSize:")
+        #expect(slots >= min(limit, 131_072), "FDSize \(slots), open-files limit \(limit)")
+        #expect(Self.descriptors(of: pid) < 200, "reserved slots, not open descriptors")
+    }
+
     @Test func aCreationThatRunsOutOfDescriptorsLeavesNothingBehind() throws {
         let dataDir = NSTemporaryDirectory() + "apus-exhaust-\(UUID().uuidString.prefix(8))"
         defer {
