@@ -49,7 +49,7 @@ struct PerfHonestyTests {
         var merged = try HistogramCodec.decodeBase64(String(lines[0].split(separator: ",").last!))
         for line in lines.dropFirst() { merged.add(try HistogramCodec.decodeBase64(String(line.split(separator: ",").last!))) }
         #expect(merged.totalCount == corrected.count)
-        #expect(lines.count >= 18 && lines.count <= 22, "\(lines.count) intervals of 0.5 s in 10 s")
+        #expect(lines.count >= 12 && lines.count <= 22, "\(lines.count) intervals of (at least) 0.5 s in 10 s")
         // The JSON's intervals are the same ones: they add up to the run, and the stall is a
         // spike in the one or two around 5 s, not in the others.
         let overTime = try #require(result.overTime)
