@@ -99,7 +99,7 @@ struct PerfHonestyTests {
         defer { server.stop(); server.removeData() }
         let apus = try ApusServerProcess.binary("apus")
         let out = server.dataDir + "-lag.txt"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        #expect(FileManager.default.createFile(atPath: out, contents: nil))
         defer { try? FileManager.default.removeItem(atPath: out) }
         let perf = Process()
         perf.executableURL = URL(fileURLWithPath: apus)

@@ -21,7 +21,7 @@ final class ChildProcess: @unchecked Sendable {
         self.arguments = arguments
         self.logPath = logPath
         self.logsOutput = logsOutput
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // if it cannot be made, the child writes to our stderr
     }
 
     /// Starts the process (again) and polls `ready` until it says so; an exit or
