@@ -51,6 +51,14 @@ public enum EndToEndPerf {
         var finished = false
         var failure: String?
         var start: UInt64 = 0
+
+        /// Hands the interval to the reporter, `fresh` (empty, made outside the lock) taking its
+        /// place, as ``ProducePerf/Shared/takeInterval(_:)`` does for the producers.
+        mutating func takeInterval(_ fresh: inout Histogram<UInt64>) -> UInt64 {
+            swap(&interval, &fresh)
+            defer { intervalRecords = 0 }
+            return intervalRecords
+        }
     }
 
     final class ConsumerBox: Sendable {
@@ -150,13 +158,8 @@ public enum EndToEndPerf {
             if Double(now - lastReport) >= reportInterval * 1e9 {
                 let seconds = Double(now - lastReport) / 1e9
                 let pRecords = intervals.close(pbox, from: lastReport, to: now).records
-                // As for the producers: the consumer thread waits for a swap only.
                 var h = ProducePerf.makeHistogram()
-                let cRecords = cbox.mutex.withLock { s -> UInt64 in
-                    swap(&s.interval, &h)
-                    defer { s.intervalRecords = 0 }
-                    return s.intervalRecords
-                }
+                let cRecords = cbox.mutex.withLock { $0.takeInterval(&h) }
                 func ms(_ p: Double) -> String { String(format: "%.2f", Double(h.valueAtPercentile(p)) / 1e6) }
                 let line = String(
                     format: "%.1f records/sec produced, %.1f records/sec consumed (%.2f MB/sec), e2e latency p50 %@ / p99 %@ / p99.9 %@ / max %.2f ms.",
